@@ -1,0 +1,72 @@
+"""The few-shot task record shared by the data, learner, training and evaluation layers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Task:
+    """One few-shot classification task (an episode).
+
+    Images are ``[n, channels, height, width]`` tensors, either ``uint8`` in 0..255 or
+    floating point in 0..1; the backbone owns resizing and normalisation. Labels are
+    ``int64`` in ``0..way-1``. ``query_groups`` optionally names, per query image, the
+    group it came from (the video of an ORBIT frame), for video-level metrics.
+    """
+
+    support_images: Tensor
+    support_labels: Tensor
+    query_images: Tensor
+    query_labels: Tensor
+    class_names: list[str]
+    query_groups: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def way(self) -> int:
+        return len(self.class_names)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` with a message that says what to fix when the task is inconsistent."""
+        for name in ("support", "query"):
+            images: Tensor = getattr(self, f"{name}_images")
+            labels: Tensor = getattr(self, f"{name}_labels")
+            if images.dim() != 4:
+                raise ValueError(
+                    f"{name}_images must be [n, channels, height, width], got shape "
+                    f"{tuple(images.shape)}"
+                )
+            if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
+                raise ValueError(
+                    f"{name}_labels must be a 1-d tensor with one label per image: "
+                    f"{images.shape[0]} images but labels of shape {tuple(labels.shape)}"
+                )
+            if labels.dtype != torch.int64:
+                raise ValueError(f"{name}_labels must be int64, got {labels.dtype}")
+            if labels.numel() and (labels.min() < 0 or labels.max() >= self.way):
+                raise ValueError(
+                    f"{name}_labels must lie in 0..{self.way - 1} (one per class name); "
+                    f"found {labels.min().item()}..{labels.max().item()}"
+                )
+        if self.support_images.shape[1:] != self.query_images.shape[1:]:
+            raise ValueError(
+                "support and query images must share channels and size: "
+                f"{tuple(self.support_images.shape[1:])} vs {tuple(self.query_images.shape[1:])}"
+            )
+        present = torch.bincount(self.support_labels, minlength=self.way)
+        empty = [self.class_names[c] for c in range(self.way) if present[c] == 0]
+        if empty:
+            raise ValueError(
+                f"classes without support images: {empty}; every class needs at least one"
+            )
+        if self.query_groups is not None and self.query_groups.shape != self.query_labels.shape:
+            raise ValueError(
+                "query_groups must give one group id per query image: "
+                f"{tuple(self.query_groups.shape)} vs {tuple(self.query_labels.shape)}"
+            )
