@@ -1,0 +1,50 @@
+"""The two verbs every few-shot learner offers: adapt to a support set, classify queries."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from litemeta.lite import LiteSettings
+
+
+class TaskClassifier(ABC):
+    """A classifier specialised to one task's support set, returned by ``adapt``."""
+
+    #: Extra loss to add once per task during meta-training (e.g. CNAPs' FiLM regulariser).
+    regularizer: Tensor
+
+    def __init__(self) -> None:
+        self.regularizer = torch.zeros(())
+
+    @abstractmethod
+    def __call__(self, query_images: Tensor) -> Tensor:
+        """Logits ``[n_query, way]`` for query images (uint8 or float, like the support)."""
+
+
+class FewShotLearner(nn.Module, ABC):
+    """A meta-learner: ``adapt`` builds a task classifier from a support set in one pass.
+
+    During meta-training ``adapt`` is called with ``lite`` set, so the support set goes
+    through :func:`litemeta.lite.lite_map`; at test time ``lite`` is ``None``.
+    """
+
+    #: False for learners with nothing to meta-train (the fine-tuning baseline).
+    meta_trainable: bool = True
+
+    @abstractmethod
+    def adapt(
+        self,
+        support_images: Tensor,
+        support_labels: Tensor,
+        *,
+        lite: LiteSettings | None = None,
+    ) -> TaskClassifier:
+        """Return a classifier for the task that ``support_images`` / ``support_labels`` define."""
+
+    def parameter_groups(self, base_lr: float) -> list[dict[str, Any]]:
+        """Optimiser parameter groups; learners override to give a pretrained part a lower rate."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": base_lr}]
