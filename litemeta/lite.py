@@ -112,7 +112,9 @@ def _allocate_per_class(class_sizes: list[int], h: int) -> list[int]:
     shares = [spare * size / total for size in class_sizes]
     extra = [min(math.floor(share), r) for share, r in zip(shares, room, strict=True)]
     leftover = spare - sum(extra)
-    order = sorted(range(num_classes), key=lambda c: shares[c] - math.floor(shares[c]), reverse=True)
+    order = sorted(
+        range(num_classes), key=lambda c: shares[c] - math.floor(shares[c]), reverse=True
+    )
     while leftover > 0:
         for c in order:
             if leftover and extra[c] < room[c]:
