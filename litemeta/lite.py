@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.checkpoint import checkpoint
 
 __all__ = ["LiteSettings", "RowCouplingError", "draw_subset", "lite_map"]
 
@@ -156,7 +157,15 @@ def _refuse_batch_statistics(fn: SetFunction) -> Iterator[None]:
         handle.remove()
 
 
-def _map_in_chunks(fn: SetFunction, inputs: Tensor, chunk_size: int) -> Tensor:
+def _map_in_chunks(
+    fn: SetFunction, inputs: Tensor, chunk_size: int, *, checkpointed: bool = False
+) -> Tensor:
+    """``fn`` over ``chunk_size`` rows at a time; ``checkpointed`` keeps only each chunk's
+    input for backward and recomputes its activations there (Chen et al., 2016)."""
+    if checkpointed and torch.is_grad_enabled():
+        return torch.cat(
+            [checkpoint(fn, chunk, use_reentrant=False) for chunk in inputs.split(chunk_size)]
+        )
     return torch.cat([fn(chunk) for chunk in inputs.split(chunk_size)])
 
 
@@ -183,6 +192,7 @@ def lite_map(
     labels: Tensor | None = None,
     stratified: bool = False,
     generator: torch.Generator | None = None,
+    gradient_checkpointing: bool = False,
 ) -> Tensor:
     """Apply ``fn`` to every row of ``inputs`` with a LITE gradient (Bronskill et al., 2021).
 
@@ -196,6 +206,8 @@ def lite_map(
         labels: class per row, needed when ``stratified``.
         stratified: draw rows per class (see :func:`draw_subset`).
         generator: random source for the draw, for reproducibility.
+        gradient_checkpointing: recompute the back-propagated rows' activations during
+            backward instead of keeping them (less memory, one more forward pass).
 
     Returns:
         ``fn`` applied to every row, stacked: forward values equal the full forward; the
@@ -210,14 +222,14 @@ def lite_map(
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     with _refuse_batch_statistics(fn):
         if h is None or h >= num_rows or not torch.is_grad_enabled():
-            return _map_in_chunks(fn, inputs, chunk)
+            return _map_in_chunks(fn, inputs, chunk, checkpointed=gradient_checkpointing)
         indices, scales = draw_subset(
             num_rows, h, labels=labels, stratified=stratified, generator=generator
         )
         with torch.no_grad():
             outputs = _map_in_chunks(fn, inputs, chunk)
         indices = indices.to(inputs.device)
-        recomputed = _map_in_chunks(fn, inputs[indices], chunk)
+        recomputed = _map_in_chunks(fn, inputs[indices], chunk, checkpointed=gradient_checkpointing)
     first_pass = outputs[indices]
     _check_rows_agree(first_pass, recomputed.detach())
     zero_valued = recomputed - recomputed.detach()
@@ -238,6 +250,7 @@ class LiteSettings:
     chunk_size: int | None = None
     stratified: bool = False
     generator: torch.Generator | None = None
+    gradient_checkpointing: bool = False
 
     def map(self, fn: SetFunction, inputs: Tensor, labels: Tensor | None = None) -> Tensor:
         """:func:`lite_map` with these settings and an independent draw."""
@@ -249,4 +262,5 @@ class LiteSettings:
             labels=labels,
             stratified=self.stratified,
             generator=self.generator,
+            gradient_checkpointing=self.gradient_checkpointing,
         )

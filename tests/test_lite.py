@@ -255,3 +255,22 @@ def test_nested_maps_need_independent_subsets() -> None:
         )
         same_subset.append(_nested_gradient(encoder, inputs, first, second))
     assert _z_scores(torch.stack(same_subset), exact).max() > SIGMAS
+
+
+def test_gradient_checkpointing_gives_the_same_gradient_and_keeps_less() -> None:
+    net = _conv_net()
+    inputs = torch.rand(64, 3, 16, 16)
+    params = list(net.parameters())
+
+    def gradient(**options) -> Tensor:
+        generator = torch.Generator().manual_seed(0)
+        out = lite_map(net, inputs, 16, chunk_size=16, generator=generator, **options)
+        return _flat_grad((out**2).sum(), params)
+
+    torch.testing.assert_close(gradient(gradient_checkpointing=True), gradient())
+    full = _saved_bytes(lambda: lite_map(net, inputs, None, chunk_size=16))
+    checkpointed = _saved_bytes(
+        lambda: lite_map(net, inputs, None, chunk_size=16, gradient_checkpointing=True)
+    )
+    assert checkpointed == inputs.numel() * inputs.element_size()  # only the chunk inputs
+    assert checkpointed < full / 5
