@@ -193,6 +193,7 @@ def lite_map(
     stratified: bool = False,
     generator: torch.Generator | None = None,
     gradient_checkpointing: bool = False,
+    unbiased_scaling: bool = True,
 ) -> Tensor:
     """Apply ``fn`` to every row of ``inputs`` with a LITE gradient (Bronskill et al., 2021).
 
@@ -208,6 +209,8 @@ def lite_map(
         generator: random source for the draw, for reproducibility.
         gradient_checkpointing: recompute the back-propagated rows' activations during
             backward instead of keeping them (less memory, one more forward pass).
+        unbiased_scaling: ``False`` drops the N/h (N_c/h_c) gradient scale, as the
+            published reference code does; biased, kept only for comparisons.
 
     Returns:
         ``fn`` applied to every row, stacked: forward values equal the full forward; the
@@ -228,6 +231,8 @@ def lite_map(
         )
         with torch.no_grad():
             outputs = _map_in_chunks(fn, inputs, chunk)
+        if not unbiased_scaling:
+            scales = torch.ones_like(scales)
         indices = indices.to(inputs.device)
         recomputed = _map_in_chunks(fn, inputs[indices], chunk, checkpointed=gradient_checkpointing)
     first_pass = outputs[indices]
@@ -251,6 +256,7 @@ class LiteSettings:
     stratified: bool = False
     generator: torch.Generator | None = None
     gradient_checkpointing: bool = False
+    unbiased_scaling: bool = True
 
     def map(self, fn: SetFunction, inputs: Tensor, labels: Tensor | None = None) -> Tensor:
         """:func:`lite_map` with these settings and an independent draw."""
@@ -263,4 +269,5 @@ class LiteSettings:
             stratified=self.stratified,
             generator=self.generator,
             gradient_checkpointing=self.gradient_checkpointing,
+            unbiased_scaling=self.unbiased_scaling,
         )
