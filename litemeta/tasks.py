@@ -33,7 +33,7 @@ class Task:
         return len(self.class_names)
 
     def validate(self) -> None:
-        """Raise ``ValueError`` with a message that says what to fix when the task is inconsistent."""
+        """Raise ``ValueError`` saying what to fix when the task is inconsistent."""
         for name in ("support", "query"):
             images: Tensor = getattr(self, f"{name}_images")
             labels: Tensor = getattr(self, f"{name}_labels")

@@ -120,10 +120,7 @@ def class_pools(
             if unknown:
                 raise ValueError(f"unknown styles {unknown}; {collection.name} has {known}")
         support_set = set(support_styles) if support_styles is not None else set(known)
-        if query_styles is not None:
-            query_set = set(query_styles)
-        else:
-            query_set = set(known) - support_set
+        query_set = set(query_styles) if query_styles is not None else set(known) - support_set
         overlap = sorted(support_set & query_set)
         if overlap:
             raise ValueError(

@@ -139,7 +139,8 @@ def test_same_seed_same_tasks_across_worker_counts():
     ]
     assert all(torch.equal(a, b) for a, b in zip(serial, parallel, strict=True))
     other = [task.support_images for task in DataLoader(make(8), batch_size=None)]
-    assert not all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(serial, other))
+    same = [a.shape == b.shape and torch.equal(a, b) for a, b in zip(serial, other, strict=True)]
+    assert not all(same)
 
 
 def test_unreadable_image_policy():
