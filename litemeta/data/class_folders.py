@@ -197,4 +197,3 @@ class ClassFolderDataset(ImageCollection):
     def read_item(self, class_id: int, item: int, image_size: int) -> Tensor:
         relative = self._items[class_id][item][0]
         return decode_image(self.tree.read(relative), image_size, self.tree.describe(relative))
-

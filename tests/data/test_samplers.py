@@ -134,9 +134,7 @@ def test_same_seed_same_tasks_across_worker_counts():
     collection = SyntheticCollection(SIZES)
     make = lambda seed: EpisodicTaskDataset(collection, VariableWaySampler(), 6, 4, seed=seed)  # noqa: E731
     serial = [task.support_images for task in DataLoader(make(7), batch_size=None)]
-    parallel = [
-        task.support_images for task in DataLoader(make(7), batch_size=None, num_workers=2)
-    ]
+    parallel = [task.support_images for task in DataLoader(make(7), batch_size=None, num_workers=2)]
     assert all(torch.equal(a, b) for a, b in zip(serial, parallel, strict=True))
     other = [task.support_images for task in DataLoader(make(8), batch_size=None)]
     same = [a.shape == b.shape and torch.equal(a, b) for a, b in zip(serial, other, strict=True)]
