@@ -194,6 +194,10 @@ class ClassFolderDataset(ImageCollection):
         styles = [style for _, style in self._items[class_id]]
         return None if all(s is None for s in styles) else [s or "" for s in styles]
 
+    def encoded_bytes(self, class_id: int, item: int) -> bytes:
+        """The image file's bytes, undecoded."""
+        return self.tree.read(self._items[class_id][item][0])
+
     def read_item(self, class_id: int, item: int, image_size: int) -> Tensor:
-        relative = self._items[class_id][item][0]
-        return decode_image(self.tree.read(relative), image_size, self.tree.describe(relative))
+        data = self.encoded_bytes(class_id, item)
+        return decode_image(data, image_size, self.item_source(class_id, item))

@@ -26,7 +26,9 @@ from pathlib import Path
 from PIL import Image
 
 from litemeta.data.class_folders import ClassFolderDataset
+from litemeta.data.episodic import EpisodicTaskDataset
 from litemeta.data.images import to_rgb
+from litemeta.data.samplers import EpisodeSampler, VariableWaySampler
 
 
 @dataclass(frozen=True)
@@ -434,3 +436,30 @@ def load_emoji(
             "`litemeta data build-emoji --size 224 --out DIR`"
         )
     return ClassFolderDataset(source, split=split, on_error=on_error, name="emoji")
+
+
+def emoji_tasks(
+    split: str = "train",
+    image_size: int = 64,
+    num_tasks: int = 1000,
+    sampler: EpisodeSampler | None = None,
+    seed: int = 0,
+    support_styles: Sequence[str] | None = None,
+    query_styles: Sequence[str] | None = None,
+    root: str | Path | None = None,
+) -> EpisodicTaskDataset:
+    """Tasks from the emoji set: Meta-Dataset-style variable-way episodes by default.
+
+    With ``support_styles``/``query_styles`` the task learns from some artists' drawings
+    and is tested on others' (e.g. support ``['google', 'twitter', 'openmoji']``, query
+    ``['fluent-3d']``).
+    """
+    return EpisodicTaskDataset(
+        load_emoji(split, root),
+        sampler if sampler is not None else VariableWaySampler(),
+        num_tasks=num_tasks,
+        image_size=image_size,
+        seed=seed,
+        support_styles=support_styles,
+        query_styles=query_styles,
+    )
