@@ -95,12 +95,14 @@ def _style_function(rule: StyleRule) -> Callable[[PurePosixPath], str | None]:
     return from_name
 
 
-def read_splits(tree: FileTree, splits_file: str | os.PathLike[str] | None) -> dict[str, list]:
+def read_splits(
+    tree: FileTree, files: list[str], splits_file: str | os.PathLike[str] | None
+) -> dict[str, list]:
     """Read a ``{split: [class, ...]}`` JSON file (default: ``splits.json`` in the root)."""
     try:
         if splits_file is not None:
             text = Path(splits_file).read_text()
-        elif SPLITS_FILE in tree.files():
+        elif SPLITS_FILE in files:
             text = tree.read(SPLITS_FILE).decode()
         else:
             return {}
@@ -133,7 +135,8 @@ class ClassFolderDataset(ImageCollection):
         self.tree = FileTree(root)
         style_of = _style_function(style_rule)
         by_class: dict[str, list[tuple[str, str | None]]] = {}
-        for relative in self.tree.files():
+        files = self.tree.files()
+        for relative in files:
             path = PurePosixPath(relative)
             if len(path.parts) < 2 or path.suffix.lower() not in IMAGE_EXTENSIONS:
                 continue
@@ -143,7 +146,7 @@ class ClassFolderDataset(ImageCollection):
                 f"no images found in {self.tree.root}: expected <class>/<image> or "
                 f"<class>/<style>/<image> with extensions {', '.join(IMAGE_EXTENSIONS)}"
             )
-        self.splits = read_splits(self.tree, splits_file)
+        self.splits = read_splits(self.tree, files, splits_file)
         names = sorted(by_class)
         if split is not None:
             if not self.splits:
