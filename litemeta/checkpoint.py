@@ -23,6 +23,7 @@ __all__ = [
     "check_model_config",
     "describe_model",
     "load_checkpoint",
+    "load_model_weights",
     "model_fingerprint",
     "restore_rng_state",
     "rng_state",
@@ -77,6 +78,20 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def load_model_weights(
+    model: torch.nn.Module,
+    path: str | Path,
+    model_config: Mapping[str, Any] | None = None,
+    map_location: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """Load a training checkpoint's weights into ``model`` after checking it was written for
+    the same model configuration; returns the checkpoint (step, config, ...)."""
+    checkpoint = load_checkpoint(path, map_location=map_location)
+    check_model_config(checkpoint, describe_model(model, model_config or {}), path)
+    model.load_state_dict(checkpoint["model"])
+    return checkpoint
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:

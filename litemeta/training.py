@@ -365,6 +365,8 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         loss, correct, queries, images = group.all_sum(totals).tolist()
+        if group.device.type == "cuda":
+            torch.cuda.synchronize(group.device)
         elapsed = time.perf_counter() - started
         tasks = config.tasks_per_step * group.world_size
         return StepMetrics(

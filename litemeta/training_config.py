@@ -124,16 +124,26 @@ class TrainingConfig:
             key, sep, text = override.partition("=")
             if not sep or not key:
                 raise ConfigError(f"override {override!r} is not of the form key=value")
-            *parents, leaf = key.strip().split(".")
-            section = data
-            for depth, part in enumerate(parents):
-                _check_known(part, section, ".".join(parents[:depth]))
-                section = section[part]
-                if not isinstance(section, dict):
-                    raise ConfigError(f"{'.'.join(parents[: depth + 1])} is not a section")
-            _check_known(leaf, section, ".".join(parents))
-            section[leaf] = yaml.safe_load(text)
+            _set_dotted(data, key.strip().split("."), yaml.safe_load(text))
         return TrainingConfig.from_dict(data)
+
+
+def _set_dotted(data: dict[str, Any], path: list[str], value: Any) -> None:
+    """Set ``data[path[0]][path[1]]... = value``; dataclass sections accept only their fields,
+    mapping-valued settings (``optim.group_lr``) any key."""
+    section: dict[str, Any] = data
+    schema: Any = TrainingConfig
+    for depth, part in enumerate(path):
+        if schema is not None:
+            _check_known(part, section, ".".join(path[:depth]))
+            hint = typing.get_type_hints(schema)[part]
+            schema = hint if dataclasses.is_dataclass(hint) else None
+        if depth == len(path) - 1:
+            section[part] = value
+        elif not isinstance(section.get(part), dict):
+            raise ConfigError(f"{'.'.join(path[: depth + 1])} is not a section")
+        else:
+            section = section[part]
 
 
 def _check_known(key: str, section: Mapping[str, Any], where: str) -> None:

@@ -9,6 +9,7 @@ from train_helpers import SyntheticTasks, TinyProtoNet, Untrainable
 from litemeta.checkpoint import (
     ModelMismatchError,
     load_checkpoint,
+    load_model_weights,
     restore_rng_state,
     rng_state,
     save_atomically,
@@ -175,6 +176,12 @@ def test_refuses_a_checkpoint_from_another_model_config(tmp_path):
         train(config, Subclass(), SyntheticTasks(), model_config=built_with, resume=True)
     assert "image_size" not in str(error.value)
 
+    trained, fresh = load_checkpoint(tmp_path / "run" / "last.pt"), _learner(seed=5)
+    assert load_model_weights(fresh, tmp_path / "run" / "last.pt", built_with)["step"] == 1
+    assert all(torch.equal(v, trained["model"][k]) for k, v in fresh.state_dict().items())
+    with pytest.raises(ModelMismatchError, match="image_size"):
+        load_model_weights(fresh, tmp_path / "run" / "last.pt", other)
+
 
 class Subclass(TinyProtoNet):
     pass
@@ -227,6 +234,8 @@ def test_config_overrides_are_type_checked():
     config = TrainingConfig().apply_overrides(["lite.h=null", "optim.lr=1e-3", "steps=5"])
     assert (config.lite.h, config.optim.lr, config.steps) == (None, 1e-3, 5)
     assert TrainingConfig.from_dict(config.to_dict()) == config
+    rates = config.apply_overrides(["optim.group_lr.backbone=1e-5", "optim.group_lr.head=0.1"])
+    assert rates.optim.group_lr == {"backbone": 1e-5, "head": 0.1}
     for override, message in [
         ("lite.hh=3", "unknown key 'hh' in section 'lite'; did you mean 'h'"),
         ("stepz=3", "did you mean 'steps'"),
@@ -236,6 +245,7 @@ def test_config_overrides_are_type_checked():
         ("lite.stratified=3", "lite.stratified must be of type bool"),
         ("optim.lr.x=1", "optim.lr is not a section"),
         ("steps", "key=value"),
+        ("optim.group_lr.head=fast", "optim.group_lr.head must be a number"),
     ]:
         with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
             TrainingConfig().apply_overrides([override])
