@@ -3,7 +3,12 @@
 import csv
 import os
 import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 from train_helpers import SyntheticTasks, TinyProtoNet
@@ -94,3 +99,40 @@ def test_two_processes_match_one_process_over_the_same_tasks(tmp_path):
     torch.testing.assert_close(
         torch.tensor(_losses(tmp_path / "parallel")), torch.tensor(_losses(tmp_path / "single"))
     )
+
+
+def _assert_same_weights(run_a, run_b):
+    a, b = load_checkpoint(run_a / "last.pt"), load_checkpoint(run_b / "last.pt")
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_torchrun_launch_matches_one_process(tmp_path):
+    script = tmp_path / "launch.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import torch
+            from train_helpers import SyntheticTasks, TinyProtoNet
+            from litemeta.training import train
+            from litemeta.training_config import TrainingConfig
+
+            torch.set_num_threads(1)
+            torch.manual_seed(100)
+            settings = {_settings(tmp_path / "torchrun", TASKS_PER_PROCESS)!r}
+            train(TrainingConfig.from_dict(settings), TinyProtoNet(), SyntheticTasks(),
+                  progress=False)
+            """
+        )
+    )
+    tests = Path(__file__).parent
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests.parent), str(tests)])}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    subprocess.run(
+        [*command, "--nproc_per_node", "2", str(script)], env=environment, check=True, timeout=300
+    )
+    torch.manual_seed(100)
+    single = _settings(tmp_path / "single", 2 * TASKS_PER_PROCESS)
+    train(TrainingConfig.from_dict(single), TinyProtoNet(), SyntheticTasks(), progress=False)
+    _assert_same_weights(tmp_path / "single", tmp_path / "torchrun")
