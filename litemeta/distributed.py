@@ -109,7 +109,3 @@ class ProcessGroup:
         gathered: list[Any] = [None] * self.world_size
         dist.all_gather_object(gathered, value)
         return gathered
-
-    def barrier(self) -> None:
-        if self.distributed:
-            dist.barrier()
