@@ -37,7 +37,7 @@ class Backbone(nn.Module):
         self.model = model.eval()
         self.name = name
         self.image_size = image_size
-        self.feature_dim: int = model.num_features
+        self.feature_dim: int = getattr(model, "head_hidden_size", None) or model.num_features
         self.register_buffer("mean", torch.tensor(mean), persistent=False)
         self.register_buffer("std", torch.tensor(std), persistent=False)
         self._film = FilmHooks(model)
