@@ -21,7 +21,8 @@ class Backbone(nn.Module):
     dropout is off, so every image's features depend on that image alone, which LITE
     needs (Bronskill et al., NeurIPS 2021). ``forward(images, film)`` applies FiLM
     parameters (one ``(gamma, beta)`` pair per normalisation layer, see
-    :attr:`film_layers`); ``film=None`` is the plain backbone.
+    :attr:`film_layers`); ``film=None`` is the plain backbone. ``pretrained`` records
+    whether the weights were pretrained (learners then meta-train it with a lower rate).
     """
 
     def __init__(
@@ -32,11 +33,13 @@ class Backbone(nn.Module):
         image_size: int,
         mean: tuple[float, ...],
         std: tuple[float, ...],
+        pretrained: bool = False,
     ) -> None:
         super().__init__()
         self.model = model.eval()
         self.name = name
         self.image_size = image_size
+        self.pretrained = pretrained
         self.feature_dim: int = getattr(model, "head_hidden_size", None) or model.num_features
         self.register_buffer("mean", torch.tensor(mean), persistent=False)
         self.register_buffer("std", torch.tensor(std), persistent=False)

@@ -92,4 +92,5 @@ def create_backbone(
         image_size=image_size or config["input_size"][-1],
         mean=tuple(config["mean"]),
         std=tuple(config["std"]),
+        pretrained=pretrained or weights_file is not None,
     )
