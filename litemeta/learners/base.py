@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from litemeta.learners.cost import AdaptationCost, measure_adaptation_cost
 from litemeta.lite import LiteSettings
 
 
@@ -23,6 +24,10 @@ class TaskClassifier(ABC):
     @abstractmethod
     def __call__(self, query_images: Tensor) -> Tensor:
         """Logits ``[n_query, way]`` for query images (uint8 or float, like the support)."""
+
+    def task_parameters(self) -> dict[str, Tensor]:
+        """The task-specific numbers this classifier holds (for the cost report); none here."""
+        return {}
 
 
 class FewShotLearner(nn.Module, ABC):
@@ -48,3 +53,9 @@ class FewShotLearner(nn.Module, ABC):
     def parameter_groups(self, base_lr: float) -> list[dict[str, Any]]:
         """Optimiser parameter groups; learners override to give a pretrained part a lower rate."""
         return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": base_lr}]
+
+    def adaptation_cost(self, support_images: Tensor, support_labels: Tensor) -> AdaptationCost:
+        """Time, FLOPs and per-task parameters of adapting to this support set (no LITE)."""
+        return measure_adaptation_cost(
+            lambda: self.adapt(support_images, support_labels), support_images.shape[0]
+        )

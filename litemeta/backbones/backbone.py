@@ -1,0 +1,73 @@
+"""A timm feature extractor that owns its preprocessing, keeps frozen statistics and takes FiLM."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from litemeta.backbones.film import FilmHooks, FilmLayer, FilmParameters
+from litemeta.backbones.preprocessing import normalise_images
+
+__all__ = ["Backbone"]
+
+
+class Backbone(nn.Module):
+    """Images (uint8 0..255 or float 0..1) -> pooled penultimate features ``[n, feature_dim]``.
+
+    The wrapped timm model (built with ``num_classes=0``) always runs in eval mode, also
+    while the learner is meta-trained: normalisation uses its running statistics and
+    dropout is off, so every image's features depend on that image alone, which LITE
+    needs (Bronskill et al., NeurIPS 2021). ``forward(images, film)`` applies FiLM
+    parameters (one ``(gamma, beta)`` pair per normalisation layer, see
+    :attr:`film_layers`); ``film=None`` is the plain backbone. ``pretrained`` records
+    whether the weights were pretrained (learners then meta-train it with a lower rate).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        name: str,
+        image_size: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        pretrained: bool = False,
+    ) -> None:
+        super().__init__()
+        self.model = model.eval()
+        self.name = name
+        self.image_size = image_size
+        self.pretrained = pretrained
+        self.feature_dim: int = getattr(model, "head_hidden_size", None) or model.num_features
+        self.register_buffer("mean", torch.tensor(mean), persistent=False)
+        self.register_buffer("std", torch.tensor(std), persistent=False)
+        self._film = FilmHooks(model)
+
+    @property
+    def film_layers(self) -> list[FilmLayer]:
+        """The normalisation layers FiLM modulates, in the order FiLM parameters are given."""
+        return self._film.layers
+
+    def identity_film(self) -> list[tuple[Tensor, Tensor]]:
+        """FiLM parameters that leave the features unchanged (gamma = 1, beta = 0)."""
+        return self._film.identity(device=self.mean.device, dtype=self.mean.dtype)
+
+    def preprocess(self, images: Tensor) -> Tensor:
+        """Resize to :attr:`image_size` and normalise with the backbone's mean and std."""
+        return normalise_images(images, self.image_size, self.mean, self.std)
+
+    def forward(self, images: Tensor, film: FilmParameters | None = None) -> Tensor:
+        with self._film.applied(film):
+            return self.model(self.preprocess(images))
+
+    def train(self, mode: bool = True) -> Backbone:
+        """Set the mode of this module but keep the timm model in eval mode (frozen statistics)."""
+        super().train(mode)
+        self.model.eval()
+        return self
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able arguments of :func:`litemeta.backbones.create_backbone` that rebuild it."""
+        return {"name": self.name, "image_size": self.image_size}

@@ -1,0 +1,127 @@
+"""Task classifiers on backbone features: prototypes, linear heads, Mahalanobis distance."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+
+import torch
+from torch import Tensor
+
+from litemeta.backbones import Backbone, FilmParameters
+from litemeta.learners.base import TaskClassifier
+from litemeta.learners.statistics import mahalanobis_logits, squared_euclidean_logits
+from litemeta.learners.validation import check_query
+
+__all__ = [
+    "BackboneTaskClassifier",
+    "LinearClassifier",
+    "MahalanobisClassifier",
+    "PrototypeClassifier",
+]
+
+
+class BackboneTaskClassifier(TaskClassifier):
+    """Embeds query images with the (FiLM-adapted) backbone, then scores the features.
+
+    ``task_film`` marks FiLM parameters specific to this task (generated or fine-tuned),
+    which count as task parameters; shared, meta-learned FiLM parameters do not.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        support_shape: torch.Size,
+        film: FilmParameters | None = None,
+        *,
+        task_film: bool = False,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.support_shape = support_shape
+        self.film = film
+        self.task_film = task_film
+
+    def __call__(self, query_images: Tensor) -> Tensor:
+        check_query(query_images, self.support_shape)
+        return self.logits(self.backbone(query_images, self.film))
+
+    @abstractmethod
+    def logits(self, features: Tensor) -> Tensor:
+        """Logits ``[n, way]`` for backbone features ``[n, d]``."""
+
+    def task_parameters(self) -> dict[str, Tensor]:
+        if not (self.task_film and self.film):
+            return {}
+        return {"film": torch.cat([torch.cat(pair) for pair in self.film])}
+
+
+class PrototypeClassifier(BackboneTaskClassifier):
+    """Negative squared Euclidean distance to class prototypes (Snell et al., 2017)."""
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        support_shape: torch.Size,
+        prototypes: Tensor,
+        film: FilmParameters | None = None,
+    ) -> None:
+        super().__init__(backbone, support_shape, film)
+        self.prototypes = prototypes
+
+    def logits(self, features: Tensor) -> Tensor:
+        return squared_euclidean_logits(features, self.prototypes)
+
+    def task_parameters(self) -> dict[str, Tensor]:
+        return {**super().task_parameters(), "prototypes": self.prototypes}
+
+
+class LinearClassifier(BackboneTaskClassifier):
+    """``w_k . x + b_k``: CNAPs' generated head or the fine-tuning baseline's trained one."""
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        support_shape: torch.Size,
+        weight: Tensor,
+        bias: Tensor,
+        film: FilmParameters | None = None,
+        *,
+        task_film: bool = False,
+    ) -> None:
+        super().__init__(backbone, support_shape, film, task_film=task_film)
+        self.weight = weight
+        self.bias = bias
+
+    def logits(self, features: Tensor) -> Tensor:
+        return features @ self.weight.T + self.bias
+
+    def task_parameters(self) -> dict[str, Tensor]:
+        return {**super().task_parameters(), "weight": self.weight, "bias": self.bias}
+
+
+class MahalanobisClassifier(BackboneTaskClassifier):
+    """Negative squared Mahalanobis distance to class means (Bateni et al., CVPR 2020)."""
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        support_shape: torch.Size,
+        means: Tensor,
+        covariances: Tensor,
+        film: FilmParameters | None = None,
+        *,
+        task_film: bool = False,
+    ) -> None:
+        super().__init__(backbone, support_shape, film, task_film=task_film)
+        self.means = means
+        self.cholesky_factors = torch.linalg.cholesky(covariances)
+
+    def logits(self, features: Tensor) -> Tensor:
+        return mahalanobis_logits(features, self.means, self.cholesky_factors)
+
+    def task_parameters(self) -> dict[str, Tensor]:
+        return {
+            **super().task_parameters(),
+            "means": self.means,
+            "cholesky_factors": self.cholesky_factors,
+        }
