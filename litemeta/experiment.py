@@ -29,6 +29,7 @@ from litemeta.data import (
     load_emoji,
 )
 from litemeta.data.samplers import EpisodeSampler
+from litemeta.data.vtab import vtab_task
 from litemeta.learners import build_learner
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.tasks import Task
@@ -46,7 +47,7 @@ __all__ = [
     "task_dataset",
 ]
 
-Dataset_ = Literal["emoji", "folders", "orbit", "meta-dataset"]
+Dataset_ = Literal["emoji", "folders", "orbit", "meta-dataset", "vtab"]
 
 
 @dataclass
@@ -78,7 +79,9 @@ class DataConfig:
 
     ``dataset``: ``emoji`` (built in), ``folders`` (``root/<class>/<images>`` with optional
     styles and ``splits.json``), ``orbit`` (ORBIT's on-disk layout) or ``meta-dataset``
-    (per-class ``.tfrecords`` with ``dataset_spec.json``). ``support_styles`` and
+    (per-class ``.tfrecords`` with ``dataset_spec.json``) or ``vtab`` (one transfer task:
+    ``vtab_support_size`` images of ``root/train/<class>/``, queries from ``root/test/``;
+    evaluation only). ``support_styles`` and
     ``query_styles`` take a task's support and query images from different styles.
     ``orbit_target`` picks clean (CLE-VE) or clutter (CLU-VE) target videos.
     """
@@ -95,6 +98,8 @@ class DataConfig:
     orbit_target: Literal["clean", "clutter"] = "clutter"
     orbit_clip_length: int = 1
     on_error: Literal["raise", "skip"] = "raise"
+    vtab_support_size: int = 1000
+    vtab_query_limit: int | None = None
 
 
 @dataclass
@@ -168,12 +173,29 @@ def _collection(data: DataConfig, split: str) -> Any:
 
 def task_dataset(
     data: DataConfig, split: str, num_tasks: int, image_size: int, seed: int
-) -> Dataset[Task]:
+) -> Dataset[Task] | list[Task]:
     """``num_tasks`` reproducible tasks of ``split``; item ``i`` depends only on ``(seed, i)``.
 
     For ORBIT, items cycle over the users so that consecutive tasks come from different
     users.
     """
+    if data.dataset == "vtab":
+        if data.root is None:
+            raise ConfigError("data.root is required for the 'vtab' dataset")
+        if split != data.test_split:
+            raise ConfigError(
+                "vtab is a transfer-evaluation dataset (one task per dataset): meta-train on "
+                "another dataset and evaluate on vtab with `litemeta evaluate`"
+            )
+        task = vtab_task(
+            data.root,
+            image_size=image_size,
+            support_size=data.vtab_support_size,
+            query_limit=data.vtab_query_limit,
+            seed=seed,
+            on_error=data.on_error,
+        )
+        return [task]
     collection = _collection(data, split)
     if isinstance(collection, OrbitDataset):
         sampler = OrbitTaskSampler(target=data.orbit_target, clip_length=data.orbit_clip_length)
