@@ -56,7 +56,8 @@ class BackboneTaskClassifier(TaskClassifier):
 
 
 class PrototypeClassifier(BackboneTaskClassifier):
-    """Negative squared Euclidean distance to class prototypes (Snell et al., 2017)."""
+    """Negative squared Euclidean distance to class prototypes (Snell et al., 2017),
+    optionally times a meta-learned scale (Oreshkin et al., 2018)."""
 
     def __init__(
         self,
@@ -64,12 +65,16 @@ class PrototypeClassifier(BackboneTaskClassifier):
         support_shape: torch.Size,
         prototypes: Tensor,
         film: FilmParameters | None = None,
+        *,
+        distance_scale: Tensor | None = None,
     ) -> None:
         super().__init__(backbone, support_shape, film)
         self.prototypes = prototypes
+        self.distance_scale = distance_scale
 
     def logits(self, features: Tensor) -> Tensor:
-        return squared_euclidean_logits(features, self.prototypes)
+        logits = squared_euclidean_logits(features, self.prototypes)
+        return logits if self.distance_scale is None else logits * self.distance_scale
 
     def task_parameters(self) -> dict[str, Tensor]:
         return {**super().task_parameters(), "prototypes": self.prototypes}

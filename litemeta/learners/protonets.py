@@ -3,9 +3,11 @@ Learning", NeurIPS 2017): class means of support features, squared Euclidean log
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
 from litemeta.backbones import Backbone
@@ -28,6 +30,12 @@ class ProtoNets(BackboneLearner):
         meta_train: ``"backbone"`` meta-trains the backbone weights (at
             ``backbone_lr_scale`` times the base rate); ``"film"`` freezes them and
             meta-learns one set of FiLM parameters shared by all tasks.
+        distance_scale: ``None`` for the plain squared Euclidean logits; a number makes
+            the logits ``-s * ||x - mu_k||^2`` with ``s`` meta-learned from that start
+            (metric scaling, Oreshkin et al., "TADAM", NeurIPS 2018). Pretrained features
+            have squared distances in the thousands, so plain logits saturate the softmax;
+            a start of about ``1 / typical distance`` keeps meta-training well-conditioned.
+            The scale never changes which class is predicted.
         backbone_lr_scale, chunk_size: see :class:`BackboneLearner`.
     """
 
@@ -38,18 +46,28 @@ class ProtoNets(BackboneLearner):
         backbone: Backbone,
         *,
         meta_train: MetaTrained = "backbone",
+        distance_scale: float | None = None,
         backbone_lr_scale: float | None = None,
         chunk_size: int = 64,
     ) -> None:
         if meta_train not in ("backbone", "film"):
             raise ValueError(f"meta_train must be 'backbone' or 'film', got {meta_train!r}")
+        if distance_scale is not None and distance_scale <= 0:
+            raise ValueError(f"distance_scale must be positive or None, got {distance_scale}")
         super().__init__(
             backbone,
             train_backbone=meta_train == "backbone",
             backbone_lr_scale=backbone_lr_scale,
             chunk_size=chunk_size,
         )
-        self.options.update(meta_train=meta_train, backbone_lr_scale=self.backbone_lr_scale)
+        self.options.update(
+            meta_train=meta_train,
+            distance_scale=distance_scale,
+            backbone_lr_scale=self.backbone_lr_scale,
+        )
+        self.log_distance_scale = (
+            None if distance_scale is None else nn.Parameter(torch.tensor(math.log(distance_scale)))
+        )
         self.film_gammas = nn.ParameterList()
         self.film_betas = nn.ParameterList()
         if meta_train == "film":
@@ -75,4 +93,7 @@ class ProtoNets(BackboneLearner):
         embed = partial(self.backbone, film=film)
         features = self.map_support(embed, support_images, support_labels, lite)
         prototypes = class_means(features, support_labels.to(features.device), way)
-        return PrototypeClassifier(self.backbone, support_images.shape[1:], prototypes, film)
+        scale = None if self.log_distance_scale is None else self.log_distance_scale.exp()
+        return PrototypeClassifier(
+            self.backbone, support_images.shape[1:], prototypes, film, distance_scale=scale
+        )
