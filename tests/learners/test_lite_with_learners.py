@@ -10,7 +10,7 @@ from torch import nn
 from litemeta.learners import CNAPs, build_learner
 from litemeta.lite import LiteSettings
 
-from .helpers import IMAGE_SIZE, tiny_backbone
+from .helpers import BACKBONE_SIZE, tiny_backbone
 
 TINY_CNAPS = {"encoder_image_size": 16, "encoder_channels": 8}
 
@@ -27,7 +27,7 @@ TINY_CNAPS = {"encoder_image_size": 16, "encoder_channels": 8}
 def test_logits_are_identical_with_and_without_lite(task, name, options):
     support, support_labels, query, _ = task
     torch.manual_seed(0)
-    learner = build_learner(name, image_size=IMAGE_SIZE, **options).train()
+    learner = build_learner(name, image_size=BACKBONE_SIZE, **options).train()
     exact = learner.adapt(support, support_labels)(query)
     for seed in range(3):
         lite = LiteSettings(h=3, generator=torch.Generator().manual_seed(seed))
