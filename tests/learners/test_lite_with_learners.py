@@ -47,15 +47,6 @@ class SameSubsetForBothMaps(LiteSettings):
 
 
 @pytest.fixture
-def single_thread():
-    """Thousands of tiny draws: one thread avoids thread-synchronisation overhead."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
 def tiny_cnaps_problem():
     """A tiny float64 CNAPs with random (non-zero) generators, a 6-image support set and
     a query set; returns a function mapping LITE settings (or None) to the loss gradient."""
@@ -95,9 +86,7 @@ def within_four_sigma(draws: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
     return (mean - exact).abs() <= 4 * standard_error + 1e-9 * exact.abs().max()
 
 
-def test_cnaps_lite_gradient_is_unbiased_with_independent_subsets(
-    tiny_cnaps_problem, single_thread
-):
+def test_cnaps_lite_gradient_is_unbiased_with_independent_subsets(tiny_cnaps_problem):
     gradient = tiny_cnaps_problem
     exact = gradient(None)
     draws = torch.stack(
@@ -111,7 +100,7 @@ def test_cnaps_lite_gradient_is_unbiased_with_independent_subsets(
     assert inside.all(), f"{(~inside).sum().item()} of {exact.numel()} coordinates biased"
 
 
-def test_reusing_one_subset_for_both_nested_maps_is_biased(tiny_cnaps_problem, single_thread):
+def test_reusing_one_subset_for_both_nested_maps_is_biased(tiny_cnaps_problem):
     gradient = tiny_cnaps_problem
     exact = gradient(None)
     draws = torch.stack([gradient(SameSubsetForBothMaps(h=2, seed=i)) for i in range(300)])
