@@ -10,7 +10,9 @@ IMAGE_SIZE = 32
 #: Pretrained ImageNet features need more than 32 px; images are upsampled to this.
 BACKBONE_SIZE = 64
 #: Clearly different base colours, one per class.
-CLASS_COLOURS = torch.tensor([[220, 40, 40], [40, 200, 40], [40, 60, 220], [230, 220, 50]])
+CLASS_COLOURS = torch.tensor(
+    [[220, 40, 40], [40, 200, 40], [40, 60, 220], [230, 220, 50], [200, 60, 210]]
+)
 
 
 def colour_task(way: int, shots: int, queries: int, seed: int = 0, size: int = IMAGE_SIZE):
