@@ -68,9 +68,14 @@ class BackboneLearner(FewShotLearner):
         trainable = [p for p in self.parameters() if p.requires_grad]
         groups = [
             {
+                "name": "backbone",
                 "params": [p for p in trainable if id(p) in in_backbone],
                 "lr": base_lr * self.backbone_lr_scale,
             },
-            {"params": [p for p in trainable if id(p) not in in_backbone], "lr": base_lr},
+            {
+                "name": "head",
+                "params": [p for p in trainable if id(p) not in in_backbone],
+                "lr": base_lr,
+            },
         ]
         return [group for group in groups if group["params"]]

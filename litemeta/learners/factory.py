@@ -26,17 +26,21 @@ def build_learner(
     backbone: str = DEFAULT_BACKBONE,
     image_size: int | None = None,
     pretrained: bool = True,
+    weights_file: str | Path | None = None,
     **options: Any,
 ) -> BackboneLearner:
     """A learner by name (one of :data:`LEARNERS`) on a backbone by name.
 
-    ``backbone``, ``image_size`` and ``pretrained`` go to
+    ``backbone``, ``image_size``, ``pretrained`` and ``weights_file`` go to
     :func:`litemeta.backbones.create_backbone`; ``options`` to the learner's constructor.
     """
     if name not in LEARNERS:
         raise ValueError(f"unknown learner '{name}': choose one of {sorted(LEARNERS)}")
     return LEARNERS[name](
-        create_backbone(backbone, image_size=image_size, pretrained=pretrained), **options
+        create_backbone(
+            backbone, image_size=image_size, pretrained=pretrained, weights_file=weights_file
+        ),
+        **options,
     )
 
 

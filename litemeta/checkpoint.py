@@ -1,0 +1,179 @@
+"""Checkpoints: atomic writes, safe loads, random-number states as tensors, model fingerprints.
+
+Checkpoints hold only tensors, dicts, lists, tuples, numbers, strings and None, so they load
+with ``torch.load(..., weights_only=True)``, which never runs code from the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "ModelMismatchError",
+    "check_model_config",
+    "describe_model",
+    "load_checkpoint",
+    "load_model_weights",
+    "model_fingerprint",
+    "restore_rng_state",
+    "rng_state",
+    "save_atomically",
+]
+
+
+class ModelMismatchError(RuntimeError):
+    """A checkpoint written for a model configured differently from the one loading it."""
+
+
+def save_atomically(payload: Mapping[str, Any], path: str | Path) -> Path:
+    """Write ``payload`` with ``torch.save`` so that ``path`` is either the old or the new file.
+
+    The bytes go to a temporary file in the same directory, are flushed to disk (fsync), and
+    the file is renamed over ``path`` (``os.replace`` is atomic on POSIX and Windows). A failure
+    part-way leaves the previous checkpoint untouched and removes the temporary file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save(dict(payload), stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+    return path
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable (no-op where directories cannot be opened)."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint without executing code from it (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def load_model_weights(
+    model: torch.nn.Module,
+    path: str | Path,
+    model_config: Mapping[str, Any] | None = None,
+    map_location: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """Load a training checkpoint's weights into ``model`` after checking it was written for
+    the same model configuration; returns the checkpoint (step, config, ...)."""
+    checkpoint = load_checkpoint(path, map_location=map_location)
+    check_model_config(checkpoint, describe_model(model, model_config or {}), path)
+    model.load_state_dict(checkpoint["model"])
+    return checkpoint
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """The Python, NumPy, torch (and CUDA, on a CUDA device) random states, as tensors."""
+    version, python_state, gauss = random.getstate()
+    _, keys, position, has_gauss, cached_gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": {
+            "version": version,
+            "state": torch.tensor(python_state, dtype=torch.int64),
+            "gauss": gauss,
+        },
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "cached_gauss": float(cached_gauss),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
+    """Inverse of :func:`rng_state` (accepts states loaded onto any device)."""
+    python = state["python"]
+    random.setstate((python["version"], tuple(python["state"].tolist()), python["gauss"]))
+    numpy = state["numpy"]
+    np.random.set_state(
+        (
+            "MT19937",
+            numpy["keys"].cpu().numpy().astype(np.uint32),
+            numpy["position"],
+            numpy["has_gauss"],
+            numpy["cached_gauss"],
+        )
+    )
+    torch.set_rng_state(state["torch"].cpu())
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
+def describe_model(model: torch.nn.Module, model_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The model's identity: its class and the settings it was built with, as plain JSON data."""
+    described = {"class": f"{type(model).__module__}.{type(model).__qualname__}", **model_config}
+    return json.loads(json.dumps(described, sort_keys=True, default=str))
+
+
+def model_fingerprint(model_config: Mapping[str, Any]) -> str:
+    """SHA-256 of the model configuration's canonical JSON."""
+    canonical = json.dumps(model_config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_model_config(
+    checkpoint: Mapping[str, Any], model_config: Mapping[str, Any], path: str | Path
+) -> None:
+    """Refuse a checkpoint whose model configuration differs, naming the keys that differ."""
+    if checkpoint["model_fingerprint"] == model_fingerprint(model_config):
+        return
+    saved, current = _flatten(checkpoint["model_config"]), _flatten(model_config)
+    differences = [
+        f"{key}: {saved.get(key, '<absent>')!r} in the checkpoint, "
+        f"{current.get(key, '<absent>')!r} now"
+        for key in sorted(saved.keys() | current.keys())
+        if saved.get(key, "<absent>") != current.get(key, "<absent>")
+    ]
+    raise ModelMismatchError(
+        f"checkpoint {path} was written for a different model configuration ("
+        + "; ".join(differences)
+        + "). Use the model settings it was trained with, or start a new run in another "
+        "output directory."
+    )

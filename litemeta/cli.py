@@ -1,0 +1,192 @@
+"""The ``litemeta`` command: one argparse sub-parser per command group.
+
+Each group registers itself with a ``add_<group>_commands(subparsers)`` function and
+sets ``handler`` on its parsers; ``main`` only dispatches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _data_build_emoji(args: argparse.Namespace) -> None:
+    from litemeta.data.emoji import build_emoji
+
+    splits = build_emoji(
+        out=Path(args.out),
+        size=args.size,
+        limit=args.limit,
+        packages=Path(args.packages) if args.packages else None,
+        styles=args.styles,
+        image_format=args.format,
+        quality=args.quality,
+    )
+    counts = ", ".join(f"{name} {len(classes)}" for name, classes in splits.items())
+    print(f"wrote {sum(len(c) for c in splits.values())} classes ({counts}) to {args.out}")
+
+
+def _data_info(args: argparse.Namespace) -> None:
+    from litemeta.data.info import describe
+
+    print(describe(args.dataset))
+
+
+def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
+    from litemeta.data.emoji import STYLES
+
+    data = subparsers.add_parser("data", help="datasets: build the emoji set, describe a dataset")
+    commands = data.add_subparsers(dest="data_command", required=True)
+
+    build = commands.add_parser(
+        "build-emoji",
+        help="fetch the emoji packages with npm and write class folders at any size",
+    )
+    build.add_argument("--out", required=True, help="output directory, or a path ending in .zip")
+    build.add_argument("--size", type=int, default=224, help="image side in pixels (default 224)")
+    build.add_argument("--limit", type=int, default=None, help="keep N emoji per split")
+    build.add_argument("--styles", nargs="+", default=list(STYLES), choices=STYLES)
+    build.add_argument("--format", choices=("png", "webp"), default="png")
+    build.add_argument("--quality", type=int, default=90, help="WebP quality (default 90)")
+    build.add_argument(
+        "--packages", default=None, help="folder of already unpacked packages (skips npm)"
+    )
+    build.set_defaults(handler=_data_build_emoji)
+
+    info = commands.add_parser("info", help="print classes, images, styles, splits, sizes")
+    info.add_argument(
+        "dataset",
+        nargs="?",
+        default="emoji",
+        help="'emoji' (built-in), class folders (dir or .zip), ORBIT root or Meta-Dataset records",
+    )
+    info.set_defaults(handler=_data_info)
+
+
+def _print_results(results: dict) -> None:
+    from litemeta.evaluation import markdown_table
+
+    if results:
+        print(markdown_table(results))
+
+
+def _train(args: argparse.Namespace) -> None:
+    from litemeta.experiment import load_experiment
+    from litemeta.jobs import train_experiment
+
+    config = load_experiment(args.config, args.overrides)
+    results = train_experiment(config, resume=args.resume, compare_baseline=not args.no_baseline)
+    _print_results(results)
+    print(f"checkpoints and logs in {config.training.output_dir}")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from litemeta.experiment import load_experiment
+    from litemeta.jobs import evaluate_experiment, find_checkpoint
+
+    config = load_experiment(args.config, args.overrides)
+    checkpoint = find_checkpoint(args.checkpoint) if args.checkpoint else None
+    results = evaluate_experiment(
+        config,
+        checkpoint=checkpoint,
+        split=args.split,
+        num_tasks=args.tasks,
+        output_dir=args.output,
+    )
+    _print_results(results)
+
+
+def _personalise(args: argparse.Namespace) -> None:
+    from litemeta.jobs import personalise
+
+    predictions = personalise(args.checkpoint, args.support, args.query, output_dir=args.output)
+    for prediction in predictions:
+        print(f"{prediction.path}\t{prediction.label}\t{prediction.probability:.3f}")
+    if args.output:
+        print(f"wrote predictions.csv and predictions.json to {args.output}")
+
+
+def _add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        default="default",
+        help="a YAML file, or a shipped config: default, orbit, meta-dataset, vtab "
+        "(default: default, the built-in emoji set on a CPU)",
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="settings to override, e.g. training.steps=100 model.learner=simple_cnaps",
+    )
+
+
+def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser(
+        "train", help="meta-train with LITE, then evaluate on the test split"
+    )
+    _add_experiment_arguments(train)
+    train.add_argument(
+        "--resume", action="store_true", help="continue from the output directory's last.pt"
+    )
+    train.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="skip evaluating the learner before meta-training",
+    )
+    train.set_defaults(handler=_train)
+
+    evaluate = subparsers.add_parser(
+        "evaluate", help="accuracy with 95%% confidence interval over test tasks"
+    )
+    _add_experiment_arguments(evaluate)
+    evaluate.add_argument(
+        "--checkpoint",
+        default=None,
+        help="a checkpoint or training output directory (default: the pretrained model)",
+    )
+    evaluate.add_argument("--split", default=None, help="split to evaluate (default: test)")
+    evaluate.add_argument("--tasks", type=int, default=None, help="number of test tasks")
+    evaluate.add_argument("--output", default=None, help="write results.json/.md/.png here")
+    evaluate.set_defaults(handler=_evaluate)
+
+    personalise = subparsers.add_parser(
+        "personalise",
+        aliases=["predict"],
+        help="adapt to your own class folders in one pass and label a folder of images",
+    )
+    personalise.add_argument(
+        "--checkpoint", required=True, help="a checkpoint or training output directory"
+    )
+    personalise.add_argument(
+        "--support", required=True, help="folder with one sub-folder of images per class"
+    )
+    personalise.add_argument("--query", required=True, help="folder of images to label")
+    personalise.add_argument("--output", default=None, help="write predictions.csv/.json here")
+    personalise.set_defaults(handler=_personalise)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="litemeta", description="Meta-train few-shot image classifiers with LITE."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_experiment_commands(subparsers)
+    add_data_commands(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        print(f"litemeta: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

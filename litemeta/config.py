@@ -1,0 +1,135 @@
+"""Settings as trees of dataclasses: built from YAML mappings with type checks, and
+changed with ``dotted.key=value`` overrides from the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union
+
+import yaml
+
+__all__ = ["ConfigError", "apply_overrides", "config_from_dict", "config_from_yaml"]
+
+Config = TypeVar("Config")
+
+
+class ConfigError(ValueError):
+    """A configuration key or value that cannot be used, with what to do about it."""
+
+
+def config_from_dict(cls: type[Config], data: Mapping[str, Any]) -> Config:
+    """Build dataclass ``cls`` from nested mappings; unknown keys and ill-typed values raise
+    :class:`ConfigError`."""
+    return _build(cls, data, prefix="")
+
+
+def config_from_yaml(cls: type[Config], path: str | Path) -> Config:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    return config_from_dict(cls, data)
+
+
+def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
+    """A copy of dataclass ``config`` with ``dotted.key=value`` overrides (values parsed as
+    YAML, then type-checked like the file)."""
+    data = dataclasses.asdict(config)  # type: ignore[call-overload]
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {override!r} is not of the form key=value")
+        _set_dotted(data, type(config), key.strip().split("."), yaml.safe_load(text))
+    return config_from_dict(type(config), data)
+
+
+def _set_dotted(data: dict[str, Any], root: type, path: list[str], value: Any) -> None:
+    """Set ``data[path[0]][path[1]]... = value``; dataclass sections accept only their fields,
+    mapping-valued settings (``optim.group_lr``) any key."""
+    section: dict[str, Any] = data
+    schema: Any = root
+    for depth, part in enumerate(path):
+        if schema is not None:
+            _check_known(part, section, ".".join(path[:depth]))
+            hint = typing.get_type_hints(schema)[part]
+            schema = hint if dataclasses.is_dataclass(hint) else None
+        if depth == len(path) - 1:
+            section[part] = value
+        elif not isinstance(section.get(part), dict):
+            raise ConfigError(f"{'.'.join(path[: depth + 1])} is not a section")
+        else:
+            section = section[part]
+
+
+def _check_known(key: str, section: Mapping[str, Any], where: str) -> None:
+    if key in section:
+        return
+    place = f"section '{where}'" if where else "the config"
+    close = difflib.get_close_matches(key, list(section), n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise ConfigError(f"unknown key '{key}' in {place}{hint} (known: {', '.join(section)})")
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    values = {}
+    for key, value in data.items():
+        _check_known(key, dict.fromkeys(names), prefix.rstrip("."))
+        values[key] = _coerce(value, hints[key], f"{prefix}{key}")
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check ``value`` against the type ``hint``; convert ints and numeric strings to float."""
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, f"{key}.")
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} fits no option")
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            raise ConfigError(f"{key} must be one of {list(allowed)}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        (item_type,) = typing.get_args(hint)
+        return [_coerce(item, item_type, f"{key}[{n}]") for n, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        key_type, value_type = typing.get_args(hint)
+        return {
+            _coerce(k, key_type, f"{key} key"): _coerce(v, value_type, f"{key}.{k}")
+            for k, v in value.items()
+        }
+    if hint is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} must be a number, got {value!r}") from None
+    if hint in (bool, int, str) and (type(value) is not hint):
+        raise ConfigError(f"{key} must be of type {hint.__name__}, got {value!r}")
+    return value

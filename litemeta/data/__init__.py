@@ -1,0 +1,38 @@
+"""Datasets and episode samplers: class folders, the built-in emoji set, ORBIT and
+Meta-Dataset records. No model code lives here.
+
+Readers are ``ImageCollection``s; samplers turn per-class pools into ``EpisodeSpec``s;
+``EpisodicTaskDataset`` / ``OrbitTaskDataset`` load them as ``litemeta.tasks.Task``s.
+"""
+
+from litemeta.data.base import ClassPool, ImageCollection, class_pools
+from litemeta.data.class_folders import ClassFolderDataset
+from litemeta.data.emoji import STYLES as EMOJI_STYLES
+from litemeta.data.emoji import emoji_tasks, load_emoji
+from litemeta.data.episodic import EpisodicTaskDataset, load_task, task_rng
+from litemeta.data.images import ImageLoadError
+from litemeta.data.metadataset import MetaDatasetRecords, read_dataset_spec
+from litemeta.data.orbit import OrbitDataset, OrbitTaskDataset, OrbitTaskSampler
+from litemeta.data.samplers import EpisodeSpec, FixedWaySampler, VariableWaySampler
+
+__all__ = [
+    "EMOJI_STYLES",
+    "ClassFolderDataset",
+    "ClassPool",
+    "EpisodeSpec",
+    "EpisodicTaskDataset",
+    "FixedWaySampler",
+    "ImageCollection",
+    "ImageLoadError",
+    "MetaDatasetRecords",
+    "OrbitDataset",
+    "OrbitTaskDataset",
+    "OrbitTaskSampler",
+    "VariableWaySampler",
+    "class_pools",
+    "emoji_tasks",
+    "load_emoji",
+    "load_task",
+    "read_dataset_spec",
+    "task_rng",
+]

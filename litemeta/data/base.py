@@ -1,0 +1,146 @@
+"""The image collection interface every reader implements, and the pools samplers draw from."""
+
+from __future__ import annotations
+
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from torch import Tensor
+
+from litemeta.data.images import ImageLoadError, OnError, check_on_error
+
+
+class ImageCollection(ABC):
+    """Classes of images, each class an ordered list of items ``0..num_items(c)-1``.
+
+    Readers (class folders, Meta-Dataset records, ORBIT frames, the built-in emoji set)
+    subclass this; samplers only see item counts and optional per-item styles, so they
+    can be tested without images.
+    """
+
+    def __init__(self, name: str, class_names: Sequence[str], on_error: str = "raise") -> None:
+        self.name = name
+        self.class_names = list(class_names)
+        self.on_error: OnError = check_on_error(on_error)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @abstractmethod
+    def num_items(self, class_id: int) -> int:
+        """Number of images of class ``class_id``."""
+
+    @abstractmethod
+    def item_source(self, class_id: int, item: int) -> str:
+        """Where an image lives (a path, or ``file#record``), for messages."""
+
+    @abstractmethod
+    def read_item(self, class_id: int, item: int, image_size: int) -> Tensor:
+        """Decode one image to uint8 ``[3, S, S]``; raise ``ImageLoadError`` naming it."""
+
+    def item_styles(self, class_id: int) -> list[str] | None:
+        """The style (domain, artist, video type) of each item of a class, if known."""
+        return None
+
+    def styles(self) -> list[str]:
+        found: set[str] = set()
+        for class_id in range(self.num_classes):
+            found.update(self.item_styles(class_id) or [])
+        return sorted(found)
+
+    def load_image(self, class_id: int, item: int, image_size: int) -> Tensor:
+        """Load an image, applying the ``on_error`` policy.
+
+        With ``on_error='skip'`` an unreadable image is reported with its path in a
+        warning and the next readable image of the same class is used instead.
+        """
+        try:
+            return self.read_item(class_id, item, image_size)
+        except ImageLoadError as error:
+            if self.on_error == "raise":
+                raise
+            warnings.warn(f"skipping unreadable image: {error}", stacklevel=2)
+            count = self.num_items(class_id)
+            for offset in range(1, count):
+                try:
+                    return self.read_item(class_id, (item + offset) % count, image_size)
+                except ImageLoadError as other:
+                    warnings.warn(f"skipping unreadable image: {other}", stacklevel=2)
+            raise ImageLoadError(
+                f"no readable image in class {self.class_names[class_id]!r} of {self.name}"
+            ) from error
+
+
+@dataclass(frozen=True)
+class ClassPool:
+    """The items of one class a sampler may use.
+
+    ``support`` lists the item indices eligible for the support set. ``query`` lists
+    those eligible for the query set, or is ``None`` when support and query are drawn,
+    disjointly, from the same ``support`` items.
+    """
+
+    class_id: int
+    name: str
+    support: np.ndarray
+    query: np.ndarray | None = None
+
+    @property
+    def shared(self) -> bool:
+        return self.query is None
+
+
+def class_pools(
+    collection: ImageCollection,
+    support_styles: Sequence[str] | None = None,
+    query_styles: Sequence[str] | None = None,
+    classes: Sequence[int] | None = None,
+) -> list[ClassPool]:
+    """Build the per-class pools, optionally taking support and query from given styles.
+
+    With neither style list, support and query share each class's items. With either,
+    support comes from ``support_styles`` (all styles if ``None``) and query from
+    ``query_styles`` (all styles not in ``support_styles`` if ``None``).
+    """
+    class_ids = range(collection.num_classes) if classes is None else classes
+    use_styles = support_styles is not None or query_styles is not None
+    if use_styles:
+        known = collection.styles()
+        if not known:
+            raise ValueError(
+                f"{collection.name} has no per-image styles, so support_styles/query_styles "
+                "cannot be used; arrange images as <class>/<style>/<image> or drop the options"
+            )
+        for requested in (support_styles or [], query_styles or []):
+            unknown = sorted(set(requested) - set(known))
+            if unknown:
+                raise ValueError(f"unknown styles {unknown}; {collection.name} has {known}")
+        support_set = set(support_styles) if support_styles is not None else set(known)
+        query_set = set(query_styles) if query_styles is not None else set(known) - support_set
+        overlap = sorted(support_set & query_set)
+        if overlap:
+            raise ValueError(
+                f"styles {overlap} are in both support_styles and query_styles; each style "
+                "must feed only one side so that no image is in both sets"
+            )
+        if not query_set:
+            raise ValueError(
+                "no styles left for the query set: pass query_styles, or leave some styles "
+                "out of support_styles"
+            )
+    pools = []
+    for class_id in class_ids:
+        name = collection.class_names[class_id]
+        count = collection.num_items(class_id)
+        if not use_styles:
+            pools.append(ClassPool(class_id, name, np.arange(count)))
+            continue
+        styles = np.asarray(collection.item_styles(class_id) or [""] * count)
+        support = np.flatnonzero(np.isin(styles, list(support_set)))
+        query = np.flatnonzero(np.isin(styles, list(query_set)))
+        pools.append(ClassPool(class_id, name, support, query))
+    return pools

@@ -1,0 +1,93 @@
+"""Turning episode specs into ``Task`` records, and a reproducible torch dataset of tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from litemeta.data.base import ClassPool, ImageCollection, class_pools
+from litemeta.data.samplers import EpisodeSampler, EpisodeSpec
+from litemeta.tasks import Task
+
+
+def task_rng(seed: int, index: int) -> np.random.Generator:
+    """The generator for task ``index``: depends only on ``(seed, index)``, so the same
+    tasks come out whatever the order, process or DataLoader worker that draws them."""
+    return np.random.default_rng([seed, index])
+
+
+def load_task(collection: ImageCollection, spec: EpisodeSpec, image_size: int) -> Task:
+    """Load the images of an episode spec, each resized to ``image_size`` square, uint8."""
+
+    def load(pairs: Sequence[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        if not pairs:
+            return torch.zeros(0, 3, image_size, image_size, dtype=torch.uint8), torch.zeros(
+                0, dtype=torch.int64
+            )
+        images = torch.stack(
+            [collection.load_image(spec.classes[label], item, image_size) for label, item in pairs]
+        )
+        labels = torch.tensor([label for label, _ in pairs], dtype=torch.int64)
+        return images, labels
+
+    support_images, support_labels = load(spec.support)
+    query_images, query_labels = load(spec.query)
+    groups = None
+    if spec.query_groups is not None:
+        groups = torch.tensor(spec.query_groups, dtype=torch.int64)
+    return Task(
+        support_images=support_images,
+        support_labels=support_labels,
+        query_images=query_images,
+        query_labels=query_labels,
+        class_names=[collection.class_names[c] for c in spec.classes],
+        query_groups=groups,
+    )
+
+
+class EpisodicTaskDataset(Dataset):
+    """``num_tasks`` tasks drawn by ``sampler`` from ``collection``; item ``i`` is a ``Task``.
+
+    Task ``i`` is drawn from a generator seeded by ``(seed, i)``, so a seed fixes the
+    tasks across runs and across DataLoader worker counts. Use it with
+    ``DataLoader(dataset, batch_size=None, num_workers=k)``. The sampler's
+    requirements are checked here, before any training starts.
+    """
+
+    def __init__(
+        self,
+        collection: ImageCollection,
+        sampler: EpisodeSampler,
+        num_tasks: int,
+        image_size: int,
+        seed: int = 0,
+        support_styles: Sequence[str] | None = None,
+        query_styles: Sequence[str] | None = None,
+        pools: Sequence[ClassPool] | None = None,
+    ) -> None:
+        if num_tasks < 1:
+            raise ValueError(f"num_tasks must be at least 1, got {num_tasks}")
+        self.collection = collection
+        self.sampler = sampler
+        self.num_tasks = num_tasks
+        self.image_size = image_size
+        self.seed = seed
+        if pools is None:
+            pools = class_pools(collection, support_styles, query_styles)
+        self.pools = list(pools)
+        sampler.check(self.pools)
+
+    def __len__(self) -> int:
+        return self.num_tasks
+
+    def spec(self, index: int) -> EpisodeSpec:
+        """The episode spec of task ``index`` (no images loaded)."""
+        if not 0 <= index < self.num_tasks:
+            raise IndexError(f"task index {index} out of range 0..{self.num_tasks - 1}")
+        return self.sampler.sample(self.pools, task_rng(self.seed, index))
+
+    def __getitem__(self, index: int) -> Task:
+        return load_task(self.collection, self.spec(index), self.image_size)

@@ -1,0 +1,70 @@
+"""Decoding and resizing images into the uint8 ``[3, S, S]`` tensors that tasks hold."""
+
+from __future__ import annotations
+
+import io
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+OnError = Literal["skip", "raise"]
+"""What to do with an image that cannot be decoded: warn and use another, or stop."""
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+class ImageLoadError(RuntimeError):
+    """An image file is missing, unreadable or corrupt; the message names it."""
+
+
+def check_on_error(on_error: str) -> OnError:
+    if on_error not in ("skip", "raise"):
+        raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+    return on_error  # type: ignore[return-value]
+
+
+def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """Convert to RGB, compositing any transparency onto ``background``."""
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA"):
+        image = image.convert("RGBA")
+        canvas = Image.new("RGBA", image.size, (*background, 255))
+        return Image.alpha_composite(canvas, image).convert("RGB")
+    return image.convert("RGB")
+
+
+def decode_image(data: bytes, image_size: int, source: str) -> Tensor:
+    """Decode encoded image bytes and resize to a square uint8 tensor ``[3, S, S]``.
+
+    The image is resized directly to ``image_size`` x ``image_size`` (no crop), as
+    Meta-Dataset's decoder does. ``source`` names the image in error messages.
+    """
+    if image_size <= 0:
+        raise ValueError(f"image_size must be positive, got {image_size}")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            rgb = to_rgb(image)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise ImageLoadError(
+            f"cannot decode image {source}: {error}. Replace or delete the file, or pass "
+            "on_error='skip' to use another image of the same class instead"
+        ) from error
+    if rgb.size != (image_size, image_size):
+        rgb = rgb.resize((image_size, image_size), Image.Resampling.BILINEAR, reducing_gap=None)
+    array = np.asarray(rgb, dtype=np.uint8)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
+def read_image_file(path: str, image_size: int) -> Tensor:
+    """Read an image file from disk into a uint8 ``[3, S, S]`` tensor."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as error:
+        raise ImageLoadError(f"cannot read image {path}: {error}") from error
+    return decode_image(data, image_size, path)

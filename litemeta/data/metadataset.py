@@ -1,0 +1,227 @@
+"""Meta-Dataset's converted records (Triantafillou et al., ICLR 2020), read without TensorFlow.
+
+A dataset directory holds one TFRecord file per class (``{class_id}.tfrecords``, or
+shards ``{class_id}_{shard}.tfrecords``) of ``tf.train.Example`` records with ``image``
+(encoded JPEG/PNG bytes) and ``label`` (int64 class id), and a ``dataset_spec.json``.
+Class ids are contiguous per split: train, then validation, then test.
+
+Records are read by random access: each class file is indexed once (record offsets)
+and records are then read with a seek, so the sampler's choice of images within a class
+is truly random, unlike readers that stream a shuffle buffer over a rotating file. At
+most ``max_open_files`` handles are kept open (least recently used are closed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from torch import Tensor
+
+from litemeta.data.base import ImageCollection
+from litemeta.data.example_proto import ProtobufDecodeError, parse_example
+from litemeta.data.images import ImageLoadError, decode_image
+from litemeta.data.tfrecord import CorruptRecordError, OpenFiles, index_records, read_record
+
+SPEC_FILE = "dataset_spec.json"
+SPLIT_ALIASES = {
+    "train": "TRAIN",
+    "training": "TRAIN",
+    "valid": "VALID",
+    "validation": "VALID",
+    "val": "VALID",
+    "test": "TEST",
+}
+SPLIT_ORDER = ("TRAIN", "VALID", "TEST")
+
+
+@dataclass(frozen=True)
+class MetaDatasetSpec:
+    """What ``dataset_spec.json`` says, flattened to class ids, names and image counts."""
+
+    name: str
+    file_pattern: str
+    classes_per_split: dict[str, list[int]]
+    class_names: dict[int, str]
+    images_per_class: dict[int, int]
+
+
+def _split_key(split: str) -> str:
+    key = SPLIT_ALIASES.get(split.lower(), split.upper())
+    if key not in SPLIT_ORDER:
+        raise ValueError(f"unknown split {split!r}; use train, validation or test")
+    return key
+
+
+def _contiguous(counts: dict[str, int]) -> dict[str, list[int]]:
+    splits, offset = {}, 0
+    for key in SPLIT_ORDER:
+        splits[key] = list(range(offset, offset + int(counts.get(key, 0))))
+        offset += int(counts.get(key, 0))
+    return splits
+
+
+def _normalise_split_keys(mapping: dict) -> dict:
+    return {key.split(".")[-1].upper(): value for key, value in mapping.items()}
+
+
+def read_dataset_spec(path: str | os.PathLike[str]) -> MetaDatasetSpec:
+    """Parse a Meta-Dataset ``dataset_spec.json`` (flat, bi-level or hierarchical)."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise FileNotFoundError(
+            f"cannot read {path}: {error}. A Meta-Dataset records directory needs the "
+            f"{SPEC_FILE} written by its conversion script"
+        ) from error
+    kind = raw.get("__class__", "DatasetSpecification")
+    class_names = {int(k): str(v) for k, v in raw.get("class_names", {}).items()}
+    images: dict[int, int] = {}
+    if kind == "HierarchicalDatasetSpecification":
+        ids_of_name = {name: class_id for class_id, name in class_names.items()}
+        counts, per_split_images = {}, _normalise_split_keys(raw["images_per_class"])
+        for key, nodes in _normalise_split_keys(raw["split_subgraphs"]).items():
+            leaves = [n["wn_id"] for n in nodes if not n.get("children_ids")]
+            counts[key] = len(leaves)
+            for leaf in leaves:
+                images[ids_of_name[leaf]] = int(per_split_images[key][leaf])
+        classes = _contiguous(counts)
+    else:
+        for class_id, count in raw.get("images_per_class", {}).items():
+            if isinstance(count, dict):
+                raise ValueError(
+                    f"{path}: class {class_id} has example-level pools {list(count)}; "
+                    "pooled datasets are not supported"
+                )
+            images[int(class_id)] = int(count)
+        if kind == "BiLevelDatasetSpecification":
+            per_super = {int(k): int(v) for k, v in raw["classes_per_superclass"].items()}
+            super_counts = _normalise_split_keys(raw["superclasses_per_split"])
+            counts, first = {}, 0
+            for key in SPLIT_ORDER:
+                supers = range(first, first + int(super_counts.get(key, 0)))
+                counts[key] = sum(per_super[s] for s in supers)
+                first += len(supers)
+            classes = _contiguous(counts)
+        elif kind == "DatasetSpecification":
+            classes = _contiguous(_normalise_split_keys(raw["classes_per_split"]))
+        else:
+            raise ValueError(f"{path}: unknown dataset specification class {kind!r}")
+    return MetaDatasetSpec(
+        name=raw.get("name", Path(path).parent.name),
+        file_pattern=raw.get("file_pattern", "{}.tfrecords"),
+        classes_per_split=classes,
+        class_names=class_names,
+        images_per_class=images,
+    )
+
+
+class MetaDatasetRecords(ImageCollection):
+    """One Meta-Dataset source's split as an image collection over its TFRecord files.
+
+    ``verify_crc`` checks each record's data checksum when it is read (pure Python,
+    slower); length checksums are always checked while indexing.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        split: str = "train",
+        on_error: str = "raise",
+        max_open_files: int = 32,
+        verify_crc: bool = False,
+    ) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(
+                f"Meta-Dataset records directory {self.root} does not exist; point to one "
+                "source's folder (e.g. records/omniglot) holding *.tfrecords and "
+                f"{SPEC_FILE}"
+            )
+        self.spec = read_dataset_spec(self.root / SPEC_FILE)
+        self.split = _split_key(split)
+        self.class_ids = self.spec.classes_per_split[self.split]
+        if not self.class_ids:
+            raise ValueError(f"{self.spec.name} has no classes in split {split!r}")
+        names = [self.spec.class_names.get(c, str(c)) for c in self.class_ids]
+        super().__init__(self.spec.name, names, on_error)
+        self.verify_crc = verify_crc
+        self.files = OpenFiles(max_open_files)
+        self._index: dict[int, list[tuple[str, np.ndarray]]] = {}
+
+    def class_files(self, class_id: int) -> list[str]:
+        """The record files of a dataset class id (shards in order)."""
+        pattern = self.spec.file_pattern
+        if pattern.count("{}") == 1:
+            path = self.root / pattern.format(class_id)
+            files = [str(path)] if path.is_file() else []
+        else:
+            glob = pattern.replace("{}", str(class_id), 1).replace("{}", "*")
+            files = sorted(str(p) for p in self.root.glob(glob))
+        if not files:
+            raise FileNotFoundError(
+                f"no record file for class {class_id} ({self.spec.class_names.get(class_id)}) "
+                f"matching {pattern!r} in {self.root}; the conversion is incomplete"
+            )
+        return files
+
+    def _class_index(self, local_id: int) -> list[tuple[str, np.ndarray]]:
+        if local_id not in self._index:
+            class_id = self.class_ids[local_id]
+            shards = [(path, index_records(path)) for path in self.class_files(class_id)]
+            found = sum(len(rows) for _, rows in shards)
+            expected = self.spec.images_per_class.get(class_id)
+            if expected is not None and found != expected:
+                raise CorruptRecordError(
+                    f"class {class_id} has {found} records in {[p for p, _ in shards]} but "
+                    f"{SPEC_FILE} says {expected}; regenerate the records or the spec"
+                )
+            self._index[local_id] = shards
+        return self._index[local_id]
+
+    def num_items(self, class_id: int) -> int:
+        count = self.spec.images_per_class.get(self.class_ids[class_id])
+        if count is None:
+            count = sum(len(rows) for _, rows in self._class_index(class_id))
+        return count
+
+    def _locate(self, class_id: int, item: int) -> tuple[str, int, int]:
+        for path, rows in self._class_index(class_id):
+            if item < len(rows):
+                return path, int(rows[item, 0]), int(rows[item, 1])
+            item -= len(rows)
+        raise IndexError(f"item {item} out of range for class {self.class_names[class_id]!r}")
+
+    def item_source(self, class_id: int, item: int) -> str:
+        path, offset, _ = self._locate(class_id, item)
+        return f"{path}@{offset - 12}"
+
+    def read_example(self, class_id: int, item: int) -> dict:
+        path, offset, length = self._locate(class_id, item)
+        source = f"{path}@{offset - 12}"
+        try:
+            data = read_record(self.files.get(path), offset, length, self.verify_crc, source)
+            example = parse_example(data)
+        except (CorruptRecordError, ProtobufDecodeError, OSError) as error:
+            raise ImageLoadError(f"cannot read record {source}: {error}") from error
+        label = example.get("label", [])
+        if label and label[0] != self.class_ids[class_id]:
+            raise ImageLoadError(
+                f"record {source} has label {label[0]} but lies in the file of class "
+                f"{self.class_ids[class_id]}; the records are mislabelled"
+            )
+        if not example.get("image"):
+            raise ImageLoadError(f"record {source} has no 'image' bytes feature")
+        return example
+
+    def read_item(self, class_id: int, item: int, image_size: int) -> Tensor:
+        example = self.read_example(class_id, item)
+        return decode_image(example["image"][0], image_size, self.item_source(class_id, item))
+
+    def index_all(self) -> None:
+        """Index every class file now (checks counts and framing up front)."""
+        for local_id in range(self.num_classes):
+            self._class_index(local_id)

@@ -1,0 +1,210 @@
+"""Episode samplers: which items of which classes form a task's support and query sets.
+
+Samplers return an ``EpisodeSpec`` (indices only); loading images is separate, so the
+sampling rules are testable without any image.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from litemeta.data.base import ClassPool
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """One task as indices. ``classes[label]`` is the collection's class id of a label.
+
+    ``support`` and ``query`` hold ``(label, item)`` pairs, ``item`` indexing the class's
+    items. ``query_groups`` optionally gives each query item a group id (an ORBIT video).
+    """
+
+    classes: tuple[int, ...]
+    support: tuple[tuple[int, int], ...]
+    query: tuple[tuple[int, int], ...]
+    query_groups: tuple[int, ...] | None = None
+
+    @property
+    def way(self) -> int:
+        return len(self.classes)
+
+    def support_counts(self) -> np.ndarray:
+        return np.bincount([label for label, _ in self.support], minlength=self.way)
+
+    def query_counts(self) -> np.ndarray:
+        return np.bincount([label for label, _ in self.query], minlength=self.way)
+
+
+class EpisodeSampler(Protocol):
+    def check(self, pools: Sequence[ClassPool]) -> None:
+        """Raise ``ValueError`` saying what to change if ``pools`` cannot give episodes."""
+
+    def sample(self, pools: Sequence[ClassPool], rng: np.random.Generator) -> EpisodeSpec:
+        """Draw one episode."""
+
+
+def _too_small_message(small: list[tuple[str, int]], need: str, fix: str) -> str:
+    listed = ", ".join(f"{name!r} ({count})" for name, count in small[:10])
+    more = f" and {len(small) - 10} more" if len(small) > 10 else ""
+    return f"{len(small)} classes have fewer images than {need}: {listed}{more}. {fix}"
+
+
+def _draw(pool: ClassPool, num_support: int, num_query: int, rng: np.random.Generator):
+    """Draw disjoint support and query items from a class pool (style pools are disjoint)."""
+    if pool.shared:
+        chosen = rng.choice(pool.support, size=num_support + num_query, replace=False)
+        return chosen[:num_support], chosen[num_support:]
+    support = rng.choice(pool.support, size=num_support, replace=False)
+    query = rng.choice(pool.query, size=num_query, replace=False)  # type: ignore[arg-type]
+    return support, query
+
+
+def _assemble(chosen: list[tuple[int, np.ndarray, np.ndarray]]) -> EpisodeSpec:
+    classes = tuple(class_id for class_id, _, _ in chosen)
+    support = tuple((label, int(i)) for label, (_, s, _) in enumerate(chosen) for i in s)
+    query = tuple((label, int(i)) for label, (_, _, q) in enumerate(chosen) for i in q)
+    return EpisodeSpec(classes, support, query)
+
+
+@dataclass(frozen=True)
+class FixedWaySampler:
+    """Classic N-way K-shot episodes with Q queries per class (Vinyals et al., 2016)."""
+
+    way: int
+    shot: int
+    query: int
+
+    def __post_init__(self) -> None:
+        if self.way < 1 or self.shot < 1 or self.query < 0:
+            raise ValueError(
+                f"need way >= 1, shot >= 1, query >= 0; got {self.way}, {self.shot}, {self.query}"
+            )
+
+    def check(self, pools: Sequence[ClassPool]) -> None:
+        if len(pools) < self.way:
+            raise ValueError(
+                f"{self.way}-way tasks need at least {self.way} classes but only {len(pools)} "
+                "are available; lower the way or use a split with more classes"
+            )
+        small = []
+        for pool in pools:
+            if pool.shared:
+                if len(pool.support) < self.shot + self.query:
+                    small.append((pool.name, len(pool.support)))
+            elif len(pool.support) < self.shot or len(pool.query) < self.query:  # type: ignore[arg-type]
+                small.append((pool.name, min(len(pool.support), len(pool.query))))  # type: ignore[arg-type]
+        if small:
+            need = (
+                f"shot + query = {self.shot} + {self.query}"
+                if pools[0].shared
+                else f"shot = {self.shot} (support styles) or query = {self.query} (query styles)"
+            )
+            raise ValueError(
+                _too_small_message(
+                    small, need, "Lower shot/query, or remove these classes from the split."
+                )
+            )
+
+    def sample(self, pools: Sequence[ClassPool], rng: np.random.Generator) -> EpisodeSpec:
+        picked = rng.choice(len(pools), size=self.way, replace=False)
+        chosen = []
+        for index in picked:
+            support, query = _draw(pools[index], self.shot, self.query, rng)
+            chosen.append((pools[index].class_id, support, query))
+        return _assemble(chosen)
+
+
+@dataclass(frozen=True)
+class VariableWaySampler:
+    """Meta-Dataset's variable-way, variable-shot episodes (Triantafillou et al., ICLR 2020).
+
+    Way is uniform in ``[min_way, min(max_way, classes)]``. Queries per class are
+    ``min(max_query_per_class, floor(half * smallest chosen class))``, so never more than
+    half of a class. A total support budget ``min(max_support, sum_c ceil(beta *
+    min(max_support_per_class, n_c - q)))`` with ``beta ~ U(0, 1]`` is split between
+    classes in proportion to ``n_c`` times a class-imbalance weight ``exp(U[log 0.5,
+    log 2])``; each class gets at least one and at most ``min(max_support_per_class,
+    n_c - q)`` support images. With style-separated pools, queries come from the query
+    styles and the support budget from the support styles.
+    """
+
+    min_way: int = 5
+    max_way: int = 50
+    max_support: int = 500
+    max_support_per_class: int = 100
+    max_query_per_class: int = 10
+    min_log_weight: float = math.log(0.5)
+    max_log_weight: float = math.log(2.0)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_way <= self.max_way:
+            raise ValueError(f"need 1 <= min_way <= max_way, got {self.min_way}, {self.max_way}")
+        if self.max_support < self.max_way:
+            raise ValueError(
+                f"max_support ({self.max_support}) must allow one image per class of "
+                f"max_way ({self.max_way})"
+            )
+
+    def check(self, pools: Sequence[ClassPool]) -> None:
+        if len(pools) < self.min_way:
+            raise ValueError(
+                f"variable-way episodes need at least min_way={self.min_way} classes but only "
+                f"{len(pools)} are available; lower min_way or use a split with more classes"
+            )
+        if pools and pools[0].shared:
+            small = [(p.name, len(p.support)) for p in pools if len(p.support) < 2]
+            if small:
+                raise ValueError(
+                    _too_small_message(
+                        small,
+                        "2 (one support and one query image)",
+                        "A class with a single image cannot be split into support and "
+                        "query; remove these classes or give them more images.",
+                    )
+                )
+        else:
+            small = [
+                (p.name, min(len(p.support), len(p.query)))  # type: ignore[arg-type]
+                for p in pools
+                if len(p.support) < 1 or len(p.query) < 1  # type: ignore[arg-type]
+            ]
+            if small:
+                raise ValueError(
+                    _too_small_message(
+                        small,
+                        "1 in the support styles and 1 in the query styles",
+                        "Choose other support/query styles or remove these classes.",
+                    )
+                )
+
+    def sample(self, pools: Sequence[ClassPool], rng: np.random.Generator) -> EpisodeSpec:
+        max_way = min(self.max_way, len(pools))
+        way = int(rng.integers(self.min_way, max_way + 1))
+        picked = [pools[i] for i in rng.choice(len(pools), size=way, replace=False)]
+        shared = picked[0].shared
+        if shared:
+            sizes = np.array([len(p.support) for p in picked])
+            num_query = min(self.max_query_per_class, int(sizes.min()) // 2)
+            available = sizes - num_query
+        else:
+            available = np.array([len(p.support) for p in picked])
+            query_sizes = np.array([len(p.query) for p in picked])  # type: ignore[arg-type]
+            num_query = min(self.max_query_per_class, int(query_sizes.min()))
+        caps = np.minimum(available, self.max_support_per_class)
+        beta = 1.0 - rng.random()  # in (0, 1]
+        budget = min(self.max_support, int(np.ceil(beta * caps).sum()))
+        log_weights = rng.uniform(self.min_log_weight, self.max_log_weight, size=way)
+        proportions = np.exp(log_weights) * available
+        proportions = proportions / proportions.sum()
+        shots = np.floor(proportions * (budget - way)).astype(int) + 1
+        shots = np.minimum(shots, caps)
+        chosen = []
+        for pool, shot in zip(picked, shots, strict=True):
+            support, query = _draw(pool, int(shot), num_query, rng)
+            chosen.append((pool.class_id, support, query))
+        return _assemble(chosen)

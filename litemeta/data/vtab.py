@@ -1,0 +1,62 @@
+"""VTAB-1k transfer tasks (Zhai et al., 2019) as LITE's VTAB+MD protocol uses them: the
+support set is 1,000 training images of a dataset, the query set its test images."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from litemeta.data.base import ImageCollection
+from litemeta.data.class_folders import ClassFolderDataset
+from litemeta.tasks import Task
+
+__all__ = ["vtab_task"]
+
+
+def _items(collection: ImageCollection) -> list[tuple[int, int]]:
+    return [(c, i) for c in range(collection.num_classes) for i in range(collection.num_items(c))]
+
+
+def _load(
+    collection: ImageCollection, items: Sequence[tuple[int, int]], image_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    images = torch.stack([collection.load_image(c, i, image_size) for c, i in items])
+    return images, torch.tensor([c for c, _ in items], dtype=torch.int64)
+
+
+def vtab_task(
+    root: str | os.PathLike[str],
+    *,
+    image_size: int = 224,
+    support_size: int = 1000,
+    query_limit: int | None = None,
+    seed: int = 0,
+    on_error: str = "raise",
+) -> Task:
+    """One VTAB-1k task from ``root/train/<class>/*`` and ``root/test/<class>/*``.
+
+    The support set is the first ``support_size`` training images of a shuffle fixed by
+    ``seed`` (VTAB-1k's train800+val200 is such a random subset); the query set is every
+    test image, or ``query_limit`` of them drawn with the same seed.
+    """
+    root = Path(root)
+    train = ClassFolderDataset(root / "train", on_error=on_error)
+    test = ClassFolderDataset(root / "test", on_error=on_error)
+    if train.class_names != test.class_names:
+        raise ValueError(
+            f"{root}/train and {root}/test must hold the same class folders; only in train: "
+            f"{sorted(set(train.class_names) - set(test.class_names))}, only in test: "
+            f"{sorted(set(test.class_names) - set(train.class_names))}"
+        )
+    rng = np.random.default_rng(seed)
+    train_items, test_items = _items(train), _items(test)
+    support = [train_items[k] for k in rng.permutation(len(train_items))[:support_size]]
+    if query_limit is not None:
+        test_items = [test_items[k] for k in sorted(rng.permutation(len(test_items))[:query_limit])]
+    support_images, support_labels = _load(train, support, image_size)
+    query_images, query_labels = _load(test, test_items, image_size)
+    return Task(support_images, support_labels, query_images, query_labels, train.class_names)

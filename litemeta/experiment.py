@@ -1,0 +1,229 @@
+"""One YAML file describes a whole experiment: the model, the data, training, evaluation.
+
+This module turns that description into a learner and task sources, for the command
+line and for library users who prefer one settings file to wiring the layers by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from torch.utils.data import Dataset
+
+from litemeta.config import ConfigError, apply_overrides, config_from_yaml
+from litemeta.data import (
+    ClassFolderDataset,
+    EpisodicTaskDataset,
+    FixedWaySampler,
+    MetaDatasetRecords,
+    OrbitDataset,
+    OrbitTaskDataset,
+    OrbitTaskSampler,
+    VariableWaySampler,
+    load_emoji,
+)
+from litemeta.data.samplers import EpisodeSampler
+from litemeta.data.vtab import vtab_task
+from litemeta.learners import build_learner
+from litemeta.learners.backbone_learner import BackboneLearner
+from litemeta.tasks import Task
+from litemeta.training_config import TrainingConfig
+
+__all__ = [
+    "DataConfig",
+    "EvaluationConfig",
+    "ExperimentConfig",
+    "ModelConfig",
+    "SamplerConfig",
+    "build_model",
+    "load_experiment",
+    "shipped_config",
+    "task_dataset",
+]
+
+Dataset_ = Literal["emoji", "folders", "orbit", "meta-dataset", "vtab"]
+
+
+@dataclass
+class ModelConfig:
+    """Which learner on which backbone. ``options`` go to the learner's constructor."""
+
+    learner: str = "protonets"
+    backbone: str = "efficientnet_lite0"
+    image_size: int = 84
+    pretrained: bool = True
+    weights_file: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SamplerConfig:
+    """``fixed``: ``way``-way ``shot``-shot with ``query`` queries per class. ``variable``:
+    Meta-Dataset's variable-way variable-shot episodes (Triantafillou et al., 2020)."""
+
+    kind: Literal["fixed", "variable"] = "fixed"
+    way: int = 5
+    shot: int = 5
+    query: int = 2
+
+
+@dataclass
+class DataConfig:
+    """Where tasks come from.
+
+    ``dataset``: ``emoji`` (built in), ``folders`` (``root/<class>/<images>`` with optional
+    styles and ``splits.json``), ``orbit`` (ORBIT's on-disk layout) or ``meta-dataset``
+    (per-class ``.tfrecords`` with ``dataset_spec.json``) or ``vtab`` (one transfer task:
+    ``vtab_support_size`` images of ``root/train/<class>/``, queries from ``root/test/``;
+    evaluation only). ``support_styles`` and
+    ``query_styles`` take a task's support and query images from different styles.
+    ``orbit_target`` picks clean (CLE-VE) or clutter (CLU-VE) target videos.
+    """
+
+    dataset: Dataset_ = "emoji"
+    root: str | None = None
+    train_split: str = "train"
+    validation_split: str = "validation"
+    test_split: str = "test"
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    support_styles: list[str] | None = None
+    query_styles: list[str] | None = None
+    validation_tasks: int = 50
+    orbit_target: Literal["clean", "clutter"] = "clutter"
+    orbit_clip_length: int = 1
+    on_error: Literal["raise", "skip"] = "raise"
+    vtab_support_size: int = 1000
+    vtab_query_limit: int | None = None
+
+
+@dataclass
+class EvaluationConfig:
+    """Test tasks per split (600, as for Meta-Dataset) and the query batch size."""
+
+    tasks: int = 600
+    query_batch_size: int = 256
+    seed: int = 1
+
+
+@dataclass
+class ExperimentConfig:
+    """The whole experiment; see ``litemeta/configs/*.yaml`` for complete examples."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def shipped_config(name: str) -> Path:
+    """Path of a config shipped with the package (``default``, ``orbit``, ...)."""
+    path = Path(str(resources.files("litemeta") / "configs" / f"{name}.yaml"))
+    if not path.is_file():
+        shipped = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise ConfigError(f"no shipped config '{name}': choose one of {shipped} or give a path")
+    return path
+
+
+def load_experiment(config: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Read a YAML file (or a shipped config's name) and apply ``key=value`` overrides."""
+    path = Path(config)
+    if not path.suffix and not path.exists():
+        path = shipped_config(str(config))
+    return apply_overrides(config_from_yaml(ExperimentConfig, path), overrides)
+
+
+def build_model(model: ModelConfig) -> BackboneLearner:
+    """The learner that ``model`` describes, with its pretrained weights if asked."""
+    return build_learner(
+        model.learner,
+        model.backbone,
+        model.image_size,
+        pretrained=model.pretrained,
+        weights_file=model.weights_file,
+        **model.options,
+    )
+
+
+def _episode_sampler(config: SamplerConfig) -> EpisodeSampler:
+    if config.kind == "variable":
+        return VariableWaySampler()
+    return FixedWaySampler(config.way, config.shot, config.query)
+
+
+def _collection(data: DataConfig, split: str) -> Any:
+    if data.dataset == "emoji":
+        return load_emoji(split, data.root, on_error=data.on_error)
+    if data.root is None:
+        raise ConfigError(f"data.root is required for the '{data.dataset}' dataset")
+    if data.dataset == "folders":
+        return ClassFolderDataset(data.root, split=split, on_error=data.on_error)
+    if data.dataset == "meta-dataset":
+        return MetaDatasetRecords(data.root, split=split, on_error=data.on_error)
+    return OrbitDataset(data.root, split)
+
+
+def task_dataset(
+    data: DataConfig, split: str, num_tasks: int, image_size: int, seed: int
+) -> Dataset[Task] | list[Task]:
+    """``num_tasks`` reproducible tasks of ``split``; item ``i`` depends only on ``(seed, i)``.
+
+    For ORBIT, items cycle over the users so that consecutive tasks come from different
+    users.
+    """
+    if data.dataset == "vtab":
+        if data.root is None:
+            raise ConfigError("data.root is required for the 'vtab' dataset")
+        if split != data.test_split:
+            raise ConfigError(
+                "vtab is a transfer-evaluation dataset (one task per dataset): meta-train on "
+                "another dataset and evaluate on vtab with `litemeta evaluate`"
+            )
+        task = vtab_task(
+            data.root,
+            image_size=image_size,
+            support_size=data.vtab_support_size,
+            query_limit=data.vtab_query_limit,
+            seed=seed,
+            on_error=data.on_error,
+        )
+        return [task]
+    collection = _collection(data, split)
+    if isinstance(collection, OrbitDataset):
+        sampler = OrbitTaskSampler(target=data.orbit_target, clip_length=data.orbit_clip_length)
+        users = len(collection.index.users)
+        per_user = math.ceil(num_tasks / users)
+        by_user = OrbitTaskDataset(
+            collection, sampler, image_size, tasks_per_user=per_user, seed=seed
+        )
+        return _Interleaved(by_user, users, per_user)
+    return EpisodicTaskDataset(
+        collection,
+        _episode_sampler(data.sampler),
+        num_tasks=num_tasks,
+        image_size=image_size,
+        seed=seed,
+        support_styles=data.support_styles,
+        query_styles=data.query_styles,
+    )
+
+
+class _Interleaved(Dataset):
+    """Item ``i`` = user ``i % users``'s task ``i // users`` of a user-major dataset."""
+
+    def __init__(self, by_user: OrbitTaskDataset, users: int, per_user: int) -> None:
+        self.by_user, self.users, self.per_user = by_user, users, per_user
+
+    def __len__(self) -> int:
+        return len(self.by_user)
+
+    def __getitem__(self, index: int) -> Task:
+        return self.by_user[(index % self.users) * self.per_user + index // self.users]

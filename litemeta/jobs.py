@@ -1,0 +1,232 @@
+"""The jobs behind the command line: meta-train, evaluate, personalise.
+
+Each job takes an :class:`~litemeta.experiment.ExperimentConfig` (or plain paths) and wires
+the data, learner, training and evaluation layers together; ``cli.py`` only parses.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+
+from litemeta.checkpoint import load_checkpoint, load_model_weights
+from litemeta.data import ClassFolderDataset
+from litemeta.data.images import IMAGE_EXTENSIONS, ImageLoadError, read_image_file
+from litemeta.distributed import pick_device
+from litemeta.evaluation import EvaluationResult, evaluate, write_report
+from litemeta.experiment import ExperimentConfig, build_model, task_dataset
+from litemeta.learners import learner_from_config
+from litemeta.learners.backbone_learner import BackboneLearner
+from litemeta.tasks import Task
+from litemeta.training import BEST_CHECKPOINT, LAST_CHECKPOINT, seed_everything, train
+from litemeta.training_config import ConfigError
+
+__all__ = ["Prediction", "evaluate_experiment", "personalise", "train_experiment"]
+
+EXPERIMENT_FILE = "experiment.yaml"
+BASELINE = "pretrained, no meta-training"
+META_TRAINED = "meta-trained with LITE"
+
+
+def _test_tasks(config: ExperimentConfig, split: str, num_tasks: int | None) -> list[Task]:
+    dataset = task_dataset(
+        config.data,
+        split,
+        num_tasks or config.evaluation.tasks,
+        config.model.image_size,
+        seed=config.evaluation.seed,
+    )
+    return [dataset[i] for i in range(len(dataset))]
+
+
+def _evaluate(learner: BackboneLearner, tasks: Sequence[Task], config: ExperimentConfig, name: str):
+    return evaluate(
+        learner,
+        tasks,
+        query_batch_size=config.evaluation.query_batch_size,
+        precision=config.training.precision,
+        description=f"evaluating {name}",
+    )
+
+
+def train_experiment(
+    config: ExperimentConfig, *, resume: bool = False, compare_baseline: bool = True
+) -> dict[str, EvaluationResult]:
+    """Meta-train as ``config`` says, then evaluate the best checkpoint on the test split.
+
+    With ``compare_baseline`` the same learner is also evaluated on the same test tasks
+    before meta-training (pretrained features with the learner's classifier), so the
+    report shows what meta-training adds. Returns the results by name; the report is
+    written to ``<output_dir>/test``.
+    """
+    seed_everything(config.training.seed)
+    learner = build_model(config.model)
+    output_dir = Path(config.training.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / EXPERIMENT_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+    evaluate_now = config.evaluation.tasks > 0
+    test_tasks = _test_tasks(config, config.data.test_split, None) if evaluate_now else []
+    results: dict[str, EvaluationResult] = {}
+    if evaluate_now and compare_baseline and not resume:
+        results[BASELINE] = _evaluate(learner, test_tasks, config, BASELINE)
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun
+    total_tasks = config.training.steps * config.training.tasks_per_step * world_size
+    image_size = config.model.image_size
+    train_tasks = task_dataset(
+        config.data, config.data.train_split, total_tasks, image_size, config.training.seed
+    )
+    validation_tasks: list[Task] = []
+    if config.training.validate_every and config.data.validation_tasks:
+        validation = task_dataset(
+            config.data,
+            config.data.validation_split,
+            config.data.validation_tasks,
+            image_size,
+            seed=config.training.seed + 1,
+        )
+        validation_tasks = [validation[i] for i in range(len(validation))]
+
+    outcome = train(
+        config.training,
+        learner,
+        train_tasks.__getitem__,
+        validation_tasks,
+        resume=resume,
+        model_config=learner.config(),
+    )
+    if evaluate_now:
+        best = outcome.best_checkpoint or outcome.last_checkpoint
+        load_model_weights(learner, best, learner.config())
+        results[META_TRAINED] = _evaluate(learner, test_tasks, config, META_TRAINED)
+        write_report(results, output_dir / "test")
+    return results
+
+
+def evaluate_experiment(
+    config: ExperimentConfig,
+    *,
+    checkpoint: str | Path | None,
+    split: str | None = None,
+    num_tasks: int | None = None,
+    output_dir: str | Path | None = None,
+) -> dict[str, EvaluationResult]:
+    """Evaluate the learner of ``config`` (meta-trained weights from ``checkpoint``, or the
+    pretrained model when it is ``None``) on ``num_tasks`` tasks of ``split``."""
+    learner = build_model(config.model)
+    name = BASELINE
+    if checkpoint is not None:
+        load_model_weights(learner, checkpoint, learner.config())
+        name = f"{META_TRAINED} ({Path(checkpoint).name})"
+    tasks = _test_tasks(config, split or config.data.test_split, num_tasks)
+    results = {name: _evaluate(learner, tasks, config, name)}
+    if output_dir is not None:
+        write_report(results, output_dir)
+    return results
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or the best (else last) one of a training output directory."""
+    path = Path(path)
+    if path.is_dir():
+        for name in (BEST_CHECKPOINT, LAST_CHECKPOINT):
+            if (path / name).is_file():
+                return path / name
+        raise FileNotFoundError(f"no {BEST_CHECKPOINT} or {LAST_CHECKPOINT} in {path}")
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return path
+
+
+def load_trained_learner(checkpoint: str | Path) -> BackboneLearner:
+    """Rebuild a learner from a training checkpoint alone (its model config and weights)."""
+    saved = load_checkpoint(find_checkpoint(checkpoint), map_location=pick_device())
+    if "model_config" not in saved or "learner" not in (saved["model_config"] or {}):
+        raise ConfigError(
+            f"{checkpoint} holds no learner description; pass a checkpoint written by "
+            "`litemeta train`"
+        )
+    learner = learner_from_config(saved["model_config"])
+    learner.load_state_dict(saved["model"])
+    return learner.to(pick_device())
+
+
+@dataclass(frozen=True)
+class Prediction:
+    path: str
+    label: str
+    probability: float
+
+
+def _query_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"query folder {folder} does not exist")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise ValueError(
+            f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in query folder {folder}"
+        )
+    return files
+
+
+def personalise(
+    checkpoint: str | Path,
+    support: str | Path,
+    query: str | Path,
+    *,
+    output_dir: str | Path | None = None,
+    batch_size: int = 64,
+) -> list[Prediction]:
+    """Adapt a meta-trained learner to a user's class folders in one pass and label every
+    image of the query folder. Writes ``predictions.csv`` and ``predictions.json`` to
+    ``output_dir`` when given."""
+    learner = load_trained_learner(checkpoint).eval()
+    image_size = learner.backbone.image_size
+    collection = ClassFolderDataset(support)
+    images, labels = [], []
+    for class_id, class_name in enumerate(collection.class_names):
+        count = collection.num_items(class_id)
+        if count == 0:
+            raise ValueError(f"support class '{class_name}' has no images")
+        images += [collection.load_image(class_id, i, image_size) for i in range(count)]
+        labels += [class_id] * count
+    device = pick_device()
+    query_files = _query_files(Path(query))
+    predictions: list[Prediction] = []
+    with torch.no_grad():
+        classifier = learner.adapt(
+            torch.stack(images).to(device), torch.tensor(labels, device=device)
+        )
+        for start in range(0, len(query_files), batch_size):
+            batch = query_files[start : start + batch_size]
+            try:
+                queries = torch.stack([read_image_file(str(p), image_size) for p in batch])
+            except ImageLoadError as error:
+                raise ValueError(f"cannot read a query image: {error}") from error
+            probabilities = classifier(queries.to(device)).softmax(-1).cpu()
+            for path, row in zip(batch, probabilities, strict=True):
+                best = int(row.argmax())
+                predictions.append(
+                    Prediction(str(path), collection.class_names[best], float(row[best]))
+                )
+    if output_dir is not None:
+        _write_predictions(predictions, Path(output_dir))
+    return predictions
+
+
+def _write_predictions(predictions: Sequence[Prediction], directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    rows = [vars(p) for p in predictions]
+    (directory / "predictions.json").write_text(json.dumps(rows, indent=2))
+    with (directory / "predictions.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["path", "label", "probability"])
+        writer.writeheader()
+        writer.writerows(rows)

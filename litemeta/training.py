@@ -1,0 +1,445 @@
+"""Episodic meta-training with LITE (Bronskill et al., "Memory Efficient Meta-Learning with
+Large Images", NeurIPS 2021).
+
+One optimiser step accumulates the gradient of ``tasks_per_step`` tasks per process. For each
+task the learner adapts to the support set through LITE (only ``h`` support images are
+back-propagated, with an unbiased estimate of the full gradient), then classifies the
+queries in batches: the query loss is a plain sum, so each batch is back-propagated on its
+own through the retained support graph, and memory does not grow with the number of queries.
+With several processes (``torchrun``) each draws its own tasks and the gradients are averaged
+before the step. Runs checkpoint atomically and resume exactly where they stopped.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from litemeta.checkpoint import (
+    check_model_config,
+    describe_model,
+    load_checkpoint,
+    model_fingerprint,
+    restore_rng_state,
+    rng_state,
+    save_atomically,
+)
+from litemeta.distributed import ProcessGroup
+from litemeta.evaluation import EvaluationResult, evaluate
+from litemeta.learners.base import FewShotLearner
+from litemeta.lite import LiteSettings
+from litemeta.precision import Precision, autocast, grad_scaler
+from litemeta.run_log import RunLog
+from litemeta.task_stream import TaskSource, seeded_generator, stream_index
+from litemeta.tasks import Task
+from litemeta.training_config import ConfigError, OptimConfig, TrainingConfig
+
+__all__ = [
+    "StepMetrics",
+    "TaskOutcome",
+    "Trainer",
+    "TrainingResult",
+    "backward_task",
+    "build_optimizer",
+    "seed_everything",
+    "train",
+]
+
+LAST_CHECKPOINT = "last.pt"
+BEST_CHECKPOINT = "best.pt"
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """Loss (cross-entropy averaged over queries, plus the regulariser) and counts of a task."""
+
+    loss: float
+    correct: int
+    queries: int
+    images: int
+
+
+@dataclass(frozen=True)
+class StepMetrics:
+    """What one optimiser step did, summed or averaged over all processes."""
+
+    step: int
+    loss: float
+    accuracy: float
+    tasks_per_second: float
+    images_per_second: float
+    validation: EvaluationResult | None = None
+
+
+@dataclass
+class TrainingResult:
+    """The steps run by this call and where the checkpoints are."""
+
+    final_step: int
+    last_checkpoint: Path
+    best_checkpoint: Path | None
+    best_validation_accuracy: float | None
+    history: list[StepMetrics] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's (CPU and CUDA) global random generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def backward_task(
+    learner: FewShotLearner,
+    task: Task,
+    *,
+    lite: LiteSettings,
+    query_batch_size: int,
+    tasks_per_step: int = 1,
+    precision: Precision = "fp32",
+    scaler: torch.amp.GradScaler | None = None,
+) -> TaskOutcome:
+    """Add one task's share of the step's gradient to ``.grad``.
+
+    The learner adapts once; each batch of ``query_batch_size`` queries adds
+    ``sum(cross_entropy) / n_query / tasks_per_step`` and is back-propagated straight away,
+    keeping the support graph (``retain_graph``) for the next batch; the classifier's
+    regulariser is added once, with the last batch. The gradient equals that of the whole
+    query set in one batch.
+    """
+    device = task.support_images.device
+    with autocast(device, precision):
+        classifier = learner.adapt(task.support_images, task.support_labels, lite=lite)
+    n_query = task.query_labels.numel()
+    batches = list(
+        zip(
+            task.query_images.split(query_batch_size),
+            task.query_labels.split(query_batch_size),
+            strict=True,
+        )
+    )
+    total_loss, correct = 0.0, 0
+    for position, (images, labels) in enumerate(batches):
+        last = position == len(batches) - 1
+        with autocast(device, precision):
+            logits = classifier(images)
+        loss = F.cross_entropy(logits.float(), labels, reduction="sum") / n_query
+        if last:
+            loss = loss + classifier.regularizer.to(loss.device)
+        scaled = loss / tasks_per_step
+        (scaler.scale(scaled) if scaler is not None else scaled).backward(retain_graph=not last)
+        total_loss += float(loss.detach())
+        correct += int((logits.detach().argmax(dim=-1) == labels).sum())
+    images = task.support_labels.numel() + n_query
+    return TaskOutcome(total_loss, correct, n_query, images)
+
+
+def build_optimizer(learner: FewShotLearner, settings: OptimConfig) -> torch.optim.Adam:
+    """Adam over ``learner.parameter_groups(lr)``, with per-group rates from ``group_lr``."""
+    groups = learner.parameter_groups(settings.lr)
+    names = [group.get("name") for group in groups]
+    unknown = sorted(set(settings.group_lr) - set(names))
+    if unknown:
+        known = ", ".join(str(n) for n in names if n is not None) or "none"
+        raise ConfigError(
+            f"optim.group_lr names groups {unknown} that {type(learner).__name__} does not "
+            f"have (its named parameter groups: {known})"
+        )
+    for group in groups:
+        if group.get("name") in settings.group_lr:
+            group["lr"] = settings.group_lr[group["name"]]
+    return torch.optim.Adam(groups, lr=settings.lr, weight_decay=settings.weight_decay)
+
+
+def _task_to(task: Task, device: torch.device) -> Task:
+    return replace(
+        task,
+        support_images=task.support_images.to(device),
+        support_labels=task.support_labels.to(device),
+        query_images=task.query_images.to(device),
+        query_labels=task.query_labels.to(device),
+        query_groups=None if task.query_groups is None else task.query_groups.to(device),
+    )
+
+
+class Trainer:
+    """The meta-training loop; ``run()`` trains from scratch or resumes from ``last.pt``.
+
+    Args:
+        config: the training settings.
+        learner: a meta-trainable :class:`FewShotLearner`.
+        train_tasks: task ``i`` of a deterministic stream (see :mod:`litemeta.task_stream`).
+        validation_tasks: a fixed list of tasks scored every ``config.validate_every`` steps;
+            the best accuracy so far is kept in ``best.pt``.
+        model_config: how the learner was built (backbone, image size, ...); stored in each
+            checkpoint, and a checkpoint from a different configuration is refused.
+        on_step_end: called with each step's metrics after its checkpoint is written.
+        progress: show a progress bar (on the first process only).
+    """
+
+    def __init__(
+        self,
+        config: TrainingConfig,
+        learner: FewShotLearner,
+        train_tasks: TaskSource,
+        validation_tasks: Sequence[Task] = (),
+        *,
+        model_config: Mapping[str, Any] | None = None,
+        on_step_end: Callable[[StepMetrics], None] | None = None,
+        progress: bool = True,
+    ) -> None:
+        if not learner.meta_trainable:
+            raise ValueError(
+                f"{type(learner).__name__} has nothing to meta-train (meta_trainable is False); "
+                "evaluate it directly with litemeta.evaluation.evaluate instead"
+            )
+        config.validate()
+        self.config = config
+        self.learner = learner
+        self.train_tasks = train_tasks
+        self.validation_tasks = list(validation_tasks)
+        self.model_config = describe_model(learner, model_config or {})
+        self.on_step_end = on_step_end
+        self.progress = progress
+        self.output_dir = Path(config.output_dir)
+        self.best_validation_accuracy: float | None = None
+
+    def run(self, *, resume: bool = False) -> TrainingResult:
+        """Train up to ``config.steps``; with ``resume``, continue from ``last.pt`` exactly."""
+        self.group = ProcessGroup.from_environment()
+        log: RunLog | None = None
+        try:
+            self._set_up(resume)
+            if self.group.is_main:
+                log = RunLog(self.output_dir, self.start_step)
+                self.config.to_yaml(self.output_dir / "config.yaml")
+            history = self._loop(log)
+        finally:
+            if log is not None:
+                log.close()
+            self.group.close()
+        best = self.output_dir / BEST_CHECKPOINT
+        return TrainingResult(
+            final_step=self.config.steps,
+            last_checkpoint=self.output_dir / LAST_CHECKPOINT,
+            best_checkpoint=best if best.exists() else None,
+            best_validation_accuracy=self.best_validation_accuracy,
+            history=history,
+        )
+
+    def _set_up(self, resume: bool) -> None:
+        device = self.group.device
+        seed_everything(self.config.seed + self.group.rank)
+        self.learner.to(device)
+        self.optimizer = build_optimizer(self.learner, self.config.optim)
+        self.scaler = grad_scaler(device, self.config.precision)
+        self.start_step = 0
+        last = self.output_dir / LAST_CHECKPOINT
+        if resume:
+            self._resume_from(last)
+        elif last.exists():
+            raise FileExistsError(
+                f"{last} exists: resume that run (resume=True) or choose another output_dir"
+            )
+        else:
+            self.group.broadcast_module(self.learner)
+
+    def _resume_from(self, path: Path) -> None:
+        checkpoint = load_checkpoint(path, map_location=self.group.device)
+        check_model_config(checkpoint, self.model_config, path)
+        if checkpoint["world_size"] != self.group.world_size:
+            raise RuntimeError(
+                f"{path} was written by {checkpoint['world_size']} processes, but "
+                f"{self.group.world_size} are running: resume with the same number of processes"
+            )
+        changed = sorted(
+            key
+            for key, value in self.config.to_dict().items()
+            if checkpoint["config"].get(key) != value
+        )
+        if changed:
+            warnings.warn(f"resuming with changed training settings: {changed}", stacklevel=3)
+        self.learner.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scaler.load_state_dict(checkpoint["grad_scaler"])
+        self.start_step = checkpoint["step"]
+        self.best_validation_accuracy = checkpoint["best_validation_accuracy"]
+        restore_rng_state(checkpoint["rng"][self.group.rank], self.group.device)
+
+    def _loop(self, log: RunLog | None) -> list[StepMetrics]:
+        config = self.config
+        history = []
+        bar = tqdm(
+            total=config.steps,
+            initial=self.start_step,
+            desc="meta-training",
+            disable=not (self.progress and self.group.is_main),
+        )
+        with bar:
+            self.learner.train()
+            for step in range(self.start_step + 1, config.steps + 1):
+                metrics = self._step(step)
+                if config.validate_every and step % config.validate_every == 0:
+                    metrics = replace(metrics, validation=self._validate(step))
+                if step % config.checkpoint_every == 0 or step == config.steps:
+                    self._save(LAST_CHECKPOINT, step)
+                if log is not None and (step % config.log_every == 0 or step == config.steps):
+                    log.log_train(
+                        {
+                            "step": step,
+                            "loss": metrics.loss,
+                            "accuracy": metrics.accuracy,
+                            "tasks_per_second": metrics.tasks_per_second,
+                            "images_per_second": metrics.images_per_second,
+                        }
+                    )
+                if log is not None and metrics.validation is not None:
+                    summary = metrics.validation.accuracy
+                    log.log_validation(
+                        {"step": step, "accuracy": summary.mean, "ci95": summary.ci95}
+                    )
+                bar.update()
+                bar.set_postfix(
+                    loss=f"{metrics.loss:.3f}",
+                    acc=f"{metrics.accuracy:.3f}",
+                    tasks_s=f"{metrics.tasks_per_second:.2f}",
+                    img_s=f"{metrics.images_per_second:.0f}",
+                )
+                history.append(metrics)
+                if self.on_step_end is not None:
+                    self.on_step_end(metrics)
+        return history
+
+    def _lite_settings(self, index: int) -> LiteSettings:
+        lite = self.config.lite
+        return LiteSettings(
+            h=lite.h,
+            chunk_size=lite.chunk_size,
+            stratified=lite.stratified,
+            generator=seeded_generator(self.config.seed, "lite", index),
+            gradient_checkpointing=lite.gradient_checkpointing,
+        )
+
+    def _step(self, step: int) -> StepMetrics:
+        """One optimiser step (``step`` counts from 1) over this process's tasks."""
+        config, group = self.config, self.group
+        started = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        totals = torch.zeros(4, dtype=torch.float64)
+        for task_number in range(config.tasks_per_step):
+            index = stream_index(
+                step=step - 1,
+                rank=group.rank,
+                world_size=group.world_size,
+                tasks_per_step=config.tasks_per_step,
+                task=task_number,
+            )
+            outcome = backward_task(
+                self.learner,
+                _task_to(self.train_tasks(index), group.device),
+                lite=self._lite_settings(index),
+                query_batch_size=config.query_batch_size,
+                tasks_per_step=config.tasks_per_step,
+                precision=config.precision,
+                scaler=self.scaler,
+            )
+            totals += torch.tensor(
+                [outcome.loss, outcome.correct, outcome.queries, outcome.images],
+                dtype=torch.float64,
+            )
+        parameters = [p for g in self.optimizer.param_groups for p in g["params"]]
+        group.average_gradients(parameters)
+        if config.optim.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(parameters, config.optim.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        loss, correct, queries, images = group.all_sum(totals).tolist()
+        if group.device.type == "cuda":
+            torch.cuda.synchronize(group.device)
+        elapsed = time.perf_counter() - started
+        tasks = config.tasks_per_step * group.world_size
+        return StepMetrics(
+            step=step,
+            loss=loss / tasks,
+            accuracy=correct / queries,
+            tasks_per_second=tasks / elapsed,
+            images_per_second=images / elapsed,
+        )
+
+    def _validate(self, step: int) -> EvaluationResult | None:
+        """Score the validation tasks (first process only); keep ``best.pt`` on improvement."""
+        if not self.validation_tasks:
+            return None
+        result = None
+        if self.group.is_main:
+            result = evaluate(
+                self.learner,
+                self.validation_tasks,
+                query_batch_size=self.config.query_batch_size,
+                precision=self.config.precision,
+                device=self.group.device,
+                progress=False,
+            )
+        improved = result is not None and (
+            self.best_validation_accuracy is None
+            or result.accuracy.mean > self.best_validation_accuracy
+        )
+        if improved:
+            self.best_validation_accuracy = result.accuracy.mean
+        if self.group.gather(improved)[0]:
+            self._save(BEST_CHECKPOINT, step)
+        return result
+
+    def _save(self, name: str, step: int) -> None:
+        """Write a checkpoint (first process); every process contributes its RNG state."""
+        states = self.group.gather(rng_state(self.group.device))
+        if not self.group.is_main:
+            return
+        payload = {
+            "step": step,
+            "model": self.learner.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "grad_scaler": self.scaler.state_dict(),
+            "rng": states,
+            "world_size": self.group.world_size,
+            "config": self.config.to_dict(),
+            "model_config": self.model_config,
+            "model_fingerprint": model_fingerprint(self.model_config),
+            "best_validation_accuracy": self.best_validation_accuracy,
+        }
+        save_atomically(payload, self.output_dir / name)
+
+
+def train(
+    config: TrainingConfig,
+    learner: FewShotLearner,
+    train_tasks: TaskSource,
+    validation_tasks: Sequence[Task] = (),
+    *,
+    resume: bool = False,
+    model_config: Mapping[str, Any] | None = None,
+    on_step_end: Callable[[StepMetrics], None] | None = None,
+    progress: bool = True,
+) -> TrainingResult:
+    """Meta-train ``learner`` on ``train_tasks``; see :class:`Trainer` for the arguments."""
+    trainer = Trainer(
+        config,
+        learner,
+        train_tasks,
+        validation_tasks,
+        model_config=model_config,
+        on_step_end=on_step_end,
+        progress=progress,
+    )
+    return trainer.run(resume=resume)

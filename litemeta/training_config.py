@@ -1,0 +1,113 @@
+"""Meta-training settings: a dataclass tree, loaded from YAML, with ``a.b=value`` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from litemeta.config import ConfigError, apply_overrides, config_from_dict, config_from_yaml
+from litemeta.precision import Precision
+
+__all__ = ["ConfigError", "LiteConfig", "OptimConfig", "TrainingConfig"]
+
+
+@dataclass
+class LiteConfig:
+    """LITE settings (Bronskill et al., 2021): ``h`` support images back-propagated per task.
+
+    ``h: null`` back-propagates the whole support set; ``chunk_size`` bounds the images per
+    forward call; ``stratified`` draws the subset per class; ``gradient_checkpointing``
+    recomputes the back-propagated rows' activations in the backward pass.
+    """
+
+    h: int | None = 40
+    chunk_size: int | None = None
+    stratified: bool = False
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class OptimConfig:
+    """Adam (Kingma & Ba, 2015). ``lr`` goes to ``learner.parameter_groups``; ``group_lr``
+    overrides the rate of the groups the learner names; ``grad_clip`` caps the global norm."""
+
+    lr: float = 5e-4
+    group_lr: dict[str, float] = field(default_factory=dict)
+    weight_decay: float = 0.0
+    grad_clip: float | None = None
+
+
+@dataclass
+class TrainingConfig:
+    """Everything the meta-training loop needs besides the learner and the tasks.
+
+    ``steps`` optimiser steps, each over ``tasks_per_step`` tasks per process (gradient
+    accumulation); queries go through the classifier ``query_batch_size`` at a time.
+    ``checkpoint_every`` / ``validate_every`` / ``log_every`` count steps (0 turns
+    validation off); the last step always writes a checkpoint.
+    """
+
+    steps: int = 10_000
+    tasks_per_step: int = 16
+    query_batch_size: int = 64
+    precision: Precision = "fp32"
+    checkpoint_every: int = 500
+    validate_every: int = 500
+    log_every: int = 10
+    seed: int = 0
+    output_dir: str = "runs/train"
+    lite: LiteConfig = field(default_factory=LiteConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for values out of range."""
+        positive = {
+            "steps": self.steps,
+            "tasks_per_step": self.tasks_per_step,
+            "query_batch_size": self.query_batch_size,
+            "checkpoint_every": self.checkpoint_every,
+            "log_every": self.log_every,
+        }
+        for key, value in positive.items():
+            if value < 1:
+                raise ConfigError(f"{key} must be at least 1, got {value}")
+        if self.validate_every < 0:
+            raise ConfigError(f"validate_every must be >= 0 (0: never), got {self.validate_every}")
+        for key in ("h", "chunk_size"):
+            value = getattr(self.lite, key)
+            if value is not None and value < 1:
+                raise ConfigError(f"lite.{key} must be null or at least 1, got {value}")
+        if self.optim.lr <= 0:
+            raise ConfigError(f"optim.lr must be positive, got {self.optim.lr}")
+        if self.optim.grad_clip is not None and self.optim.grad_clip <= 0:
+            raise ConfigError(
+                f"optim.grad_clip must be null or positive, got {self.optim.grad_clip}"
+            )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainingConfig:
+        """Build from nested mappings; unknown keys and ill-typed values raise ConfigError."""
+        return config_from_dict(cls, data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain dict (YAML / JSON / ``torch.load(weights_only=True)`` safe)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainingConfig:
+        return config_from_yaml(cls, path)
+
+    def to_yaml(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    def apply_overrides(self, overrides: Sequence[str]) -> TrainingConfig:
+        """A copy with ``dotted.key=value`` overrides applied (values parsed as YAML)."""
+        return apply_overrides(self, overrides)

@@ -1,0 +1,205 @@
+import json
+import zipfile
+
+import pytest
+import torch
+from PIL import Image
+
+from litemeta.cli import main
+from litemeta.data.emoji import (
+    BUILTIN_ARCHIVE,
+    BUILTIN_DIR,
+    STYLES,
+    emoji_tasks,
+    load_emoji,
+    match_emoji,
+    normalise_codepoints,
+    render_image,
+    slugify,
+    split_by_category,
+    write_emoji_set,
+)
+from litemeta.data.samplers import FixedWaySampler
+
+SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">'
+    '<rect width="32" height="16" fill="{}"/></svg>'
+)
+# (unified, name, category, openmoji annotation, fluent file stem or None)
+ENTRIES = [
+    ("1F600", "GRINNING FACE", "Smileys & Emotion", "grinning face", "grinning-face"),
+    ("2716-FE0F", "HEAVY MULTIPLICATION X", "Symbols", "multiply", "multiply"),
+    ("1F44B", "WAVING HAND SIGN", "People & Body", "waving hand", "waving-hand-default"),
+    ("1F34E", "RED APPLE", "Food & Drink", "red apple", "red-apple"),
+    ("1F1EB-1F1F7", "FRANCE", "Flags", "flag: France", None),
+    ("1F3FB", "SKIN TONE 2", "Component", "light skin tone", "light-skin-tone"),
+    ("1F468-1F3FB", "MAN LIGHT SKIN", "People & Body", "man: light skin tone", "man-light"),
+]
+
+
+def write_png(path, colour, size=64):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGBA", (size, size), colour).save(path)
+
+
+@pytest.fixture(scope="module")
+def packages(tmp_path_factory):
+    root = tmp_path_factory.mktemp("npm")
+    google = root / "emoji-datasource-google" / "package"
+    twitter = root / "emoji-datasource-twitter" / "package"
+    openmoji = root / "openmoji" / "package"
+    fluent = root / "fluentui-emoji" / "package" / "icons"
+    lobehub = root / "lobehub__fluent-emoji-3d" / "package" / "assets"
+    datasource, openmoji_json = [], []
+    for unified, name, category, annotation, fluent_stem in ENTRIES:
+        image = f"{unified.lower()}.png"
+        datasource.append(
+            {
+                "unified": unified,
+                "name": name,
+                "short_names": [slugify(name)],
+                "image": image,
+                "category": category,
+                "subcategory": "sub",
+                "has_img_google": True,
+                "has_img_twitter": True,
+            }
+        )
+        write_png(google / "img/google/64" / image, (255, 0, 0, 255))
+        write_png(twitter / "img/twitter/64" / image, (0, 255, 0, 255))
+        hexcode = unified.replace("-FE0F", "")
+        openmoji_json.append(
+            {"hexcode": hexcode, "annotation": annotation, "openmoji_author": "A. Author"}
+        )
+        svg = openmoji / "color" / "svg" / f"{hexcode}.svg"
+        svg.parent.mkdir(parents=True, exist_ok=True)
+        svg.write_text(SVG.format("#0000ff"))
+        if fluent_stem:
+            for folder in ("modern", "flat", "high-contrast"):
+                path = fluent / folder / f"{fluent_stem}.svg"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(SVG.format("#00ffff"))
+        write_png(lobehub / f"{unified.lower()}.webp", (9, 9, 9, 255), size=256)
+    (google / "emoji.json").write_text(json.dumps(datasource))
+    (openmoji / "data").mkdir(parents=True)
+    (openmoji / "data" / "openmoji.json").write_text(json.dumps(openmoji_json))
+    return root
+
+
+def test_codepoints_and_names_are_normalised():
+    assert normalise_codepoints("2716-FE0F") == "2716"
+    assert normalise_codepoints("30-fe0f-20e3") == "0030-20e3"
+    assert normalise_codepoints("1F468-200D-1F4BB") == "1f468-200d-1f4bb"
+    assert slugify("one o\u2019clock") == "one-oclock"
+    assert slugify("pi\u00f1ata") == "pinata"
+    assert slugify("flag: Cura\u00e7ao") == "flag-curacao"
+
+
+def test_matching_across_packages(packages):
+    classes = match_emoji(packages)
+    assert [c.key for c in classes] == ["1f34e", "1f44b", "1f600", "2716"]
+    waving = next(c for c in classes if c.key == "1f44b")
+    assert waving.files["fluent-flat"].name == "waving-hand-default.svg"
+    assert set(waving.files) == set(STYLES)
+    assert waving.folder == "1f44b_waving-hand" and waving.author == "A. Author"
+    multiply = next(c for c in classes if c.key == "2716")
+    assert multiply.files["openmoji"].name == "2716.svg"
+    assert multiply.files["fluent-3d"].name == "2716-fe0f.webp"
+
+
+def test_splits_keep_categories_apart(packages):
+    classes = match_emoji(packages)
+    splits = split_by_category(classes)
+    assert splits == {
+        "train": ["1f44b_waving-hand", "2716_multiply"],
+        "validation": ["1f34e_red-apple"],
+        "test": ["1f600_grinning-face"],
+    }
+    classes[0].category = "Made Up"
+    with pytest.raises(ValueError, match="'Made Up' has no split"):
+        split_by_category(classes)
+
+
+def fake_render(path, size):
+    return Image.new("RGB", (size, size), (len(path.name) * 5, 0, 0))
+
+
+def test_writes_class_folders_readable_with_styles(packages, tmp_path):
+    classes = match_emoji(packages)
+    for out in (tmp_path / "folders", tmp_path / "set.zip"):
+        write_emoji_set(classes, out, 20, image_format="webp", progress=False, render=fake_render)
+        collection = load_emoji(split="train", root=out)
+        assert collection.class_names == ["1f44b_waving-hand", "2716_multiply"]
+        assert collection.styles() == sorted(STYLES)
+        assert collection.load_image(0, 0, 20).shape == (3, 20, 20)
+    assert (tmp_path / "folders" / "2716_multiply" / "google" / "2716.webp").is_file()
+    with zipfile.ZipFile(tmp_path / "set.zip") as archive:
+        assert "CC BY-SA 4.0" in archive.read("ATTRIBUTION.md").decode()
+        assert json.loads(archive.read("classes.json"))[0]["category"] == "Food & Drink"
+
+
+def test_renders_svg_and_raster_sources(packages):
+    pytest.importorskip("cairosvg")
+    classes = match_emoji(packages)
+    svg = render_image(classes[0].files["fluent-color"], 32)
+    assert svg.size == (32, 32) and svg.mode == "RGB"
+    assert svg.getpixel((16, 4)) == (0, 255, 255) and svg.getpixel((16, 28)) == (255, 255, 255)
+    assert render_image(classes[0].files["google"], 48).getpixel((3, 3)) == (255, 0, 0)
+
+
+def test_build_and_info_commands(packages, tmp_path, capsys):
+    pytest.importorskip("cairosvg")
+    out = tmp_path / "built"
+    assert (
+        main(
+            [
+                "data",
+                "build-emoji",
+                "--packages",
+                str(packages),
+                "--out",
+                str(out),
+                "--size",
+                "24",
+                "--limit",
+                "1",
+            ]
+        )
+        == 0
+    )
+    assert "wrote 3 classes" in capsys.readouterr().out
+    assert main(["data", "info", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "classes: 3" in printed and "styles: 7" in printed and "24x24" in printed
+
+
+def test_builtin_set_is_shipped_and_loads_offline():
+    size = sum(p.stat().st_size for p in BUILTIN_DIR.rglob("*") if p.is_file())
+    assert size <= 25 * 2**20
+    assert (BUILTIN_DIR / "ATTRIBUTION.md").is_file()
+    with zipfile.ZipFile(BUILTIN_ARCHIVE) as archive:
+        splits = json.loads(archive.read("splits.json"))
+        metadata = {m["folder"]: m for m in json.loads(archive.read("classes.json"))}
+    assert sum(len(v) for v in splits.values()) >= 1000
+    categories = {s: {metadata[f]["category"] for f in v} for s, v in splits.items()}
+    assert not categories["train"] & categories["validation"]
+    assert not categories["train"] & categories["test"]
+    assert not categories["validation"] & categories["test"]
+    train = load_emoji("train")
+    assert train.styles() == sorted(STYLES)
+    assert all(train.num_items(c) == len(STYLES) for c in range(0, train.num_classes, 97))
+
+
+def test_emoji_tasks_with_style_transfer():
+    tasks = emoji_tasks(
+        "validation",
+        image_size=32,
+        num_tasks=2,
+        sampler=FixedWaySampler(way=5, shot=3, query=2),
+        support_styles=["google", "twitter", "openmoji"],
+        query_styles=["fluent-3d", "fluent-flat"],
+    )
+    task = tasks[1]
+    assert task.support_images.shape == (15, 3, 32, 32)
+    assert task.query_images.shape == (10, 3, 32, 32)
+    assert task.support_images.dtype == torch.uint8

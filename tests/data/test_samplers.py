@@ -1,0 +1,151 @@
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from litemeta.data.base import class_pools
+from litemeta.data.episodic import EpisodicTaskDataset, task_rng
+from litemeta.data.images import ImageLoadError
+from litemeta.data.samplers import FixedWaySampler, VariableWaySampler
+from tests.data.synthetic import SyntheticCollection
+
+# Class sizes like Meta-Dataset's: tiny (Omniglot-like), mid and large classes.
+SIZES = [2, 3, 5, 20, 20, 40, 60, 100, 150, 300, 700, 1300] * 6
+
+
+def assert_disjoint_and_valid(spec, pools):
+    for label, class_id in enumerate(spec.classes):
+        support = {i for lab, i in spec.support if lab == label}
+        query = {i for lab, i in spec.query if lab == label}
+        assert not support & query
+        pool = pools[class_id]
+        assert support <= set(pool.support.tolist())
+        allowed = pool.support if pool.shared else pool.query
+        assert query <= set(allowed.tolist())
+        assert len(support) == sum(1 for lab, _ in spec.support if lab == label)
+
+
+def test_fixed_way_shapes_and_disjointness():
+    pools = class_pools(SyntheticCollection([10] * 8))
+    sampler = FixedWaySampler(way=5, shot=3, query=4)
+    sampler.check(pools)
+    for index in range(50):
+        spec = sampler.sample(pools, task_rng(0, index))
+        assert spec.way == 5 and len(set(spec.classes)) == 5
+        assert spec.support_counts().tolist() == [3] * 5
+        assert spec.query_counts().tolist() == [4] * 5
+        assert_disjoint_and_valid(spec, pools)
+
+
+def test_fixed_way_names_small_classes_before_training():
+    collection = SyntheticCollection([10, 10, 3, 10, 10, 10])
+    with pytest.raises(ValueError, match=r"'class2' \(3\).*Lower shot/query"):
+        EpisodicTaskDataset(collection, FixedWaySampler(5, 5, 5), num_tasks=1, image_size=8)
+
+
+def test_fixed_way_needs_enough_classes():
+    with pytest.raises(ValueError, match="at least 5 classes but only 3"):
+        FixedWaySampler(5, 1, 1).check(class_pools(SyntheticCollection([5, 5, 5])))
+
+
+def test_variable_way_invariants_over_many_episodes():
+    pools = class_pools(SyntheticCollection(SIZES))
+    sampler = VariableWaySampler()
+    sampler.check(pools)
+    ways = []
+    for index in range(300):
+        spec = sampler.sample(pools, task_rng(1, index))
+        sizes = np.array([len(pools[c].support) for c in spec.classes])
+        support, query = spec.support_counts(), spec.query_counts()
+        ways.append(spec.way)
+        assert 5 <= spec.way <= 50
+        assert len(spec.support) <= 500
+        assert support.min() >= 1 and support.max() <= 100
+        assert (query == query[0]).all() and 1 <= query[0] <= 10
+        assert (query <= sizes // 2).all(), "query must never exceed half of a class"
+        assert (support + query <= sizes).all()
+        assert_disjoint_and_valid(spec, pools)
+    assert min(ways) < 15 and max(ways) > 40, "way should span its range"
+
+
+def test_variable_way_is_capped_by_available_classes():
+    pools = class_pools(SyntheticCollection([30] * 7))
+    for index in range(30):
+        assert 5 <= VariableWaySampler().sample(pools, task_rng(2, index)).way <= 7
+
+
+def test_variable_way_support_grows_to_the_budget_on_large_classes():
+    pools = class_pools(SyntheticCollection([1000] * 60))
+    totals = [len(VariableWaySampler().sample(pools, task_rng(3, i)).support) for i in range(200)]
+    assert max(totals) > 400 and max(totals) <= 500
+
+
+def test_variable_way_class_imbalance_gives_unequal_shots():
+    pools = class_pools(SyntheticCollection([200] * 20))
+    spec = VariableWaySampler(min_way=10, max_way=10).sample(pools, task_rng(4, 0))
+    assert len(set(spec.support_counts().tolist())) > 1
+
+
+def test_variable_way_rejects_a_class_with_a_single_image():
+    pools = class_pools(SyntheticCollection([10, 10, 1, 10, 10, 10]))
+    with pytest.raises(ValueError, match=r"'class2' \(1\).*single image"):
+        VariableWaySampler().check(pools)
+
+
+def test_style_pools_take_support_and_query_from_different_styles():
+    styles = [["a", "b", "c", "d"]] * 12
+    collection = SyntheticCollection([4] * 12, styles=styles)
+    pools = class_pools(collection, support_styles=["a", "b", "c"])
+    assert pools[0].support.tolist() == [0, 1, 2] and pools[0].query.tolist() == [3]
+    for sampler in (FixedWaySampler(5, 2, 1), VariableWaySampler()):
+        sampler.check(pools)
+        for index in range(40):
+            spec = sampler.sample(pools, task_rng(5, index))
+            assert all(item == 3 for _, item in spec.query)
+            assert all(item != 3 for _, item in spec.support)
+            assert_disjoint_and_valid(spec, pools)
+
+
+def test_style_options_are_validated():
+    collection = SyntheticCollection([4] * 3, styles=[["a", "b", "c", "d"]] * 3)
+    with pytest.raises(ValueError, match="unknown styles"):
+        class_pools(collection, support_styles=["zz"])
+    with pytest.raises(ValueError, match="both support_styles and query_styles"):
+        class_pools(collection, support_styles=["a"], query_styles=["a", "b"])
+    with pytest.raises(ValueError, match="no per-image styles"):
+        class_pools(SyntheticCollection([4]), support_styles=["a"])
+
+
+def test_load_task_builds_a_valid_task():
+    collection = SyntheticCollection([6] * 6)
+    dataset = EpisodicTaskDataset(collection, FixedWaySampler(3, 2, 2), 4, image_size=8)
+    task = dataset[0]
+    assert task.support_images.shape == (6, 3, 8, 8) and task.support_images.dtype == torch.uint8
+    assert task.query_images.shape == (6, 3, 8, 8)
+    spec = dataset.spec(0)
+    for row, (label, item) in enumerate(spec.support):
+        assert task.support_labels[row] == label
+        assert task.support_images[row, 0, 0, 0] == spec.classes[label]
+        assert task.support_images[row, 1, 0, 0] == item
+    assert task.class_names == [f"class{c}" for c in spec.classes]
+
+
+def test_same_seed_same_tasks_across_worker_counts():
+    collection = SyntheticCollection(SIZES)
+    make = lambda seed: EpisodicTaskDataset(collection, VariableWaySampler(), 6, 4, seed=seed)  # noqa: E731
+    serial = [task.support_images for task in DataLoader(make(7), batch_size=None)]
+    parallel = [task.support_images for task in DataLoader(make(7), batch_size=None, num_workers=2)]
+    assert all(torch.equal(a, b) for a, b in zip(serial, parallel, strict=True))
+    other = [task.support_images for task in DataLoader(make(8), batch_size=None)]
+    same = [a.shape == b.shape and torch.equal(a, b) for a, b in zip(serial, other, strict=True)]
+    assert not all(same)
+
+
+def test_unreadable_image_policy():
+    collection = SyntheticCollection([3] * 5, broken={(0, 0)}, on_error="skip")
+    with pytest.warns(UserWarning, match="synthetic/0/0"):
+        image = collection.load_image(0, 0, 4)
+    assert image[1, 0, 0] == 1, "the next readable image of the class is used"
+    strict = SyntheticCollection([3] * 5, broken={(0, 0)})
+    with pytest.raises(ImageLoadError, match="synthetic/0/0"):
+        strict.load_image(0, 0, 4)

@@ -1,0 +1,159 @@
+import json
+import math
+
+import pytest
+import torch
+from train_helpers import SyntheticTasks, TinyProtoNet
+
+from litemeta.evaluation import (
+    EvaluationResult,
+    evaluate,
+    frames_to_recognition,
+    markdown_table,
+    mean_with_ci,
+    score_video,
+    score_videos,
+    summarise_orbit,
+    video_prediction,
+    write_report,
+)
+from litemeta.tasks import Task
+
+
+def test_mean_with_ci_by_hand():
+    # mean 0.75; population std = sqrt((0.25^2 + 0.25^2 + 0 + 0) / 4) = sqrt(0.03125)
+    summary = mean_with_ci([0.5, 1.0, 0.75, 0.75])
+    assert summary.mean == pytest.approx(0.75)
+    assert summary.ci95 == pytest.approx(1.96 * math.sqrt(0.03125) / 2)
+    assert summary.n == 4
+    assert mean_with_ci([0.3]).ci95 == 0.0
+    with pytest.raises(ValueError, match="empty"):
+        mean_with_ci([])
+
+
+def test_single_video_metrics_by_hand():
+    # label 0, predictions 1 0 0 2: frames 2/4 right, first right at index 1 -> FTR 1/4,
+    # most frequent prediction 0 -> video right.
+    score = score_video([1, 0, 0, 2], label=0)
+    assert score.frame_accuracy == 0.5
+    assert score.frames_to_recognition == 0.25
+    assert score.video_accuracy == 1.0
+    assert frames_to_recognition([3, 3, 3], label=1) == 1.0  # never recognised
+    assert frames_to_recognition([1, 0], label=1) == 0.0  # right from the first frame
+    assert video_prediction([1, 0]) == 0  # a tie goes to the smallest class index
+    assert score_video([1, 0], label=1).video_accuracy == 0.0
+
+
+def test_score_videos_groups_interleaved_frames_in_order():
+    # video 5 gets frames 0, 1, 3 (predictions 2, 1, 1), video 7 gets frames 2, 4 (0, 0)
+    predictions = torch.tensor([2, 1, 0, 1, 0])
+    labels = torch.tensor([1, 1, 0, 1, 0])
+    groups = torch.tensor([5, 5, 7, 5, 7])
+    first, second = score_videos(predictions, labels, groups)
+    assert (first.frame_accuracy, first.frames_to_recognition, first.video_accuracy) == (
+        pytest.approx(2 / 3),
+        pytest.approx(1 / 3),
+        1.0,
+    )
+    assert (second.frame_accuracy, second.frames_to_recognition, second.video_accuracy) == (
+        1.0,
+        0.0,
+        1.0,
+    )
+    with pytest.raises(ValueError, match="different labels"):
+        score_videos(predictions, torch.tensor([1, 0, 0, 1, 0]), groups)
+
+
+def test_orbit_summary_by_hand():
+    user_a = [score_video([1, 0, 0, 2], 0), score_video([0, 0, 2], 1)]
+    user_b = [score_video([2, 2], 2)]
+    # per video: frame acc 0.5, 0, 1; FTR 0.25, 1, 0; video acc 1, 0, 1
+    summary = summarise_orbit([user_a, user_b])
+    assert summary.per_user[0] == pytest.approx(
+        {"frame_accuracy": 0.25, "frames_to_recognition": 0.625, "video_accuracy": 0.5}
+    )
+    assert summary.per_user[1] == pytest.approx(
+        {"frame_accuracy": 1.0, "frames_to_recognition": 0.0, "video_accuracy": 1.0}
+    )
+    users = summary.over_users["frame_accuracy"]
+    # users 0.25 and 1.0: mean 0.625, population std 0.375
+    assert (users.mean, users.ci95, users.n) == (
+        pytest.approx(0.625),
+        pytest.approx(1.96 * 0.375 / math.sqrt(2)),
+        2,
+    )
+    videos = summary.over_videos["frame_accuracy"]
+    # videos 0.5, 0, 1: mean 0.5, population std sqrt(1/6)
+    assert (videos.mean, videos.ci95, videos.n) == (
+        pytest.approx(0.5),
+        pytest.approx(1.96 * math.sqrt(1 / 6) / math.sqrt(3)),
+        3,
+    )
+    assert summary.over_videos["frames_to_recognition"].mean == pytest.approx(1.25 / 3)
+    assert summary.over_videos["video_accuracy"].mean == pytest.approx(2 / 3)
+    assert summary.over_users["video_accuracy"].mean == pytest.approx(0.75)
+
+
+class _FixedPredictions(TinyProtoNet):
+    """Predicts, for query image i, the class stored in pixel [0, 0, 0] of that image."""
+
+    def adapt(self, support_images, support_labels, *, lite=None):
+        assert not torch.is_grad_enabled() and lite is None and not self.training
+        way = int(support_labels.max()) + 1
+
+        def classify(query):
+            return torch.nn.functional.one_hot(query[:, 0, 0, 0].long(), way).float()
+
+        return classify
+
+
+def _video_task(predicted: list[int], labels: list[int], groups: list[int]) -> Task:
+    query = torch.zeros(len(predicted), 3, 2, 2)
+    query[:, 0, 0, 0] = torch.tensor(predicted, dtype=torch.float32)
+    return Task(
+        support_images=torch.zeros(3, 3, 2, 2),
+        support_labels=torch.arange(3),
+        query_images=query,
+        query_labels=torch.tensor(labels),
+        class_names=["a", "b", "c"],
+        query_groups=torch.tensor(groups),
+    )
+
+
+def test_evaluate_scores_tasks_and_videos_with_batched_queries():
+    tasks = [
+        _video_task([1, 0, 0, 2, 0, 0, 2], [0, 0, 0, 0, 1, 1, 1], [0, 0, 0, 0, 1, 1, 1]),
+        _video_task([2, 2], [2, 2], [4, 4]),
+    ]
+    learner = _FixedPredictions()
+    learner.train()
+    result = evaluate(learner, tasks, query_batch_size=3, progress=False)
+    assert learner.training  # mode restored
+    assert result.task_accuracies == pytest.approx([2 / 7, 1.0])
+    assert result.accuracy.mean == pytest.approx((2 / 7 + 1) / 2)
+    assert result.orbit is not None
+    assert result.orbit.over_videos["frame_accuracy"].mean == pytest.approx(0.5)
+    assert result.orbit.over_users["frames_to_recognition"].mean == pytest.approx(0.3125)
+
+
+def test_evaluate_tasks_without_videos_has_no_orbit_metrics():
+    learner = TinyProtoNet()
+    result = evaluate(learner, [SyntheticTasks()(i) for i in range(3)], progress=False)
+    assert result.orbit is None and len(result.task_accuracies) == 3
+    assert all(0.0 <= a <= 1.0 for a in result.task_accuracies)
+    with pytest.raises(ValueError, match="empty"):
+        evaluate(learner, [], progress=False)
+
+
+def test_report_files(tmp_path):
+    plain = EvaluationResult([0.5, 1.0], mean_with_ci([0.5, 1.0]))
+    videos = evaluate(_FixedPredictions(), [_video_task([2, 2], [2, 2], [4, 4])], progress=False)
+    paths = write_report({"emoji": plain, "orbit": videos}, tmp_path)
+    data = json.loads(paths["json"].read_text())
+    assert data["emoji"]["accuracy"]["mean"] == pytest.approx(0.75)
+    assert data["orbit"]["orbit"]["over_videos"]["video_accuracy"]["mean"] == 1.0
+    table = paths["markdown"].read_text()
+    assert "| emoji | 2 | 75.00 ± 34.65 |" in table
+    assert "| orbit | 1 videos | 100.00 ± 0.00 | 0.00 ± 0.00 | 100.00 ± 0.00 |" in table
+    assert table == markdown_table({"emoji": plain, "orbit": videos})
+    assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
