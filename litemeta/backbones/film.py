@@ -57,41 +57,48 @@ def _modulate(values: Tensor, gamma: Tensor, beta: Tensor, channel_dim: int) -> 
     return values * gamma.view(shape) + beta.view(shape)
 
 
+def _film_before_activation(
+    module: nn.Module, args: tuple[Tensor, ...]
+) -> tuple[Tensor, ...] | None:
+    """Forward pre-hook on the ``drop`` layer of timm's fused norm + activation layers."""
+    if module.film is None:
+        return None
+    return (_modulate(args[0], *module.film, module.film_channel_dim), *args[1:])
+
+
+def _film_after_norm(module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> Tensor | None:
+    """Forward hook on a plain normalisation layer."""
+    if module.film is None:
+        return None
+    return _modulate(output, *module.film, module.film_channel_dim)
+
+
 class FilmHooks:
     """Hooks on a model's normalisation layers that apply the FiLM parameters in effect.
 
     Outside :meth:`applied` the hooks do nothing, so the model computes its plain output.
+    The hooks are plain functions that read the parameters from the hooked module itself,
+    so a deep copy of the model (with this object) modulates the copy, not the original.
     """
 
     def __init__(self, model: nn.Module) -> None:
         self.layers = find_film_layers(model)
-        self._active: FilmParameters | None = None
         modules = dict(model.named_modules())
-        for index, layer in enumerate(self.layers):
-            self._install(modules[layer.name], index, layer.channel_dim)
+        self._targets = [self._install(modules[layer.name], layer) for layer in self.layers]
 
-    def _install(self, module: nn.Module, index: int, channel_dim: int) -> None:
+    @staticmethod
+    def _install(module: nn.Module, layer: FilmLayer) -> nn.Module:
         fused_drop = getattr(module, "drop", None)
         if isinstance(fused_drop, nn.Module):
             # timm's fused norm + activation: modulate between the norm and the activation.
-            def before_activation(
-                _: nn.Module, args: tuple[Tensor, ...]
-            ) -> tuple[Tensor, ...] | None:
-                if self._active is None:
-                    return None
-                gamma, beta = self._active[index]
-                return (_modulate(args[0], gamma, beta, channel_dim), *args[1:])
-
-            fused_drop.register_forward_pre_hook(before_activation)
-            return
-
-        def after_norm(_: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> Tensor | None:
-            if self._active is None:
-                return None
-            gamma, beta = self._active[index]
-            return _modulate(output, gamma, beta, channel_dim)
-
-        module.register_forward_hook(after_norm)
+            target = fused_drop
+            target.register_forward_pre_hook(_film_before_activation)
+        else:
+            target = module
+            target.register_forward_hook(_film_after_norm)
+        target.film = None
+        target.film_channel_dim = layer.channel_dim
+        return target
 
     def identity(
         self, device: torch.device | None = None, dtype: torch.dtype | None = None
@@ -125,8 +132,12 @@ class FilmHooks:
         """Modulate the model with ``film`` (``None``: the plain model) inside the block."""
         if film is not None:
             self.check(film)
-        previous, self._active = self._active, film
+        previous = [target.film for target in self._targets]
+        pairs = film if film is not None else [None] * len(self._targets)
+        for target, pair in zip(self._targets, pairs, strict=True):
+            target.film = pair
         try:
             yield
         finally:
-            self._active = previous
+            for target, pair in zip(self._targets, previous, strict=True):
+                target.film = pair

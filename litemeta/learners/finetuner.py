@@ -26,9 +26,11 @@ class FineTuner(BackboneLearner):
     Args:
         backbone: the frozen pretrained feature extractor.
         steps: Adam steps per task.
-        learning_rate: Adam's learning rate.
+        learning_rate: Adam's learning rate for the head.
         learn_film: also fine-tune per-task FiLM parameters (from the identity); otherwise
             the support features are computed once and cached.
+        film_learning_rate: Adam's learning rate for the FiLM parameters (they modulate
+            every layer, so they need a smaller step than the head).
         batch_size: support images per step when ``learn_film`` (default: all of them).
         chunk_size: support images per forward call when features are cached.
     """
@@ -43,6 +45,7 @@ class FineTuner(BackboneLearner):
         steps: int = 50,
         learning_rate: float = 0.01,
         learn_film: bool = False,
+        film_learning_rate: float = 1e-3,
         batch_size: int | None = None,
         chunk_size: int = 64,
     ) -> None:
@@ -50,11 +53,16 @@ class FineTuner(BackboneLearner):
             raise ValueError(f"steps must be at least 1, got {steps}")
         super().__init__(backbone, train_backbone=False, chunk_size=chunk_size)
         self.options.update(
-            steps=steps, learning_rate=learning_rate, learn_film=learn_film, batch_size=batch_size
+            steps=steps,
+            learning_rate=learning_rate,
+            learn_film=learn_film,
+            film_learning_rate=film_learning_rate,
+            batch_size=batch_size,
         )
         self.steps = steps
         self.learning_rate = learning_rate
         self.learn_film = learn_film
+        self.film_learning_rate = film_learning_rate
         self.batch_size = batch_size
 
     def adapt(
@@ -80,8 +88,13 @@ class FineTuner(BackboneLearner):
                 if self.learn_film
                 else None
             )
-            trained = [weight, bias, *(t for pair in film or [] for t in pair)]
-            optimizer = torch.optim.Adam(trained, lr=self.learning_rate)
+            film_tensors = [t for pair in film or [] for t in pair]
+            optimizer = torch.optim.Adam(
+                [
+                    {"params": [weight, bias], "lr": self.learning_rate},
+                    {"params": film_tensors, "lr": self.film_learning_rate},
+                ]
+            )
             cached = None if film else self._cached_features(support_images, labels)
             batch = self.batch_size or support_images.shape[0]
             generator = torch.Generator().manual_seed(0)

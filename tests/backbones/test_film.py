@@ -1,5 +1,7 @@
 """FiLM on timm backbones: identity parameters change nothing, others change the features."""
 
+from copy import deepcopy
+
 import pytest
 import torch
 from torch import nn
@@ -85,3 +87,11 @@ def test_channel_last_layer_norms_of_transformers_get_film():
         filmed = model(tokens)
     expected = model[2](model[1](model[0](tokens)) * gamma + beta)
     torch.testing.assert_close(filmed, expected)
+
+
+def test_a_deep_copy_takes_film_parameters_of_its_own(backbone, images):
+    copy = deepcopy(backbone)
+    shifted = [(gamma, beta + 0.5) for gamma, beta in backbone.identity_film()]
+    with torch.no_grad():
+        torch.testing.assert_close(copy(images, shifted), backbone(images, shifted))
+        torch.testing.assert_close(copy(images), backbone(images))

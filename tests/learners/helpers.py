@@ -7,8 +7,12 @@ from litemeta.backbones import Backbone
 from litemeta.lite import LiteSettings
 
 IMAGE_SIZE = 32
+#: Pretrained ImageNet features need more than 32 px; images are upsampled to this.
+BACKBONE_SIZE = 64
 #: Clearly different base colours, one per class.
-CLASS_COLOURS = torch.tensor([[220, 40, 40], [40, 200, 40], [40, 60, 220], [230, 220, 50]])
+CLASS_COLOURS = torch.tensor(
+    [[220, 40, 40], [40, 200, 40], [40, 60, 220], [230, 220, 50], [200, 60, 210]]
+)
 
 
 def colour_task(way: int, shots: int, queries: int, seed: int = 0, size: int = IMAGE_SIZE):
@@ -18,11 +22,11 @@ def colour_task(way: int, shots: int, queries: int, seed: int = 0, size: int = I
 
     def images_of(labels: torch.Tensor) -> torch.Tensor:
         base = CLASS_COLOURS[labels].view(-1, 3, 1, 1).float()
-        noise = torch.randn(labels.numel(), 3, size, size, generator=generator) * 25
+        noise = torch.randn(labels.numel(), 3, size, size, generator=generator) * 20
         images = (base + noise).clamp(0, 255)
         for image in images:
             top, left = torch.randint(0, size // 2, (2,), generator=generator).tolist()
-            image[:, top : top + size // 4, left : left + size // 4] *= 0.3
+            image[:, top : top + size // 4, left : left + size // 4] *= 0.6
         return images.to(torch.uint8)
 
     support_labels = torch.arange(way).repeat_interleave(shots)

@@ -10,7 +10,7 @@ from torch import nn
 from litemeta.learners import CNAPs, build_learner
 from litemeta.lite import LiteSettings
 
-from .helpers import IMAGE_SIZE, tiny_backbone
+from .helpers import BACKBONE_SIZE, tiny_backbone
 
 TINY_CNAPS = {"encoder_image_size": 16, "encoder_channels": 8}
 
@@ -27,7 +27,7 @@ TINY_CNAPS = {"encoder_image_size": 16, "encoder_channels": 8}
 def test_logits_are_identical_with_and_without_lite(task, name, options):
     support, support_labels, query, _ = task
     torch.manual_seed(0)
-    learner = build_learner(name, image_size=IMAGE_SIZE, **options).train()
+    learner = build_learner(name, image_size=BACKBONE_SIZE, **options).train()
     exact = learner.adapt(support, support_labels)(query)
     for seed in range(3):
         lite = LiteSettings(h=3, generator=torch.Generator().manual_seed(seed))
@@ -44,15 +44,6 @@ class SameSubsetForBothMaps(LiteSettings):
     def map(self, fn, inputs, labels=None):
         self.generator = torch.Generator().manual_seed(self.seed)
         return super().map(fn, inputs, labels)
-
-
-@pytest.fixture
-def single_thread():
-    """Thousands of tiny draws: one thread avoids thread-synchronisation overhead."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
@@ -95,9 +86,7 @@ def within_four_sigma(draws: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
     return (mean - exact).abs() <= 4 * standard_error + 1e-9 * exact.abs().max()
 
 
-def test_cnaps_lite_gradient_is_unbiased_with_independent_subsets(
-    tiny_cnaps_problem, single_thread
-):
+def test_cnaps_lite_gradient_is_unbiased_with_independent_subsets(tiny_cnaps_problem):
     gradient = tiny_cnaps_problem
     exact = gradient(None)
     draws = torch.stack(
@@ -111,7 +100,7 @@ def test_cnaps_lite_gradient_is_unbiased_with_independent_subsets(
     assert inside.all(), f"{(~inside).sum().item()} of {exact.numel()} coordinates biased"
 
 
-def test_reusing_one_subset_for_both_nested_maps_is_biased(tiny_cnaps_problem, single_thread):
+def test_reusing_one_subset_for_both_nested_maps_is_biased(tiny_cnaps_problem):
     gradient = tiny_cnaps_problem
     exact = gradient(None)
     draws = torch.stack([gradient(SameSubsetForBothMaps(h=2, seed=i)) for i in range(300)])

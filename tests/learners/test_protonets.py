@@ -1,0 +1,45 @@
+"""ProtoNets: prototypes classify an easy task; backbone or FiLM-only meta-training."""
+
+import torch
+
+from litemeta.learners import ProtoNets, build_learner
+from litemeta.learners.statistics import class_means
+
+from .helpers import BACKBONE_SIZE, accuracy, meta_train
+
+
+def test_protonets_classify_an_easy_task(task):
+    support, support_labels, query, query_labels = task
+    learner = build_learner("protonets", image_size=BACKBONE_SIZE).eval()
+    with torch.no_grad():
+        classifier = learner.adapt(support, support_labels)
+        assert accuracy(classifier(query), query_labels) >= 0.9
+        features = learner.backbone(support)
+        torch.testing.assert_close(classifier.prototypes, class_means(features, support_labels, 3))
+
+
+def test_meta_training_the_backbone_uses_a_lower_rate_for_a_pretrained_one():
+    pretrained = build_learner("protonets", image_size=BACKBONE_SIZE)
+    groups = pretrained.parameter_groups(1e-3)
+    assert [group["lr"] for group in groups] == [1e-4]
+    assert sum(len(g["params"]) for g in groups) == len(list(pretrained.backbone.parameters()))
+    random = build_learner("protonets", image_size=BACKBONE_SIZE, pretrained=False)
+    assert [group["lr"] for group in random.parameter_groups(1e-3)] == [1e-3]
+
+
+def test_film_only_meta_training_learns_shared_film_and_leaves_the_backbone(task):
+    learner = build_learner("protonets", image_size=BACKBONE_SIZE, meta_train="film")
+    assert isinstance(learner, ProtoNets)
+    trainable = [p for p in learner.parameters() if p.requires_grad]
+    assert len(trainable) == 2 * len(learner.backbone.film_layers)
+    assert not any(p.requires_grad for p in learner.backbone.parameters())
+    before = [p.detach().clone() for p in learner.backbone.parameters()]
+    losses = meta_train(learner, steps=3, h=5, lr=1e-2)
+    assert all(
+        torch.equal(a, b) for a, b in zip(before, learner.backbone.parameters(), strict=True)
+    )
+    assert any(not torch.equal(g, torch.ones_like(g)) for g in learner.film_gammas)
+    assert all(torch.isfinite(torch.tensor(losses)))
+    support, support_labels, query, query_labels = task
+    with torch.no_grad():
+        assert accuracy(learner.adapt(support, support_labels)(query), query_labels) >= 0.9
