@@ -43,3 +43,20 @@ def test_film_only_meta_training_learns_shared_film_and_leaves_the_backbone(task
     support, support_labels, query, query_labels = task
     with torch.no_grad():
         assert accuracy(learner.adapt(support, support_labels)(query), query_labels) >= 0.9
+
+
+def test_distance_scale_multiplies_logits_and_is_meta_learned(task):
+    support, support_labels, query, _ = task
+    plain = build_learner("protonets", image_size=BACKBONE_SIZE, pretrained=False).eval()
+    scaled = build_learner(
+        "protonets", image_size=BACKBONE_SIZE, pretrained=False, distance_scale=0.01
+    ).eval()
+    scaled.backbone.load_state_dict(plain.backbone.state_dict())
+    plain_logits = plain.adapt(support, support_labels)(query)
+    scaled_logits = scaled.adapt(support, support_labels)(query)
+    torch.testing.assert_close(scaled_logits, plain_logits * 0.01)
+    assert torch.equal(scaled_logits.argmax(1), plain_logits.argmax(1))
+    head = [g for g in scaled.parameter_groups(1e-3) if g["name"] == "head"]
+    assert head and head[0]["params"] == [scaled.log_distance_scale]
+    scaled_logits.logsumexp(1).sum().backward()
+    assert scaled.log_distance_scale.grad is not None and scaled.log_distance_scale.grad != 0
