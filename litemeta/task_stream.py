@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
 from litemeta.tasks import Task
 
-__all__ = ["SeededTaskStream", "TaskSource", "seeded_generator", "stream_index"]
+__all__ = ["TaskSource", "seeded_generator", "stream_index"]
 
-#: Task ``i`` of a deterministic stream; the same index must always give the same task.
+#: Task ``i`` of a deterministic stream; the same index must always give the same task
+#: (e.g. ``EpisodicTaskDataset.__getitem__`` of :mod:`litemeta.data`).
 TaskSource = Callable[[int], Task]
 
 
@@ -25,21 +25,6 @@ def seeded_generator(seed: int, *keys: object) -> torch.Generator:
     """A CPU generator whose seed is a hash of ``seed`` and ``keys`` (independent streams)."""
     digest = hashlib.sha256(repr((seed, *keys)).encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
-
-
-@dataclass(frozen=True)
-class SeededTaskStream:
-    """Turn a sampler ``sample(generator) -> Task`` into a :data:`TaskSource`.
-
-    Task ``i`` is drawn with a generator seeded from ``(seed, i)``, so any task can be
-    re-created on its own, in any process, in any order.
-    """
-
-    sample: Callable[[torch.Generator], Task]
-    seed: int = 0
-
-    def __call__(self, index: int) -> Task:
-        return self.sample(seeded_generator(self.seed, "task", index))
 
 
 def stream_index(*, step: int, rank: int, world_size: int, tasks_per_step: int, task: int) -> int:
