@@ -8,6 +8,21 @@ import torch
 from torch import Tensor
 
 
+def check_labelled_images(images: Tensor, labels: Tensor, name: str) -> None:
+    """Raise ``ValueError`` unless ``images`` is ``[n, c, h, w]`` with ``n`` int64 labels."""
+    if images.dim() != 4:
+        raise ValueError(
+            f"{name}_images must be [n, channels, height, width], got shape {tuple(images.shape)}"
+        )
+    if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
+        raise ValueError(
+            f"{name}_labels must be a 1-d tensor with one label per image: "
+            f"{images.shape[0]} images but labels of shape {tuple(labels.shape)}"
+        )
+    if labels.dtype != torch.int64:
+        raise ValueError(f"{name}_labels must be int64 class indices, got {labels.dtype}")
+
+
 @dataclass
 class Task:
     """One few-shot classification task (an episode).
@@ -37,18 +52,7 @@ class Task:
         for name in ("support", "query"):
             images: Tensor = getattr(self, f"{name}_images")
             labels: Tensor = getattr(self, f"{name}_labels")
-            if images.dim() != 4:
-                raise ValueError(
-                    f"{name}_images must be [n, channels, height, width], got shape "
-                    f"{tuple(images.shape)}"
-                )
-            if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
-                raise ValueError(
-                    f"{name}_labels must be a 1-d tensor with one label per image: "
-                    f"{images.shape[0]} images but labels of shape {tuple(labels.shape)}"
-                )
-            if labels.dtype != torch.int64:
-                raise ValueError(f"{name}_labels must be int64, got {labels.dtype}")
+            check_labelled_images(images, labels, name)
             if labels.numel() and (labels.min() < 0 or labels.max() >= self.way):
                 raise ValueError(
                     f"{name}_labels must lie in 0..{self.way - 1} (one per class name); "

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from litemeta.tasks import check_labelled_images
+
 __all__ = ["check_query", "check_support"]
 
 
@@ -13,17 +15,7 @@ def check_support(images: Tensor, labels: Tensor) -> int:
 
     Labels must be ``int64`` in ``0..way-1`` with at least one image per class.
     """
-    if images.dim() != 4:
-        raise ValueError(
-            f"support_images must be [n, channels, height, width], got shape {tuple(images.shape)}"
-        )
-    if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
-        raise ValueError(
-            f"support_labels must be 1-d with one label per image: {images.shape[0]} images, "
-            f"labels of shape {tuple(labels.shape)}"
-        )
-    if labels.dtype != torch.int64:
-        raise ValueError(f"support_labels must be int64 class indices, got {labels.dtype}")
+    check_labelled_images(images, labels, "support")
     if labels.numel() == 0:
         raise ValueError("the support set is empty: every class needs at least one image")
     if labels.min() < 0:

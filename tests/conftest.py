@@ -1,4 +1,4 @@
-"""Fixtures for the backbone tests."""
+"""Fixtures shared by every test."""
 
 import pytest
 import torch
@@ -6,7 +6,7 @@ import torch
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    """Small inputs run fastest on one thread, and stay fast when other jobs share the CPU
+    """Small models run fastest on one thread, and stay fast when other jobs share the CPU
     (several threads then wait on each other)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
