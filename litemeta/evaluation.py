@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Sized
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -228,7 +228,7 @@ def evaluate(
     device = device or _device_of(learner)
     accuracies: list[float] = []
     videos_per_user: list[list[VideoScore]] = []
-    total = len(tasks) if isinstance(tasks, Sequence) else None
+    total = len(tasks) if isinstance(tasks, Sized) else None
     with _eval_mode(learner), torch.no_grad(), autocast(device, precision):
         for task in tqdm(tasks, total=total, desc=description, disable=not progress):
             classifier = learner.adapt(

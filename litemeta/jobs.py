@@ -9,12 +9,13 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import yaml
+from torch.utils.data import Dataset
 
 from litemeta.checkpoint import load_checkpoint, load_model_weights
 from litemeta.data import ClassFolderDataset
@@ -35,18 +36,22 @@ BASELINE = "pretrained, no meta-training"
 META_TRAINED = "meta-trained with LITE"
 
 
-def _test_tasks(config: ExperimentConfig, split: str, num_tasks: int | None) -> list[Task]:
-    dataset = task_dataset(
+def _test_tasks(
+    config: ExperimentConfig, split: str, num_tasks: int | None
+) -> Dataset[Task] | list[Task]:
+    """The test tasks, loaded one at a time as evaluation reaches them."""
+    return task_dataset(
         config.data,
         split,
         num_tasks or config.evaluation.tasks,
         config.model.image_size,
         seed=config.evaluation.seed,
     )
-    return [dataset[i] for i in range(len(dataset))]
 
 
-def _evaluate(learner: BackboneLearner, tasks: Sequence[Task], config: ExperimentConfig, name: str):
+def _evaluate(
+    learner: BackboneLearner, tasks: Iterable[Task], config: ExperimentConfig, name: str
+) -> EvaluationResult:
     return evaluate(
         learner,
         tasks,
@@ -72,7 +77,8 @@ def train_experiment(
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / EXPERIMENT_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
-    evaluate_now = config.evaluation.tasks > 0
+    # Under torchrun every process trains; only the first evaluates and reports.
+    evaluate_now = config.evaluation.tasks > 0 and int(os.environ.get("RANK", "0")) == 0
     test_tasks = _test_tasks(config, config.data.test_split, None) if evaluate_now else []
     results: dict[str, EvaluationResult] = {}
     if evaluate_now and compare_baseline and not resume:
@@ -84,16 +90,15 @@ def train_experiment(
     train_tasks = task_dataset(
         config.data, config.data.train_split, total_tasks, image_size, config.training.seed
     )
-    validation_tasks: list[Task] = []
+    validation_tasks: Dataset[Task] | list[Task] = []
     if config.training.validate_every and config.data.validation_tasks:
-        validation = task_dataset(
+        validation_tasks = task_dataset(
             config.data,
             config.data.validation_split,
             config.data.validation_tasks,
             image_size,
             seed=config.training.seed + 1,
         )
-        validation_tasks = [validation[i] for i in range(len(validation))]
 
     outcome = train(
         config.training,

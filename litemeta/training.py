@@ -179,7 +179,8 @@ class Trainer:
         config: the training settings.
         learner: a meta-trainable :class:`FewShotLearner`.
         train_tasks: task ``i`` of a deterministic stream (see :mod:`litemeta.task_stream`).
-        validation_tasks: a fixed list of tasks scored every ``config.validate_every`` steps;
+        validation_tasks: fixed tasks (a sequence, or a dataset that loads them on demand)
+            scored every ``config.validate_every`` steps;
             the best accuracy so far is kept in ``best.pt``.
         model_config: how the learner was built (backbone, image size, ...); stored in each
             checkpoint, and a checkpoint from a different configuration is refused.
@@ -207,7 +208,7 @@ class Trainer:
         self.config = config
         self.learner = learner
         self.train_tasks = train_tasks
-        self.validation_tasks = list(validation_tasks)
+        self.validation_tasks = validation_tasks
         self.model_config = describe_model(learner, model_config or {})
         self.on_step_end = on_step_end
         self.progress = progress
