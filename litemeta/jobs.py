@@ -71,9 +71,14 @@ def train_experiment(
     report shows what meta-training adds. Returns the results by name; the report is
     written to ``<output_dir>/test``.
     """
+    output_dir = Path(config.training.output_dir)
+    if not resume and (output_dir / LAST_CHECKPOINT).exists():
+        raise FileExistsError(
+            f"{output_dir} already holds a training run: continue it with --resume, or start "
+            f"a new one elsewhere with training.output_dir=DIR"
+        )
     seed_everything(config.training.seed)
     learner = build_model(config.model)
-    output_dir = Path(config.training.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / EXPERIMENT_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 

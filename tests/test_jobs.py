@@ -131,3 +131,8 @@ def test_personalise_reports_a_missing_query_folder(trained_run: Path, tmp_path:
     )
     assert code == 1
     assert "query folder" in capsys.readouterr().err
+
+
+def test_train_refuses_to_overwrite_a_run(trained_run: Path, capsys) -> None:
+    assert main(["train", *TINY, f"training.output_dir={trained_run}"]) == 1
+    assert "--resume" in capsys.readouterr().err
