@@ -83,7 +83,8 @@ class DataConfig:
     ``vtab_support_size`` images of ``root/train/<class>/``, queries from ``root/test/``;
     evaluation only). ``support_styles`` and
     ``query_styles`` take a task's support and query images from different styles.
-    ``orbit_target`` picks clean (CLE-VE) or clutter (CLU-VE) target videos.
+    ``orbit_target`` picks clean (CLE-VE) or clutter (CLU-VE) target videos; target videos
+    with fewer than ``orbit_min_target_frames`` valid frames are skipped.
     """
 
     dataset: Dataset_ = "emoji"
@@ -97,6 +98,7 @@ class DataConfig:
     validation_tasks: int = 50
     orbit_target: Literal["clean", "clutter"] = "clutter"
     orbit_clip_length: int = 1
+    orbit_min_target_frames: int = 50
     on_error: Literal["raise", "skip"] = "raise"
     vtab_support_size: int = 1000
     vtab_query_limit: int | None = None
@@ -168,7 +170,7 @@ def _collection(data: DataConfig, split: str) -> Any:
         return ClassFolderDataset(data.root, split=split, on_error=data.on_error)
     if data.dataset == "meta-dataset":
         return MetaDatasetRecords(data.root, split=split, on_error=data.on_error)
-    return OrbitDataset(data.root, split)
+    return OrbitDataset(data.root, split, on_error=data.on_error)
 
 
 def task_dataset(
@@ -198,13 +200,17 @@ def task_dataset(
         return [task]
     collection = _collection(data, split)
     if isinstance(collection, OrbitDataset):
-        sampler = OrbitTaskSampler(target=data.orbit_target, clip_length=data.orbit_clip_length)
+        sampler = OrbitTaskSampler(
+            target=data.orbit_target,
+            clip_length=data.orbit_clip_length,
+            min_target_frames=data.orbit_min_target_frames,
+        )
         users = len(collection.index.users)
         per_user = math.ceil(num_tasks / users)
         by_user = OrbitTaskDataset(
             collection, sampler, image_size, tasks_per_user=per_user, seed=seed
         )
-        return _Interleaved(by_user, users, per_user)
+        return _Interleaved(by_user, users, per_user, num_tasks)
     return EpisodicTaskDataset(
         collection,
         _episode_sampler(data.sampler),
@@ -219,11 +225,16 @@ def task_dataset(
 class _Interleaved(Dataset):
     """Item ``i`` = user ``i % users``'s task ``i // users`` of a user-major dataset."""
 
-    def __init__(self, by_user: OrbitTaskDataset, users: int, per_user: int) -> None:
+    def __init__(
+        self, by_user: OrbitTaskDataset, users: int, per_user: int, num_tasks: int
+    ) -> None:
         self.by_user, self.users, self.per_user = by_user, users, per_user
+        self.num_tasks = num_tasks
 
     def __len__(self) -> int:
-        return len(self.by_user)
+        return self.num_tasks
 
     def __getitem__(self, index: int) -> Task:
+        if not 0 <= index < self.num_tasks:
+            raise IndexError(f"task index {index} out of range 0..{self.num_tasks - 1}")
         return self.by_user[(index % self.users) * self.per_user + index // self.users]
