@@ -25,11 +25,24 @@ from litemeta.training import backward_task
 from .report import Row
 from .saved_tensors import SavedTensorMeter
 
-__all__ = ["INFERENCE", "MODES", "StepConfig", "measure_step", "parse_mode", "synthetic_task"]
+__all__ = [
+    "INFERENCE",
+    "MODES",
+    "StepConfig",
+    "default_device",
+    "measure_step",
+    "parse_mode",
+    "synthetic_task",
+]
 
 INFERENCE = "inference"
 #: The default modes: the reference, full back-propagation, checkpointing, LITE h = 8, 40.
 MODES = (INFERENCE, "backprop", "checkpoint", "lite-8", "lite-40")
+
+
+def default_device() -> str:
+    """``cuda`` when a GPU is visible, else ``cpu``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def parse_mode(mode: str) -> int | None:
@@ -51,6 +64,8 @@ class StepConfig:
     The task is ``way``-way with ``support // way`` shots and ``queries_per_class``
     queries per class, of random images (memory and time do not depend on content).
     ``chunk_size`` bounds every pass without autograd (inference, LITE's first pass).
+    ``threads`` sets torch's intra-op threads (default: torch's own choice); one thread per
+    process keeps timings stable on a CPU shared with other work.
     """
 
     learner: str
@@ -64,6 +79,7 @@ class StepConfig:
     backbone: str = DEFAULT_BACKBONE
     pretrained: bool = True
     device: str = "cpu"
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         parse_mode(self.mode)
@@ -129,6 +145,8 @@ def measure_step(config: dict, repeats: int = 0) -> Row:
     and ``seconds`` is the median of ``repeats`` further, unhooked steps.
     """
     step = StepConfig(**config)
+    if step.threads is not None:
+        torch.set_num_threads(step.threads)
     device = torch.device(step.device)
     learner = build_learner(
         step.learner,
