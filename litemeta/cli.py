@@ -278,6 +278,9 @@ def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
         "--chunk-size", type=int, default=64, help="images per pass without autograd"
     )
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads per configuration's process"
+    )
     _add_model_arguments(parser)
 
 
