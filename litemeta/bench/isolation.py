@@ -1,6 +1,6 @@
 """Run one benchmark configuration in a fresh process and read its peak memory.
 
-Peak resident memory (``ru_maxrss``) only ever grows within a process, so every
+Peak resident memory only ever grows within a process, so every
 configuration runs in its own spawned process to get a figure of its own.
 """
 
@@ -12,6 +12,7 @@ import signal
 import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 Row = dict[str, Any]
@@ -21,8 +22,18 @@ OUT_OF_MEMORY_MARKERS = ("can't allocate memory", "CUDA out of memory")
 
 
 def peak_rss_bytes() -> int:
-    """This process's peak resident set size (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """This process's peak resident set size since it started its program.
+
+    Linux's ``VmHWM`` (``/proc/self/status``) is used where available: ``ru_maxrss`` also
+    keeps the peak of the forked copy of the parent from before ``exec``, so a spawned
+    child would report at least its parent's resident size.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def _is_out_of_memory(error: Exception) -> bool:

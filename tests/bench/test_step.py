@@ -2,8 +2,16 @@
 stay flat with LITE (Bronskill et al., NeurIPS 2021)."""
 
 import pytest
+import torch
 
 from litemeta.bench.step import StepConfig, measure_step, parse_mode
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def _saved_bytes(mode: str, support: int) -> int:
@@ -18,6 +26,7 @@ def _saved_bytes(mode: str, support: int) -> int:
         chunk_size=4,
         backbone="resnet18",
         pretrained=False,
+        threads=1,
     )
     return measure_step(vars(config))["saved_bytes"]
 
