@@ -50,10 +50,10 @@ def run_speed_benchmark(
     """Time the grid, write ``speed.csv/.md/.png`` into ``output``; return the table."""
     rows = run_grid(grid.configs(), repeats=repeats, progress=progress, description="speed")
     ratio_to_inference(rows, "seconds", "seconds_vs_inference")
-    threads = grid.template.threads or "torch's default number of"
+    threads = grid.template.threads or "torch's default"
     table = (
         f"Seconds per meta-training step (median of {repeats} after one warm-up; "
-        f"{threads} threads per process).\n\n"
+        f"torch threads per process: {threads}).\n\n"
         + markdown_table([_table_row(r) for r in rows])
         + "\n"
         + "\n".join(speed_targets(rows))
