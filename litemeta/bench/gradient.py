@@ -44,7 +44,7 @@ def _gradient(learner: FewShotLearner, task: Task, lite: LiteSettings) -> Tensor
 
 
 def _cosine(a: Tensor, b: Tensor) -> float:
-    return float(functional.cosine_similarity(a, b, dim=0))
+    return float(functional.cosine_similarity(a.double(), b.double(), dim=0))
 
 
 def _relative_error(estimate: Tensor, exact: Tensor) -> float:
