@@ -10,6 +10,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from litemeta.bench.sweep import Grid
 
 
 def _data_build_emoji(args: argparse.Namespace) -> None:
@@ -168,6 +172,168 @@ def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
     personalise.set_defaults(handler=_personalise)
 
 
+def _step_grid(args: argparse.Namespace) -> Grid:
+    from litemeta.bench.step import StepConfig, default_device
+    from litemeta.bench.sweep import Grid
+
+    template = StepConfig(
+        learner=args.learners[0],
+        image_size=args.sizes[0],
+        support=args.way,
+        mode="inference",
+        way=args.way,
+        queries_per_class=args.queries_per_class,
+        query_batch_size=args.query_batch_size,
+        chunk_size=args.chunk_size,
+        backbone=args.backbone,
+        pretrained=not args.no_pretrained,
+        device=args.device or default_device(),
+        threads=args.threads,
+    )
+    return Grid(args.learners, args.sizes, args.support, args.modes, template)
+
+
+def _output(args: argparse.Namespace) -> Path:
+    return Path(args.out or f"docs/bench/{args.bench_command}")
+
+
+def _bench_memory(args: argparse.Namespace) -> None:
+    from litemeta.bench.memory import run_memory_benchmark
+
+    print(run_memory_benchmark(_step_grid(args), _output(args)))
+
+
+def _bench_speed(args: argparse.Namespace) -> None:
+    from litemeta.bench.speed import run_speed_benchmark
+
+    print(run_speed_benchmark(_step_grid(args), _output(args), repeats=args.repeats))
+
+
+def _bench_gradient(args: argparse.Namespace) -> None:
+    from litemeta.bench.gradient import run_gradient_benchmark
+    from litemeta.bench.real_tasks import emoji_test_tasks
+
+    (task,) = emoji_test_tasks(1, args.way, args.shot, args.queries, args.size, seed=args.seed)
+    subset_sizes = [*args.h, task.support_labels.numel()]
+    table = run_gradient_benchmark(
+        args.learners,
+        task,
+        subset_sizes,
+        _output(args),
+        image_size=args.size,
+        backbone=args.backbone,
+        pretrained=not args.no_pretrained,
+        draws=args.draws,
+    )
+    print(table)
+
+
+def _bench_personalise(args: argparse.Namespace) -> None:
+    from litemeta.bench.personalise import run_personalise_benchmark
+    from litemeta.bench.real_tasks import emoji_test_tasks
+
+    tasks = emoji_test_tasks(
+        args.tasks, args.way, args.shot, args.queries, args.size, seed=args.seed
+    )
+    table = run_personalise_benchmark(
+        args.learners,
+        tasks,
+        _output(args),
+        image_size=args.size,
+        backbone=args.backbone,
+        pretrained=not args.no_pretrained,
+    )
+    print(table)
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    from litemeta.backbones import DEFAULT_BACKBONE
+
+    parser.add_argument("--backbone", default=DEFAULT_BACKBONE, help="backbone name")
+    parser.add_argument(
+        "--no-pretrained", action="store_true", help="random backbone weights (no weight file)"
+    )
+    parser.add_argument("--out", default=None, help="output directory (default docs/bench/NAME)")
+
+
+def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
+    from litemeta.bench.step import MODES
+    from litemeta.bench.sweep import IMAGE_SIZES, LEARNERS, SUPPORT_SIZES
+
+    parser.add_argument("--learners", nargs="+", default=list(LEARNERS))
+    parser.add_argument("--sizes", nargs="+", type=int, default=list(IMAGE_SIZES))
+    parser.add_argument(
+        "--support", nargs="+", type=int, default=list(SUPPORT_SIZES), help="support sizes N"
+    )
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        default=list(MODES),
+        help="inference, backprop, checkpoint, lite-<h> (default: %(default)s)",
+    )
+    parser.add_argument("--way", type=int, default=10, help="classes per task (N / way shots)")
+    parser.add_argument("--queries-per-class", type=int, default=2)
+    parser.add_argument("--query-batch-size", type=int, default=10)
+    parser.add_argument(
+        "--chunk-size", type=int, default=64, help="images per pass without autograd"
+    )
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads per configuration's process"
+    )
+    _add_model_arguments(parser)
+
+
+def _add_emoji_task_arguments(
+    parser: argparse.ArgumentParser, learners: Sequence[str], way: int
+) -> None:
+    parser.add_argument("--learners", nargs="+", default=list(learners))
+    parser.add_argument("--size", type=int, default=84, help="image side in pixels")
+    parser.add_argument("--way", type=int, default=way)
+    parser.add_argument("--shot", type=int, default=5)
+    parser.add_argument("--queries", type=int, default=2, help="queries per class")
+    parser.add_argument("--seed", type=int, default=0, help="which emoji test tasks")
+    _add_model_arguments(parser)
+
+
+def add_bench_commands(subparsers: argparse._SubParsersAction) -> None:
+    from litemeta.bench.personalise import PERSONALISE_LEARNERS
+    from litemeta.bench.sweep import LEARNERS
+
+    bench = subparsers.add_parser(
+        "bench", help="benchmarks: memory, speed, gradient fidelity, personalisation cost"
+    )
+    commands = bench.add_subparsers(dest="bench_command", required=True)
+
+    memory = commands.add_parser(
+        "memory", help="peak memory of a meta-training step against support size"
+    )
+    _add_grid_arguments(memory)
+    memory.set_defaults(handler=_bench_memory)
+
+    speed = commands.add_parser("speed", help="seconds per meta-training step")
+    _add_grid_arguments(speed)
+    speed.add_argument("--repeats", type=int, default=3, help="timed steps after a warm-up")
+    speed.set_defaults(handler=_bench_speed)
+
+    gradient = commands.add_parser(
+        "gradient", help="LITE gradient against the exact one on a real emoji task"
+    )
+    _add_emoji_task_arguments(gradient, LEARNERS, way=20)
+    gradient.add_argument(
+        "--h", nargs="+", type=int, default=[1, 8, 40], help="subset sizes (N is added)"
+    )
+    gradient.add_argument("--draws", type=int, default=20, help="LITE draws per subset size")
+    gradient.set_defaults(handler=_bench_gradient)
+
+    personalise = commands.add_parser(
+        "personalise", help="time, MACs, numbers learned and accuracy of personalising"
+    )
+    _add_emoji_task_arguments(personalise, PERSONALISE_LEARNERS, way=10)
+    personalise.add_argument("--tasks", type=int, default=20, help="emoji test tasks")
+    personalise.set_defaults(handler=_bench_personalise)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="litemeta", description="Meta-train few-shot image classifiers with LITE."
@@ -175,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_experiment_commands(subparsers)
     add_data_commands(subparsers)
+    add_bench_commands(subparsers)
     return parser
 
 

@@ -8,16 +8,20 @@ scaled by N/h (the ORBIT code).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor
 from torch.nn import functional
+from tqdm.auto import tqdm
 
+from litemeta.backbones import DEFAULT_BACKBONE
+from litemeta.learners import build_learner
 from litemeta.learners.base import FewShotLearner
 from litemeta.lite import LiteSettings
 from litemeta.tasks import Task
 
-from .report import Row
+from .report import Row, markdown_table, write_outputs
 
 VARIANTS = ("unbiased (ours)", "no N/h scaling", "query loss x N/h")
 
@@ -40,7 +44,7 @@ def _gradient(learner: FewShotLearner, task: Task, lite: LiteSettings) -> Tensor
 
 
 def _cosine(a: Tensor, b: Tensor) -> float:
-    return float(functional.cosine_similarity(a, b, dim=0))
+    return float(functional.cosine_similarity(a.double(), b.double(), dim=0))
 
 
 def _relative_error(estimate: Tensor, exact: Tensor) -> float:
@@ -99,3 +103,92 @@ def gradient_fidelity(
         for variant, estimates in zip(VARIANTS, (ours, unscaled, query_scaled), strict=True):
             rows.append(_summary(h, variant, estimates, exact))
     return rows
+
+
+def _table_row(row: Row) -> Row:
+    return {
+        "learner": row["learner"],
+        "h": row["h"],
+        "variant": row["variant"],
+        "draws": row["draws"],
+        "cosine, one draw": f"{row['single_cosine_mean']:.3f} ± {row['single_cosine_std']:.3f}",
+        "rel. error, one draw": row["single_relative_error"],
+        "cosine of mean": row["mean_cosine"],
+        "rel. error of mean": row["mean_relative_error"],
+    }
+
+
+def plot_fidelity(rows: Sequence[Row], path: Path) -> Path:
+    """Per learner: cosine to the exact gradient against h, for single draws (solid, with
+    one standard deviation) and for the mean over draws (dashed), one colour per variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    learners = list(dict.fromkeys(r["learner"] for r in rows))
+    figure, axes = plt.subplots(
+        1, len(learners), figsize=(5.5 * len(learners), 4), squeeze=False, sharey=True
+    )
+    for axis, learner in zip(axes[0], learners, strict=True):
+        for variant in VARIANTS:
+            series = [r for r in rows if r["learner"] == learner and r["variant"] == variant]
+            hs = [r["h"] for r in series]
+            line = axis.errorbar(
+                hs,
+                [r["single_cosine_mean"] for r in series],
+                yerr=[r["single_cosine_std"] for r in series],
+                marker="o",
+                capsize=3,
+                label=f"{variant}: one draw",
+            )
+            axis.plot(
+                hs,
+                [r["mean_cosine"] for r in series],
+                linestyle="--",
+                marker="x",
+                color=line[0].get_color(),
+                label=f"{variant}: mean of {series[0]['draws']} draws",
+            )
+        axis.set_xscale("log")
+        axis.set_title(learner)
+        axis.set_xlabel("h (back-propagated support images)")
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=7)
+    axes[0][0].set_ylabel("cosine similarity to the exact gradient")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def run_gradient_benchmark(
+    learners: Sequence[str],
+    task: Task,
+    subset_sizes: Sequence[int],
+    output: Path,
+    *,
+    image_size: int,
+    backbone: str = DEFAULT_BACKBONE,
+    pretrained: bool = True,
+    draws: int = 20,
+    chunk_size: int = 64,
+    progress: bool = True,
+) -> str:
+    """:func:`gradient_fidelity` of each learner (as built, not meta-trained) on ``task``;
+    write ``gradient.csv/.md/.png`` into ``output`` and return the table."""
+    rows: list[Row] = []
+    for name in tqdm(learners, desc="gradient", disable=not progress):
+        learner = build_learner(name, backbone, image_size, pretrained=pretrained).eval()
+        fidelity = gradient_fidelity(
+            learner, task, subset_sizes, draws=draws, chunk_size=chunk_size
+        )
+        rows += [{"learner": name, **row} for row in fidelity]
+    support = task.support_labels.numel()
+    table = (
+        f"Gradient fidelity on one {task.way}-way task, N = {support} support and "
+        f"{task.query_labels.numel()} query images.\n\n"
+        + markdown_table([_table_row(r) for r in rows])
+    )
+    write_outputs(rows, output, "gradient", table, lambda path: plot_fidelity(rows, path))
+    return table

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import platform
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +57,81 @@ def markdown_table(rows: Sequence[Row], columns: Sequence[str] | None = None) ->
     ]
     lines += ["| " + " | ".join(format_cell(row.get(c)) for c in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def plot_by_mode(
+    rows: Sequence[Row],
+    value: str,
+    ylabel: str,
+    path: Path,
+    *,
+    estimate: str | None = None,
+    scale: float = 1.0,
+) -> Path:
+    """One panel per (learner, image size): ``value`` against support size, a line per mode.
+
+    Where a row has no ``value`` but has ``estimate``, the estimate is drawn as a hollow
+    marker. ``scale`` divides the values (e.g. bytes to GiB). Log-log axes.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = list(dict.fromkeys((r["learner"], r["image_size"]) for r in rows))
+    figure, axes = plt.subplots(
+        1, len(panels), figsize=(5 * len(panels), 4), squeeze=False, sharey=True
+    )
+    for axis, (learner, size) in zip(axes[0], panels, strict=True):
+        panel = [r for r in rows if (r["learner"], r["image_size"]) == (learner, size)]
+        for mode in dict.fromkeys(r["mode"] for r in panel):
+            series = [r for r in panel if r["mode"] == mode]
+            measured = [r for r in series if r.get(value)]
+            guessed = [r for r in series if not r.get(value) and estimate and r.get(estimate)]
+            if not measured + guessed:
+                continue
+            (line,) = axis.plot(
+                [r["support"] for r in measured],
+                [r[value] / scale for r in measured],
+                marker="o",
+                label=mode,
+            )
+            if guessed:
+                axis.plot(
+                    [r["support"] for r in guessed],
+                    [r[estimate] / scale for r in guessed],
+                    linestyle="none",
+                    marker="o",
+                    mfc="none",
+                    color=line.get_color(),
+                    label=f"{mode} (estimated, did not fit)",
+                )
+        if axis.lines:
+            axis.set_xscale("log")
+            axis.set_yscale("log")
+            axis.legend(fontsize=7)
+        axis.set_title(f"{learner}, {size} px")
+        axis.set_xlabel("support images N")
+        axis.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel(ylabel)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def write_outputs(
+    rows: Sequence[Row],
+    directory: Path,
+    name: str,
+    table: str,
+    plot: Callable[[Path], Path],
+) -> dict[str, Path]:
+    """Write ``<name>.csv`` (all fields of ``rows``), ``<name>.md`` (``table``) and
+    ``<name>.png`` (drawn by ``plot``) into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {kind: directory / f"{name}.{kind}" for kind in ("csv", "md", "png")}
+    write_csv(rows, paths["csv"])
+    paths["md"].write_text(table)
+    plot(paths["png"])
+    return paths

@@ -1,0 +1,184 @@
+"""One measured meta-training step: the unit of the memory and speed benchmarks.
+
+A step is :func:`litemeta.training.backward_task` on one task (support of N images, a
+small query set) with a given way of back-propagating through the support set, or, as the
+reference, an inference pass (adapt and classify without autograd). The modes follow the
+comparison in Bronskill et al., "Memory Efficient Meta-Learning with Large Images",
+NeurIPS 2021: full back-propagation, gradient checkpointing, and LITE with ``h`` images.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+
+from litemeta.backbones import DEFAULT_BACKBONE
+from litemeta.evaluation import predict_queries
+from litemeta.learners import FewShotLearner, build_learner
+from litemeta.lite import LiteSettings
+from litemeta.tasks import Task
+from litemeta.training import backward_task
+
+from .report import Row
+from .saved_tensors import SavedTensorMeter
+
+__all__ = [
+    "INFERENCE",
+    "MODES",
+    "StepConfig",
+    "default_device",
+    "measure_step",
+    "parse_mode",
+    "synthetic_task",
+]
+
+INFERENCE = "inference"
+#: The default modes: the reference, full back-propagation, checkpointing, LITE h = 8, 40.
+MODES = (INFERENCE, "backprop", "checkpoint", "lite-8", "lite-40")
+
+
+def default_device() -> str:
+    """``cuda`` when a GPU is visible, else ``cpu``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def parse_mode(mode: str) -> int | None:
+    """Validate a mode name; return LITE's ``h`` for ``lite-<h>``, else ``None``."""
+    if mode in (INFERENCE, "backprop", "checkpoint"):
+        return None
+    prefix, _, h = mode.partition("-")
+    if prefix == "lite" and h.isdigit() and int(h) >= 1:
+        return int(h)
+    raise ValueError(
+        f"unknown mode '{mode}': use inference, backprop, checkpoint or lite-<h> (e.g. lite-8)"
+    )
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    """What one benchmark configuration runs.
+
+    The task is ``way``-way with ``support // way`` shots and ``queries_per_class``
+    queries per class, of random images (memory and time do not depend on content).
+    ``chunk_size`` bounds every pass without autograd (inference, LITE's first pass).
+    ``threads`` sets torch's intra-op threads (default: torch's own choice); one thread per
+    process keeps timings stable on a CPU shared with other work.
+    """
+
+    learner: str
+    image_size: int
+    support: int
+    mode: str
+    way: int = 10
+    queries_per_class: int = 2
+    query_batch_size: int = 10
+    chunk_size: int = 64
+    backbone: str = DEFAULT_BACKBONE
+    pretrained: bool = True
+    device: str = "cpu"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        parse_mode(self.mode)
+        if self.support < self.way or self.support % self.way:
+            raise ValueError(
+                f"support size {self.support} must be a positive multiple of way {self.way}"
+            )
+
+    def lite_settings(self) -> LiteSettings | None:
+        """How the step maps the support set; ``None`` for the inference pass."""
+        if self.mode == INFERENCE:
+            return None
+        return LiteSettings(
+            h=parse_mode(self.mode),
+            chunk_size=self.chunk_size,
+            gradient_checkpointing=self.mode == "checkpoint",
+            generator=torch.Generator().manual_seed(0),
+        )
+
+
+def synthetic_task(
+    way: int, support: int, queries_per_class: int, image_size: int, seed: int = 0
+) -> Task:
+    """A ``way``-way task of random uint8 images with equal shots per class."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def images(count: int) -> torch.Tensor:
+        shape = (count, 3, image_size, image_size)
+        return torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
+
+    queries = way * queries_per_class
+    return Task(
+        support_images=images(support),
+        support_labels=torch.arange(way).repeat_interleave(support // way),
+        query_images=images(queries),
+        query_labels=torch.arange(way).repeat_interleave(queries_per_class),
+        class_names=[f"class {c}" for c in range(way)],
+    )
+
+
+def _run_step(learner: FewShotLearner, task: Task, config: StepConfig) -> None:
+    lite = config.lite_settings()
+    if lite is None:
+        with torch.no_grad():
+            classifier = learner.adapt(task.support_images, task.support_labels)
+            predict_queries(classifier, task.query_images, config.query_batch_size)
+    else:
+        backward_task(learner, task, lite=lite, query_batch_size=config.query_batch_size)
+        learner.zero_grad(set_to_none=True)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_step(config: dict, repeats: int = 0) -> Row:
+    """Run one step of ``config`` (a :class:`StepConfig` as a dict) and measure it.
+
+    Returns ``saved_bytes`` (peak bytes autograd held for backward, see
+    :class:`SavedTensorMeter`) and, on CUDA, ``peak_gpu_bytes``
+    (``torch.cuda.max_memory_allocated``). With ``repeats`` > 0 the first step is a warm-up
+    and ``seconds`` is the median of ``repeats`` further, unhooked steps.
+    """
+    step = StepConfig(**config)
+    if step.threads is not None:
+        torch.set_num_threads(step.threads)
+    device = torch.device(step.device)
+    learner = build_learner(
+        step.learner,
+        step.backbone,
+        step.image_size,
+        pretrained=step.pretrained,
+        chunk_size=step.chunk_size,
+    )
+    learner = learner.to(device).eval()
+    task = synthetic_task(step.way, step.support, step.queries_per_class, step.image_size)
+    task = Task(
+        task.support_images.to(device),
+        task.support_labels.to(device),
+        task.query_images.to(device),
+        task.query_labels.to(device),
+        task.class_names,
+    )
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    meter = SavedTensorMeter(exclude=[*learner.parameters(), *learner.buffers()])
+    with meter.watching():
+        _run_step(learner, task, step)
+    _synchronize(device)
+    row: Row = {"saved_bytes": meter.peak_bytes}
+    if device.type == "cuda":
+        row["peak_gpu_bytes"] = torch.cuda.max_memory_allocated(device)
+    if repeats > 0:
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            _run_step(learner, task, step)
+            _synchronize(device)
+            seconds.append(time.perf_counter() - start)
+        row["seconds"] = statistics.median(seconds)
+    return row

@@ -1,0 +1,64 @@
+"""The grid sweep: estimates from smaller support sizes, configurations that cannot fit."""
+
+from litemeta.bench.step import StepConfig
+from litemeta.bench.sweep import DOES_NOT_FIT, Grid, ratio_to_inference, run_grid
+
+MIB = 2**20
+
+
+def _grid(modes):
+    template = StepConfig("protonets", 32, 10, "inference", way=2)
+    return Grid(["protonets"], [32], [40, 20, 10], modes, template)
+
+
+def _fake_measure(calls):
+    """Peak 100 MiB + 10 MiB saved per support image for backprop, flat otherwise."""
+
+    def measure(config, repeats, memory_limit_bytes):
+        calls.append((config.mode, config.support))
+        saved = 10 * MIB * config.support if config.mode == "backprop" else 0
+        return {"status": "ok", "saved_bytes": saved, "peak_rss_bytes": 100 * MIB + saved}
+
+    return measure
+
+
+def test_configuration_estimated_beyond_available_memory_is_not_run():
+    calls = []
+    rows = run_grid(
+        _grid(["inference", "backprop"]).configs(),
+        available_bytes=lambda device: 350 * MIB,
+        measure=_fake_measure(calls),
+        progress=False,
+    )
+    by_key = {(r["mode"], r["support"]): r for r in rows}
+    # Backprop at N = 10 and 20 fit (200 and 300 MiB); N = 40 is estimated at 500 MiB.
+    assert ("backprop", 40) not in calls
+    assert by_key["backprop", 40]["status"] == DOES_NOT_FIT
+    assert by_key["backprop", 40]["estimated_peak_bytes"] == 500 * MIB
+    assert "peak_bytes" not in by_key["backprop", 40]
+    assert by_key["backprop", 20]["status"] == "ok"
+    assert by_key["backprop", 20]["estimated_peak_bytes"] == 300 * MIB
+    assert all(r["status"] == "ok" for r in rows if r["mode"] == "inference")
+    assert sorted(calls) == sorted(
+        [
+            ("inference", 10),
+            ("inference", 20),
+            ("inference", 40),
+            ("backprop", 10),
+            ("backprop", 20),
+        ]
+    )
+
+
+def test_ratio_to_inference_uses_the_estimate_where_not_run():
+    rows = run_grid(
+        _grid(["inference", "backprop"]).configs(),
+        available_bytes=lambda device: 350 * MIB,
+        measure=_fake_measure([]),
+        progress=False,
+    )
+    ratio_to_inference(rows, "peak_bytes", "ratio", fallback="estimated_peak_bytes")
+    by_key = {(r["mode"], r["support"]): r["ratio"] for r in rows}
+    assert by_key["inference", 40] == 1.0
+    assert by_key["backprop", 10] == 2.0
+    assert by_key["backprop", 40] == 5.0
