@@ -2,7 +2,9 @@
 
 Configurations run in order of support size within each (learner, image size, mode). Before
 a configuration runs, its peak memory is estimated from the largest smaller one measured:
-that peak plus the bytes autograd saved per support image times the extra images. One whose
+that peak plus the growth of the bytes autograd saves per extra support image, taken
+between the two largest measured sizes (or, from one size only, the saved bytes per image:
+the safe upper bound), times the extra images. One whose
 estimate exceeds the memory available now is reported as not fitting, with the estimate,
 instead of being run (and crashing, or pushing other processes out of memory).
 """
@@ -90,12 +92,23 @@ class Measurement:
     support: int
     peak_bytes: int
     saved_bytes: int
+    #: Saved bytes added per extra support image.
+    growth_per_image: float
+
+    @classmethod
+    def first(cls, support: int, peak_bytes: int, saved_bytes: int) -> Measurement:
+        """The first size of a series: assume saved bytes grow in proportion to N."""
+        return cls(support, peak_bytes, saved_bytes, saved_bytes / support)
+
+    def then(self, support: int, peak_bytes: int, saved_bytes: int) -> Measurement:
+        """A larger size of the same series: growth measured between the two."""
+        growth = max(0.0, (saved_bytes - self.saved_bytes) / (support - self.support))
+        return Measurement(support, peak_bytes, saved_bytes, growth)
 
     def estimate(self, support: int) -> int:
-        """Peak memory at ``support`` images: this peak plus the saved bytes per image
-        times the extra images."""
-        per_image = self.saved_bytes / self.support
-        return int(self.peak_bytes + per_image * (support - self.support))
+        """Peak memory at ``support`` images: this peak plus the growth per image times
+        the extra images."""
+        return int(self.peak_bytes + self.growth_per_image * (support - self.support))
 
 
 Measure = Callable[[StepConfig, int, int], Row]
@@ -157,7 +170,11 @@ def run_grid(
         result.pop("peak_rss_bytes", None)
         row.update(result, peak_bytes=peak)
         if row["status"] == "ok":
-            measured[series] = Measurement(config.support, peak, row["saved_bytes"])
+            measured[series] = (
+                Measurement.first(config.support, peak, row["saved_bytes"])
+                if basis is None
+                else basis.then(config.support, peak, row["saved_bytes"])
+            )
         rows.append(row)
     return rows
 

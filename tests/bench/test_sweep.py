@@ -12,11 +12,12 @@ def _grid(modes):
 
 
 def _fake_measure(calls):
-    """Peak 100 MiB + 10 MiB saved per support image for backprop, flat otherwise."""
+    """Peak 100 MiB + 10 MiB saved per support image for backprop; LITE saves a flat
+    150 MiB; inference saves nothing."""
 
     def measure(config, repeats, memory_limit_bytes):
         calls.append((config.mode, config.support))
-        saved = 10 * MIB * config.support if config.mode == "backprop" else 0
+        saved = {"backprop": 10 * MIB * config.support, "lite-2": 150 * MIB}.get(config.mode, 0)
         return {"status": "ok", "saved_bytes": saved, "peak_rss_bytes": 100 * MIB + saved}
 
     return measure
@@ -25,8 +26,8 @@ def _fake_measure(calls):
 def test_configuration_estimated_beyond_available_memory_is_not_run():
     calls = []
     rows = run_grid(
-        _grid(["inference", "backprop"]).configs(),
-        available_bytes=lambda device: 350 * MIB,
+        _grid(["inference", "backprop", "lite-2"]).configs(),
+        available_bytes=lambda device: 450 * MIB,
         measure=_fake_measure(calls),
         progress=False,
     )
@@ -38,7 +39,11 @@ def test_configuration_estimated_beyond_available_memory_is_not_run():
     assert "peak_bytes" not in by_key["backprop", 40]
     assert by_key["backprop", 20]["status"] == "ok"
     assert by_key["backprop", 20]["estimated_peak_bytes"] == 300 * MIB
-    assert all(r["status"] == "ok" for r in rows if r["mode"] == "inference")
+    assert all(r["status"] == "ok" for r in rows if r["mode"] in ("inference", "lite-2"))
+    # LITE's saved bytes do not grow from N = 10 to 20, so N = 40 is estimated at N = 20's
+    # 250 MiB peak and runs; from N = 10 alone the proportional guess was 400 MiB.
+    assert by_key["lite-2", 20]["estimated_peak_bytes"] == 400 * MIB
+    assert by_key["lite-2", 40]["estimated_peak_bytes"] == 250 * MIB
     assert sorted(calls) == sorted(
         [
             ("inference", 10),
@@ -46,14 +51,17 @@ def test_configuration_estimated_beyond_available_memory_is_not_run():
             ("inference", 40),
             ("backprop", 10),
             ("backprop", 20),
+            ("lite-2", 10),
+            ("lite-2", 20),
+            ("lite-2", 40),
         ]
     )
 
 
 def test_ratio_to_inference_uses_the_estimate_where_not_run():
     rows = run_grid(
-        _grid(["inference", "backprop"]).configs(),
-        available_bytes=lambda device: 350 * MIB,
+        _grid(["inference", "backprop", "lite-2"]).configs(),
+        available_bytes=lambda device: 450 * MIB,
         measure=_fake_measure([]),
         progress=False,
     )
