@@ -173,8 +173,9 @@ def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _step_grid(args: argparse.Namespace) -> Grid:
-    from litemeta.bench.step import StepConfig, default_device
+    from litemeta.bench.step import StepConfig
     from litemeta.bench.sweep import Grid
+    from litemeta.distributed import pick_device
 
     template = StepConfig(
         learner=args.learners[0],
@@ -187,7 +188,7 @@ def _step_grid(args: argparse.Namespace) -> Grid:
         chunk_size=args.chunk_size,
         backbone=args.backbone,
         pretrained=not args.no_pretrained,
-        device=args.device or default_device(),
+        device=args.device or str(pick_device()),
         threads=args.threads,
     )
     return Grid(args.learners, args.sizes, args.support, args.modes, template)

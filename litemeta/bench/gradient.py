@@ -21,7 +21,7 @@ from litemeta.learners.base import FewShotLearner
 from litemeta.lite import LiteSettings
 from litemeta.tasks import Task
 
-from .report import Row, markdown_table, write_outputs
+from .report import Row, markdown_table, save_figure, write_outputs
 
 VARIANTS = ("unbiased (ours)", "no N/h scaling", "query loss x N/h")
 
@@ -156,10 +156,7 @@ def plot_fidelity(rows: Sequence[Row], path: Path) -> Path:
         axis.grid(True, which="both", alpha=0.3)
         axis.legend(fontsize=7)
     axes[0][0].set_ylabel("cosine similarity to the exact gradient")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def run_gradient_benchmark(

@@ -20,7 +20,7 @@ from litemeta.evaluation import evaluate
 from litemeta.learners import build_learner
 from litemeta.tasks import Task
 
-from .report import Row, markdown_table, write_outputs
+from .report import Row, markdown_table, save_figure, write_outputs
 
 __all__ = [
     "PERSONALISE_LEARNERS",
@@ -65,10 +65,7 @@ def plot_personalise(rows: Sequence[Row], path: Path) -> Path:
     seconds.set_ylabel("seconds to personalise")
     for axis in (accuracy, macs, seconds):
         axis.tick_params(axis="x", labelrotation=20)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def run_personalise_benchmark(

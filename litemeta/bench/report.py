@@ -114,6 +114,13 @@ def plot_by_mode(
         axis.set_xlabel("support images N")
         axis.grid(True, which="both", alpha=0.3)
     axes[0][0].set_ylabel(ylabel)
+    return save_figure(figure, path)
+
+
+def save_figure(figure: Any, path: Path) -> Path:
+    """Lay out, write as PNG and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -29,7 +29,6 @@ __all__ = [
     "INFERENCE",
     "MODES",
     "StepConfig",
-    "default_device",
     "measure_step",
     "parse_mode",
     "synthetic_task",
@@ -38,11 +37,6 @@ __all__ = [
 INFERENCE = "inference"
 #: The default modes: the reference, full back-propagation, checkpointing, LITE h = 8, 40.
 MODES = (INFERENCE, "backprop", "checkpoint", "lite-8", "lite-40")
-
-
-def default_device() -> str:
-    """``cuda`` when a GPU is visible, else ``cpu``."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def parse_mode(mode: str) -> int | None:
