@@ -7,7 +7,15 @@ from typing import Literal, get_args
 
 import torch
 
-__all__ = ["PRECISIONS", "Precision", "autocast", "grad_scaler"]
+__all__ = [
+    "PRECISIONS",
+    "Precision",
+    "autocast",
+    "effective_precision",
+    "full_precision",
+    "grad_scaler",
+    "tf32_in_effect",
+]
 
 Precision = Literal["fp32", "fp16", "bf16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
@@ -35,3 +43,38 @@ def autocast(device: torch.device, precision: Precision) -> AbstractContextManag
 def grad_scaler(device: torch.device, precision: Precision) -> torch.amp.GradScaler:
     """Dynamic loss scaling for fp16 (avoids gradient underflow); a pass-through otherwise."""
     return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+def full_precision(device: torch.device) -> AbstractContextManager[object]:
+    """A context with autocast off on ``device``: for statistics, factorisations and solves,
+    which must run in float32 whatever the forward pass's precision."""
+    return torch.autocast(device.type, enabled=False)
+
+
+def tf32_in_effect(device: torch.device) -> bool:
+    """Whether float32 convolutions or matrix products on ``device`` may round to TF32.
+
+    PyTorch lets cuDNN convolutions use TF32 by default on Ampere and later GPUs; their
+    results then depend on the batch an input is computed in (relative error ~5e-3).
+    """
+    if device.type != "cuda":
+        return False
+    conv = getattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision", None)
+    matmul = getattr(torch.backends.cuda.matmul, "fp32_precision", None)
+    if conv is not None or matmul is not None:
+        return "tf32" in (conv, matmul)
+    return bool(torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32)
+
+
+def effective_precision(device: torch.device, dtype: torch.dtype) -> str:
+    """The lowest precision a ``dtype`` result computed on ``device`` may have been rounded
+    to here: ``'fp16'`` / ``'bf16'`` (half-precision results or active autocast),
+    ``'tf32'`` (float32 with TF32 convolutions or matrix products allowed) or ``'fp32'``."""
+    halves = {torch.float16: "fp16", torch.bfloat16: "bf16"}
+    if dtype in halves:
+        return halves[dtype]
+    if torch.is_autocast_enabled(device.type):
+        return halves.get(torch.get_autocast_dtype(device.type), "fp32")
+    if tf32_in_effect(device) or torch.get_float32_matmul_precision() != "highest":
+        return "tf32"
+    return "fp32"

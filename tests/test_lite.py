@@ -278,3 +278,90 @@ def test_gradient_checkpointing_gives_the_same_gradient_and_keeps_less() -> None
     )
     assert checkpointed == inputs.numel() * inputs.element_size()  # only the chunk inputs
     assert checkpointed < full / 5
+
+
+class _BatchSizeNoise(nn.Module):
+    """A row-wise map whose result depends (deterministically) on the batch it runs in, with
+    a relative error of 5e-3 - what TF32 convolutions produced on an H100."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(6, 16)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.linear(x)
+        pattern = torch.cos(torch.arange(out.shape[1], dtype=out.dtype) * (1.0 + x.shape[0]))
+        noise = pattern * out.detach().norm(dim=1, keepdim=True) / pattern.norm()
+        return out + 5e-3 * noise
+
+
+def _relative_gap(net: nn.Module, inputs: Tensor) -> float:
+    with torch.no_grad():
+        alone, in_batch = net(inputs[:4]), net(inputs)[:4]
+    return float(((in_batch - alone).norm(dim=1) / alone.norm(dim=1)).max())
+
+
+def test_reduced_precision_noise_passes_but_dropout_and_batch_norm_do_not(monkeypatch) -> None:
+    torch.manual_seed(0)
+    net, inputs = _BatchSizeNoise(), torch.randn(32, 6)
+    assert 4e-3 < _relative_gap(net, inputs) < 1.2e-2  # the noise really is there
+    with pytest.raises(RowCouplingError, match="fp32 precision in effect"):
+        lite_map(net, inputs, 4, chunk_size=16)  # full float32: 5e-3 is too much
+
+    import litemeta.lite
+
+    monkeypatch.setattr(litemeta.lite, "effective_precision", lambda device, dtype: "tf32")
+    expected = net_in_chunks(net, inputs)
+    torch.testing.assert_close(lite_map(net, inputs, 4, chunk_size=16), expected)
+    dropout = nn.Sequential(net, nn.Dropout(0.1))
+    with pytest.raises(RowCouplingError, match="tf32"):
+        lite_map(dropout, inputs, 4, chunk_size=16)
+    norm = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16))
+    with pytest.raises(RowCouplingError, match="BatchNorm1d"):
+        lite_map(norm, inputs, 4, chunk_size=16)
+
+    monkeypatch.undo()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 autocast: a looser bound
+        lite_map(net, inputs, 4, chunk_size=16)
+        with pytest.raises(RowCouplingError, match="bf16"):
+            lite_map(dropout, inputs, 4, chunk_size=16)
+
+
+def net_in_chunks(net: nn.Module, inputs: Tensor) -> Tensor:
+    with torch.no_grad():
+        return torch.cat([net(chunk) for chunk in inputs.split(16)])
+
+
+def test_bf16_gradient_scale_is_applied_in_float32(monkeypatch) -> None:
+    """Mean over every subset of the LITE gradient = the full gradient, under bf16 autocast.
+
+    N/h = 5/3 is not a bf16 number (bf16 rounds it to 1.664, a -0.16% bias); scaling in
+    float32 leaves only bf16's round-to-nearest of each scaled row gradient, which does not
+    bias the mean.
+    """
+    from itertools import combinations
+
+    import litemeta.lite
+
+    torch.manual_seed(0)
+    net = nn.Linear(64, 48)
+    inputs, num_rows, h = torch.randn(5, 64), 5, 3
+    params = list(net.parameters())
+    weights = torch.randn(num_rows, 48)
+
+    def gradient(indices: list[int] | None) -> Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            if indices is None:
+                out = lite_map(net, inputs, None)
+            else:
+                draw = (torch.tensor(indices), torch.full((h,), num_rows / h, dtype=torch.float64))
+                monkeypatch.setattr(litemeta.lite, "draw_subset", lambda *a, **k: draw)
+                out = lite_map(net, inputs, h)
+        return _flat_grad((out.float() * weights).sum(), params).double()
+
+    exact = gradient(None)
+    subsets = list(combinations(range(num_rows), h))
+    mean = torch.stack([gradient(list(s)) for s in subsets]).mean(0)
+    ratio = float(mean @ exact / (exact @ exact))
+    assert abs(ratio - 1) < 3e-4, ratio  # a bf16 scale gives 1 - 1.6e-3
+    assert float((mean - exact).norm() / exact.norm()) < 3e-3
