@@ -6,10 +6,12 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Literal, get_args
 
 import torch
+from torch import Tensor
 
 __all__ = [
     "PRECISIONS",
     "Precision",
+    "at_least_float32",
     "autocast",
     "effective_precision",
     "full_precision",
@@ -78,3 +80,8 @@ def effective_precision(device: torch.device, dtype: torch.dtype) -> str:
     if tf32_in_effect(device) or torch.get_float32_matmul_precision() != "highest":
         return "tf32"
     return "fp32"
+
+
+def at_least_float32(tensor: Tensor) -> Tensor:
+    """``tensor`` in float32 when it is in half precision; float32 and float64 stay as they are."""
+    return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor

@@ -9,6 +9,7 @@ from torch import Tensor
 from litemeta.backbones import Backbone
 from litemeta.learners.base import FewShotLearner
 from litemeta.lite import LiteSettings, SetFunction, lite_map
+from litemeta.precision import at_least_float32
 
 __all__ = ["BackboneLearner"]
 
@@ -57,10 +58,14 @@ class BackboneLearner(FewShotLearner):
     def map_support(
         self, fn: SetFunction, images: Tensor, labels: Tensor, lite: LiteSettings | None
     ) -> Tensor:
-        """``fn`` over the support images: through LITE when meta-training, else in chunks."""
+        """``fn`` over the support images: through LITE when meta-training, else in chunks.
+
+        The result is float32 whatever the forward pass's precision: the statistics built
+        from it (means, covariances, their factorisations) run in float32.
+        """
         if lite is not None:
-            return lite.map(fn, images, labels)
-        return lite_map(fn, images, None, chunk_size=self.chunk_size)
+            return at_least_float32(lite.map(fn, images, labels))
+        return at_least_float32(lite_map(fn, images, None, chunk_size=self.chunk_size))
 
     def parameter_groups(self, base_lr: float) -> list[dict[str, Any]]:
         """The backbone at ``base_lr * backbone_lr_scale``, everything else at ``base_lr``."""

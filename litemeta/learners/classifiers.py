@@ -11,6 +11,7 @@ from litemeta.backbones import Backbone, FilmParameters
 from litemeta.learners.base import TaskClassifier
 from litemeta.learners.statistics import mahalanobis_logits, squared_euclidean_logits
 from litemeta.learners.validation import check_query
+from litemeta.precision import at_least_float32, full_precision
 
 __all__ = [
     "BackboneTaskClassifier",
@@ -43,7 +44,9 @@ class BackboneTaskClassifier(TaskClassifier):
 
     def __call__(self, query_images: Tensor) -> Tensor:
         check_query(query_images, self.support_shape)
-        return self.logits(self.backbone(query_images, self.film))
+        features = at_least_float32(self.backbone(query_images, self.film))
+        with full_precision(features.device):
+            return self.logits(features)
 
     @abstractmethod
     def logits(self, features: Tensor) -> Tensor:
@@ -119,7 +122,8 @@ class MahalanobisClassifier(BackboneTaskClassifier):
     ) -> None:
         super().__init__(backbone, support_shape, film, task_film=task_film)
         self.means = means
-        self.cholesky_factors = torch.linalg.cholesky(covariances)
+        with full_precision(covariances.device):
+            self.cholesky_factors = torch.linalg.cholesky(at_least_float32(covariances))
 
     def logits(self, features: Tensor) -> Tensor:
         return mahalanobis_logits(features, self.means, self.cholesky_factors)

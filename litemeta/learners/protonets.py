@@ -16,6 +16,7 @@ from litemeta.learners.classifiers import PrototypeClassifier
 from litemeta.learners.statistics import class_means
 from litemeta.learners.validation import check_support
 from litemeta.lite import LiteSettings
+from litemeta.precision import full_precision
 
 __all__ = ["ProtoNets"]
 
@@ -92,7 +93,8 @@ class ProtoNets(BackboneLearner):
         film = self.shared_film()
         embed = partial(self.backbone, film=film)
         features = self.map_support(embed, support_images, support_labels, lite)
-        prototypes = class_means(features, support_labels.to(features.device), way)
+        with full_precision(features.device):
+            prototypes = class_means(features, support_labels.to(features.device), way)
         scale = None if self.log_distance_scale is None else self.log_distance_scale.exp()
         return PrototypeClassifier(
             self.backbone, support_images.shape[1:], prototypes, film, distance_scale=scale

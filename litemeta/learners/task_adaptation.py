@@ -22,6 +22,7 @@ from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.learners.classifiers import BackboneTaskClassifier
 from litemeta.learners.validation import check_support
 from litemeta.lite import LiteSettings
+from litemeta.precision import full_precision
 
 __all__ = ["FilmAdaptedLearner", "FilmGenerator", "SetEncoder"]
 
@@ -153,9 +154,10 @@ class FilmAdaptedLearner(BackboneLearner):
         film, squared_offsets = self.film_generator(encodings.mean(dim=0))
         embed = partial(self.backbone, film=film)
         features = self.map_support(embed, support_images, support_labels, lite)
-        classifier = self.classifier(
-            features, support_labels.to(features.device), way, film, support_images.shape[1:]
-        )
+        with full_precision(features.device):
+            classifier = self.classifier(
+                features, support_labels.to(features.device), way, film, support_images.shape[1:]
+            )
         classifier.regularizer = self.film_regularization * squared_offsets
         return classifier
 

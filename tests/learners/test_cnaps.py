@@ -6,6 +6,7 @@ import torch
 
 from litemeta.learners import build_learner
 from litemeta.learners.statistics import class_means
+from litemeta.lite import LiteSettings
 
 from .helpers import BACKBONE_SIZE, accuracy, meta_train
 
@@ -73,3 +74,35 @@ def test_simple_cnaps_classifier_uses_the_blended_class_covariances(task):
     rows = features[support_labels == 0]
     expected = 0.8 * torch.cov(rows.T) + 0.2 * torch.cov(features.T) + torch.eye(rows.shape[1])
     torch.testing.assert_close(q0, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_bf16_autocast_keeps_statistics_in_float32(learner, task, monkeypatch):
+    """Under bf16 autocast the backbone runs in bf16, but means, covariances, the Cholesky
+    factor and the triangular solves get float32 with autocast off; gradients flow."""
+    seen = []
+    cholesky, solve = torch.linalg.cholesky, torch.linalg.solve_triangular
+
+    def recording(function):
+        def wrapped(matrix, *args, **kwargs):
+            seen.append((function.__name__, matrix.dtype, torch.is_autocast_enabled("cpu")))
+            return function(matrix, *args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(torch.linalg, "cholesky", recording(cholesky))
+    monkeypatch.setattr(torch.linalg, "solve_triangular", recording(solve))
+    support, support_labels, query, query_labels = task
+    learner.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        classifier = learner.adapt(
+            support, support_labels, lite=LiteSettings(h=4, generator=torch.Generator())
+        )
+        assert learner.backbone(query[:2]).dtype == torch.bfloat16  # the forward is bf16
+        logits = classifier(query)
+    assert logits.dtype == torch.float32
+    loss = torch.nn.functional.cross_entropy(logits, query_labels) + classifier.regularizer
+    loss.backward()
+    assert all(p.grad is not None for p in learner.film_generator.parameters())
+    if learner.name == "simple_cnaps":
+        assert {name for name, *_ in seen} == {"linalg_cholesky", "linalg_solve_triangular"}
+        assert all(dtype == torch.float32 and not autocast for _, dtype, autocast in seen)
