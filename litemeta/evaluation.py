@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from litemeta.data.loading import task_loader
 from litemeta.learners.base import FewShotLearner
 from litemeta.precision import Precision, autocast
 from litemeta.tasks import Task
@@ -215,13 +216,15 @@ def evaluate(
     device: torch.device | None = None,
     progress: bool = True,
     description: str = "evaluating",
+    workers: int = 0,
 ) -> EvaluationResult:
     """Adapt ``learner`` to every task (LITE off, no gradients) and score its queries.
 
     The learner runs in eval mode (its previous mode is restored afterwards) on ``device``,
     by default the device of its parameters. Tasks that carry ``query_groups`` are also
     scored with the ORBIT video metrics, one task per user. Learners that optimise during
-    adaptation (fine-tuning) must enable gradients inside ``adapt`` themselves.
+    adaptation (fine-tuning) must enable gradients inside ``adapt`` themselves. A dataset
+    (or list) of tasks is loaded by ``workers`` processes ahead of the model.
     """
     if query_batch_size < 1:
         raise ValueError(f"query_batch_size must be positive, got {query_batch_size}")
@@ -229,13 +232,16 @@ def evaluate(
     accuracies: list[float] = []
     videos_per_user: list[list[VideoScore]] = []
     total = len(tasks) if isinstance(tasks, Sized) else None
+    if total is not None and hasattr(tasks, "__getitem__"):
+        tasks = task_loader(tasks, range(total), workers=workers, pin_memory=device.type == "cuda")
     with _eval_mode(learner), torch.no_grad(), autocast(device, precision):
         for task in tqdm(tasks, total=total, desc=description, disable=not progress):
+            on_device = task.to(device, non_blocking=True)
             classifier = learner.adapt(
-                task.support_images.to(device), task.support_labels.to(device), lite=None
+                on_device.support_images, on_device.support_labels, lite=None
             )
             predictions = predict_queries(
-                classifier, task.query_images.to(device), query_batch_size
+                classifier, on_device.query_images, query_batch_size
             ).cpu()
             accuracies.append(float((predictions == task.query_labels.cpu()).double().mean()))
             if task.query_groups is not None:

@@ -28,6 +28,7 @@ from litemeta.data import (
     VariableWaySampler,
     load_emoji,
 )
+from litemeta.data.loading import Workers
 from litemeta.data.samplers import EpisodeSampler
 from litemeta.data.vtab import vtab_task
 from litemeta.learners import build_learner
@@ -85,6 +86,11 @@ class DataConfig:
     ``query_styles`` take a task's support and query images from different styles.
     ``orbit_target`` picks clean (CLE-VE) or clutter (CLU-VE) target videos; target videos
     with fewer than ``orbit_min_target_frames`` valid frames are skipped.
+
+    ``workers``: processes that load tasks ahead of the model (``auto``: none on the CPU,
+    several with a GPU; results do not depend on it). ``cache_decoded`` keeps decoded
+    images in memory (``auto``: for the built-in emoji set, whose images are also handed to
+    the model at their stored size and resized on its device).
     """
 
     dataset: Dataset_ = "emoji"
@@ -102,6 +108,8 @@ class DataConfig:
     on_error: Literal["raise", "skip"] = "raise"
     vtab_support_size: int = 1000
     vtab_query_limit: int | None = None
+    workers: Workers = "auto"
+    cache_decoded: bool | Literal["auto"] = "auto"
 
 
 @dataclass
@@ -163,14 +171,24 @@ def _episode_sampler(config: SamplerConfig) -> EpisodeSampler:
 
 def _collection(data: DataConfig, split: str) -> Any:
     if data.dataset == "emoji":
-        return load_emoji(split, data.root, on_error=data.on_error)
-    if data.root is None:
+        collection = load_emoji(split, data.root, on_error=data.on_error)
+    elif data.root is None:
         raise ConfigError(f"data.root is required for the '{data.dataset}' dataset")
-    if data.dataset == "folders":
-        return ClassFolderDataset(data.root, split=split, on_error=data.on_error)
-    if data.dataset == "meta-dataset":
-        return MetaDatasetRecords(data.root, split=split, on_error=data.on_error)
-    return OrbitDataset(data.root, split, on_error=data.on_error)
+    elif data.dataset == "folders":
+        collection = ClassFolderDataset(data.root, split=split, on_error=data.on_error)
+    elif data.dataset == "meta-dataset":
+        collection = MetaDatasetRecords(data.root, split=split, on_error=data.on_error)
+    else:
+        collection = OrbitDataset(data.root, split, on_error=data.on_error)
+    if data.cache_decoded is True or (data.cache_decoded == "auto" and data.dataset == "emoji"):
+        collection.cache_decoded()
+    return collection
+
+
+def decode_size(data: DataConfig, image_size: int) -> int | None:
+    """The size tasks' images are decoded to: the built-in emoji set's images share one
+    stored size and are resized on the model's device (``None``); others on the CPU."""
+    return None if data.dataset == "emoji" else image_size
 
 
 def task_dataset(
@@ -215,7 +233,7 @@ def task_dataset(
         collection,
         _episode_sampler(data.sampler),
         num_tasks=num_tasks,
-        image_size=image_size,
+        image_size=decode_size(data, image_size),
         seed=seed,
         support_styles=data.support_styles,
         query_styles=data.query_styles,

@@ -20,7 +20,8 @@ from torch.utils.data import Dataset
 from litemeta.checkpoint import load_checkpoint, load_model_weights
 from litemeta.data import ClassFolderDataset
 from litemeta.data.images import IMAGE_EXTENSIONS, ImageLoadError, read_image_file
-from litemeta.distributed import pick_device
+from litemeta.data.loading import resolve_workers
+from litemeta.distributed import pick_device, place_on_device
 from litemeta.evaluation import EvaluationResult, evaluate, write_report
 from litemeta.experiment import ExperimentConfig, build_model, task_dataset
 from litemeta.learners import learner_from_config
@@ -52,13 +53,24 @@ def _test_tasks(
 def _evaluate(
     learner: BackboneLearner, tasks: Iterable[Task], config: ExperimentConfig, name: str
 ) -> EvaluationResult:
+    device = pick_device(int(os.environ.get("LOCAL_RANK", "0")))
+    place_on_device(learner, device)
     return evaluate(
         learner,
         tasks,
         query_batch_size=config.evaluation.query_batch_size,
         precision=config.training.precision,
         description=f"evaluating {name}",
+        device=device,
+        workers=resolve_workers(config.data.workers, device),
     )
+
+
+def _tune_cuda(config: ExperimentConfig) -> None:
+    """Let cuDNN pick the fastest convolution per input shape when shapes repeat (fixed-way
+    tasks); variable-way episodes would make it benchmark every new shape."""
+    if torch.cuda.is_available() and config.data.sampler.kind == "fixed":
+        torch.backends.cudnn.benchmark = True
 
 
 def train_experiment(
@@ -78,6 +90,7 @@ def train_experiment(
             f"a new one elsewhere with training.output_dir=DIR"
         )
     seed_everything(config.training.seed)
+    _tune_cuda(config)
     learner = build_model(config.model)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / EXPERIMENT_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
@@ -108,10 +121,11 @@ def train_experiment(
     outcome = train(
         config.training,
         learner,
-        train_tasks.__getitem__,
+        train_tasks,
         validation_tasks,
         resume=resume,
         model_config=learner.config(),
+        workers=config.data.workers,
     )
     if evaluate_now:
         best = outcome.best_checkpoint or outcome.last_checkpoint
@@ -131,6 +145,7 @@ def evaluate_experiment(
 ) -> dict[str, EvaluationResult]:
     """Evaluate the learner of ``config`` (meta-trained weights from ``checkpoint``, or the
     pretrained model when it is ``None``) on ``num_tasks`` tasks of ``split``."""
+    _tune_cuda(config)
     learner = build_model(config.model)
     name = BASELINE
     if checkpoint is not None:

@@ -1,4 +1,8 @@
-"""Numeric precision of the forward pass: fp32, or mixed precision with fp16 / bf16 autocast."""
+"""Numeric precision of the forward pass: fp32, or mixed precision with fp16 / bf16 autocast.
+
+``auto`` is bf16 autocast on a CUDA GPU that supports it (about twice as fast there, with
+float32 statistics in the learners) and fp32 elsewhere (the CPU gains nothing from bf16).
+"""
 
 from __future__ import annotations
 
@@ -16,13 +20,23 @@ __all__ = [
     "effective_precision",
     "full_precision",
     "grad_scaler",
+    "resolve_precision",
     "tf32_in_effect",
 ]
 
-Precision = Literal["fp32", "fp16", "bf16"]
+Precision = Literal["auto", "fp32", "fp16", "bf16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_precision(device: torch.device, precision: Precision) -> Precision:
+    """The precision that ``precision`` means on ``device`` (``auto`` resolved)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
 
 
 def autocast(device: torch.device, precision: Precision) -> AbstractContextManager[object]:
@@ -30,8 +44,7 @@ def autocast(device: torch.device, precision: Precision) -> AbstractContextManag
 
     fp16 needs CUDA (it relies on loss scaling there); bf16 works on CUDA and on the CPU.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    precision = resolve_precision(device, precision)
     if precision == "fp32":
         return nullcontext()
     if precision == "fp16" and device.type != "cuda":
@@ -44,7 +57,7 @@ def autocast(device: torch.device, precision: Precision) -> AbstractContextManag
 
 def grad_scaler(device: torch.device, precision: Precision) -> torch.amp.GradScaler:
     """Dynamic loss scaling for fp16 (avoids gradient underflow); a pass-through otherwise."""
-    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    return torch.amp.GradScaler(device.type, enabled=resolve_precision(device, precision) == "fp16")
 
 
 def full_precision(device: torch.device) -> AbstractContextManager[object]:

@@ -11,14 +11,16 @@ import hashlib
 from collections.abc import Callable
 
 import torch
+from torch.utils.data import Dataset
 
 from litemeta.tasks import Task
 
 __all__ = ["TaskSource", "seeded_generator", "stream_index"]
 
-#: Task ``i`` of a deterministic stream; the same index must always give the same task
-#: (e.g. ``EpisodicTaskDataset.__getitem__`` of :mod:`litemeta.data`).
-TaskSource = Callable[[int], Task]
+#: Task ``i`` of a deterministic stream, as a function of ``i`` or a dataset indexed by it;
+#: the same index must always give the same task (e.g. ``EpisodicTaskDataset`` of
+#: :mod:`litemeta.data`).
+TaskSource = Callable[[int], Task] | Dataset[Task]
 
 
 def seeded_generator(seed: int, *keys: object) -> torch.Generator:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -46,6 +48,24 @@ class Task:
     @property
     def way(self) -> int:
         return len(self.class_names)
+
+    def to(self, device: torch.device, *, non_blocking: bool = False) -> Task:
+        """The same task with its tensors on ``device``."""
+        return self._map(lambda tensor: tensor.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> Task:
+        """The same task in page-locked memory, for asynchronous copies to a GPU (called by
+        ``DataLoader(pin_memory=True)``)."""
+        return self._map(lambda tensor: tensor.pin_memory())
+
+    def _map(self, function: Callable[[Tensor], Tensor]) -> Task:
+        # A copy, not dataclasses.replace: validating again would wait for the device.
+        mapped = copy.copy(self)
+        for name in ("support_images", "support_labels", "query_images", "query_labels"):
+            setattr(mapped, name, function(getattr(self, name)))
+        if self.query_groups is not None:
+            mapped.query_groups = function(self.query_groups)
+        return mapped
 
     def validate(self) -> None:
         """Raise ``ValueError`` saying what to fix when the task is inconsistent."""

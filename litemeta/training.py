@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,8 @@ from litemeta.checkpoint import (
     rng_state,
     save_atomically,
 )
-from litemeta.distributed import ProcessGroup
+from litemeta.data.loading import Workers, resolve_workers, task_loader
+from litemeta.distributed import ProcessGroup, place_on_device
 from litemeta.evaluation import EvaluationResult, evaluate
 from litemeta.learners.base import FewShotLearner
 from litemeta.lite import LiteSettings
@@ -161,17 +162,6 @@ def build_optimizer(learner: FewShotLearner, settings: OptimConfig) -> torch.opt
     return torch.optim.Adam(groups, lr=settings.lr, weight_decay=settings.weight_decay)
 
 
-def _task_to(task: Task, device: torch.device) -> Task:
-    return replace(
-        task,
-        support_images=task.support_images.to(device),
-        support_labels=task.support_labels.to(device),
-        query_images=task.query_images.to(device),
-        query_labels=task.query_labels.to(device),
-        query_groups=None if task.query_groups is None else task.query_groups.to(device),
-    )
-
-
 class Trainer:
     """The meta-training loop; ``run()`` trains from scratch or resumes from ``last.pt``.
 
@@ -186,6 +176,9 @@ class Trainer:
             checkpoint, and a checkpoint from a different configuration is refused.
         on_step_end: called with each step's metrics after its checkpoint is written.
         progress: show a progress bar (on the first process only).
+        workers: processes that load the next tasks while the model trains (see
+            :func:`litemeta.data.loading.task_loader`); ``"auto"``: none on the CPU,
+            several with a GPU. The results do not depend on it.
     """
 
     def __init__(
@@ -198,6 +191,7 @@ class Trainer:
         model_config: Mapping[str, Any] | None = None,
         on_step_end: Callable[[StepMetrics], None] | None = None,
         progress: bool = True,
+        workers: Workers = "auto",
     ) -> None:
         if not learner.meta_trainable:
             raise ValueError(
@@ -212,6 +206,7 @@ class Trainer:
         self.model_config = describe_model(learner, model_config or {})
         self.on_step_end = on_step_end
         self.progress = progress
+        self.workers = workers
         self.output_dir = Path(config.output_dir)
         self.best_validation_accuracy: float | None = None
 
@@ -241,7 +236,8 @@ class Trainer:
     def _set_up(self, resume: bool) -> None:
         device = self.group.device
         seed_everything(self.config.seed + self.group.rank)
-        self.learner.to(device)
+        place_on_device(self.learner, device)
+        self.loader_workers = resolve_workers(self.workers, device)
         self.optimizer = build_optimizer(self.learner, self.config.optim)
         self.scaler = grad_scaler(device, self.config.precision)
         self.start_step = 0
@@ -286,10 +282,28 @@ class Trainer:
             desc="meta-training",
             disable=not (self.progress and self.group.is_main),
         )
+        indices = [
+            stream_index(
+                step=step - 1,
+                rank=self.group.rank,
+                world_size=self.group.world_size,
+                tasks_per_step=config.tasks_per_step,
+                task=task,
+            )
+            for step in range(self.start_step + 1, config.steps + 1)
+            for task in range(config.tasks_per_step)
+        ]
+        tasks = task_loader(
+            self.train_tasks,
+            indices,
+            workers=self.loader_workers,
+            pin_memory=self.group.device.type == "cuda",
+        )
         with bar:
             self.learner.train()
             for step in range(self.start_step + 1, config.steps + 1):
-                metrics = self._step(step)
+                metrics = self._step(step, tasks, indices[: config.tasks_per_step])
+                indices = indices[config.tasks_per_step :]
                 if config.validate_every and step % config.validate_every == 0:
                     metrics = replace(metrics, validation=self._validate(step))
                 if step % config.checkpoint_every == 0 or step == config.steps:
@@ -331,23 +345,17 @@ class Trainer:
             gradient_checkpointing=lite.gradient_checkpointing,
         )
 
-    def _step(self, step: int) -> StepMetrics:
-        """One optimiser step (``step`` counts from 1) over this process's tasks."""
+    def _step(self, step: int, tasks: Iterator[Task], indices: Sequence[int]) -> StepMetrics:
+        """One optimiser step (``step`` counts from 1) over this process's next tasks, whose
+        stream positions are ``indices``."""
         config, group = self.config, self.group
         started = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
         totals = torch.zeros(4, dtype=torch.float64)
-        for task_number in range(config.tasks_per_step):
-            index = stream_index(
-                step=step - 1,
-                rank=group.rank,
-                world_size=group.world_size,
-                tasks_per_step=config.tasks_per_step,
-                task=task_number,
-            )
+        for index in indices:
             outcome = backward_task(
                 self.learner,
-                _task_to(self.train_tasks(index), group.device),
+                next(tasks).to(group.device, non_blocking=True),
                 lite=self._lite_settings(index),
                 query_batch_size=config.query_batch_size,
                 tasks_per_step=config.tasks_per_step,
@@ -390,7 +398,9 @@ class Trainer:
                 query_batch_size=self.config.query_batch_size,
                 precision=self.config.precision,
                 device=self.group.device,
-                progress=False,
+                description=f"validating at step {step}",
+                progress=self.progress,
+                workers=self.loader_workers,
             )
         improved = result is not None and (
             self.best_validation_accuracy is None
@@ -432,6 +442,7 @@ def train(
     model_config: Mapping[str, Any] | None = None,
     on_step_end: Callable[[StepMetrics], None] | None = None,
     progress: bool = True,
+    workers: Workers = "auto",
 ) -> TrainingResult:
     """Meta-train ``learner`` on ``train_tasks``; see :class:`Trainer` for the arguments."""
     trainer = Trainer(
@@ -442,5 +453,6 @@ def train(
         model_config=model_config,
         on_step_end=on_step_end,
         progress=progress,
+        workers=workers,
     )
     return trainer.run(resume=resume)

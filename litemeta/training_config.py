@@ -49,13 +49,14 @@ class TrainingConfig:
     ``steps`` optimiser steps, each over ``tasks_per_step`` tasks per process (gradient
     accumulation); queries go through the classifier ``query_batch_size`` at a time.
     ``checkpoint_every`` / ``validate_every`` / ``log_every`` count steps (0 turns
-    validation off); the last step always writes a checkpoint.
+    validation off); the last step always writes a checkpoint. ``precision``: ``auto`` is
+    bf16 autocast on a GPU and fp32 on the CPU (:mod:`litemeta.precision`).
     """
 
     steps: int = 10_000
     tasks_per_step: int = 16
     query_batch_size: int = 64
-    precision: Precision = "fp32"
+    precision: Precision = "auto"
     checkpoint_every: int = 500
     validate_every: int = 500
     log_every: int = 10

@@ -263,3 +263,25 @@ def test_bf16_autocast_on_cpu_trains(tmp_path):
     assert all(np.isfinite(m.loss) for m in result.history)
     with pytest.raises(ValueError, match=r"fp16.*CUDA"):
         train(_config(tmp_path, "fp16", precision="fp16"), _learner(), SyntheticTasks())
+
+
+def test_loader_workers_do_not_change_training(tmp_path):
+    """Tasks are index-addressed: 0 or 2 loader processes give the same run, bit for bit."""
+    runs = {}
+    for workers in (0, 2):
+        config = _config(tmp_path, f"workers{workers}", steps=4, validate_every=2)
+        learner = _learner()
+        result = train(
+            config,
+            learner,
+            SyntheticTasks(),
+            _validation_tasks(),
+            progress=False,
+            workers=workers,
+        )
+        runs[workers] = (result, learner.state_dict())
+    (serial, serial_weights), (parallel, parallel_weights) = runs[0], runs[2]
+    assert [m.loss for m in serial.history] == [m.loss for m in parallel.history]
+    assert serial.best_validation_accuracy == parallel.best_validation_accuracy
+    for key, value in serial_weights.items():
+        assert torch.equal(value, parallel_weights[key]), key

@@ -201,6 +201,6 @@ class ClassFolderDataset(ImageCollection):
         """The image file's bytes, undecoded."""
         return self.tree.read(self._items[class_id][item][0])
 
-    def read_item(self, class_id: int, item: int, image_size: int) -> Tensor:
+    def read_item(self, class_id: int, item: int, image_size: int | None) -> Tensor:
         data = self.encoded_bytes(class_id, item)
         return decode_image(data, image_size, self.item_source(class_id, item))

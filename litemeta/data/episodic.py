@@ -19,22 +19,27 @@ def task_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, index])
 
 
-def load_task(collection: ImageCollection, spec: EpisodeSpec, image_size: int) -> Task:
-    """Load the images of an episode spec, each resized to ``image_size`` square, uint8."""
+def load_task(collection: ImageCollection, spec: EpisodeSpec, image_size: int | None) -> Task:
+    """Load the images of an episode spec as uint8, each resized to ``image_size`` square
+    (``None``: at their stored size, which must then be the same for all of them)."""
 
     def load(pairs: Sequence[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        if not pairs:
-            return torch.zeros(0, 3, image_size, image_size, dtype=torch.uint8), torch.zeros(
-                0, dtype=torch.int64
+        images = [
+            collection.load_image(spec.classes[label], item, image_size) for label, item in pairs
+        ]
+        sizes = {tuple(image.shape) for image in images}
+        if len(sizes) > 1:
+            raise ValueError(
+                f"images of {collection.name} have different stored sizes {sorted(sizes)[:3]}: "
+                "give an image_size to resize them to"
             )
-        images = torch.stack(
-            [collection.load_image(spec.classes[label], item, image_size) for label, item in pairs]
-        )
         labels = torch.tensor([label for label, _ in pairs], dtype=torch.int64)
-        return images, labels
+        return (torch.stack(images) if images else torch.zeros(0, dtype=torch.uint8)), labels
 
     support_images, support_labels = load(spec.support)
     query_images, query_labels = load(spec.query)
+    if not query_images.numel():
+        query_images = support_images.new_zeros(0, *support_images.shape[1:])
     groups = None
     if spec.query_groups is not None:
         groups = torch.tensor(spec.query_groups, dtype=torch.int64)
@@ -62,7 +67,7 @@ class EpisodicTaskDataset(Dataset):
         collection: ImageCollection,
         sampler: EpisodeSampler,
         num_tasks: int,
-        image_size: int,
+        image_size: int | None,
         seed: int = 0,
         support_styles: Sequence[str] | None = None,
         query_styles: Sequence[str] | None = None,

@@ -37,13 +37,14 @@ def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255
     return image.convert("RGB")
 
 
-def decode_image(data: bytes, image_size: int, source: str) -> Tensor:
-    """Decode encoded image bytes and resize to a square uint8 tensor ``[3, S, S]``.
+def decode_image(data: bytes, image_size: int | None, source: str) -> Tensor:
+    """Decode encoded image bytes to a uint8 tensor ``[3, S, S]``.
 
     The image is resized directly to ``image_size`` x ``image_size`` (no crop), as
-    Meta-Dataset's decoder does. ``source`` names the image in error messages.
+    Meta-Dataset's decoder does; ``None`` keeps its stored size (the backbone resizes on
+    its device). ``source`` names the image in error messages.
     """
-    if image_size <= 0:
+    if image_size is not None and image_size <= 0:
         raise ValueError(f"image_size must be positive, got {image_size}")
     try:
         with Image.open(io.BytesIO(data)) as image:
@@ -54,13 +55,13 @@ def decode_image(data: bytes, image_size: int, source: str) -> Tensor:
             f"cannot decode image {source}: {error}. Replace or delete the file, or pass "
             "on_error='skip' to use another image of the same class instead"
         ) from error
-    if rgb.size != (image_size, image_size):
+    if image_size is not None and rgb.size != (image_size, image_size):
         rgb = rgb.resize((image_size, image_size), Image.Resampling.BILINEAR, reducing_gap=None)
     array = np.asarray(rgb, dtype=np.uint8)
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 
-def read_image_file(path: str, image_size: int) -> Tensor:
+def read_image_file(path: str, image_size: int | None) -> Tensor:
     """Read an image file from disk into a uint8 ``[3, S, S]`` tensor."""
     try:
         with open(path, "rb") as handle:
