@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["ProcessGroup", "pick_device", "place_on_device"]
+__all__ = ["ProcessGroup", "pick_device", "place_on_device", "synchronize"]
 
 
 def pick_device(local_rank: int = 0) -> torch.device:
@@ -25,6 +25,12 @@ def pick_device(local_rank: int = 0) -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device("cpu")
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (a no-op on the CPU), before reading a clock."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def place_on_device(module: nn.Module, device: torch.device) -> nn.Module:

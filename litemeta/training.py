@@ -35,7 +35,7 @@ from litemeta.checkpoint import (
     save_atomically,
 )
 from litemeta.data.loading import Workers, resolve_workers, task_loader
-from litemeta.distributed import ProcessGroup, place_on_device
+from litemeta.distributed import ProcessGroup, place_on_device, synchronize
 from litemeta.evaluation import EvaluationResult, evaluate
 from litemeta.learners.base import FewShotLearner
 from litemeta.lite import LiteSettings
@@ -129,7 +129,9 @@ def backward_task(
             strict=True,
         )
     )
-    total_loss, correct = 0.0, 0
+    # Summed on the device and read once: reading per batch would stall the GPU's queue.
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
     for position, (images, labels) in enumerate(batches):
         last = position == len(batches) - 1
         with autocast(device, precision):
@@ -139,10 +141,10 @@ def backward_task(
             loss = loss + classifier.regularizer.to(loss.device)
         scaled = loss / tasks_per_step
         (scaler.scale(scaled) if scaler is not None else scaled).backward(retain_graph=not last)
-        total_loss += float(loss.detach())
-        correct += int((logits.detach().argmax(dim=-1) == labels).sum())
+        total_loss += loss.detach()
+        correct += (logits.detach().argmax(dim=-1) == labels).sum()
     images = task.support_labels.numel() + n_query
-    return TaskOutcome(total_loss, correct, n_query, images)
+    return TaskOutcome(float(total_loss), int(correct), n_query, images)
 
 
 def build_optimizer(learner: FewShotLearner, settings: OptimConfig) -> torch.optim.Adam:
@@ -374,8 +376,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         loss, correct, queries, images = group.all_sum(totals).tolist()
-        if group.device.type == "cuda":
-            torch.cuda.synchronize(group.device)
+        synchronize(group.device)
         elapsed = time.perf_counter() - started
         tasks = config.tasks_per_step * group.world_size
         return StepMetrics(

@@ -18,7 +18,9 @@ import torch
 from litemeta.backbones import DEFAULT_BACKBONE
 from litemeta.evaluation import predict_queries
 from litemeta.learners import FewShotLearner, build_learner
+from litemeta.distributed import place_on_device, synchronize
 from litemeta.lite import LiteSettings
+from litemeta.precision import Precision, autocast
 from litemeta.tasks import Task
 from litemeta.training import backward_task
 
@@ -59,7 +61,8 @@ class StepConfig:
     queries per class, of random images (memory and time do not depend on content).
     ``chunk_size`` bounds every pass without autograd (inference, LITE's first pass).
     ``threads`` sets torch's intra-op threads (default: torch's own choice); one thread per
-    process keeps timings stable on a CPU shared with other work.
+    process keeps timings stable on a CPU shared with other work. ``precision`` as in
+    training (``auto``: bf16 autocast on a GPU, fp32 on the CPU).
     """
 
     learner: str
@@ -74,6 +77,7 @@ class StepConfig:
     pretrained: bool = True
     device: str = "cpu"
     threads: int | None = None
+    precision: Precision = "auto"
 
     def __post_init__(self) -> None:
         parse_mode(self.mode)
@@ -116,18 +120,20 @@ def synthetic_task(
 
 def _run_step(learner: FewShotLearner, task: Task, config: StepConfig) -> None:
     lite = config.lite_settings()
+    device = task.support_images.device
     if lite is None:
-        with torch.no_grad():
+        with torch.no_grad(), autocast(device, config.precision):
             classifier = learner.adapt(task.support_images, task.support_labels)
             predict_queries(classifier, task.query_images, config.query_batch_size)
     else:
-        backward_task(learner, task, lite=lite, query_batch_size=config.query_batch_size)
+        backward_task(
+            learner,
+            task,
+            lite=lite,
+            query_batch_size=config.query_batch_size,
+            precision=config.precision,
+        )
         learner.zero_grad(set_to_none=True)
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def measure_step(config: dict, repeats: int = 0) -> Row:
@@ -135,8 +141,9 @@ def measure_step(config: dict, repeats: int = 0) -> Row:
 
     Returns ``saved_bytes`` (peak bytes autograd held for backward, see
     :class:`SavedTensorMeter`) and, on CUDA, ``peak_gpu_bytes``
-    (``torch.cuda.max_memory_allocated``). With ``repeats`` > 0 the first step is a warm-up
-    and ``seconds`` is the median of ``repeats`` further, unhooked steps.
+    (``torch.cuda.max_memory_allocated`` of a step after a warm-up one, so that one-time
+    allocations such as cuDNN's autotuning workspaces are not counted). With ``repeats`` > 0
+    ``seconds`` is the median of ``repeats`` further, unhooked steps after a warm-up.
     """
     step = StepConfig(**config)
     if step.threads is not None:
@@ -149,21 +156,18 @@ def measure_step(config: dict, repeats: int = 0) -> Row:
         pretrained=step.pretrained,
         chunk_size=step.chunk_size,
     )
-    learner = learner.to(device).eval()
+    learner = place_on_device(learner, device).eval()
     task = synthetic_task(step.way, step.support, step.queries_per_class, step.image_size)
-    task = Task(
-        task.support_images.to(device),
-        task.support_labels.to(device),
-        task.query_images.to(device),
-        task.query_labels.to(device),
-        task.class_names,
-    )
+    task = task.to(device)
     if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # shapes repeat from step to step
+        _run_step(learner, task, step)
+        synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
     meter = SavedTensorMeter(exclude=[*learner.parameters(), *learner.buffers()])
     with meter.watching():
         _run_step(learner, task, step)
-    _synchronize(device)
+    synchronize(device)
     row: Row = {"saved_bytes": meter.peak_bytes}
     if device.type == "cuda":
         row["peak_gpu_bytes"] = torch.cuda.max_memory_allocated(device)
@@ -172,7 +176,7 @@ def measure_step(config: dict, repeats: int = 0) -> Row:
         for _ in range(repeats):
             start = time.perf_counter()
             _run_step(learner, task, step)
-            _synchronize(device)
+            synchronize(device)
             seconds.append(time.perf_counter() - start)
         row["seconds"] = statistics.median(seconds)
     return row
