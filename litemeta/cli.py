@@ -271,6 +271,7 @@ def _bench_pipeline(args: argparse.Namespace) -> None:
         cache=not args.no_cache,
         decode=not args.no_decode,
         decode_sizes=tuple(dict.fromkeys(args.decode_sizes or [args.size, 224])),
+        threads=args.threads,
     )
     print(run_pipeline_benchmark(config, Path(args.out)))
 
@@ -401,6 +402,9 @@ def add_bench_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     pipeline.add_argument(
         "--no-decode", action="store_true", help="skip the stored-size against CPU-resize rows"
+    )
+    pipeline.add_argument(
+        "--threads", type=int, default=None, help="torch threads of the consuming process"
     )
     pipeline.add_argument(
         "--decode-sizes",

@@ -58,7 +58,8 @@ class PipelineConfig:
     lists the loader worker counts to compare; ``tasks`` tasks are drawn per measurement.
     ``model=False`` skips the rows where a meta-training step consumes the tasks; ``cache``
     and ``decode`` the other two comparisons. ``decode_sizes`` are the sizes at which the
-    decode comparison resizes (default: ``image_size``).
+    decode comparison resizes (default: ``image_size``). ``threads`` sets torch's intra-op
+    threads in this process (loader workers use one each).
     """
 
     experiment: ExperimentConfig
@@ -71,6 +72,7 @@ class PipelineConfig:
     cache: bool = True
     decode: bool = True
     decode_sizes: tuple[int, ...] = ()
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if not self.workers or any(w < 0 for w in self.workers):
@@ -211,6 +213,8 @@ def _decode_rows(config: PipelineConfig, device: torch.device) -> list[Row]:
 
 def measure_pipeline(config: PipelineConfig, *, progress: bool = True) -> list[Row]:
     """All rows of the benchmark (see the module docstring), raw numbers."""
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
     device = torch.device(config.device)
     indices = list(range(config.tasks))
     say = print if progress else (lambda *_: None)
