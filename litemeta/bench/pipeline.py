@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.utils.data import Dataset
 
 from litemeta.backbones.preprocessing import normalise_images
 from litemeta.data.loading import task_loader
@@ -44,6 +45,8 @@ __all__ = ["CACHE_SPEEDUP_TARGET", "PipelineConfig", "measure_pipeline", "run_pi
 
 #: Decoded-image caching should make repeated emoji tasks at least this much faster.
 CACHE_SPEEDUP_TARGET = 3.0
+
+TaskSource = Dataset[Task] | list[Task]
 
 #: The backbones' input normalisation (EfficientNet-Lite: mean = std = 0.5).
 _HALF = (0.5, 0.5, 0.5)
@@ -93,7 +96,7 @@ def _images(task: Task) -> int:
 
 
 def _deliver(
-    tasks: object,
+    tasks: TaskSource,
     indices: Sequence[int],
     workers: int,
     device: torch.device,
@@ -103,7 +106,7 @@ def _deliver(
     time the whole run and the part spent blocked on the next task."""
     _synchronize(device)
     start = time.perf_counter()
-    loader = task_loader(tasks, indices, workers=workers, pin_memory=device.type == "cuda")  # type: ignore[arg-type]
+    loader = task_loader(tasks, indices, workers=workers, pin_memory=device.type == "cuda")
     waited, count, images, first = 0.0, 0, 0, None
     for _ in indices:
         before = time.perf_counter()
@@ -131,7 +134,7 @@ def _deliver(
     }
 
 
-def _experiment_tasks(config: PipelineConfig, data: DataConfig | None = None) -> object:
+def _experiment_tasks(config: PipelineConfig, data: DataConfig | None = None) -> TaskSource:
     """A fresh task dataset (so no decoded-image cache carries over between rows)."""
     data = data or config.experiment.data
     return task_dataset(data, data.train_split, config.tasks, config.image_size, seed=config.seed)
@@ -192,7 +195,7 @@ def _decode_rows(config: PipelineConfig, device: torch.device) -> list[Row]:
     rows = []
     indices = list(range(config.tasks))
     data = _emoji_data(config, cache=False)
-    stored = _experiment_tasks(config, data)[0].support_images.shape[-1]  # type: ignore[index]
+    stored = _experiment_tasks(config, data)[0].support_images.shape[-1]
     for size in config.decode_sizes or (config.image_size,):
 
         def ready(task: Task, size: int = size) -> None:
@@ -219,14 +222,14 @@ def measure_pipeline(config: PipelineConfig, *, progress: bool = True) -> list[R
     indices = list(range(config.tasks))
     say = print if progress else (lambda *_: None)
     rows: list[Row] = []
-    _experiment_tasks(config)[0]  # type: ignore[index]  # warm-up: first decode, lazy imports
+    _experiment_tasks(config)[0]  # warm-up: the first decode, lazy imports
     for workers in config.workers:
         say(f"loader, {workers} workers")
         row = _deliver(_experiment_tasks(config), indices, workers, device)
         rows.append({"measurement": "loader", "setting": f"{workers} workers", **row})
     if config.model:
         step = _step_function(config, device)
-        warm_up = _experiment_tasks(config)[0].to(device)  # type: ignore[index]
+        warm_up = _experiment_tasks(config)[0].to(device)
         step(warm_up)
         _synchronize(device)
         for workers in config.workers:
