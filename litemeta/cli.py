@@ -247,6 +247,35 @@ def _bench_personalise(args: argparse.Namespace) -> None:
     print(table)
 
 
+def _bench_pipeline(args: argparse.Namespace) -> None:
+    from litemeta.bench.pipeline import PipelineConfig, run_pipeline_benchmark
+    from litemeta.distributed import pick_device
+    from litemeta.experiment import load_experiment
+
+    overrides = [f"model.image_size={args.size}"]
+    for option, key in (("way", "way"), ("shot", "shot"), ("queries", "query")):
+        if getattr(args, option) is not None:
+            overrides += ["data.sampler.kind=fixed", f"data.sampler.{key}={getattr(args, option)}"]
+    if args.backbone is not None:
+        overrides.append(f"model.backbone={args.backbone}")
+    if args.no_pretrained:
+        overrides.append("model.pretrained=false")
+    config = PipelineConfig(
+        experiment=load_experiment(args.config, overrides),
+        workers=tuple(args.workers),
+        image_size=args.size,
+        tasks=args.tasks,
+        device=args.device or str(pick_device()),
+        seed=args.seed,
+        model=not args.no_model,
+        cache=not args.no_cache,
+        decode=not args.no_decode,
+        decode_sizes=tuple(dict.fromkeys(args.decode_sizes or [args.size, 224])),
+        threads=args.threads,
+    )
+    print(run_pipeline_benchmark(config, Path(args.out)))
+
+
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     from litemeta.backbones import DEFAULT_BACKBONE
 
@@ -302,7 +331,8 @@ def add_bench_commands(subparsers: argparse._SubParsersAction) -> None:
     from litemeta.bench.sweep import LEARNERS
 
     bench = subparsers.add_parser(
-        "bench", help="benchmarks: memory, speed, gradient fidelity, personalisation cost"
+        "bench",
+        help="benchmarks: memory, speed, gradient fidelity, personalisation cost, data pipeline",
     )
     commands = bench.add_subparsers(dest="bench_command", required=True)
 
@@ -333,6 +363,60 @@ def add_bench_commands(subparsers: argparse._SubParsersAction) -> None:
     _add_emoji_task_arguments(personalise, PERSONALISE_LEARNERS, way=10)
     personalise.add_argument("--tasks", type=int, default=20, help="emoji test tasks")
     personalise.set_defaults(handler=_bench_personalise)
+
+    pipeline = commands.add_parser(
+        "pipeline",
+        help="tasks/s and images/s the data pipeline delivers, alone and feeding LITE steps",
+    )
+    pipeline.add_argument(
+        "--config",
+        default="default",
+        help="a YAML file or shipped config whose data, model and LITE settings are used "
+        "(default: default)",
+    )
+    pipeline.add_argument(
+        "--workers", nargs="+", type=int, default=[0, 1, 2], help="loader worker counts"
+    )
+    pipeline.add_argument("--size", type=int, default=84, help="model image side in pixels")
+    pipeline.add_argument("--tasks", type=int, default=40, help="tasks drawn per measurement")
+    pipeline.add_argument(
+        "--way", type=int, default=None, help="classes per task (default: config)"
+    )
+    pipeline.add_argument("--shot", type=int, default=None, help="shots (default: config)")
+    pipeline.add_argument(
+        "--queries", type=int, default=None, help="queries per class (default: config)"
+    )
+    pipeline.add_argument("--seed", type=int, default=0, help="which tasks")
+    pipeline.add_argument(
+        "--device", default=None, help="cpu or cuda (default: cuda when available)"
+    )
+    pipeline.add_argument("--backbone", default=None, help="backbone name (default: the config's)")
+    pipeline.add_argument(
+        "--no-pretrained", action="store_true", help="random backbone weights (no weight file)"
+    )
+    pipeline.add_argument(
+        "--no-model", action="store_true", help="skip the rows where LITE steps consume tasks"
+    )
+    pipeline.add_argument(
+        "--no-cache", action="store_true", help="skip the decoded-image cache comparison"
+    )
+    pipeline.add_argument(
+        "--no-decode", action="store_true", help="skip the stored-size against CPU-resize rows"
+    )
+    pipeline.add_argument(
+        "--threads", type=int, default=None, help="torch threads of the consuming process"
+    )
+    pipeline.add_argument(
+        "--decode-sizes",
+        nargs="+",
+        type=int,
+        default=None,
+        help="sizes for the stored-size against CPU-resize rows (default: --size and 224)",
+    )
+    pipeline.add_argument(
+        "--out", default="runs/bench/pipeline", help="output directory (default: %(default)s)"
+    )
+    pipeline.set_defaults(handler=_bench_pipeline)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,312 @@
+"""How fast the data pipeline delivers tasks, and how long a meta-training step waits for them.
+
+Tasks are built exactly as training builds them (:func:`litemeta.experiment.task_dataset`
+from an experiment config) and delivered by :func:`litemeta.data.loading.task_loader` with
+0..k worker processes. Measured:
+
+- ``loader``: tasks/s and images/s of the loader alone (tasks copied to the device);
+- ``loader + step``: the same tasks, each consumed by one LITE meta-training step
+  (:func:`litemeta.training.backward_task`, as in Bronskill et al., "Memory Efficient
+  Meta-Learning with Large Images", NeurIPS 2021), with the share of wall time spent
+  blocked waiting for the next task;
+- ``cache``: repeated emoji tasks (the same indices drawn twice, the first pass filling the
+  cache) with the decoded-image cache on and off. Target: the cache makes them at least
+  3x faster to produce;
+- ``decode``: emoji tasks decoded at their stored size and resized on the device, against
+  decoded and resized on the CPU.
+
+Each timed interval includes starting the loader's worker processes. On CUDA, tasks come
+in pinned memory, are copied with ``non_blocking=True``, and the device is synchronised
+before every clock reading.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from litemeta.backbones.preprocessing import normalise_images
+from litemeta.data.loading import task_loader
+from litemeta.experiment import DataConfig, ExperimentConfig, build_model, task_dataset
+from litemeta.lite import LiteSettings
+from litemeta.tasks import Task
+from litemeta.training import backward_task
+
+from .report import Row, machine_description, markdown_table
+
+__all__ = ["CACHE_SPEEDUP_TARGET", "PipelineConfig", "measure_pipeline", "run_pipeline_benchmark"]
+
+#: Decoded-image caching should make repeated emoji tasks at least this much faster.
+CACHE_SPEEDUP_TARGET = 3.0
+
+TaskSource = Dataset[Task] | list[Task]
+
+#: The backbones' input normalisation (EfficientNet-Lite: mean = std = 0.5).
+_HALF = (0.5, 0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """What the pipeline benchmark runs.
+
+    ``experiment`` supplies the data (dataset, sampler, styles, cache setting), the model
+    and the LITE settings; ``image_size`` replaces its model's image size. ``workers``
+    lists the loader worker counts to compare; ``tasks`` tasks are drawn per measurement.
+    ``model=False`` skips the rows where a meta-training step consumes the tasks; ``cache``
+    and ``decode`` the other two comparisons. ``decode_sizes`` are the sizes at which the
+    decode comparison resizes (default: ``image_size``). ``threads`` sets torch's intra-op
+    threads in this process (loader workers use one each).
+    """
+
+    experiment: ExperimentConfig
+    workers: tuple[int, ...] = (0, 1, 2)
+    image_size: int = 84
+    tasks: int = 40
+    device: str = "cpu"
+    seed: int = 0
+    model: bool = True
+    cache: bool = True
+    decode: bool = True
+    decode_sizes: tuple[int, ...] = ()
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.workers or any(w < 0 for w in self.workers):
+            raise ValueError(f"workers must be counts >= 0, got {list(self.workers)}")
+        if self.tasks < 1:
+            raise ValueError(f"tasks must be at least 1, got {self.tasks}")
+        if self.image_size < 1:
+            raise ValueError(f"image size must be positive, got {self.image_size}")
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _images(task: Task) -> int:
+    return task.support_labels.numel() + task.query_labels.numel()
+
+
+def _deliver(
+    tasks: TaskSource,
+    indices: Sequence[int],
+    workers: int,
+    device: torch.device,
+    consume: Callable[[Task], None] | None = None,
+) -> Row:
+    """Draw ``indices`` through a loader onto ``device``, optionally consuming each task;
+    time the whole run and the part spent blocked on the next task."""
+    _synchronize(device)
+    start = time.perf_counter()
+    loader = task_loader(tasks, indices, workers=workers, pin_memory=device.type == "cuda")
+    waited, count, images, first = 0.0, 0, 0, None
+    for _ in indices:
+        before = time.perf_counter()
+        task = next(loader).to(device, non_blocking=True)
+        _synchronize(device)
+        after = time.perf_counter()
+        waited += after - before
+        first = after - start if first is None else first
+        count += 1
+        images += _images(task)
+        if consume is not None:
+            consume(task)
+            _synchronize(device)
+    seconds = time.perf_counter() - start
+    return {
+        "workers": workers,
+        "tasks": count,
+        "images": images,
+        "seconds": seconds,
+        "tasks_per_second": count / seconds,
+        "images_per_second": images / seconds,
+        "wait_seconds": waited,
+        "wait_fraction": min(1.0, waited / seconds),
+        "first_task_seconds": first,
+    }
+
+
+def _experiment_tasks(config: PipelineConfig, data: DataConfig | None = None) -> TaskSource:
+    """A fresh task dataset (so no decoded-image cache carries over between rows)."""
+    data = data or config.experiment.data
+    return task_dataset(data, data.train_split, config.tasks, config.image_size, seed=config.seed)
+
+
+def _step_function(config: PipelineConfig, device: torch.device) -> Callable[[Task], None]:
+    """One LITE meta-training step per task, with the experiment's model and settings."""
+    experiment = config.experiment
+    model = dataclasses.replace(experiment.model, image_size=config.image_size)
+    learner = build_model(model).to(device).train()
+    lite = experiment.training.lite
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    settings = LiteSettings(
+        h=lite.h,
+        chunk_size=lite.chunk_size,
+        stratified=lite.stratified,
+        generator=generator,
+        gradient_checkpointing=lite.gradient_checkpointing,
+    )
+
+    def step(task: Task) -> None:
+        backward_task(
+            learner, task, lite=settings, query_batch_size=experiment.training.query_batch_size
+        )
+        learner.zero_grad(set_to_none=True)
+
+    return step
+
+
+def _emoji_data(config: PipelineConfig, cache: bool) -> DataConfig:
+    """The experiment's emoji data (or the emoji set with its sampler) with the cache set."""
+    data = config.experiment.data
+    if data.dataset != "emoji":
+        data = DataConfig(dataset="emoji", sampler=data.sampler)
+    return dataclasses.replace(data, cache_decoded=cache)
+
+
+def _cache_rows(config: PipelineConfig, device: torch.device) -> list[Row]:
+    """Second pass over the same emoji tasks, with and without the decoded-image cache."""
+    rows = []
+    indices = list(range(config.tasks))
+    for cache in (False, True):
+        tasks = _experiment_tasks(config, _emoji_data(config, cache))
+        _deliver(tasks, indices, 0, device)  # first pass: fills the cache when it is on
+        row = _deliver(tasks, indices, 0, device)
+        rows.append({"measurement": "cache", "setting": f"cache {'on' if cache else 'off'}", **row})
+    rows[1]["speedup"] = rows[0]["seconds"] / rows[1]["seconds"]
+    return rows
+
+
+def _decode_rows(config: PipelineConfig, device: torch.device) -> list[Row]:
+    """Emoji tasks at their stored size resized on ``device``, against resized on the CPU
+    as they are decoded, for each of ``config.decode_sizes``.
+
+    Both are timed until the images are normalised on ``device`` at that size, as the
+    backbone's preprocessing does; the cache is off, so every image is decoded."""
+    mean = torch.tensor(_HALF, device=device)
+    rows = []
+    indices = list(range(config.tasks))
+    data = _emoji_data(config, cache=False)
+    stored = _experiment_tasks(config, data)[0].support_images.shape[-1]
+    for size in config.decode_sizes or (config.image_size,):
+
+        def ready(task: Task, size: int = size) -> None:
+            for images in (task.support_images, task.query_images):
+                normalise_images(images, size, mean, mean)
+
+        for on_device in (True, False):
+            dataset = _experiment_tasks(config, data)
+            if on_device:
+                setting = f"stored {stored} px, resized to {size} on {device.type} (model)"
+            else:
+                dataset.image_size = size  # type: ignore[attr-defined]  # resized by PIL
+                setting = f"resized to {size} px as decoded (cpu)"
+            row = _deliver(dataset, indices, 0, device, consume=ready)
+            rows.append({"measurement": "decode", "setting": setting, "size": size, **row})
+    return rows
+
+
+def measure_pipeline(config: PipelineConfig, *, progress: bool = True) -> list[Row]:
+    """All rows of the benchmark (see the module docstring), raw numbers."""
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    device = torch.device(config.device)
+    indices = list(range(config.tasks))
+    say = print if progress else (lambda *_: None)
+    rows: list[Row] = []
+    _experiment_tasks(config)[0]  # warm-up: the first decode, lazy imports
+    for workers in config.workers:
+        say(f"loader, {workers} workers")
+        row = _deliver(_experiment_tasks(config), indices, workers, device)
+        rows.append({"measurement": "loader", "setting": f"{workers} workers", **row})
+    if config.model:
+        step = _step_function(config, device)
+        warm_up = _experiment_tasks(config)[0].to(device)
+        step(warm_up)
+        _synchronize(device)
+        for workers in config.workers:
+            say(f"loader + step, {workers} workers")
+            row = _deliver(_experiment_tasks(config), indices, workers, device, consume=step)
+            rows.append({"measurement": "loader + step", "setting": f"{workers} workers", **row})
+    if config.cache:
+        say("decoded-image cache off / on")
+        rows += _cache_rows(config, device)
+    if config.decode:
+        say("decode at stored size / resize on the cpu")
+        rows += _decode_rows(config, device)
+    return rows
+
+
+def _table_row(row: Row) -> Row:
+    waits = row["measurement"] == "loader + step"
+    return {
+        "measurement": row["measurement"],
+        "setting": row["setting"],
+        "tasks": row["tasks"],
+        "images": row["images"],
+        "seconds": row["seconds"],
+        "tasks/s": row["tasks_per_second"],
+        "images/s": row["images_per_second"],
+        "first task s": row["first_task_seconds"],
+        "waiting for data": f"{row['wait_fraction']:.0%}" if waits else "",
+        "speed-up": row.get("speedup"),
+    }
+
+
+def cache_verdict(rows: Sequence[Row]) -> str | None:
+    """One line on the cache target, if the cache rows were measured."""
+    speedups = [r["speedup"] for r in rows if r.get("speedup") is not None]
+    if not speedups:
+        return None
+    met = "met" if speedups[0] >= CACHE_SPEEDUP_TARGET else "NOT met"
+    return (
+        f"- decoded-image cache: repeated emoji tasks {speedups[0]:.1f}x faster to produce "
+        f"than decoding each time (target >= {CACHE_SPEEDUP_TARGET:g}x: {met})"
+    )
+
+
+def pipeline_table(config: PipelineConfig, rows: Sequence[Row]) -> str:
+    """The markdown report: settings line, table, the cache verdict."""
+    experiment = config.experiment
+    sampler = experiment.data.sampler
+    shape = (
+        f"{sampler.way}-way {sampler.shot}-shot, {sampler.query} queries per class"
+        if sampler.kind == "fixed"
+        else "variable-way variable-shot"
+    )
+    lite = experiment.training.lite
+    header = (
+        f"Data pipeline: {config.tasks} {experiment.data.dataset} tasks ({shape}) per row, "
+        f"model at {config.image_size} px on {config.device}; step = LITE h = {lite.h} "
+        f"meta-training step of {experiment.model.learner} on {experiment.model.backbone}. "
+        f"Machine: {machine_description()}.\n\n"
+    )
+    verdict = cache_verdict(rows)
+    return (
+        header
+        + markdown_table([_table_row(r) for r in rows])
+        + (f"\n{verdict}\n" if verdict else "")
+    )
+
+
+def run_pipeline_benchmark(config: PipelineConfig, output: Path, *, progress: bool = True) -> str:
+    """Measure, write ``pipeline.md`` (table) and ``pipeline.json`` (raw numbers and
+    settings) into ``output``; return the table."""
+    rows = measure_pipeline(config, progress=progress)
+    table = pipeline_table(config, rows)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "pipeline.md").write_text(table)
+    settings = dataclasses.asdict(config)
+    settings["workers"] = list(config.workers)
+    settings["decode_sizes"] = list(config.decode_sizes)
+    raw = {"machine": machine_description(), "settings": settings, "rows": rows}
+    (output / "pipeline.json").write_text(json.dumps(raw, indent=2) + "\n")
+    return table
