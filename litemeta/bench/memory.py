@@ -15,7 +15,13 @@ from pathlib import Path
 from .report import Row, markdown_table, plot_by_mode, write_outputs
 from .sweep import MIB, Grid, ratio_to_inference, run_grid, target_point, verdict
 
-__all__ = ["BACKPROP_TARGET", "LITE_TARGET", "memory_targets", "run_memory_benchmark"]
+__all__ = [
+    "BACKPROP_TARGET",
+    "LITE_TARGET",
+    "memory_report",
+    "memory_targets",
+    "run_memory_benchmark",
+]
 
 LITE_TARGET = 1.25
 BACKPROP_TARGET = 20.0
@@ -60,8 +66,14 @@ def memory_targets(rows: Sequence[Row]) -> list[str]:
 def run_memory_benchmark(grid: Grid, output: Path, *, progress: bool = True) -> str:
     """Measure the grid, write ``memory.csv/.md/.png`` into ``output``; return the table."""
     rows = run_grid(grid.configs(), progress=progress, description="memory")
+    return memory_report(rows, output, on_gpu=grid.template.device.startswith("cuda"))
+
+
+def memory_report(rows: list[Row], output: Path, *, on_gpu: bool) -> str:
+    """Write ``memory.csv/.md/.png`` for measured rows (e.g. those of the speed benchmark,
+    which hold the peak memory too) into ``output``; return the table."""
     ratio_to_inference(rows, "peak_bytes", "peak_vs_inference", fallback="estimated_peak_bytes")
-    peak = "GPU max allocated" if grid.template.device.startswith("cuda") else "process peak RSS"
+    peak = "GPU max allocated" if on_gpu else "process peak RSS"
     table = (
         f"Peak memory ({peak}) of one meta-training step.\n\n"
         + markdown_table([_table_row(r) for r in rows])

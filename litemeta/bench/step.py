@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import torch
 
 from litemeta.backbones import DEFAULT_BACKBONE
+from litemeta.distributed import place_on_device, synchronize
 from litemeta.evaluation import predict_queries
 from litemeta.learners import FewShotLearner, build_learner
-from litemeta.distributed import place_on_device, synchronize
 from litemeta.lite import LiteSettings
 from litemeta.precision import Precision, autocast
 from litemeta.tasks import Task
