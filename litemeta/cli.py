@@ -7,6 +7,7 @@ sets ``handler`` on its parsers; ``main`` only dispatches.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from litemeta.bench.sweep import Grid
+
+DEBUG_VARIABLE = "LITEMETA_DEBUG"
 
 
 def _data_build_emoji(args: argparse.Namespace) -> None:
@@ -339,6 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="litemeta", description="Meta-train few-shot image classifiers with LITE."
     )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help=f"show the traceback of an error (also {DEBUG_VARIABLE}=1; accepted anywhere)",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_experiment_commands(subparsers)
     add_data_commands(subparsers)
@@ -346,12 +354,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``; ``key=value`` overrides may come before, between or after flags."""
+    args, extra = parser.parse_known_args(argv)
+    unknown = [a for a in extra if a.startswith("-") or "=" not in a]
+    if unknown or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
+#: Errors that carry a message meant for the user; anything else is reported with its type.
+_EXPECTED = (OSError, ValueError, RuntimeError, LookupError)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    if isinstance(error, _EXPECTED) and text:
+        return text
+    name = type(error).__name__
+    return f"{name}: {text} (rerun with --debug for the traceback)" if text else name
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command. An error prints one line (``litemeta: error: ...``) and returns 1,
+    Ctrl-C returns 130; with ``--debug`` or ``LITEMETA_DEBUG=1`` the traceback is shown."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
+    args = _parse(build_parser(), [a for a in argv if a != "--debug"])
     try:
         args.handler(args)
-    except (OSError, ValueError, RuntimeError) as error:
-        print(f"litemeta: error: {error}", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        if debug:
+            raise
+        detail = " ".join(str(interrupt).split())
+        print(f"litemeta: interrupted{': ' + detail if detail else ''}", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if debug:
+            raise
+        print(f"litemeta: error: {_one_line(error)}", file=sys.stderr)
         return 1
     return 0
 

@@ -30,7 +30,7 @@ from litemeta.data import (
 )
 from litemeta.data.samplers import EpisodeSampler
 from litemeta.data.vtab import vtab_task
-from litemeta.learners import build_learner
+from litemeta.learners import LEARNERS, build_learner
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.tasks import Task
 from litemeta.training_config import TrainingConfig
@@ -52,7 +52,13 @@ Dataset_ = Literal["emoji", "folders", "orbit", "meta-dataset", "vtab"]
 
 @dataclass
 class ModelConfig:
-    """Which learner on which backbone. ``options`` go to the learner's constructor."""
+    """Which learner on which backbone.
+
+    ``learner_options`` holds constructor options per learner name, used only when that
+    learner is chosen (so a config can tune ProtoNets and still run with
+    ``model.learner=simple_cnaps``); ``options`` go to whichever learner is chosen and
+    override those.
+    """
 
     learner: str = "protonets"
     backbone: str = "efficientnet_lite0"
@@ -60,6 +66,7 @@ class ModelConfig:
     pretrained: bool = True
     weights_file: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    learner_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -145,13 +152,20 @@ def load_experiment(config: str | Path, overrides: Sequence[str] = ()) -> Experi
 
 def build_model(model: ModelConfig) -> BackboneLearner:
     """The learner that ``model`` describes, with its pretrained weights if asked."""
+    unknown = sorted(set(model.learner_options) - set(LEARNERS))
+    if unknown:
+        raise ConfigError(
+            f"model.learner_options names unknown learners {unknown}; use names from "
+            f"{sorted(LEARNERS)}"
+        )
+    options = {**model.learner_options.get(model.learner, {}), **model.options}
     return build_learner(
         model.learner,
         model.backbone,
         model.image_size,
         pretrained=model.pretrained,
         weights_file=model.weights_file,
-        **model.options,
+        **options,
     )
 
 
