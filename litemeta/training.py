@@ -30,6 +30,7 @@ from litemeta.checkpoint import (
     describe_model,
     load_checkpoint,
     model_fingerprint,
+    remove_stale_temporaries,
     restore_rng_state,
     rng_state,
     save_atomically,
@@ -245,6 +246,8 @@ class Trainer:
         self.optimizer = build_optimizer(self.learner, self.config.optim)
         self.scaler = grad_scaler(device, self.config.precision)
         self.start_step = 0
+        if self.group.is_main:
+            remove_stale_temporaries(self.output_dir)
         last = self.output_dir / LAST_CHECKPOINT
         if resume:
             self._resume_from(last)

@@ -17,26 +17,11 @@ import pytest
 from PIL import Image
 
 from litemeta.cli import build_parser, main
-from litemeta.experiment import load_experiment
-from litemeta.jobs import train_experiment
+from tests.cli_helpers import TINY_OVERRIDES, train_tiny_run
 from tests.data.fake_npm import write_fake_packages
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
-TINY_OVERRIDES = [
-    "model.backbone=resnet18",
-    "model.pretrained=false",
-    "model.image_size=32",
-    "data.sampler.way=3",
-    "data.sampler.shot=2",
-    "data.sampler.query=1",
-    "data.validation_tasks=2",
-    "training.steps=1",
-    "training.tasks_per_step=1",
-    "training.checkpoint_every=1",
-    "training.validate_every=1",
-    "evaluation.tasks=2",
-]
 # Benchmark flags with tiny values, given to a `litemeta bench` command that has them.
 TINY_BENCH_FLAGS = {
     "--backbone": ["resnet18"],
@@ -167,11 +152,7 @@ def _without(argv: list[str], flag: str) -> list[str]:
 def trained_default_run(tmp_path_factory) -> Path:
     """A tiny run at ``runs/default``, as `litemeta train` leaves it, for the commands that
     continue, evaluate or personalise it."""
-    root = tmp_path_factory.mktemp("world")
-    output = root / "runs" / "default"
-    config = load_experiment("default", [*TINY_OVERRIDES, f"training.output_dir={output}"])
-    train_experiment(config, compare_baseline=False)
-    return output
+    return train_tiny_run(tmp_path_factory.mktemp("world") / "runs" / "default")
 
 
 COMMANDS = readme_commands()
