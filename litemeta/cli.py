@@ -128,6 +128,7 @@ def _add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="settings to override, e.g. training.steps=100 model.learner=simple_cnaps",
     )
+    parser.set_defaults(unreadable_hint="to skip unreadable images: data.on_error=skip")
 
 
 def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -377,6 +378,14 @@ def _one_line(error: BaseException) -> str:
     return f"{name}: {text} (rerun with --debug for the traceback)" if text else name
 
 
+def _hint(error: Exception, args: argparse.Namespace) -> str:
+    """What the command offers for an unreadable image, after its message."""
+    from litemeta.data.images import ImageLoadError
+
+    hint = getattr(args, "unreadable_hint", None)
+    return f" ({hint})" if hint and isinstance(error, ImageLoadError) else ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. An error prints one line (``litemeta: error: ...``) and returns 1,
     Ctrl-C returns 130; with ``--debug`` or ``LITEMETA_DEBUG=1`` the traceback is shown."""
@@ -394,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         if debug:
             raise
-        print(f"litemeta: error: {_one_line(error)}", file=sys.stderr)
+        print(f"litemeta: error: {_one_line(error)}{_hint(error, args)}", file=sys.stderr)
         return 1
     return 0
 

@@ -91,7 +91,9 @@ class DataConfig:
     evaluation only). ``support_styles`` and
     ``query_styles`` take a task's support and query images from different styles.
     ``orbit_target`` picks clean (CLE-VE) or clutter (CLU-VE) target videos; target videos
-    with fewer than ``orbit_min_target_frames`` valid frames are skipped.
+    with fewer than ``orbit_min_target_frames`` valid frames are skipped. ``on_error: skip``
+    replaces an unreadable image by another of its class (with a warning naming it).
+    ``verify_crc`` checks each Meta-Dataset record's CRC32C when it is read.
     """
 
     dataset: Dataset_ = "emoji"
@@ -107,6 +109,7 @@ class DataConfig:
     orbit_clip_length: int = 1
     orbit_min_target_frames: int = 50
     on_error: Literal["raise", "skip"] = "raise"
+    verify_crc: bool = True
     vtab_support_size: int = 1000
     vtab_query_limit: int | None = None
 
@@ -183,7 +186,9 @@ def _collection(data: DataConfig, split: str) -> Any:
     if data.dataset == "folders":
         return ClassFolderDataset(data.root, split=split, on_error=data.on_error)
     if data.dataset == "meta-dataset":
-        return MetaDatasetRecords(data.root, split=split, on_error=data.on_error)
+        return MetaDatasetRecords(
+            data.root, split=split, on_error=data.on_error, verify_crc=data.verify_crc
+        )
     return OrbitDataset(data.root, split, on_error=data.on_error)
 
 
