@@ -43,6 +43,7 @@ __all__ = [
     "SamplerConfig",
     "build_model",
     "load_experiment",
+    "max_support_size",
     "shipped_config",
     "task_dataset",
 ]
@@ -116,11 +117,22 @@ class DataConfig:
 
 @dataclass
 class EvaluationConfig:
-    """Test tasks per split (600, as for Meta-Dataset) and the query batch size."""
+    """Test tasks per split (600, as for Meta-Dataset; 0: ``train`` skips the test
+    evaluation) and the query batch size."""
 
     tasks: int = 600
     query_batch_size: int = 256
     seed: int = 1
+
+    def __post_init__(self) -> None:
+        if self.tasks < 0:
+            raise ConfigError(
+                f"evaluation.tasks must be >= 0 (0: no test evaluation), got {self.tasks}"
+            )
+        if self.query_batch_size < 1:
+            raise ConfigError(
+                f"evaluation.query_batch_size must be at least 1, got {self.query_batch_size}"
+            )
 
 
 @dataclass
@@ -170,6 +182,15 @@ def build_model(model: ModelConfig) -> BackboneLearner:
         weights_file=model.weights_file,
         **options,
     )
+
+
+def max_support_size(data: DataConfig) -> int | None:
+    """The most support images a task of ``data`` can have, where the sampler bounds it."""
+    if data.dataset in ("orbit", "vtab"):
+        return None
+    if data.sampler.kind == "variable":
+        return VariableWaySampler().max_support
+    return data.sampler.way * data.sampler.shot
 
 
 def _episode_sampler(config: SamplerConfig) -> EpisodeSampler:

@@ -293,7 +293,9 @@ class Trainer:
             self.learner.train()
             for step in range(self.start_step + 1, config.steps + 1):
                 metrics = self._step(step)
-                if config.validate_every and step % config.validate_every == 0:
+                if config.validate_every and (
+                    step % config.validate_every == 0 or step == config.steps
+                ):
                     metrics = replace(metrics, validation=self._validate(step))
                 if step % config.checkpoint_every == 0 or step == config.steps:
                     self._save(LAST_CHECKPOINT, step)
@@ -393,7 +395,8 @@ class Trainer:
                 query_batch_size=self.config.query_batch_size,
                 precision=self.config.precision,
                 device=self.group.device,
-                progress=False,
+                progress=self.progress,
+                description=f"validating at step {step}",
             )
         improved = result is not None and (
             self.best_validation_accuracy is None

@@ -49,7 +49,8 @@ class TrainingConfig:
     ``steps`` optimiser steps, each over ``tasks_per_step`` tasks per process (gradient
     accumulation); queries go through the classifier ``query_batch_size`` at a time.
     ``checkpoint_every`` / ``validate_every`` / ``log_every`` count steps (0 turns
-    validation off); the last step always writes a checkpoint.
+    validation off); the last step always writes a checkpoint and, unless validation is
+    off, is validated, so ``best.pt`` covers a run resumed with more ``steps``.
     """
 
     steps: int = 10_000
