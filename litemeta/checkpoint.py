@@ -1,16 +1,21 @@
-"""Checkpoints: atomic writes, safe loads, random-number states as tensors, model fingerprints.
+"""Checkpoints: atomic, checksummed writes, safe loads, random-number states as tensors, model
+fingerprints.
 
 Checkpoints hold only tensors, dicts, lists, tuples, numbers, strings and None, so they load
-with ``torch.load(..., weights_only=True)``, which never runs code from the file.
+with ``torch.load(..., weights_only=True)``, which never runs code from the file. The payload
+is serialised once, its SHA-256 computed, and both stored in the file; loading recomputes the
+digest, so a flipped bit anywhere in the payload is an error, never silently changed weights.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import random
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,35 +24,63 @@ import numpy as np
 import torch
 
 __all__ = [
+    "CheckpointError",
     "ModelMismatchError",
     "check_model_config",
     "describe_model",
     "load_checkpoint",
     "load_model_weights",
     "model_fingerprint",
+    "remove_stale_temporaries",
     "restore_rng_state",
     "rng_state",
     "save_atomically",
 ]
 
 
+#: Marks a checksummed checkpoint; the value is the format version.
+FORMAT_KEY = "litemeta_checkpoint"
+FORMAT_VERSION = 1
+TEMPORARY_SUFFIX = ".tmp"
+
+
 class ModelMismatchError(RuntimeError):
     """A checkpoint written for a model configured differently from the one loading it."""
 
 
+class CheckpointError(RuntimeError):
+    """A file that is not a usable checkpoint: unreadable, corrupt, or something else."""
+
+
+def _serialise(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """``payload`` as ``torch.save`` bytes in a uint8 tensor, with their SHA-256."""
+    buffer = io.BytesIO()
+    torch.save(dict(payload), buffer)
+    data = buffer.getvalue()
+    return {
+        FORMAT_KEY: FORMAT_VERSION,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "payload": torch.frombuffer(bytearray(data), dtype=torch.uint8),
+    }
+
+
 def save_atomically(payload: Mapping[str, Any], path: str | Path) -> Path:
-    """Write ``payload`` with ``torch.save`` so that ``path`` is either the old or the new file.
+    """Write ``payload`` with its checksum so that ``path`` is either the old or the new file.
 
     The bytes go to a temporary file in the same directory, are flushed to disk (fsync), and
     the file is renamed over ``path`` (``os.replace`` is atomic on POSIX and Windows). A failure
-    part-way leaves the previous checkpoint untouched and removes the temporary file.
+    part-way leaves the previous checkpoint untouched and removes the temporary file; one
+    left by a killed process is removed by :func:`remove_stale_temporaries`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    sealed = _serialise(payload)
+    handle, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX
+    )
     try:
         with os.fdopen(handle, "wb") as stream:
-            torch.save(dict(payload), stream)
+            torch.save(sealed, stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
@@ -72,12 +105,61 @@ def _fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Delete the temporary files of checkpoint writes that never finished (a killed
+    process leaves ``.NAME.XXXX.tmp``); returns what was removed."""
+    removed = []
+    for path in Path(directory).glob(f".*.pt.*{TEMPORARY_SUFFIX}"):
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _torch_load(source: Any, path: Path, map_location: str | torch.device) -> Any:
+    try:
+        return torch.load(source, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises many types for a file it cannot read
+        # torch's own message may advise weights_only=False, which would run code from an
+        # untrusted file: only the error type is passed on.
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint ({type(error).__name__} while loading): the "
+            "file is corrupt, truncated, or not written by litemeta. Use another checkpoint "
+            "(best.pt or last.pt of the run) or retrain"
+        ) from None
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint without executing code from it (``weights_only=True``)."""
+    """Load a checkpoint without executing code from it (``weights_only=True``) and verify its
+    checksum; :class:`CheckpointError` names the file when it is not a valid checkpoint."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    sealed = _torch_load(path, path, map_location="cpu")
+    if isinstance(sealed, dict) and sealed.get(FORMAT_KEY) == FORMAT_VERSION:
+        data = sealed.get("payload")
+        if not isinstance(data, torch.Tensor) or data.dtype != torch.uint8:
+            raise CheckpointError(f"{path} is a damaged checkpoint: its payload is missing")
+        raw = data.numpy().tobytes()
+        if hashlib.sha256(raw).hexdigest() != sealed.get("sha256"):
+            raise CheckpointError(
+                f"{path} fails its checksum: the file was changed or damaged after it was "
+                "written. Use another checkpoint (best.pt or last.pt of the run) or retrain"
+            )
+        payload = _torch_load(io.BytesIO(raw), path, map_location)
+    elif isinstance(sealed, dict) and "model_fingerprint" in sealed:
+        warnings.warn(
+            f"{path} has no checksum (written by an earlier litemeta); it cannot be verified",
+            stacklevel=2,
+        )
+        payload = _torch_load(path, path, map_location)
+    else:
+        raise CheckpointError(
+            f"{path} is a PyTorch file but not a litemeta checkpoint; pass a file written by "
+            "`litemeta train` (best.pt or last.pt) or its output directory"
+        )
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path} holds no checkpoint mapping; it is not a litemeta file")
+    return payload
 
 
 def load_model_weights(
@@ -89,6 +171,12 @@ def load_model_weights(
     """Load a training checkpoint's weights into ``model`` after checking it was written for
     the same model configuration; returns the checkpoint (step, config, ...)."""
     checkpoint = load_checkpoint(path, map_location=map_location)
+    missing = sorted({"model", "model_config", "model_fingerprint"} - set(checkpoint))
+    if missing:
+        raise CheckpointError(
+            f"{path} holds no model weights (missing {missing}); pass a checkpoint written by "
+            "`litemeta train`"
+        )
     check_model_config(checkpoint, describe_model(model, model_config or {}), path)
     model.load_state_dict(checkpoint["model"])
     return checkpoint

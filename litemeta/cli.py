@@ -7,6 +7,7 @@ sets ``handler`` on its parsers; ``main`` only dispatches.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from litemeta.bench.sweep import Grid
+
+DEBUG_VARIABLE = "LITEMETA_DEBUG"
 
 
 def _data_build_emoji(args: argparse.Namespace) -> None:
@@ -35,7 +38,7 @@ def _data_build_emoji(args: argparse.Namespace) -> None:
 def _data_info(args: argparse.Namespace) -> None:
     from litemeta.data.info import describe
 
-    print(describe(args.dataset))
+    print(describe(args.dataset, verify=args.verify))
 
 
 def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -66,6 +69,9 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
         default="emoji",
         help="'emoji' (built-in), class folders (dir or .zip), ORBIT root or Meta-Dataset records",
     )
+    info.add_argument(
+        "--verify", action="store_true", help="decode every image and list the unreadable ones"
+    )
     info.set_defaults(handler=_data_info)
 
 
@@ -81,9 +87,26 @@ def _train(args: argparse.Namespace) -> None:
     from litemeta.jobs import train_experiment
 
     config = load_experiment(args.config, args.overrides)
-    results = train_experiment(config, resume=args.resume, compare_baseline=not args.no_baseline)
+    try:
+        results = train_experiment(
+            config, resume=args.resume, compare_baseline=not args.no_baseline
+        )
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(_resume_advice(args, config.training.output_dir)) from None
     _print_results(results)
     print(f"checkpoints and logs in {config.training.output_dir}")
+
+
+def _resume_advice(args: argparse.Namespace, output_dir: str) -> str:
+    from litemeta.training import LAST_CHECKPOINT
+
+    last = Path(output_dir) / LAST_CHECKPOINT
+    if not last.is_file():
+        return f"no checkpoint was written yet in {output_dir}; run the command again to start over"
+    command = ["litemeta", "train", "--config", args.config, *args.overrides]
+    if args.no_baseline:
+        command.append("--no-baseline")
+    return f"the last checkpoint is {last}; continue with: {' '.join(command)} --resume"
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -105,11 +128,33 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _personalise(args: argparse.Namespace) -> None:
     from litemeta.jobs import personalise
 
-    predictions = personalise(args.checkpoint, args.support, args.query, output_dir=args.output)
+    predictions = personalise(
+        args.checkpoint,
+        args.support,
+        args.query,
+        output_dir=args.output,
+        skip_unreadable=args.skip_unreadable,
+    )
+    skipped = [p for p in predictions if p.error]
     for prediction in predictions:
-        print(f"{prediction.path}\t{prediction.label}\t{prediction.probability:.3f}")
+        if not prediction.error:
+            print(f"{prediction.path}\t{prediction.label}\t{prediction.probability:.3f}")
+    for prediction in skipped:
+        print(f"skipped unreadable image: {prediction.error}", file=sys.stderr)
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable image(s), listed above", file=sys.stderr)
     if args.output:
         print(f"wrote predictions.csv and predictions.json to {args.output}")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
@@ -125,6 +170,7 @@ def _add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="settings to override, e.g. training.steps=100 model.learner=simple_cnaps",
     )
+    parser.set_defaults(unreadable_hint="to skip unreadable images: data.on_error=skip")
 
 
 def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -152,7 +198,12 @@ def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
         help="a checkpoint or training output directory (default: the pretrained model)",
     )
     evaluate.add_argument("--split", default=None, help="split to evaluate (default: test)")
-    evaluate.add_argument("--tasks", type=int, default=None, help="number of test tasks")
+    evaluate.add_argument(
+        "--tasks",
+        type=_positive_int,
+        default=None,
+        help="number of test tasks (default: evaluation.tasks of the config)",
+    )
     evaluate.add_argument("--output", default=None, help="write results.json/.md/.png here")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -169,7 +220,14 @@ def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     personalise.add_argument("--query", required=True, help="folder of images to label")
     personalise.add_argument("--output", default=None, help="write predictions.csv/.json here")
-    personalise.set_defaults(handler=_personalise)
+    personalise.add_argument(
+        "--skip-unreadable",
+        action="store_true",
+        help="leave out images that cannot be read and list them (default: stop at the first)",
+    )
+    personalise.set_defaults(
+        handler=_personalise, unreadable_hint="to skip unreadable images: --skip-unreadable"
+    )
 
 
 def _step_grid(args: argparse.Namespace) -> Grid:
@@ -195,7 +253,7 @@ def _step_grid(args: argparse.Namespace) -> Grid:
 
 
 def _output(args: argparse.Namespace) -> Path:
-    return Path(args.out or f"docs/bench/{args.bench_command}")
+    return Path(args.out or f"runs/bench/{args.bench_command}")
 
 
 def _bench_memory(args: argparse.Namespace) -> None:
@@ -283,7 +341,12 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-pretrained", action="store_true", help="random backbone weights (no weight file)"
     )
-    parser.add_argument("--out", default=None, help="output directory (default docs/bench/NAME)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="output directory (default runs/bench/NAME; the committed results are in "
+        "docs/bench/NAME)",
+    )
 
 
 def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
@@ -423,6 +486,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="litemeta", description="Meta-train few-shot image classifiers with LITE."
     )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help=f"show the traceback of an error (also {DEBUG_VARIABLE}=1; accepted anywhere)",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_experiment_commands(subparsers)
     add_data_commands(subparsers)
@@ -430,12 +498,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``; ``key=value`` overrides may come before, between or after flags."""
+    args, extra = parser.parse_known_args(argv)
+    unknown = [a for a in extra if a.startswith("-") or "=" not in a]
+    if unknown or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
+#: Errors that carry a message meant for the user; anything else is reported with its type.
+_EXPECTED = (OSError, ValueError, RuntimeError, LookupError)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    if isinstance(error, _EXPECTED) and text:
+        return text
+    name = type(error).__name__
+    return f"{name}: {text} (rerun with --debug for the traceback)" if text else name
+
+
+def _hint(error: Exception, args: argparse.Namespace) -> str:
+    """What the command offers for an unreadable image, after its message."""
+    from litemeta.data.images import ImageLoadError
+
+    hint = getattr(args, "unreadable_hint", None)
+    return f" ({hint})" if hint and isinstance(error, ImageLoadError) else ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command. An error prints one line (``litemeta: error: ...``) and returns 1,
+    Ctrl-C returns 130; with ``--debug`` or ``LITEMETA_DEBUG=1`` the traceback is shown."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
+    args = _parse(build_parser(), [a for a in argv if a != "--debug"])
     try:
         args.handler(args)
-    except (OSError, ValueError, RuntimeError) as error:
-        print(f"litemeta: error: {error}", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        if debug:
+            raise
+        detail = " ".join(str(interrupt).split())
+        print(f"litemeta: interrupted{': ' + detail if detail else ''}", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if debug:
+            raise
+        print(f"litemeta: error: {_one_line(error)}{_hint(error, args)}", file=sys.stderr)
         return 1
     return 0
 

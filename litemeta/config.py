@@ -13,7 +13,13 @@ from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
-__all__ = ["ConfigError", "apply_overrides", "config_from_dict", "config_from_yaml"]
+__all__ = [
+    "ConfigError",
+    "apply_overrides",
+    "config_from_dict",
+    "config_from_yaml",
+    "load_yaml",
+]
 
 Config = TypeVar("Config")
 
@@ -28,11 +34,48 @@ def config_from_dict(cls: type[Config], data: Mapping[str, Any]) -> Config:
     return _build(cls, data, prefix="")
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader (plain data, no object tags) that refuses duplicate keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                mark = key_node.start_mark
+                raise ConfigError(
+                    f"line {mark.line + 1}: duplicate key {key!r}; keep one of the entries"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """Parse YAML as plain data; syntax errors, object tags (``!!python/...``) and duplicate
+    keys raise :class:`ConfigError` naming ``source`` and the line."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: plain data only
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+    except yaml.constructor.ConstructorError as error:
+        mark = error.problem_mark
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise ConfigError(
+            f"{source}: {where}{error.problem}; settings files hold plain values only "
+            "(numbers, strings, lists, mappings)"
+        ) from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(f"{source}: {where}invalid YAML ({problem})") from None
+
+
 def config_from_yaml(cls: type[Config], path: str | Path) -> Config:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = load_yaml(path.read_text(), str(path)) or {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
     return config_from_dict(cls, data)
@@ -46,7 +89,8 @@ def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
         key, sep, text = override.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {override!r} is not of the form key=value")
-        _set_dotted(data, type(config), key.strip().split("."), yaml.safe_load(text))
+        value = load_yaml(text, f"override {override!r}")
+        _set_dotted(data, type(config), key.strip().split("."), value)
     return config_from_dict(type(config), data)
 
 

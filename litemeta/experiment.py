@@ -31,7 +31,7 @@ from litemeta.data import (
 from litemeta.data.loading import Workers
 from litemeta.data.samplers import EpisodeSampler
 from litemeta.data.vtab import vtab_task
-from litemeta.learners import build_learner
+from litemeta.learners import LEARNERS, build_learner
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.tasks import Task
 from litemeta.training_config import TrainingConfig
@@ -44,6 +44,7 @@ __all__ = [
     "SamplerConfig",
     "build_model",
     "load_experiment",
+    "max_support_size",
     "shipped_config",
     "task_dataset",
 ]
@@ -53,7 +54,13 @@ Dataset_ = Literal["emoji", "folders", "orbit", "meta-dataset", "vtab"]
 
 @dataclass
 class ModelConfig:
-    """Which learner on which backbone. ``options`` go to the learner's constructor."""
+    """Which learner on which backbone.
+
+    ``learner_options`` holds constructor options per learner name, used only when that
+    learner is chosen (so a config can tune ProtoNets and still run with
+    ``model.learner=simple_cnaps``); ``options`` go to whichever learner is chosen and
+    override those.
+    """
 
     learner: str = "protonets"
     backbone: str = "efficientnet_lite0"
@@ -61,6 +68,7 @@ class ModelConfig:
     pretrained: bool = True
     weights_file: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    learner_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -85,7 +93,9 @@ class DataConfig:
     evaluation only). ``support_styles`` and
     ``query_styles`` take a task's support and query images from different styles.
     ``orbit_target`` picks clean (CLE-VE) or clutter (CLU-VE) target videos; target videos
-    with fewer than ``orbit_min_target_frames`` valid frames are skipped.
+    with fewer than ``orbit_min_target_frames`` valid frames are skipped. ``on_error: skip``
+    replaces an unreadable image by another of its class (with a warning naming it).
+    ``verify_crc`` checks each Meta-Dataset record's CRC32C when it is read.
 
     ``workers``: processes that load tasks ahead of the model (``auto``: none on the CPU,
     several with a GPU; results do not depend on it). ``cache_decoded`` keeps decoded
@@ -106,6 +116,7 @@ class DataConfig:
     orbit_clip_length: int = 1
     orbit_min_target_frames: int = 50
     on_error: Literal["raise", "skip"] = "raise"
+    verify_crc: bool = True
     vtab_support_size: int = 1000
     vtab_query_limit: int | None = None
     workers: Workers = "auto"
@@ -114,11 +125,22 @@ class DataConfig:
 
 @dataclass
 class EvaluationConfig:
-    """Test tasks per split (600, as for Meta-Dataset) and the query batch size."""
+    """Test tasks per split (600, as for Meta-Dataset; 0: ``train`` skips the test
+    evaluation) and the query batch size."""
 
     tasks: int = 600
     query_batch_size: int = 256
     seed: int = 1
+
+    def __post_init__(self) -> None:
+        if self.tasks < 0:
+            raise ConfigError(
+                f"evaluation.tasks must be >= 0 (0: no test evaluation), got {self.tasks}"
+            )
+        if self.query_batch_size < 1:
+            raise ConfigError(
+                f"evaluation.query_batch_size must be at least 1, got {self.query_batch_size}"
+            )
 
 
 @dataclass
@@ -153,14 +175,30 @@ def load_experiment(config: str | Path, overrides: Sequence[str] = ()) -> Experi
 
 def build_model(model: ModelConfig) -> BackboneLearner:
     """The learner that ``model`` describes, with its pretrained weights if asked."""
+    unknown = sorted(set(model.learner_options) - set(LEARNERS))
+    if unknown:
+        raise ConfigError(
+            f"model.learner_options names unknown learners {unknown}; use names from "
+            f"{sorted(LEARNERS)}"
+        )
+    options = {**model.learner_options.get(model.learner, {}), **model.options}
     return build_learner(
         model.learner,
         model.backbone,
         model.image_size,
         pretrained=model.pretrained,
         weights_file=model.weights_file,
-        **model.options,
+        **options,
     )
+
+
+def max_support_size(data: DataConfig) -> int | None:
+    """The most support images a task of ``data`` can have, where the sampler bounds it."""
+    if data.dataset in ("orbit", "vtab"):
+        return None
+    if data.sampler.kind == "variable":
+        return VariableWaySampler().max_support
+    return data.sampler.way * data.sampler.shot
 
 
 def _episode_sampler(config: SamplerConfig) -> EpisodeSampler:
@@ -177,7 +215,9 @@ def _collection(data: DataConfig, split: str) -> Any:
     elif data.dataset == "folders":
         collection = ClassFolderDataset(data.root, split=split, on_error=data.on_error)
     elif data.dataset == "meta-dataset":
-        collection = MetaDatasetRecords(data.root, split=split, on_error=data.on_error)
+        collection = MetaDatasetRecords(
+            data.root, split=split, on_error=data.on_error, verify_crc=data.verify_crc
+        )
     else:
         collection = OrbitDataset(data.root, split, on_error=data.on_error)
     if data.cache_decoded is True or (data.cache_decoded == "auto" and data.dataset == "emoji"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +19,11 @@ import yaml
 from torch.utils.data import Dataset
 
 from litemeta.checkpoint import load_checkpoint, load_model_weights
-from litemeta.data import ClassFolderDataset
 from litemeta.data.images import IMAGE_EXTENSIONS, ImageLoadError, read_image_file
 from litemeta.data.loading import resolve_workers
 from litemeta.distributed import pick_device, place_on_device
 from litemeta.evaluation import EvaluationResult, evaluate, write_report
-from litemeta.experiment import ExperimentConfig, build_model, task_dataset
+from litemeta.experiment import ExperimentConfig, build_model, max_support_size, task_dataset
 from litemeta.learners import learner_from_config
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.tasks import Task
@@ -73,6 +73,17 @@ def _tune_cuda(config: ExperimentConfig) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+def _warn_about_full_backpropagation(config: ExperimentConfig) -> None:
+    h, largest = config.training.lite.h, max_support_size(config.data)
+    if h is not None and largest is not None and h >= largest:
+        warnings.warn(
+            f"training.lite.h={h} is at least the largest support set ({largest} images): "
+            "every support image is back-propagated, which is full back-propagation, not "
+            "LITE; lower h to save memory, or set it to null to say so",
+            stacklevel=3,
+        )
+
+
 def train_experiment(
     config: ExperimentConfig, *, resume: bool = False, compare_baseline: bool = True
 ) -> dict[str, EvaluationResult]:
@@ -89,6 +100,7 @@ def train_experiment(
             f"{output_dir} already holds a training run: continue it with --resume, or start "
             f"a new one elsewhere with training.output_dir=DIR"
         )
+    _warn_about_full_backpropagation(config)
     seed_everything(config.training.seed)
     _tune_cuda(config)
     learner = build_model(config.model)
@@ -99,7 +111,7 @@ def train_experiment(
     evaluate_now = config.evaluation.tasks > 0 and int(os.environ.get("RANK", "0")) == 0
     test_tasks = _test_tasks(config, config.data.test_split, None) if evaluate_now else []
     results: dict[str, EvaluationResult] = {}
-    if evaluate_now and compare_baseline and not resume:
+    if evaluate_now and compare_baseline:  # the learner is still the pretrained one
         results[BASELINE] = _evaluate(learner, test_tasks, config, BASELINE)
 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun
@@ -145,6 +157,8 @@ def evaluate_experiment(
 ) -> dict[str, EvaluationResult]:
     """Evaluate the learner of ``config`` (meta-trained weights from ``checkpoint``, or the
     pretrained model when it is ``None``) on ``num_tasks`` tasks of ``split``."""
+    if (num_tasks or config.evaluation.tasks) < 1:
+        raise ConfigError("evaluation.tasks is 0: pass --tasks N (N >= 1) to evaluate N tasks")
     _tune_cuda(config)
     learner = build_model(config.model)
     name = BASELINE
@@ -186,20 +200,79 @@ def load_trained_learner(checkpoint: str | Path) -> BackboneLearner:
 
 @dataclass(frozen=True)
 class Prediction:
+    """The label of one query image, or, for an image that was skipped, why."""
+
     path: str
     label: str
     probability: float
+    error: str = ""
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    """Dotfiles and files in dot-folders (``._x.png`` of macOS, ``.git``) are not images."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _image_files(folder: Path, what: str) -> list[Path]:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{what} folder {folder} does not exist")
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not _hidden(p, folder)
+    )
 
 
 def _query_files(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise FileNotFoundError(f"query folder {folder} does not exist")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = _image_files(folder, "query")
     if not files:
         raise ValueError(
             f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in query folder {folder}"
         )
     return files
+
+
+def _support_set(
+    folder: Path, image_size: int, skip_unreadable: bool
+) -> tuple[list[str], list[torch.Tensor], list[int], list[Prediction]]:
+    """The class names, images and labels of ``folder/<class>/*``; refuses what would
+    silently give a wrong recogniser (one class, an empty class, stray top-level images)."""
+    files = _image_files(folder, "support")
+    stray = [p for p in files if p.parent == folder]
+    if stray:
+        raise ValueError(
+            f"support images must be in one sub-folder per class, but {len(stray)} lie in "
+            f"{folder} itself (e.g. {stray[0].name}); move them into {folder}/<class>/"
+        )
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    by_class = {
+        name: [p for p in files if p.relative_to(folder).parts[0] == name] for name in classes
+    }
+    empty = [name for name, paths in by_class.items() if not paths]
+    if empty:
+        raise ValueError(
+            f"support class folders {empty} in {folder} have no images; add images or "
+            "remove the folders"
+        )
+    if len(classes) < 2:
+        raise ValueError(
+            f"{folder} has {len(classes)} class folder(s) {classes}; personalising needs at "
+            "least two classes to tell apart (one sub-folder of images per class)"
+        )
+    images, labels, skipped = [], [], []
+    for label, name in enumerate(classes):
+        for path in by_class[name]:
+            try:
+                images.append(read_image_file(str(path), image_size))
+            except ImageLoadError as error:
+                if not skip_unreadable:
+                    raise
+                skipped.append(Prediction(str(path), "", 0.0, str(error)))
+                continue
+            labels.append(label)
+        if label not in labels:
+            raise ValueError(f"support class '{name}' has no readable images")
+    return classes, images, labels, skipped
 
 
 def personalise(
@@ -209,20 +282,16 @@ def personalise(
     *,
     output_dir: str | Path | None = None,
     batch_size: int = 64,
+    skip_unreadable: bool = False,
 ) -> list[Prediction]:
     """Adapt a meta-trained learner to a user's class folders in one pass and label every
-    image of the query folder. Writes ``predictions.csv`` and ``predictions.json`` to
-    ``output_dir`` when given."""
+    image of the query folder. Hidden files are ignored. With ``skip_unreadable``, images
+    that cannot be read are left out and returned as predictions with an ``error``;
+    otherwise they raise :class:`ImageLoadError`. Writes ``predictions.csv`` and
+    ``predictions.json`` to ``output_dir`` when given."""
     learner = load_trained_learner(checkpoint).eval()
     image_size = learner.backbone.image_size
-    collection = ClassFolderDataset(support)
-    images, labels = [], []
-    for class_id, class_name in enumerate(collection.class_names):
-        count = collection.num_items(class_id)
-        if count == 0:
-            raise ValueError(f"support class '{class_name}' has no images")
-        images += [collection.load_image(class_id, i, image_size) for i in range(count)]
-        labels += [class_id] * count
+    class_names, images, labels, skipped = _support_set(Path(support), image_size, skip_unreadable)
     device = pick_device()
     query_files = _query_files(Path(query))
     predictions: list[Prediction] = []
@@ -231,17 +300,23 @@ def personalise(
             torch.stack(images).to(device), torch.tensor(labels, device=device)
         )
         for start in range(0, len(query_files), batch_size):
-            batch = query_files[start : start + batch_size]
-            try:
-                queries = torch.stack([read_image_file(str(p), image_size) for p in batch])
-            except ImageLoadError as error:
-                raise ValueError(f"cannot read a query image: {error}") from error
-            probabilities = classifier(queries.to(device)).softmax(-1).cpu()
+            batch, queries = [], []
+            for path in query_files[start : start + batch_size]:
+                try:
+                    queries.append(read_image_file(str(path), image_size))
+                except ImageLoadError as error:
+                    if not skip_unreadable:
+                        raise
+                    skipped.append(Prediction(str(path), "", 0.0, str(error)))
+                    continue
+                batch.append(path)
+            if not batch:
+                continue
+            probabilities = classifier(torch.stack(queries).to(device)).softmax(-1).cpu()
             for path, row in zip(batch, probabilities, strict=True):
                 best = int(row.argmax())
-                predictions.append(
-                    Prediction(str(path), collection.class_names[best], float(row[best]))
-                )
+                predictions.append(Prediction(str(path), class_names[best], float(row[best])))
+    predictions += skipped
     if output_dir is not None:
         _write_predictions(predictions, Path(output_dir))
     return predictions
@@ -252,6 +327,6 @@ def _write_predictions(predictions: Sequence[Prediction], directory: Path) -> No
     rows = [vars(p) for p in predictions]
     (directory / "predictions.json").write_text(json.dumps(rows, indent=2))
     with (directory / "predictions.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["path", "label", "probability"])
+        writer = csv.DictWriter(handle, fieldnames=["path", "label", "probability", "error"])
         writer.writeheader()
         writer.writerows(rows)

@@ -30,6 +30,7 @@ from litemeta.checkpoint import (
     describe_model,
     load_checkpoint,
     model_fingerprint,
+    remove_stale_temporaries,
     restore_rng_state,
     rng_state,
     save_atomically,
@@ -243,6 +244,8 @@ class Trainer:
         self.optimizer = build_optimizer(self.learner, self.config.optim)
         self.scaler = grad_scaler(device, self.config.precision)
         self.start_step = 0
+        if self.group.is_main:
+            remove_stale_temporaries(self.output_dir)
         last = self.output_dir / LAST_CHECKPOINT
         if resume:
             self._resume_from(last)
@@ -306,7 +309,9 @@ class Trainer:
             for step in range(self.start_step + 1, config.steps + 1):
                 metrics = self._step(step, tasks, indices[: config.tasks_per_step])
                 indices = indices[config.tasks_per_step :]
-                if config.validate_every and step % config.validate_every == 0:
+                if config.validate_every and (
+                    step % config.validate_every == 0 or step == config.steps
+                ):
                     metrics = replace(metrics, validation=self._validate(step))
                 if step % config.checkpoint_every == 0 or step == config.steps:
                     self._save(LAST_CHECKPOINT, step)

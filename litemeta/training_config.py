@@ -49,8 +49,10 @@ class TrainingConfig:
     ``steps`` optimiser steps, each over ``tasks_per_step`` tasks per process (gradient
     accumulation); queries go through the classifier ``query_batch_size`` at a time.
     ``checkpoint_every`` / ``validate_every`` / ``log_every`` count steps (0 turns
-    validation off); the last step always writes a checkpoint. ``precision``: ``auto`` is
-    bf16 autocast on a GPU and fp32 on the CPU (:mod:`litemeta.precision`).
+    validation off); the last step always writes a checkpoint and, unless validation is
+    off, is validated, so ``best.pt`` covers a run resumed with more ``steps``.
+    ``precision``: ``auto`` is bf16 autocast on a GPU and fp32 on the CPU
+    (:mod:`litemeta.precision`).
     """
 
     steps: int = 10_000

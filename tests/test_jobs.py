@@ -118,6 +118,7 @@ def test_personalise_labels_every_query_image(trained_run: Path, tmp_path: Path)
 
 def test_personalise_reports_a_missing_query_folder(trained_run: Path, tmp_path: Path, capsys):
     _write_emoji(tmp_path / "support" / "a", 0, "google")
+    _write_emoji(tmp_path / "support" / "b", 40, "google")
     code = main(
         [
             "personalise",

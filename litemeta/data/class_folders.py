@@ -179,9 +179,7 @@ class ClassFolderDataset(ImageCollection):
                 except Exception as error:  # PIL raises many types for corrupt files
                     message = f"unreadable image {self.tree.describe(relative)}: {error}"
                     if self.on_error == "raise":
-                        raise ImageLoadError(
-                            f"{message}. Replace or delete it, or pass on_error='skip'"
-                        ) from error
+                        raise ImageLoadError(f"{message}; replace or delete it") from error
                     warnings.warn(f"skipping {message}", stacklevel=3)
             if not kept:
                 raise ValueError(f"class {self.class_names[class_id]!r} has no readable images")

@@ -397,6 +397,25 @@ def write_emoji_set(
     return splits
 
 
+def _check_build_settings(
+    out: Path, size: int, limit: int | None, styles: Sequence[str], quality: int
+) -> None:
+    unknown = sorted(set(styles) - set(STYLES))
+    if unknown:
+        raise ValueError(f"unknown styles {unknown}; choose from {list(STYLES)}")
+    if size < 1:
+        raise ValueError(f"--size must be a positive number of pixels, got {size}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be at least 1 emoji per split, got {limit}")
+    if not 1 <= quality <= 100:
+        raise ValueError(f"--quality must be between 1 and 100, got {quality}")
+    if out.is_file() or (out.is_dir() and any(out.iterdir())):
+        raise FileExistsError(
+            f"{out} already exists and is not empty; choose a new --out, or delete it first "
+            "(a build into it would mix two sets)"
+        )
+
+
 def build_emoji(
     out: Path,
     size: int = 224,
@@ -409,11 +428,11 @@ def build_emoji(
 ) -> dict[str, list[str]]:
     """Fetch (unless ``packages`` holds them unpacked), match, render and write the set.
 
-    ``limit`` keeps the first ``limit`` emoji of each split, for quick checks.
+    ``limit`` keeps the first ``limit`` emoji of each split, for quick checks. The settings
+    and ``out`` are checked before anything is fetched; ``out`` must not exist or be an
+    empty directory, so a build never mixes with an earlier one.
     """
-    unknown = sorted(set(styles) - set(STYLES))
-    if unknown:
-        raise ValueError(f"unknown styles {unknown}; choose from {list(STYLES)}")
+    _check_build_settings(out, size, limit, styles, quality)
     with tempfile.TemporaryDirectory() as scratch:
         root = packages if packages is not None else fetch_packages(Path(scratch), progress)
         classes = match_emoji(root)

@@ -1,109 +1,103 @@
-"""A minimal decoder of ``tf.train.Example`` protocol buffers, without TensorFlow.
+"""``tf.train.Example`` protocol buffers decoded with the ``protobuf`` library, without
+TensorFlow.
 
-Schema (tensorflow/core/example): ``Example{features=1: Features}``,
-``Features{feature=1: map<string, Feature>}`` (map entries: key=1, value=2),
-``Feature{bytes_list=1 | float_list=2 | int64_list=3}``, each list ``{value=1}`` with
-floats and int64s packed or not.
+The message classes are built when first needed from the field numbers of the published
+schema (tensorflow/core/example/{example,feature}.proto): ``Example{features=1: Features}``,
+``Features{feature=1: map<string, Feature>}``, ``Feature{oneof kind: bytes_list=1 |
+float_list=2 | int64_list=3}``, each list ``{repeated value=1}`` (floats and int64s packed).
+``protobuf`` is imported only here, on first use, so the rest of the package works without it.
 """
 
 from __future__ import annotations
 
-import struct
+from functools import cache
+from typing import Any
 
 FeatureValue = list[bytes] | list[float] | list[int]
 
-_VARINT, _FIXED64, _LENGTH_DELIMITED, _FIXED32 = 0, 1, 2, 5
+_SCHEMA_FILE = "litemeta/tf_example.proto"
+_LISTS = ("bytes_list", "float_list", "int64_list")
 
 
 class ProtobufDecodeError(ValueError):
     """The bytes are not a well-formed ``tf.train.Example``."""
 
 
-def _varint(data: bytes, position: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if position >= len(data):
-            raise ProtobufDecodeError("truncated varint")
-        byte = data[position]
-        position += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, position
-        shift += 7
-        if shift >= 64:
-            raise ProtobufDecodeError("varint longer than 10 bytes")
-
-
-def _fields(data: bytes):
-    """Yield ``(field_number, wire_type, value)``; value is int or bytes by wire type."""
-    position = 0
-    while position < len(data):
-        tag, position = _varint(data, position)
-        number, wire_type = tag >> 3, tag & 7
-        if wire_type == _VARINT:
-            value, position = _varint(data, position)
-        elif wire_type == _FIXED64:
-            value, position = data[position : position + 8], position + 8
-        elif wire_type == _LENGTH_DELIMITED:
-            length, position = _varint(data, position)
-            value, position = data[position : position + length], position + length
-        elif wire_type == _FIXED32:
-            value, position = data[position : position + 4], position + 4
-        else:
-            raise ProtobufDecodeError(f"unsupported wire type {wire_type}")
-        if position > len(data):
-            raise ProtobufDecodeError("truncated field")
-        yield number, wire_type, value
-
-
-def _signed64(value: int) -> int:
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
-def _parse_feature(data: bytes) -> FeatureValue:
-    for number, _, payload in _fields(data):
-        if not isinstance(payload, bytes):
-            raise ProtobufDecodeError("a Feature's list must be a message")
-        if number == 1:
-            return [bytes(v) for n, _, v in _fields(payload) if n == 1]  # type: ignore[arg-type]
-        if number == 2:
-            floats: list[float] = []
-            for n, wire_type, v in _fields(payload):
-                if n != 1:
-                    continue
-                count = len(v) // 4 if wire_type == _LENGTH_DELIMITED else 1  # type: ignore[arg-type]
-                floats.extend(struct.unpack(f"<{count}f", v))  # type: ignore[arg-type]
-            return floats
-        if number == 3:
-            ints: list[int] = []
-            for n, wire_type, v in _fields(payload):
-                if n != 1:
-                    continue
-                if wire_type == _LENGTH_DELIMITED:
-                    position = 0
-                    while position < len(v):  # type: ignore[arg-type]
-                        item, position = _varint(v, position)  # type: ignore[arg-type]
-                        ints.append(_signed64(item))
-                else:
-                    ints.append(_signed64(v))  # type: ignore[arg-type]
-            return ints
-    return []
+@cache
+def _example_class() -> Any:
+    try:
+        from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    except ImportError as error:
+        raise ImportError(
+            "reading Meta-Dataset records needs protobuf: pip install protobuf"
+        ) from error
+    field = descriptor_pb2.FieldDescriptorProto
+    repeated, optional = field.LABEL_REPEATED, field.LABEL_OPTIONAL
+    schema = descriptor_pb2.FileDescriptorProto(
+        name=_SCHEMA_FILE, package="tensorflow", syntax="proto3"
+    )
+    for name, value_type in zip(
+        ("BytesList", "FloatList", "Int64List"),
+        (field.TYPE_BYTES, field.TYPE_FLOAT, field.TYPE_INT64),
+        strict=True,
+    ):
+        message = schema.message_type.add(name=name)
+        message.field.add(name="value", number=1, type=value_type, label=repeated)
+    feature = schema.message_type.add(name="Feature")
+    feature.oneof_decl.add(name="kind")
+    for number, (name, list_type) in enumerate(
+        zip(_LISTS, ("BytesList", "FloatList", "Int64List"), strict=True), start=1
+    ):
+        feature.field.add(
+            name=name,
+            number=number,
+            type=field.TYPE_MESSAGE,
+            label=optional,
+            type_name=f".tensorflow.{list_type}",
+            oneof_index=0,
+        )
+    features = schema.message_type.add(name="Features")
+    entry = features.nested_type.add(name="FeatureEntry")
+    entry.options.map_entry = True
+    entry.field.add(name="key", number=1, type=field.TYPE_STRING, label=optional)
+    entry.field.add(
+        name="value",
+        number=2,
+        type=field.TYPE_MESSAGE,
+        label=optional,
+        type_name=".tensorflow.Feature",
+    )
+    features.field.add(
+        name="feature",
+        number=1,
+        type=field.TYPE_MESSAGE,
+        label=repeated,
+        type_name=".tensorflow.Features.FeatureEntry",
+    )
+    example = schema.message_type.add(name="Example")
+    example.field.add(
+        name="features",
+        number=1,
+        type=field.TYPE_MESSAGE,
+        label=optional,
+        type_name=".tensorflow.Features",
+    )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(schema)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.Example"))
 
 
 def parse_example(data: bytes) -> dict[str, FeatureValue]:
     """Decode a serialized ``tf.train.Example`` into ``{feature name: list of values}``."""
+    from google.protobuf.message import DecodeError
+
+    example = _example_class()()
+    try:
+        example.ParseFromString(data)
+    except DecodeError as error:
+        raise ProtobufDecodeError(f"not a valid tf.train.Example ({error})") from None
     features: dict[str, FeatureValue] = {}
-    for number, wire_type, payload in _fields(data):
-        if number != 1 or wire_type != _LENGTH_DELIMITED:
-            continue
-        for entry_number, _, entry in _fields(payload):  # type: ignore[arg-type]
-            if entry_number != 1:
-                continue
-            key, value = "", b""
-            for n, _, v in _fields(entry):  # type: ignore[arg-type]
-                if n == 1:
-                    key = bytes(v).decode("utf-8")  # type: ignore[arg-type]
-                elif n == 2:
-                    value = v  # type: ignore[assignment]
-            features[key] = _parse_feature(value)  # type: ignore[arg-type]
+    for key, feature in example.features.feature.items():
+        kind = feature.WhichOneof("kind")
+        features[key] = list(getattr(feature, kind).value) if kind else []
     return features

@@ -7,7 +7,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor
 
 OnError = Literal["skip", "raise"]
@@ -17,7 +17,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".
 
 
 class ImageLoadError(RuntimeError):
-    """An image file is missing, unreadable or corrupt; the message names it."""
+    """An image file is missing, unreadable or corrupt; the message names it. Readers skip
+    such images with ``on_error='skip'`` (``data.on_error=skip`` on the command line)."""
 
 
 def check_on_error(on_error: str) -> OnError:
@@ -50,10 +51,14 @@ def decode_image(data: bytes, image_size: int | None, source: str) -> Tensor:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
             rgb = to_rgb(image)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+    except Image.DecompressionBombError as error:
         raise ImageLoadError(
-            f"cannot decode image {source}: {error}. Replace or delete the file, or pass "
-            "on_error='skip' to use another image of the same class instead"
+            f"image {source} is too large to decode safely ({error}); shrink or remove it"
+        ) from None
+    except Exception as error:  # PIL raises many types for corrupt files
+        raise ImageLoadError(
+            f"cannot decode image {source}: {type(error).__name__}: {error}; replace or "
+            "delete the file"
         ) from error
     if image_size is not None and rgb.size != (image_size, image_size):
         rgb = rgb.resize((image_size, image_size), Image.Resampling.BILINEAR, reducing_gap=None)

@@ -8,13 +8,16 @@ from pathlib import Path
 
 from PIL import Image
 
+from litemeta.data.base import ImageCollection
 from litemeta.data.class_folders import ClassFolderDataset
 from litemeta.data.emoji import load_emoji
+from litemeta.data.images import ImageLoadError
 from litemeta.data.metadataset import SPEC_FILE, MetaDatasetRecords, read_dataset_spec
 from litemeta.data.orbit import VIDEO_TYPES, OrbitDataset
 
 ORBIT_SPLITS = ("train", "validation", "test")
 SIZE_SAMPLE = 64
+VERIFY_SIZE = 8  # decode fully, then resize small: the check is the decoding
 
 
 def _sizes(sizes: Counter) -> str:
@@ -35,10 +38,33 @@ def _class_folder_lines(collection: ClassFolderDataset) -> list[str]:
     sizes: Counter = Counter()
     step = max(1, collection.num_classes // SIZE_SAMPLE)
     for class_id in range(0, collection.num_classes, step):
-        with Image.open(io.BytesIO(collection.encoded_bytes(class_id, 0))) as image:
-            sizes[image.size] += 1
+        try:
+            with Image.open(io.BytesIO(collection.encoded_bytes(class_id, 0))) as image:
+                sizes[image.size] += 1
+        except Exception:  # an unreadable sample is for --verify to report, not a size
+            continue
     lines.append(f"image sizes (sampled): {_sizes(sizes)}")
     return lines
+
+
+def unreadable_images(collection: ImageCollection) -> list[str]:
+    """Decode every image of ``collection``; the errors of those that fail, one per image."""
+    errors = []
+    for class_id in range(collection.num_classes):
+        for item in range(collection.num_items(class_id)):
+            try:
+                collection.read_item(class_id, item, VERIFY_SIZE)
+            except ImageLoadError as error:
+                errors.append(str(error))
+    return errors
+
+
+def _verify_lines(collections: list[ImageCollection]) -> list[str]:
+    errors = [error for collection in collections for error in unreadable_images(collection)]
+    total = sum(c.num_items(i) for c in collections for i in range(c.num_classes))
+    if not errors:
+        return [f"verified: all {total} images decode"]
+    return [f"unreadable: {len(errors)} of {total} images", *(f"  {e}" for e in errors)]
 
 
 def _orbit_lines(root: Path) -> list[str]:
@@ -72,22 +98,32 @@ def _metadataset_lines(root: Path) -> list[str]:
     return lines
 
 
-def describe(dataset: str) -> str:
+def describe(dataset: str, verify: bool = False) -> str:
     """A text summary of ``dataset``: ``'emoji'``, class folders (dir or zip), an ORBIT
-    root or a Meta-Dataset records directory."""
+    root or a Meta-Dataset records directory. ``verify`` decodes every image and lists
+    those that fail."""
     if dataset == "emoji":
         collection = load_emoji(split=None)
-        return "\n".join(
-            [f"built-in emoji set ({collection.tree.root})", *_class_folder_lines(collection)]
-        )
+        lines = [f"built-in emoji set ({collection.tree.root})", *_class_folder_lines(collection)]
+        return "\n".join(lines + (_verify_lines([collection]) if verify else []))
     root = Path(dataset)
     if not root.exists():
         raise FileNotFoundError(f"{root} does not exist; pass 'emoji' or a dataset path")
     if (root / SPEC_FILE).is_file():
-        return "\n".join([f"Meta-Dataset records: {root}", *_metadataset_lines(root)])
+        lines = [f"Meta-Dataset records: {root}", *_metadataset_lines(root)]
+        if verify:
+            spec = read_dataset_spec(root / SPEC_FILE)
+            splits = [s for s, ids in spec.classes_per_split.items() if ids]
+            lines += _verify_lines([MetaDatasetRecords(root, split=s) for s in splits])
+        return "\n".join(lines)
     if root.is_dir() and any(
         any((root / s).glob(f"*/*/{t}")) for s in ORBIT_SPLITS for t in VIDEO_TYPES
     ):
-        return "\n".join([f"ORBIT: {root}", *_orbit_lines(root)])
+        lines = [f"ORBIT: {root}", *_orbit_lines(root)]
+        if verify:
+            splits = [s for s in ORBIT_SPLITS if (root / s).is_dir()]
+            lines += _verify_lines([OrbitDataset(root, s) for s in splits])
+        return "\n".join(lines)
     collection = ClassFolderDataset(root)
-    return "\n".join([f"class folders: {root}", *_class_folder_lines(collection)])
+    lines = [f"class folders: {root}", *_class_folder_lines(collection)]
+    return "\n".join(lines + (_verify_lines([collection]) if verify else []))

@@ -23,8 +23,14 @@ from torch import Tensor
 
 from litemeta.data.base import ImageCollection
 from litemeta.data.example_proto import ProtobufDecodeError, parse_example
-from litemeta.data.images import ImageLoadError, decode_image
-from litemeta.data.tfrecord import CorruptRecordError, OpenFiles, index_records, read_record
+from litemeta.data.images import decode_image
+from litemeta.data.tfrecord import (
+    HEADER_BYTES,
+    CorruptRecordError,
+    OpenFiles,
+    index_records,
+    read_record,
+)
 
 SPEC_FILE = "dataset_spec.json"
 SPLIT_ALIASES = {
@@ -122,8 +128,10 @@ def read_dataset_spec(path: str | os.PathLike[str]) -> MetaDatasetSpec:
 class MetaDatasetRecords(ImageCollection):
     """One Meta-Dataset source's split as an image collection over its TFRecord files.
 
-    ``verify_crc`` checks each record's data checksum when it is read (pure Python,
-    slower); length checksums are always checked while indexing.
+    ``verify_crc`` checks each record's data checksum when it is read (on by default; see
+    docs/benchmarks.md for its cost); length checksums are always checked while indexing.
+    Every malformed record raises :class:`CorruptRecordError` naming the file and offset,
+    which ``on_error='skip'`` skips like any unreadable image.
     """
 
     def __init__(
@@ -132,7 +140,7 @@ class MetaDatasetRecords(ImageCollection):
         split: str = "train",
         on_error: str = "raise",
         max_open_files: int = 32,
-        verify_crc: bool = False,
+        verify_crc: bool = True,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -197,24 +205,27 @@ class MetaDatasetRecords(ImageCollection):
 
     def item_source(self, class_id: int, item: int) -> str:
         path, offset, _ = self._locate(class_id, item)
-        return f"{path}@{offset - 12}"
+        return f"{path}@{offset - HEADER_BYTES}"
 
     def read_example(self, class_id: int, item: int) -> dict:
         path, offset, length = self._locate(class_id, item)
-        source = f"{path}@{offset - 12}"
+        source = f"{path}@{offset - HEADER_BYTES}"
         try:
             data = read_record(self.files.get(path), offset, length, self.verify_crc, source)
             example = parse_example(data)
-        except (CorruptRecordError, ProtobufDecodeError, OSError) as error:
-            raise ImageLoadError(f"cannot read record {source}: {error}") from error
+        except CorruptRecordError:
+            raise
+        except (ProtobufDecodeError, OSError) as error:
+            raise CorruptRecordError(f"cannot read record {source}: {error}") from error
         label = example.get("label", [])
         if label and label[0] != self.class_ids[class_id]:
-            raise ImageLoadError(
+            raise CorruptRecordError(
                 f"record {source} has label {label[0]} but lies in the file of class "
                 f"{self.class_ids[class_id]}; the records are mislabelled"
             )
-        if not example.get("image"):
-            raise ImageLoadError(f"record {source} has no 'image' bytes feature")
+        image = example.get("image")
+        if not image or not isinstance(image[0], bytes):
+            raise CorruptRecordError(f"record {source} has no 'image' bytes feature")
         return example
 
     def read_item(self, class_id: int, item: int, image_size: int) -> Tensor:

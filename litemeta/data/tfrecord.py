@@ -11,31 +11,32 @@ import os
 import struct
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import BinaryIO
+from functools import cache
+from typing import Any, BinaryIO
 
 import numpy as np
 
+from litemeta.data.images import ImageLoadError
 
-def _crc32c_table() -> list[int]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
-        table.append(crc)
-    return table
+HEADER_BYTES = 12  # uint64 length, uint32 masked CRC of the length
+FOOTER_BYTES = 4  # uint32 masked CRC of the data
 
 
-_TABLE = _crc32c_table()
+@cache
+def _crc32c_module() -> Any:
+    try:
+        import crc32c
+    except ImportError as error:
+        raise ImportError(
+            "reading TFRecord files needs the crc32c package: pip install crc32c"
+        ) from error
+    return crc32c
 
 
 def crc32c(data: bytes) -> int:
-    """CRC-32C (Castagnoli), as TFRecord uses."""
-    crc = 0xFFFFFFFF
-    table = _TABLE
-    for byte in data:
-        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
+    """CRC-32C (Castagnoli), as TFRecord uses, computed by the ``crc32c`` package (hardware
+    instructions where the CPU has them)."""
+    return _crc32c_module().crc32c(data)
 
 
 def masked_crc32c(data: bytes) -> int:
@@ -43,8 +44,9 @@ def masked_crc32c(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-class CorruptRecordError(ValueError):
-    """A TFRecord file is truncated or fails its checksums; the message names it."""
+class CorruptRecordError(ImageLoadError, ValueError):
+    """A TFRecord file or record that is truncated, fails its checksums or does not parse;
+    the message names the file and the byte offset of the record."""
 
 
 def write_records(path: str | os.PathLike[str], records: Iterable[bytes]) -> None:
@@ -69,8 +71,8 @@ def index_records(path: str | os.PathLike[str]) -> np.ndarray:
     with open(path, "rb") as handle:
         position = 0
         while position < size:
-            header = handle.read(12)
-            if len(header) < 12:
+            header = handle.read(HEADER_BYTES)
+            if len(header) < HEADER_BYTES:
                 raise CorruptRecordError(
                     f"{path}: truncated record header at byte {position}; the file is "
                     "incomplete, convert or copy it again"
@@ -81,27 +83,31 @@ def index_records(path: str | os.PathLike[str]) -> np.ndarray:
                     f"{path}: bad length checksum at byte {position}; the file is corrupt or "
                     "not a TFRecord file"
                 )
-            end = position + 12 + length + 4
+            end = position + HEADER_BYTES + length + FOOTER_BYTES
             if end > size:
                 raise CorruptRecordError(
                     f"{path}: record at byte {position} claims {length} bytes but the file "
                     "ends first; the file is truncated"
                 )
-            rows.append((position + 12, length))
+            rows.append((position + HEADER_BYTES, length))
             position = end
             handle.seek(position)
     return np.asarray(rows, dtype=np.int64).reshape(-1, 2)
 
 
 def read_record(handle: BinaryIO, offset: int, length: int, verify: bool, source: str) -> bytes:
-    """Read the record data at ``offset`` (from ``index_records``), optionally checking CRC."""
+    """Read the record data at ``offset`` (from ``index_records``), optionally checking CRC.
+
+    ``length`` is bounded by the file's size (``index_records`` refuses longer claims), so
+    a corrupt length never asks for more memory than the file holds.
+    """
     handle.seek(offset)
-    data = handle.read(length + 4)
-    if len(data) != length + 4:
-        raise CorruptRecordError(f"{source}: record at byte {offset - 12} is truncated")
+    data = handle.read(length + FOOTER_BYTES)
+    if len(data) != length + FOOTER_BYTES:
+        raise CorruptRecordError(f"{source}: the record is truncated")
     payload = data[:length]
     if verify and masked_crc32c(payload) != struct.unpack("<I", data[length:])[0]:
-        raise CorruptRecordError(f"{source}: record at byte {offset - 12} fails its data checksum")
+        raise CorruptRecordError(f"{source}: the record fails its data checksum")
     return payload
 
 

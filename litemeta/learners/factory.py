@@ -2,23 +2,60 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from litemeta.backbones import DEFAULT_BACKBONE, create_backbone
+from litemeta.config import ConfigError
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.learners.cnaps import CNAPs
 from litemeta.learners.finetuner import FineTuner
 from litemeta.learners.protonets import ProtoNets
 from litemeta.learners.simple_cnaps import SimpleCNAPs
 
-__all__ = ["LEARNERS", "build_learner", "learner_from_config", "load_learner", "save_learner"]
+__all__ = [
+    "LEARNERS",
+    "build_learner",
+    "learner_from_config",
+    "learner_options",
+    "load_learner",
+    "save_learner",
+]
 
 LEARNERS: dict[str, type[BackboneLearner]] = {
     learner.name: learner for learner in (ProtoNets, CNAPs, SimpleCNAPs, FineTuner)
 }
+
+
+def learner_options(name: str) -> list[str]:
+    """The keyword options that learner ``name``'s constructor takes besides the backbone
+    (following ``**kwargs`` up to the base classes that take them)."""
+    found: list[str] = []
+    for cls in LEARNERS[name].__mro__:
+        if "__init__" not in vars(cls):
+            continue
+        parameters = inspect.signature(vars(cls)["__init__"]).parameters.values()
+        found += [
+            p.name
+            for p in parameters
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in found
+        ]
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            break
+    return found
+
+
+def _check_options(name: str, options: dict[str, Any]) -> None:
+    known = learner_options(name)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"learner '{name}' has no option {', '.join(repr(u) for u in unknown)} "
+            f"(its options: {', '.join(known)}); fix or remove it in model.options"
+        )
 
 
 def build_learner(
@@ -35,7 +72,8 @@ def build_learner(
     :func:`litemeta.backbones.create_backbone`; ``options`` to the learner's constructor.
     """
     if name not in LEARNERS:
-        raise ValueError(f"unknown learner '{name}': choose one of {sorted(LEARNERS)}")
+        raise ConfigError(f"unknown learner '{name}': choose one of {sorted(LEARNERS)}")
+    _check_options(name, options)
     return LEARNERS[name](
         create_backbone(
             backbone, image_size=image_size, pretrained=pretrained, weights_file=weights_file

@@ -1,0 +1,256 @@
+"""What the command line does with mistakes: one line naming the problem and what to do,
+a non-zero exit, and no silently wrong result."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import litemeta.data.emoji as emoji
+import litemeta.jobs as jobs
+from litemeta.cli import main
+from litemeta.config import ConfigError
+from tests.cli_helpers import TINY_OVERRIDES, train_tiny_run
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    return train_tiny_run(tmp_path_factory.mktemp("run") / "run")
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("litemeta:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def _image(path: Path, colour=(200, 30, 30), size=(20, 20)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path)
+    return path
+
+
+# 4. Tracebacks instead of messages
+
+
+def test_yaml_syntax_error_is_one_line_with_the_line_number(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  learner: [protonets\n")
+    assert main(["train", "--config", str(bad)]) == 1
+    line = _one_line_error(capsys)
+    assert "bad.yaml" in line and "line 3" in line and "invalid YAML" in line
+
+
+def test_yaml_object_tags_are_refused_and_never_run(tmp_path, capsys):
+    target = tmp_path / "made-by-yaml"
+    evil = tmp_path / "evil.yaml"
+    evil.write_text(f"model: !!python/object/apply:os.mkdir ['{target}']\n")
+    assert main(["train", "--config", str(evil)]) == 1
+    assert "plain values only" in _one_line_error(capsys)
+    assert not target.exists()
+
+
+def test_unknown_learner_option_names_the_known_ones(tmp_path, capsys):
+    argv = ["train", *TINY_OVERRIDES, "model.options.nonsense=3"]
+    assert main([*argv, f"training.output_dir={tmp_path}"]) == 1
+    line = _one_line_error(capsys)
+    assert "no option 'nonsense'" in line and "distance_scale" in line
+
+
+def test_debug_flag_and_variable_show_the_traceback(tmp_path, monkeypatch):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        main(["train", "--config", str(bad), "--debug"])
+    monkeypatch.setenv("LITEMETA_DEBUG", "1")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        main(["train", "--config", str(bad)])
+
+
+def test_ctrl_c_says_where_the_checkpoint_is_and_how_to_resume(run, tmp_path, monkeypatch, capsys):
+    output = tmp_path / "run"
+    shutil.copytree(run, output)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(jobs, "train", interrupted)
+    argv = ["train", "--no-baseline", *TINY_OVERRIDES, f"training.output_dir={output}"]
+    assert main([*argv, "--resume"]) == 130
+    line = _one_line_error(capsys)
+    assert f"{output / 'last.pt'}" in line and line.endswith("--resume")
+    assert "training.steps=1" in line and "--no-baseline" in line
+
+
+def _personalise(run: Path, support: Path, query: Path, *extra: str) -> int:
+    argv = ["personalise", "--checkpoint", str(run), "--support", str(support)]
+    return main([*argv, "--query", str(query), *extra])
+
+
+def test_a_decompression_bomb_is_an_unreadable_image(run, tmp_path, capsys):
+    support, query = tmp_path / "support", tmp_path / "query"
+    _image(support / "red" / "a.png")
+    _image(support / "blue" / "a.png", (20, 20, 220))
+    _image(query / "fine.png")
+    Image.new("1", (14_000, 14_000)).save(query / "huge.png")
+    assert _personalise(run, support, query) == 1
+    line = _one_line_error(capsys)
+    assert "huge.png" in line and "too large" in line and "--skip-unreadable" in line
+
+
+# 5. personalise on bad folders
+
+
+@pytest.fixture
+def folders(tmp_path) -> tuple[Path, Path]:
+    support, query = tmp_path / "support", tmp_path / "query"
+    for name, colour in (("red", (220, 20, 20)), ("blue", (20, 20, 220))):
+        _image(support / name / "a.png", colour)
+        _image(support / name / "b.png", colour)
+    _image(query / "q.png")
+    return support, query
+
+
+def test_personalise_refuses_a_single_class(run, folders, capsys):
+    support, query = folders
+    shutil.rmtree(support / "blue")
+    assert _personalise(run, support, query) == 1
+    assert "at least two classes" in _one_line_error(capsys)
+
+
+def test_personalise_refuses_an_empty_class_folder(run, folders, capsys):
+    support, query = folders
+    (support / "green").mkdir()
+    assert _personalise(run, support, query) == 1
+    assert "['green']" in _one_line_error(capsys)
+
+
+def test_personalise_refuses_images_outside_class_folders(run, folders, capsys):
+    support, query = folders
+    _image(support / "loose.png")
+    assert _personalise(run, support, query) == 1
+    assert "loose.png" in _one_line_error(capsys)
+
+
+def test_personalise_ignores_hidden_files_and_can_skip_unreadable_ones(run, folders, capsys):
+    support, query = folders
+    (support / "red" / "._a.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (query / "._q.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (query / "broken.png").write_bytes(b"not a png")
+    assert _personalise(run, support, query) == 1
+    line = _one_line_error(capsys)
+    assert "broken.png" in line and "--skip-unreadable" in line and "on_error" not in line
+
+    out = query.parent / "out"
+    assert _personalise(run, support, query, "--skip-unreadable", "--output", str(out)) == 0
+    captured = capsys.readouterr()
+    assert "q.png\t" in captured.out and "._q.png" not in captured.out
+    assert "broken.png" in captured.err and "skipped 1 unreadable image" in captured.err
+    with (out / "predictions.csv").open() as handle:
+        rows = {Path(r["path"]).name: r for r in csv.DictReader(handle)}
+    assert set(rows) == {"q.png", "broken.png"} and rows["broken.png"]["error"]
+
+
+# 6. Silently accepted nonsense
+
+
+def test_lite_h_beyond_the_support_set_warns_that_it_is_full_backpropagation(tmp_path):
+    argv = ["train", "--no-baseline", *TINY_OVERRIDES, "training.lite.h=1000"]
+    with pytest.warns(UserWarning, match=r"lite.h=1000.*\(6 images\).*full back-propagation"):
+        assert main([*argv, f"training.output_dir={tmp_path}"]) == 0
+
+
+def test_duplicate_yaml_keys_are_an_error(tmp_path, capsys):
+    config = tmp_path / "dup.yaml"
+    config.write_text("training:\n  steps: 5\n  steps: 50\n")
+    assert main(["train", "--config", str(config)]) == 1
+    assert "duplicate key 'steps'" in _one_line_error(capsys)
+
+
+def test_negative_evaluation_tasks_are_refused(capsys):
+    assert main(["evaluate", *TINY_OVERRIDES, "evaluation.tasks=-3"]) == 1
+    assert "evaluation.tasks must be >= 0" in _one_line_error(capsys)
+
+
+def test_evaluate_with_zero_tasks_is_refused(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate", "--tasks", "0"])
+    assert exit_.value.code == 2
+    assert "--tasks: must be at least 1" in capsys.readouterr().err
+
+
+def test_overrides_are_accepted_after_flags(capsys):
+    # the override after the flag reaches the config (and is checked there)
+    assert main(["train", "training.steps=1", "--no-baseline", "x=y"]) == 1
+    assert "unknown key 'x'" in _one_line_error(capsys)
+
+
+# 7. Writes where it should not
+
+
+def test_bench_writes_to_a_run_folder_by_default(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["bench", "personalise", "--backbone", "resnet18", "--no-pretrained"]
+    argv += ["--size", "32", "--way", "2", "--shot", "1", "--queries", "1", "--tasks", "1"]
+    assert main([*argv, "--learners", "protonets"]) == 0
+    assert (tmp_path / "runs" / "bench" / "personalise" / "personalise.csv").is_file()
+    assert not (tmp_path / "docs").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--size", "0"], "--size must be a positive"),
+        (["--limit", "0"], "--limit must be at least 1"),
+        (["--out", "FULL"], "not empty"),
+    ],
+)
+def test_build_emoji_checks_its_settings_before_fetching(
+    extra, message, tmp_path, monkeypatch, capsys
+):
+    def no_fetch(*args, **kwargs):
+        raise AssertionError("fetched packages before checking the settings")
+
+    monkeypatch.setattr(emoji, "fetch_packages", no_fetch)
+    full = tmp_path / "full"
+    _image(full / "old" / "a.png")
+    out = ["--out", str(full)] if extra[:1] == ["--out"] else ["--out", str(tmp_path / "new")]
+    argv = ["data", "build-emoji", *out, *(extra if extra[:1] != ["--out"] else [])]
+    assert main(argv) == 1
+    assert message in _one_line_error(capsys)
+    assert sorted(p.name for p in full.iterdir()) == ["old"]
+
+
+# 8. Resume details
+
+
+def test_resumed_run_keeps_the_baseline_and_validates_its_extra_steps(run, tmp_path, capsys):
+    output = tmp_path / "run"
+    shutil.copytree(run, output)
+    argv = ["train", *TINY_OVERRIDES, "training.validate_every=5", f"training.output_dir={output}"]
+    assert main([*argv, "training.steps=2", "--resume"]) == 0
+    captured = capsys.readouterr()
+    assert "pretrained, no meta-training" in captured.out
+    assert "meta-trained with LITE" in captured.out
+    with (output / "validation.csv").open() as handle:
+        assert [row["step"] for row in csv.DictReader(handle)] == ["1", "2"]
+    assert "validating at step 2" in captured.err  # a progress bar, not silence
+
+
+# 9. data info --verify
+
+
+def test_data_info_verify_lists_unreadable_images(tmp_path, capsys):
+    for name in ("a", "b"):
+        _image(tmp_path / name / "good.png")
+    (tmp_path / "b" / "bad.png").write_bytes(b"\x89PNG truncated")
+    assert main(["data", "info", str(tmp_path)]) == 0
+    assert "bad.png" not in capsys.readouterr().out
+    assert main(["data", "info", str(tmp_path), "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert "unreadable: 1 of 3 images" in out and str(tmp_path / "b" / "bad.png") in out
