@@ -76,9 +76,8 @@ def tf32_in_effect(device: torch.device) -> bool:
         return False
     conv = getattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision", None)
     matmul = getattr(torch.backends.cuda.matmul, "fp32_precision", None)
-    if conv is not None or matmul is not None:
-        return "tf32" in (conv, matmul)
-    return bool(torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32)
+    legacy = torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32
+    return "tf32" in (conv, matmul) or bool(legacy)
 
 
 def effective_precision(device: torch.device, dtype: torch.dtype) -> str:
