@@ -184,8 +184,8 @@ def _map_in_chunks(
 #: Largest relative difference (per row, in norm) allowed between a row's first-pass value
 #: and its recomputation, by the precision in effect. Batch-size-dependent kernels make
 #: honest rows differ by up to ~1e-6 in float32, ~5e-3 with TF32 convolutions and ~1e-2 in
-#: half precision; rows that dropout or batch statistics touch differ by ~0.1 or more.
-ROW_TOLERANCE = {"fp32": 1e-3, "tf32": 3e-2, "fp16": 3e-2, "bf16": 6e-2}
+#: half precision; dropout (p = 0.1) moves a row by ~0.3, batch statistics by more.
+ROW_TOLERANCE = {"fp32": 1e-3, "tf32": 3e-2, "fp16": 5e-2, "bf16": 1e-1}
 
 
 def row_difference(first_pass: Tensor, recomputed: Tensor) -> float:
