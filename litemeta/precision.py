@@ -1,7 +1,8 @@
 """Numeric precision of the forward pass: fp32, or mixed precision with fp16 / bf16 autocast.
 
-``auto`` is bf16 autocast on a CUDA GPU that supports it (about twice as fast there, with
-float32 statistics in the learners) and fp32 elsewhere (the CPU gains nothing from bf16).
+``auto`` is bf16 autocast on a CUDA GPU that supports it (Tensor Core speed, half the
+activation memory; the learners keep their statistics in float32) and fp32 elsewhere (CPUs
+without bf16 units gain nothing from it).
 """
 
 from __future__ import annotations
