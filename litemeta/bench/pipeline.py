@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 
 from litemeta.backbones.preprocessing import normalise_images
 from litemeta.data.loading import task_loader
+from litemeta.distributed import synchronize
 from litemeta.experiment import DataConfig, ExperimentConfig, build_model, task_dataset
 from litemeta.lite import LiteSettings
 from litemeta.tasks import Task
@@ -86,11 +87,6 @@ class PipelineConfig:
             raise ValueError(f"image size must be positive, got {self.image_size}")
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _images(task: Task) -> int:
     return task.support_labels.numel() + task.query_labels.numel()
 
@@ -104,14 +100,14 @@ def _deliver(
 ) -> Row:
     """Draw ``indices`` through a loader onto ``device``, optionally consuming each task;
     time the whole run and the part spent blocked on the next task."""
-    _synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     loader = task_loader(tasks, indices, workers=workers, pin_memory=device.type == "cuda")
     waited, count, images, first = 0.0, 0, 0, None
     for _ in indices:
         before = time.perf_counter()
         task = next(loader).to(device, non_blocking=True)
-        _synchronize(device)
+        synchronize(device)
         after = time.perf_counter()
         waited += after - before
         first = after - start if first is None else first
@@ -119,7 +115,7 @@ def _deliver(
         images += _images(task)
         if consume is not None:
             consume(task)
-            _synchronize(device)
+            synchronize(device)
     seconds = time.perf_counter() - start
     return {
         "workers": workers,
@@ -231,7 +227,7 @@ def measure_pipeline(config: PipelineConfig, *, progress: bool = True) -> list[R
         step = _step_function(config, device)
         warm_up = _experiment_tasks(config)[0].to(device)
         step(warm_up)
-        _synchronize(device)
+        synchronize(device)
         for workers in config.workers:
             say(f"loader + step, {workers} workers")
             row = _deliver(_experiment_tasks(config), indices, workers, device, consume=step)
