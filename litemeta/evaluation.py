@@ -11,9 +11,10 @@
   - video accuracy: 1 when the most frequent frame prediction is the video's label (ties go
     to the smallest class index).
 
-  Each metric is averaged over a user's videos, then reported both as the mean over users
-  and as the mean over all videos pooled, each with its 95% interval. One task holds one
-  user's objects, so "user" here means "task".
+  As ORBIT reports them, each metric is averaged over all of a user's target videos,
+  pooled over that user's tasks, and the mean over users carries the 95% interval over
+  users. The mean over all videos pooled and the mean over tasks (each task's video mean,
+  with its interval over tasks: a per-task figure, not ORBIT's) are reported as well.
 
 The functions take per-frame predictions in frame order. Every frame is classified on its
 own, so a frame's prediction uses only that frame, never a later one: the metrics describe a
@@ -150,25 +151,50 @@ def score_videos(predictions: Tensor, labels: Tensor, groups: Tensor) -> list[Vi
 
 @dataclass(frozen=True)
 class OrbitSummary:
-    """ORBIT metrics: per-user means, their mean over users, and the mean over all videos."""
+    """ORBIT metrics: each user's means (their videos pooled over their tasks), the mean over
+    users with its 95% interval over users (ORBIT's figure), the mean over tasks (a per-task
+    figure) and the mean over all videos pooled."""
 
+    users: list[str]
     per_user: list[dict[str, float]]
     over_users: dict[str, MeanCI]
+    over_tasks: dict[str, MeanCI]
     over_videos: dict[str, MeanCI]
 
 
-def summarise_orbit(videos_per_user: Sequence[Sequence[VideoScore]]) -> OrbitSummary:
-    """Average each metric per user (over their videos), then over users and over videos."""
-    if not videos_per_user or any(len(videos) == 0 for videos in videos_per_user):
-        raise ValueError("every user needs at least one scored video")
-    per_user = [
-        {name: sum(getattr(v, name) for v in videos) / len(videos) for name in ORBIT_METRICS}
-        for videos in videos_per_user
-    ]
-    all_videos = [video for videos in videos_per_user for video in videos]
+def _video_means(videos: Sequence[VideoScore]) -> dict[str, float]:
+    return {name: sum(getattr(v, name) for v in videos) / len(videos) for name in ORBIT_METRICS}
+
+
+def summarise_orbit(
+    videos_per_task: Sequence[Sequence[VideoScore]], users: Sequence[str] | None = None
+) -> OrbitSummary:
+    """ORBIT's aggregation (Massiceti et al., ICCV 2021): pool the videos of each user's tasks
+    into one score per user, then average over users with a 95% interval over users.
+
+    ``users`` names the user of each task (by default every task is its own user, named
+    ``task <i>``). The per-task and per-video means are returned alongside.
+    """
+    if not videos_per_task or any(len(videos) == 0 for videos in videos_per_task):
+        raise ValueError("every task needs at least one scored video")
+    if users is None:
+        users = [f"task {i}" for i in range(len(videos_per_task))]
+    if len(users) != len(videos_per_task):
+        raise ValueError(
+            f"users names the user of each task: got {len(users)} users for "
+            f"{len(videos_per_task)} tasks"
+        )
+    pooled: dict[str, list[VideoScore]] = {}
+    for user, videos in zip(users, videos_per_task, strict=True):
+        pooled.setdefault(user, []).extend(videos)
+    per_user = [_video_means(videos) for videos in pooled.values()]
+    per_task = [_video_means(videos) for videos in videos_per_task]
+    all_videos = [video for videos in videos_per_task for video in videos]
     return OrbitSummary(
+        users=list(pooled),
         per_user=per_user,
         over_users={name: mean_with_ci([u[name] for u in per_user]) for name in ORBIT_METRICS},
+        over_tasks={name: mean_with_ci([t[name] for t in per_task]) for name in ORBIT_METRICS},
         over_videos={
             name: mean_with_ci([getattr(v, name) for v in all_videos]) for name in ORBIT_METRICS
         },
@@ -202,6 +228,14 @@ def _device_of(module: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
+def _task_user(users: Sequence[str] | None, number: int) -> str:
+    if users is None:
+        return f"task {number}"
+    if number >= len(users):
+        raise ValueError(f"users names {len(users)} tasks but there are more to evaluate")
+    return users[number]
+
+
 def predict_queries(classifier: Any, query_images: Tensor, batch_size: int) -> Tensor:
     """Predicted class of every query image, classifying ``batch_size`` images at a time."""
     return torch.cat([classifier(batch).argmax(dim=-1) for batch in query_images.split(batch_size)])
@@ -217,25 +251,34 @@ def evaluate(
     progress: bool = True,
     description: str = "evaluating",
     workers: int = 0,
+    users: Sequence[str] | None = None,
 ) -> EvaluationResult:
     """Adapt ``learner`` to every task (LITE off, no gradients) and score its queries.
 
     The learner runs in eval mode (its previous mode is restored afterwards) on ``device``,
     by default the device of its parameters. Tasks that carry ``query_groups`` are also
-    scored with the ORBIT video metrics, one task per user. Learners that optimise during
-    adaptation (fine-tuning) must enable gradients inside ``adapt`` themselves. A dataset
-    (or list) of tasks is loaded by ``workers`` processes ahead of the model.
+    scored with the ORBIT video metrics, pooled per user: ``users`` names the user of each
+    task (by default ``tasks.user_of(i)`` where the dataset has it, else each task is its own
+    user). Learners that optimise during adaptation (fine-tuning) must enable gradients
+    inside ``adapt`` themselves. A dataset (or list) of tasks is loaded by ``workers``
+    processes ahead of the model.
     """
     if query_batch_size < 1:
         raise ValueError(f"query_batch_size must be positive, got {query_batch_size}")
     device = device or _device_of(learner)
     accuracies: list[float] = []
-    videos_per_user: list[list[VideoScore]] = []
+    videos_per_task: list[list[VideoScore]] = []
+    video_task_users: list[str] = []
     total = len(tasks) if isinstance(tasks, Sized) else None
+    user_of = getattr(tasks, "user_of", None)
+    if users is None and user_of is not None and total is not None:
+        users = [user_of(i) for i in range(total)]
     if total is not None and hasattr(tasks, "__getitem__"):
         tasks = task_loader(tasks, range(total), workers=workers, pin_memory=device.type == "cuda")
     with _eval_mode(learner), torch.no_grad(), autocast(device, precision):
-        for task in tqdm(tasks, total=total, desc=description, disable=not progress):
+        for number, task in enumerate(
+            tqdm(tasks, total=total, desc=description, disable=not progress)
+        ):
             on_device = task.to(device, non_blocking=True)
             classifier = learner.adapt(
                 on_device.support_images, on_device.support_labels, lite=None
@@ -245,12 +288,15 @@ def evaluate(
             ).cpu()
             accuracies.append(float((predictions == task.query_labels.cpu()).double().mean()))
             if task.query_groups is not None:
-                videos_per_user.append(
+                videos_per_task.append(
                     score_videos(predictions, task.query_labels, task.query_groups)
                 )
+                video_task_users.append(_task_user(users, number))
     if not accuracies:
         raise ValueError("no tasks to evaluate: the task iterable was empty")
-    orbit = summarise_orbit(videos_per_user) if videos_per_user else None
+    if users is not None and len(users) != len(accuracies):
+        raise ValueError(f"users names {len(users)} tasks but {len(accuracies)} were evaluated")
+    orbit = summarise_orbit(videos_per_task, video_task_users) if videos_per_task else None
     return EvaluationResult(accuracies, mean_with_ci(accuracies), orbit)
 
 
@@ -270,7 +316,11 @@ def markdown_table(results: Mapping[str, EvaluationResult]) -> str:
         header = " | ".join(f"{metric.replace('_', ' ')} (%)" for metric in ORBIT_METRICS)
         lines += ["", f"| Dataset | Averaged over | {header} |", "|---|---|---:|---:|---:|"]
         for name, summary in orbit.items():
-            for label, stats in (("users", summary.over_users), ("videos", summary.over_videos)):
+            for label, stats in (
+                ("users", summary.over_users),
+                ("tasks (per task)", summary.over_tasks),
+                ("videos", summary.over_videos),
+            ):
                 cells = " | ".join(_percent(stats[metric]) for metric in ORBIT_METRICS)
                 n = stats[ORBIT_METRICS[0]].n
                 lines.append(f"| {name} | {n} {label} | {cells} |")

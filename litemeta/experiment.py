@@ -93,7 +93,12 @@ class DataConfig:
     evaluation only). ``support_styles`` and
     ``query_styles`` take a task's support and query images from different styles.
     ``orbit_target`` picks clean (CLE-VE) or clutter (CLU-VE) target videos; target videos
-    with fewer than ``orbit_min_target_frames`` valid frames are skipped. ``on_error: skip``
+    with fewer than ``orbit_min_target_frames`` valid frames are skipped. ORBIT's training
+    split gets the benchmark's training sampler (way up to ``orbit_max_way``), the others its
+    test protocol: every ``orbit_context_clip_stride``-th context clip up to
+    ``orbit_max_context_clips`` per video, at most ``orbit_frame_cap`` frames per video, and
+    all valid target frames (``orbit_target_frames: all``) or 200 random ones (``sampled``);
+    see ``OrbitTaskSampler``. ``on_error: skip``
     replaces an unreadable image by another of its class (with a warning naming it).
     ``verify_crc`` checks each Meta-Dataset record's CRC32C when it is read.
 
@@ -115,6 +120,11 @@ class DataConfig:
     orbit_target: Literal["clean", "clutter"] = "clutter"
     orbit_clip_length: int = 1
     orbit_min_target_frames: int = 50
+    orbit_target_frames: Literal["all", "sampled"] = "all"
+    orbit_context_clip_stride: int = 30
+    orbit_max_context_clips: int = 200
+    orbit_frame_cap: int = 1000
+    orbit_max_way: int = 15
     on_error: Literal["raise", "skip"] = "raise"
     verify_crc: bool = True
     vtab_support_size: int = 1000
@@ -260,11 +270,18 @@ def task_dataset(
     if isinstance(collection, OrbitDataset):
         sampler = OrbitTaskSampler(
             target=data.orbit_target,
+            mode="train" if split == data.train_split else "test",
             clip_length=data.orbit_clip_length,
+            frame_cap=data.orbit_frame_cap,
+            context_clip_stride=data.orbit_context_clip_stride,
+            max_context_clips=data.orbit_max_context_clips,
+            target_frames=data.orbit_target_frames,
+            max_way=data.orbit_max_way,
             min_target_frames=data.orbit_min_target_frames,
         )
-        users = len(collection.index.users)
-        per_user = math.ceil(num_tasks / users)
+        index = collection.index
+        users = sum(1 for user in range(len(index.users)) if sampler.objects(index, user))
+        per_user = math.ceil(num_tasks / max(users, 1))
         by_user = OrbitTaskDataset(
             collection, sampler, image_size, tasks_per_user=per_user, seed=seed
         )
@@ -292,7 +309,14 @@ class _Interleaved(Dataset):
     def __len__(self) -> int:
         return self.num_tasks
 
-    def __getitem__(self, index: int) -> Task:
+    def _by_user_index(self, index: int) -> int:
         if not 0 <= index < self.num_tasks:
             raise IndexError(f"task index {index} out of range 0..{self.num_tasks - 1}")
-        return self.by_user[(index % self.users) * self.per_user + index // self.users]
+        return (index % self.users) * self.per_user + index // self.users
+
+    def user_of(self, index: int) -> str:
+        """The ORBIT user of task ``index``, for per-user metrics."""
+        return self.by_user.user_of(self._by_user_index(index))
+
+    def __getitem__(self, index: int) -> Task:
+        return self.by_user[self._by_user_index(index)]

@@ -94,6 +94,49 @@ def test_orbit_summary_by_hand():
     assert summary.over_users["video_accuracy"].mean == pytest.approx(0.75)
 
 
+def test_orbit_pools_each_users_videos_over_their_tasks():
+    task_a1 = [score_video([1, 0, 0, 2], 0), score_video([0, 0, 2], 1)]  # frame acc 0.5, 0
+    task_b = [score_video([2, 2], 2)]  # frame acc 1
+    task_a2 = [score_video([1, 1], 1)]  # frame acc 1
+    summary = summarise_orbit([task_a1, task_b, task_a2], users=["A", "B", "A"])
+    assert summary.users == ["A", "B"]
+    # A's three videos pooled: frame acc (0.5 + 0 + 1) / 3, not the mean of its task means
+    assert summary.per_user[0] == pytest.approx(
+        {"frame_accuracy": 0.5, "frames_to_recognition": 1.25 / 3, "video_accuracy": 2 / 3}
+    )
+    users = summary.over_users["frame_accuracy"]
+    assert (users.mean, users.ci95, users.n) == (
+        pytest.approx(0.75),
+        pytest.approx(1.96 * 0.25 / math.sqrt(2)),
+        2,
+    )
+    tasks = summary.over_tasks["frame_accuracy"]  # task means 0.25, 1, 1
+    assert (tasks.mean, tasks.ci95, tasks.n) == (
+        pytest.approx(0.75),
+        pytest.approx(1.96 * math.sqrt(0.125) / math.sqrt(3)),
+        3,
+    )
+    assert summary.over_videos["frame_accuracy"].mean == pytest.approx(2.5 / 4)
+    with pytest.raises(ValueError, match="user of each task"):
+        summarise_orbit([task_a1, task_b], users=["A"])
+
+
+class _UserTasks(torch.utils.data.Dataset):
+    """Tasks that know their user, like ORBIT's task datasets."""
+
+    def __init__(self, tasks: list[Task], users: list[str]) -> None:
+        self.tasks, self.users = tasks, users
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __getitem__(self, index: int) -> Task:
+        return self.tasks[index]
+
+    def user_of(self, index: int) -> str:
+        return self.users[index]
+
+
 class _FixedPredictions(TinyProtoNet):
     """Predicts, for query image i, the class stored in pixel [0, 0, 0] of that image."""
 
@@ -136,6 +179,23 @@ def test_evaluate_scores_tasks_and_videos_with_batched_queries():
     assert result.orbit.over_users["frames_to_recognition"].mean == pytest.approx(0.3125)
 
 
+def test_evaluate_pools_orbit_metrics_per_user_of_the_dataset():
+    tasks = [
+        _video_task([0, 1, 1, 1], [0, 0, 1, 1], [0, 0, 1, 1]),  # videos: acc 0.5 and 1
+        _video_task([2, 2], [2, 2], [4, 4]),  # acc 1
+        _video_task([0, 0], [1, 1], [5, 5]),  # acc 0
+    ]
+    result = evaluate(_FixedPredictions(), _UserTasks(tasks, ["A", "B", "A"]), progress=False)
+    assert result.orbit is not None and result.orbit.users == ["A", "B"]
+    assert result.orbit.per_user[0]["frame_accuracy"] == pytest.approx(1.5 / 3)
+    assert result.orbit.over_users["frame_accuracy"].mean == pytest.approx((0.5 + 1) / 2)
+    assert result.orbit.over_tasks["frame_accuracy"].mean == pytest.approx((0.75 + 1 + 0) / 3)
+    same = evaluate(_FixedPredictions(), tasks, progress=False, users=["A", "B", "A"])
+    assert same.orbit == result.orbit
+    with pytest.raises(ValueError, match="users names 2 tasks"):
+        evaluate(_FixedPredictions(), tasks, progress=False, users=["A", "B"])
+
+
 def test_evaluate_tasks_without_videos_has_no_orbit_metrics():
     learner = TinyProtoNet()
     result = evaluate(learner, [SyntheticTasks()(i) for i in range(3)], progress=False)
@@ -155,5 +215,6 @@ def test_report_files(tmp_path):
     table = paths["markdown"].read_text()
     assert "| emoji | 2 | 75.00 ± 34.65 |" in table
     assert "| orbit | 1 videos | 100.00 ± 0.00 | 0.00 ± 0.00 | 100.00 ± 0.00 |" in table
+    assert "| orbit | 1 tasks (per task) | 100.00 ± 0.00 |" in table
     assert table == markdown_table({"emoji": plain, "orbit": videos})
     assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

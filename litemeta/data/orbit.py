@@ -188,119 +188,175 @@ def _object_present(annotations: Path | None, video: str, frames: list[str]) -> 
     return np.asarray(present, dtype=bool)
 
 
+Mode = Literal["test", "train"]
+
+# ORBIT's reference sampler (microsoft/ORBIT-Dataset) draws training tasks with smaller
+# video caps when a task has many objects, to bound memory: (context, target) videos.
+TRAIN_VIDEO_CAPS = {"few_objects": (10, 8), "many_objects": (5, 4)}
+MANY_OBJECTS = 6
+CLEAN_CONTEXT_VIDEOS = 5
+
+
 @dataclass(frozen=True)
 class OrbitTaskSampler:
-    """User-centric ORBIT tasks (Massiceti et al., ICCV 2021).
+    """User-centric ORBIT tasks (Massiceti et al., ICCV 2021), after the benchmark's code.
 
-    ``target='clean'`` is CLE-VE (target from held-out clean videos, at least one per
-    object), ``'clutter'`` is CLU-VE. Each video gives clips of ``clip_length``
-    consecutive frames: ``context_clips_per_video`` random clips per context video and
-    ``target_clips_per_video`` per target video (``None``: as many as fit in
-    ``max_target_frames_per_video``, the 2022 protocol's 200 random frames when
-    ``clip_length=1``). Target videos with fewer than ``min_target_frames`` valid frames
-    are skipped. ``max_way`` caps the objects per task (all of them when ``None``, as
-    at test time).
+    ``target='clutter'`` is CLU-VE: context from the object's clean videos, targets from its
+    clutter videos. ``'clean'`` is CLE-VE: the first ``min(5, n - 1)`` clean videos in sorted
+    order are the context and the rest the targets. Only the first ``frame_cap`` frames of a
+    video are used. A target video needs ``min_target_frames`` valid frames (frames annotated
+    as not showing the object are dropped with ``drop_absent_target_frames``); an object
+    without a context video or an eligible target video is left out of the user's tasks.
+
+    ``mode='test'`` (evaluation): all the user's objects and all their videos (at most
+    ``max_videos`` each, ORBIT's shot cap); every ``context_clip_stride``-th clip of a context
+    video, at most ``max_context_clips``; every valid frame of each target video
+    (``target_frames='all'``), or ``max_target_clips`` random clips of it (``'sampled'``, the
+    2022 challenge's 200 frames). ``mode='train'``: ORBIT's training sampler, way uniform in
+    ``2..min(n, max_way)``, a random number of context and target videos per object (at most
+    10 and 8, or 5 and 4 for 6 or more objects, with ``train_video_caps``; else
+    ``max_videos``) and a random number of random clips per video (at most
+    ``train_max_clips``). Clips are ``clip_length`` consecutive frames; a video's last clip is
+    padded with its last frame, as in ORBIT.
     """
 
     target: Literal["clean", "clutter"] = "clutter"
+    mode: Mode = "test"
     clip_length: int = 1
-    context_clips_per_video: int | None = 8
-    target_clips_per_video: int | None = None
-    max_context_frames_per_video: int = 1000
-    max_target_frames_per_video: int = 200
-    max_context_videos: int | None = None
-    max_target_videos: int | None = None
-    max_way: int | None = None
+    frame_cap: int = 1000
+    context_clip_stride: int = 30
+    max_context_clips: int = 200
+    target_frames: Literal["all", "sampled"] = "all"
+    max_target_clips: int = 200
+    max_videos: int = 15
+    max_way: int = 15
+    train_max_clips: int = 10
+    train_video_caps: bool = True
     min_target_frames: int = 50
     drop_absent_target_frames: bool = True
 
     def __post_init__(self) -> None:
-        if self.target not in ("clean", "clutter"):
-            raise ValueError(
-                f"target must be 'clean' (CLE-VE) or 'clutter' (CLU-VE), got {self.target!r}"
-            )
-        if self.clip_length < 1:
-            raise ValueError(f"clip_length must be at least 1, got {self.clip_length}")
-
-    def _target_videos(self, index: OrbitIndex, object_id: int) -> list[OrbitVideo]:
-        ids = index.object_videos[object_id][self.target]
-        return [index.videos[v] for v in ids]
+        choices = {
+            "target": ("clean", "clutter"),
+            "mode": ("test", "train"),
+            "target_frames": ("all", "sampled"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name in (
+            "clip_length",
+            "frame_cap",
+            "context_clip_stride",
+            "max_context_clips",
+            "max_target_clips",
+            "max_videos",
+            "max_way",
+            "train_max_clips",
+            "min_target_frames",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
     def _valid_target_items(self, video: OrbitVideo) -> np.ndarray:
         return video.valid_items() if self.drop_absent_target_frames else video.items()
 
-    def check(self, index: OrbitIndex) -> None:
-        """Fail early, naming the objects that cannot give a task."""
-        problems = []
-        for user, objects in zip(index.users, index.user_objects, strict=True):
-            for object_id in objects:
-                clean = index.object_videos[object_id]["clean"]
-                need_clean = 2 if self.target == "clean" else 1
-                if len(clean) < need_clean:
-                    problems.append(
-                        f"{user}: object {object_id} has {len(clean)} clean videos, "
-                        f"needs {need_clean}"
-                    )
-        if problems:
-            raise ValueError(
-                f"{len(problems)} ORBIT objects cannot form {self.target}-target tasks, e.g. "
-                f"{problems[:5]}; remove them or use the other target video type"
-            )
+    def object_videos(
+        self, index: OrbitIndex, object_id: int
+    ) -> tuple[list[OrbitVideo], list[OrbitVideo]]:
+        """The object's candidate context videos and its eligible target videos."""
+        by_type = index.object_videos[object_id]
+        clean = sorted((index.videos[v] for v in by_type["clean"]), key=lambda v: v.name)
+        if self.target == "clean":
+            split = max(min(CLEAN_CONTEXT_VIDEOS, len(clean) - 1), 0)
+            context, targets = clean[:split], clean[split:]
+        else:
+            context = clean
+            targets = sorted((index.videos[v] for v in by_type["clutter"]), key=lambda v: v.name)
+        eligible = [
+            v for v in targets if len(self._valid_target_items(v)) >= self.min_target_frames
+        ]
+        return context, eligible
 
-    def _clips(self, items: np.ndarray, max_clips: int | None, rng: np.random.Generator):
-        count = len(items) // self.clip_length
-        take = count if max_clips is None else min(max_clips, count)
-        starts = np.sort(rng.choice(count, size=take, replace=False)) * self.clip_length
-        return [items[s : s + self.clip_length] for s in starts]
+    def objects(self, index: OrbitIndex, user: int) -> list[int]:
+        """The user's objects with at least one context and one eligible target video."""
+        return [
+            object_id
+            for object_id in index.user_objects[user]
+            if all(self.object_videos(index, object_id))
+        ]
+
+    def _clips(self, items: np.ndarray) -> np.ndarray:
+        """``items`` (capped at ``frame_cap``) as clips ``[count, clip_length]``, the last
+        one padded with the last frame."""
+        items = items[: self.frame_cap]
+        count = -(-len(items) // self.clip_length)
+        positions = np.minimum(np.arange(count * self.clip_length), len(items) - 1)
+        return items[positions].reshape(count, self.clip_length)
+
+    def _random_clips(self, clips: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
+        take = int(rng.integers(1, min(len(clips), cap) + 1))
+        return clips[np.sort(rng.choice(len(clips), size=take, replace=False))]
+
+    def _context_clips(self, video: OrbitVideo, rng: np.random.Generator) -> np.ndarray:
+        clips = self._clips(video.items())
+        if self.mode == "train":
+            return self._random_clips(clips, self.train_max_clips, rng)
+        return clips[:: self.context_clip_stride][: self.max_context_clips]
+
+    def _target_clips(self, video: OrbitVideo, rng: np.random.Generator) -> np.ndarray:
+        items = self._valid_target_items(video)
+        if self.mode == "train":
+            return self._random_clips(self._clips(items), self.train_max_clips, rng)
+        if self.target_frames == "all":
+            return items[: self.frame_cap].reshape(-1, 1)
+        clips = self._clips(items)
+        take = min(len(clips), self.max_target_clips)
+        return clips[np.sort(rng.choice(len(clips), size=take, replace=False))]
+
+    def _choose_videos(
+        self, videos: list[OrbitVideo], cap: int, rng: np.random.Generator
+    ) -> list[OrbitVideo]:
+        most = min(len(videos), cap)
+        take = int(rng.integers(1, most + 1)) if self.mode == "train" else most
+        return [videos[i] for i in np.sort(rng.choice(len(videos), size=take, replace=False))]
 
     def sample(self, index: OrbitIndex, user: int, rng: np.random.Generator) -> EpisodeSpec:
-        objects = list(index.user_objects[user])
-        if self.max_way is not None and len(objects) > self.max_way:
-            objects = sorted(rng.choice(objects, size=self.max_way, replace=False).tolist())
+        objects = self.objects(index, user)
+        if not objects:
+            raise ValueError(
+                f"ORBIT user {index.users[user]} has no object with both a context video and a "
+                f"{self.target} target video of at least {self.min_target_frames} valid frames"
+            )
+        caps = (self.max_videos, self.max_videos)
+        if self.mode == "train":
+            top = min(len(objects), self.max_way)
+            way = int(rng.integers(min(2, top), top + 1))
+            objects = sorted(rng.choice(objects, size=way, replace=False).tolist())
+            if self.train_video_caps:
+                many = way >= MANY_OBJECTS
+                caps = TRAIN_VIDEO_CAPS["many_objects" if many else "few_objects"]
         support: list[tuple[int, int]] = []
         query: list[tuple[int, int]] = []
         groups: list[int] = []
         for label, object_id in enumerate(objects):
-            clean = [index.videos[v] for v in index.object_videos[object_id]["clean"]]
-            order = rng.permutation(len(clean))
-            if self.target == "clean":
-                num_context = len(clean) - 1
-                if self.max_context_videos is not None:
-                    num_context = min(num_context, self.max_context_videos)
-                context = [clean[i] for i in order[:num_context]]
-                targets = [clean[i] for i in order[num_context:]]
-            else:
-                limit = self.max_context_videos or len(clean)
-                context = [clean[i] for i in order[:limit]]
-                targets = self._target_videos(index, object_id)
-            for video in context:
-                frames = video.items()[: self.max_context_frames_per_video]
-                for clip in self._clips(frames, self.context_clips_per_video, rng):
-                    support.extend((label, int(i)) for i in clip)
-            targets = [
-                v for v in targets if len(self._valid_target_items(v)) >= self.min_target_frames
-            ]
-            if self.max_target_videos is not None and len(targets) > self.max_target_videos:
-                keep = rng.choice(len(targets), size=self.max_target_videos, replace=False)
-                targets = [targets[i] for i in sorted(keep)]
-            for video in targets:
-                cap = self.max_target_frames_per_video // self.clip_length
-                max_clips = (
-                    cap
-                    if self.target_clips_per_video is None
-                    else min(cap, self.target_clips_per_video)
-                )
-                for clip in self._clips(self._valid_target_items(video), max_clips, rng):
-                    query.extend((label, int(i)) for i in clip)
-                    groups.extend([video.video_id] * len(clip))
+            context, targets = self.object_videos(index, object_id)
+            for video in self._choose_videos(context, caps[0], rng):
+                support.extend((label, int(i)) for i in self._context_clips(video, rng).flat)
+            for video in self._choose_videos(targets, caps[1], rng):
+                frames = self._target_clips(video, rng).flat
+                query.extend((label, int(i)) for i in frames)
+                groups.extend([video.video_id] * (len(query) - len(groups)))
         return EpisodeSpec(tuple(objects), tuple(support), tuple(query), tuple(groups))
 
 
 class OrbitTaskDataset(Dataset):
     """``tasks_per_user`` tasks for every user of an ORBIT split, reproducible by seed.
 
-    Task ``i`` is user ``i // tasks_per_user``, drawn from a generator seeded by
-    ``(seed, i)``. Use with ``DataLoader(dataset, batch_size=None, num_workers=k)``.
+    Users without any usable object are left out (with a warning), as in ORBIT; naming one
+    in ``users`` is an error. Task ``i`` is user ``i // tasks_per_user``, drawn from a
+    generator seeded by ``(seed, i)``. Use with
+    ``DataLoader(dataset, batch_size=None, num_workers=k)``.
     """
 
     def __init__(
@@ -317,13 +373,32 @@ class OrbitTaskDataset(Dataset):
         self.image_size = image_size
         self.tasks_per_user = tasks_per_user
         self.seed = seed
-        known = dataset.index.users
+        index = dataset.index
+        known = index.users
         chosen = known if users is None else list(users)
         unknown = sorted(set(chosen) - set(known))
         if unknown:
             raise ValueError(f"unknown ORBIT users {unknown}; this split has {known}")
-        self.user_ids = [known.index(u) for u in chosen]
-        sampler.check(dataset.index)
+        dropped = [
+            f"{dataset.class_names[o]}"
+            for u in range(len(known))
+            for o in sorted(set(index.user_objects[u]) - set(sampler.objects(index, u)))
+        ]
+        if dropped:
+            warnings.warn(
+                f"{len(dropped)} ORBIT objects of {dataset.name} have no context video or no "
+                f"{sampler.target} target video with {sampler.min_target_frames} valid frames "
+                f"and are left out of tasks, as in ORBIT: {dropped[:5]}",
+                stacklevel=2,
+            )
+        empty = [u for u in chosen if not sampler.objects(index, known.index(u))]
+        if empty and (users is not None or len(empty) == len(chosen)):
+            raise ValueError(
+                f"ORBIT users {empty} have no object with both a context video and an eligible "
+                f"{sampler.target} target video; choose other users, the other target type, or "
+                "a smaller min_target_frames"
+            )
+        self.user_ids = [known.index(u) for u in chosen if u not in empty]
 
     def __len__(self) -> int:
         return len(self.user_ids) * self.tasks_per_user

@@ -15,9 +15,22 @@ LAYOUT = {
 }
 ABSENT = {1, 2}  # frames (1-based) of every clutter video annotated as object not present
 
+# For the protocol's caps: a video longer than the 1,000-frame cap, an object with seven
+# clean videos (CLE-VE keeps five as context), and one without an eligible target video.
+LONG_LAYOUT = {
+    "P300": {
+        "box": ([1200, 40], [1100]),
+        "cup": ([6] * 7, [60]),
+        "pen": ([6], [3]),
+    },
+}
 
-def write_orbit(root, split="train"):
-    for user, objects in LAYOUT.items():
+# For the training sampler: one user with seven objects of many short videos.
+MANY_LAYOUT = {"P400": {f"obj{o}": ([12] * 7, [12] * 5) for o in range(7)}}
+
+
+def write_orbit(root, split="train", layout=None, size=12):
+    for user, objects in (LAYOUT if layout is None else layout).items():
         for obj, counts in objects.items():
             for video_type, frame_counts in zip(("clean", "clutter"), counts, strict=True):
                 for v, num_frames in enumerate(frame_counts):
@@ -27,7 +40,8 @@ def write_orbit(root, split="train"):
                     annotation = {}
                     for f in range(1, num_frames + 1):
                         name = f"{video}-{f:05d}.jpg"
-                        Image.new("RGB", (12, 12), (f * 20, v * 60, 0)).save(folder / name)
+                        colour = (f * 20 % 256, v * 60, 0)
+                        Image.new("RGB", (size, size), colour).save(folder / name)
                         absent = video_type == "clutter" and f in ABSENT
                         box = None if absent else {"x": 1, "y": 2, "w": 3, "h": 4}
                         annotation[name] = {
@@ -46,6 +60,40 @@ def orbit_root(tmp_path_factory):
     return write_orbit(tmp_path_factory.mktemp("orbit"))
 
 
+@pytest.fixture(scope="module")
+def long_index(tmp_path_factory):
+    root = write_orbit(tmp_path_factory.mktemp("orbit-long"), "test", LONG_LAYOUT, size=4)
+    return OrbitDataset(root, "test").index
+
+
+@pytest.fixture(scope="module")
+def many_index(tmp_path_factory):
+    root = write_orbit(tmp_path_factory.mktemp("orbit-many"), "train", MANY_LAYOUT, size=4)
+    return OrbitDataset(root, "train").index
+
+
+def _video_of(index):
+    """(class id, item) -> the video holding that frame."""
+    return {(video.object_id, int(item)): video for video in index.videos for item in video.items()}
+
+
+def _frames(video, items):
+    """0-based frame numbers within ``video`` of class items."""
+    return [int(i) - video.first_item for i in items]
+
+
+def _query_items(spec, video_id):
+    """Query items of one target video, in task order."""
+    pairs = zip(spec.query, spec.query_groups, strict=True)
+    return [item for (_, item), group in pairs if group == video_id]
+
+
+def _named(index, object_id, video_type):
+    return {
+        index.videos[v].name: index.videos[v] for v in index.object_videos[object_id][video_type]
+    }
+
+
 def test_reader_indexes_users_objects_videos_and_annotations(orbit_root):
     dataset = OrbitDataset(orbit_root, "train")
     index = dataset.index
@@ -58,31 +106,104 @@ def test_reader_indexes_users_objects_videos_and_annotations(orbit_root):
     assert set(dataset.item_styles(0)) == {"clean", "clutter"}
 
 
-def test_clutter_tasks_follow_the_protocol(orbit_root):
-    dataset = OrbitDataset(orbit_root, "train")
-    index = dataset.index
-    sampler = OrbitTaskSampler(
-        target="clutter", clip_length=2, context_clips_per_video=2, min_target_frames=4
+def test_clutter_test_tasks_use_every_clean_video_and_every_valid_target_frame(orbit_root):
+    index = OrbitDataset(orbit_root, "train").index
+    sampler = OrbitTaskSampler(target="clutter", clip_length=2, min_target_frames=4)
+    video_of = _video_of(index)
+    spec = sampler.sample(index, 0, np.random.default_rng(0))
+    assert spec.classes == (0, 1)
+    support_videos = [video_of[(spec.classes[lab], i)] for lab, i in spec.support]
+    assert all(v.video_type == "clean" for v in support_videos)
+    # every 30th 2-frame clip of a 6-frame video is its first clip: frames 0 and 1
+    assert spec.support_counts().tolist() == [3 * 2, 2 * 2]
+    assert all(
+        _frames(v, [i]) in ([0], [1])
+        for v, (_, i) in zip(support_videos, spec.support, strict=True)
     )
-    for seed in range(10):
-        spec = sampler.sample(index, 0, np.random.default_rng(seed))
-        assert spec.classes == (0, 1)
-        frame_video = {}
-        for video in index.videos:
-            for item in video.items():
-                frame_video[(video.object_id, int(item))] = video
-        support_videos = [frame_video[(spec.classes[lab], i)] for lab, i in spec.support]
-        assert all(v.video_type == "clean" for v in support_videos)
-        assert spec.support_counts().tolist() == [3 * 2 * 2, 2 * 2 * 2]
-        # clips are runs of consecutive frames of one video
-        for start in range(0, len(spec.support), 2):
-            (la, a), (lb, b) = spec.support[start], spec.support[start + 1]
-            assert la == lb and b == a + 1
-        for (label, item), group in zip(spec.query, spec.query_groups, strict=True):
-            video = frame_video[(spec.classes[label], item)]
-            assert video.video_type == "clutter" and video.video_id == group
-            assert video.object_present[item - video.first_item], "absent frames are dropped"
-        assert len(spec.query) == 3 * 6  # 6 valid frames per clutter video -> 3 clips each
+    # all valid target frames, in order: frames 2..7 of each clutter video
+    by_video: dict[int, list[int]] = {}
+    for (label, item), group in zip(spec.query, spec.query_groups, strict=True):
+        video = video_of[(spec.classes[label], item)]
+        assert video.video_type == "clutter" and video.video_id == group
+        by_video.setdefault(group, []).append(item)
+    assert len(by_video) == 3
+    for group, items in by_video.items():
+        assert _frames(index.videos[group], items) == [2, 3, 4, 5, 6, 7]
+    again = sampler.sample(index, 0, np.random.default_rng(1))
+    assert again == spec, "the test protocol is deterministic"
+
+
+def test_context_clips_are_padded_with_the_last_frame(orbit_root):
+    index = OrbitDataset(orbit_root, "train").index
+    sampler = OrbitTaskSampler(clip_length=4, context_clip_stride=1, min_target_frames=4)
+    spec = sampler.sample(index, 1, np.random.default_rng(0))
+    video_of = _video_of(index)
+    first = video_of[(spec.classes[0], spec.support[0][1])]
+    items = [i for _, i in spec.support[:8]]
+    assert _frames(first, items) == [0, 1, 2, 3, 4, 5, 5, 5]
+
+
+def test_test_context_takes_every_30th_clip_of_the_first_1000_frames(long_index):
+    index = long_index
+    spec = OrbitTaskSampler(min_target_frames=4).sample(index, 0, np.random.default_rng(0))
+    video_of = _video_of(index)
+    clean = _named(index, 0, "clean")  # class 0 is P300/box
+    long_video, short_video = clean["P300--box--clean--vid0"], clean["P300--box--clean--vid1"]
+    support = [i for label, i in spec.support if label == 0]
+    long_items = [i for i in support if video_of[(0, i)] is long_video]
+    short_items = [i for i in support if video_of[(0, i)] is short_video]
+    assert _frames(long_video, long_items) == list(range(0, 1000, 30))  # 34 clips, not 40
+    assert _frames(short_video, short_items) == [0, 30]
+
+    capped = OrbitTaskSampler(context_clip_stride=1, max_context_clips=5, min_target_frames=4)
+    spec = capped.sample(index, 0, np.random.default_rng(0))
+    long_items = [i for label, i in spec.support if label == 0 and video_of[(0, i)] is long_video]
+    assert _frames(long_video, long_items) == [0, 1, 2, 3, 4]
+
+
+def test_target_frames_all_valid_up_to_the_cap_or_sampled(long_index):
+    index = long_index
+    video_of = _video_of(index)
+    target = next(iter(_named(index, 0, "clutter").values()))  # 1,100 frames, 2 absent
+    spec = OrbitTaskSampler(min_target_frames=4).sample(index, 0, np.random.default_rng(0))
+    items = _query_items(spec, target.video_id)
+    assert _frames(target, items) == list(range(2, 1002)), "valid frames, capped at 1,000"
+
+    sampled = OrbitTaskSampler(target_frames="sampled", min_target_frames=4)
+    spec = sampled.sample(index, 0, np.random.default_rng(0))
+    items = _query_items(spec, target.video_id)
+    frames = _frames(target, items)
+    assert len(frames) == 200 and frames == sorted(set(frames))
+    assert min(frames) >= 2 and max(frames) < 1002
+    assert all(video_of[(0, i)] is target for i in items)
+
+
+def test_objects_without_an_eligible_target_video_are_left_out(long_index):
+    index = long_index
+    sampler = OrbitTaskSampler(min_target_frames=4)
+    assert index.user_objects[0] == [0, 1, 2]
+    spec = sampler.sample(index, 0, np.random.default_rng(0))
+    assert spec.classes == (0, 1), "pen's only clutter video has one valid frame"
+    assert spec.query_counts().min() > 0
+
+
+def test_clean_target_keeps_the_first_five_sorted_clean_videos_as_context(long_index):
+    index = long_index
+    sampler = OrbitTaskSampler(target="clean", min_target_frames=4)
+    video_of = _video_of(index)
+    spec = sampler.sample(index, 0, np.random.default_rng(3))
+    # box: 2 clean videos -> 1 context, 1 target; cup: 7 -> 5 and 2; pen: 1 -> dropped
+    assert spec.classes == (0, 1)
+    for label, context, targets in (
+        (0, ["vid0"], ["vid1"]),
+        (1, [f"vid{v}" for v in range(5)], ["vid5", "vid6"]),
+    ):
+        object_id = spec.classes[label]
+        support = {video_of[(object_id, i)].name[-4:] for lab, i in spec.support if lab == label}
+        query = {video_of[(object_id, i)].name[-4:] for lab, i in spec.query if lab == label}
+        assert sorted(support) == context and sorted(query) == targets
+    for seed in range(5):
+        assert sampler.sample(index, 0, np.random.default_rng(seed)) == spec
 
 
 def test_short_target_videos_are_skipped(orbit_root):
@@ -92,29 +213,42 @@ def test_short_target_videos_are_skipped(orbit_root):
     assert set(spec.query_groups) == {wallet_clutter[0]}, "the 1-valid-frame video is skipped"
 
 
-def test_clean_target_holds_out_clean_videos(orbit_root):
-    index = OrbitDataset(orbit_root, "train").index
-    sampler = OrbitTaskSampler(target="clean", context_clips_per_video=None, min_target_frames=1)
-    spec = sampler.sample(index, 0, np.random.default_rng(1))
-    clean_keys = set(index.object_videos[0]["clean"])
-    query_videos = {
-        g for (label, _), g in zip(spec.query, spec.query_groups, strict=True) if label == 0
-    }
-    assert len(query_videos) == 1 and query_videos <= clean_keys
-    assert spec.support_counts()[0] == 2 * 6, "the other two clean videos are the context"
+def test_training_tasks_follow_orbits_training_sampler(many_index):
+    index = many_index
+    sampler = OrbitTaskSampler(mode="train", min_target_frames=1)
+    video_of = _video_of(index)
+    ways, context_counts, clip_counts = set(), {False: set(), True: set()}, set()
+    target_counts = {False: set(), True: set()}
+    for seed in range(300):
+        spec = sampler.sample(index, 0, np.random.default_rng(seed))
+        ways.add(spec.way)
+        many = spec.way >= 6
+        for label, object_id in enumerate(spec.classes):
+            clips: dict[int, int] = {}
+            for lab, item in spec.support:
+                if lab == label:
+                    video = video_of[(object_id, item)]
+                    assert video.video_type == "clean"
+                    clips[video.video_id] = clips.get(video.video_id, 0) + 1
+            context_counts[many].add(len(clips))
+            clip_counts.update(clips.values())
+            targets = {
+                g for (lab, _), g in zip(spec.query, spec.query_groups, strict=True) if lab == label
+            }
+            target_counts[many].add(len(targets))
+    assert ways == set(range(2, 8))
+    assert context_counts[False] == set(range(1, 8)) and context_counts[True] == set(range(1, 6))
+    assert target_counts[False] == set(range(1, 6)) and target_counts[True] == set(range(1, 5))
+    assert clip_counts == set(range(1, 11)), "1..10 random clips of a 12-clip video"
 
-
-def test_max_way_caps_objects(orbit_root):
-    index = OrbitDataset(orbit_root, "train").index
-    spec = OrbitTaskSampler(max_way=1, min_target_frames=1).sample(
-        index, 0, np.random.default_rng(0)
-    )
-    assert spec.way == 1
+    capped = OrbitTaskSampler(mode="train", max_way=3, min_target_frames=1)
+    ways = {capped.sample(index, 0, np.random.default_rng(s)).way for s in range(50)}
+    assert ways == {2, 3}
 
 
 def test_tasks_load_with_groups_and_are_reproducible_in_workers(orbit_root):
     dataset = OrbitDataset(orbit_root, "train")
-    sampler = OrbitTaskSampler(context_clips_per_video=2, min_target_frames=4)
+    sampler = OrbitTaskSampler(mode="train", min_target_frames=4)
     tasks = OrbitTaskDataset(dataset, sampler, image_size=10, tasks_per_user=2, seed=5)
     assert len(tasks) == 4 and tasks.user_of(3) == "P200"
     task = tasks[0]
@@ -126,14 +260,32 @@ def test_tasks_load_with_groups_and_are_reproducible_in_workers(orbit_root):
     assert all(torch.equal(a, b) for a, b in zip(serial, parallel, strict=True))
 
 
+def test_task_dataset_warns_about_dropped_objects_and_users(tmp_path):
+    layout = {"P1": {"cup": ([4, 4], [4])}, "P2": {"pen": ([4], [4])}}
+    dataset = OrbitDataset(write_orbit(tmp_path, "test", layout, size=4), "test")
+    sampler = OrbitTaskSampler(target="clean", min_target_frames=2)
+    with pytest.warns(UserWarning, match=r"1 ORBIT objects .* \['P2/pen'\]"):
+        tasks = OrbitTaskDataset(dataset, sampler, image_size=8)
+    assert len(tasks) == 1 and tasks.user_of(0) == "P1"
+    with pytest.raises(ValueError, match=r"users \['P2'\] have no object"), pytest.warns():
+        OrbitTaskDataset(dataset, sampler, image_size=8, users=["P2"])
+
+
 def test_clean_target_needs_two_clean_videos(tmp_path):
     root = tmp_path / "orbit"
     folder = root / "test" / "P1" / "cup" / "clean" / "v0"
     folder.mkdir(parents=True)
     Image.new("RGB", (4, 4)).save(folder / "v0-00001.jpg")
     dataset = OrbitDataset(root, "test")
-    with pytest.raises(ValueError, match="has 1 clean videos, needs 2"):
+    with pytest.raises(ValueError, match="no object with both a context video"), pytest.warns():
         OrbitTaskDataset(dataset, OrbitTaskSampler(target="clean"), image_size=8)
+
+
+def test_sampler_settings_are_checked():
+    with pytest.raises(ValueError, match="mode must be one of"):
+        OrbitTaskSampler(mode="eval")
+    with pytest.raises(ValueError, match="frame_cap must be at least 1"):
+        OrbitTaskSampler(frame_cap=0)
 
 
 def test_missing_split_is_explained(tmp_path):

@@ -1,5 +1,7 @@
-"""ORBIT through the experiment layer: tasks cycle over users and evaluation reports the
-video metrics."""
+"""ORBIT through the experiment layer: tasks cycle over users, the training split gets the
+training sampler, and evaluation pools the video metrics per user."""
+
+import pytest
 
 from litemeta.evaluation import evaluate
 from litemeta.experiment import DataConfig, build_model, load_experiment, task_dataset
@@ -7,18 +9,59 @@ from litemeta.experiment import DataConfig, build_model, load_experiment, task_d
 from .test_orbit import write_orbit
 
 
-def test_orbit_tasks_cycle_over_users_and_get_video_metrics(tmp_path):
+def test_orbit_tasks_cycle_over_users_and_get_video_metrics_per_user(tmp_path):
     root = write_orbit(tmp_path, split="test")
     data = DataConfig(dataset="orbit", root=str(root), orbit_min_target_frames=4)
     tasks = task_dataset(data, "test", num_tasks=4, image_size=16, seed=0)
     assert len(tasks) == 4
     way = [task.way for task in tasks]
     assert way == [2, 1, 2, 1]  # P100 (keys, mug), P200 (wallet), P100, P200
+    assert [tasks.user_of(i) for i in range(4)] == ["P100", "P200", "P100", "P200"]
     assert all(task.query_groups is not None for task in tasks)
+    # all valid frames of every target video: 3 x 6 for P100, 6 for P200's eligible video
+    assert [len(task.query_labels) for task in tasks] == [18, 6, 18, 6]
 
     model = load_experiment(
         "default", ["model.backbone=resnet18", "model.pretrained=false", "model.image_size=16"]
     ).model
     result = evaluate(build_model(model), tasks, progress=False)
     assert result.orbit is not None
-    assert len(result.orbit.per_user) == 4
+    assert result.orbit.users == ["P100", "P200"]
+    assert result.orbit.over_users["frame_accuracy"].n == 2
+    assert result.orbit.over_tasks["frame_accuracy"].n == 4
+
+
+def test_orbit_options_reach_the_sampler(tmp_path):
+    root = write_orbit(tmp_path, split="train")
+    data = DataConfig(
+        dataset="orbit",
+        root=str(root),
+        test_split="train",
+        train_split="none",
+        orbit_min_target_frames=4,
+        orbit_target_frames="sampled",
+        orbit_context_clip_stride=2,
+        orbit_max_context_clips=2,
+        orbit_frame_cap=5,
+    )
+    tasks = task_dataset(data, "train", num_tasks=2, image_size=8, seed=0)
+    sampler = tasks.by_user.sampler
+    assert (sampler.mode, sampler.target_frames, sampler.frame_cap) == ("test", "sampled", 5)
+    # frames 0 and 2 of each of the 5 clean videos of P100
+    assert len(tasks[0].support_labels) == 5 * 2
+    train = task_dataset(
+        DataConfig(dataset="orbit", root=str(root), orbit_min_target_frames=4, orbit_max_way=7),
+        "train",
+        num_tasks=2,
+        image_size=8,
+        seed=0,
+    )
+    assert (train.by_user.sampler.mode, train.by_user.sampler.max_way) == ("train", 7)
+
+
+def test_shipped_orbit_config_evaluates_50_tasks_per_test_user():
+    config = load_experiment("orbit")
+    assert config.evaluation.tasks == 50 * 17  # ORBIT's test split has 17 users
+    assert config.data.orbit_target_frames == "all"
+    with pytest.raises(Exception, match="orbit_target_frames"):
+        load_experiment("orbit", ["data.orbit_target_frames=some"])
