@@ -190,12 +190,10 @@ class VariableWaySampler:
                 f"{self.max_log_weight}"
             )
 
-    def eligible_nodes(self) -> list[tuple[int, ...]]:
+    def _eligible_nodes(self, hierarchy: ClassHierarchy) -> list[tuple[int, ...]]:
         """The DAG nodes an episode may come from: those spanning ``min_way`` to
         ``max_node_leaves`` leaves (Meta-Dataset's ``MAX_SPANNING_LEAVES_ELIGIBLE``)."""
-        if self.hierarchy is None or self.hierarchy.kind != "dag":
-            raise ValueError("eligible_nodes needs a 'dag' class hierarchy")
-        return [g for g in self.hierarchy.groups if self.min_way <= len(g) <= self.max_node_leaves]
+        return [g for g in hierarchy.groups if self.min_way <= len(g) <= self.max_node_leaves]
 
     def check(self, pools: Sequence[ClassPool]) -> None:
         if len(pools) < self.min_way:
@@ -243,7 +241,7 @@ class VariableWaySampler:
                 f"the class hierarchy names classes {outside[:10]} but the collection has "
                 f"{len(pools)}; build the hierarchy from the same split as the pools"
             )
-        if hierarchy.kind == "dag" and not self.eligible_nodes():
+        if hierarchy.kind == "dag" and not self._eligible_nodes(hierarchy):
             raise ValueError(
                 f"no node of the class hierarchy spans {self.min_way} to "
                 f"{self.max_node_leaves} leaves; lower min_way, raise max_node_leaves or "
@@ -267,7 +265,7 @@ class VariableWaySampler:
             way = int(rng.integers(self.min_way, min(self.max_way, num_classes) + 1))
             return rng.choice(num_classes, size=way, replace=False)
         if self.hierarchy.kind == "dag":
-            nodes = self.eligible_nodes()
+            nodes = self._eligible_nodes(self.hierarchy)
             leaves = np.asarray(nodes[int(rng.integers(len(nodes)))])
             if len(leaves) > self.max_way:
                 leaves = rng.choice(leaves, size=self.max_way, replace=False)

@@ -20,6 +20,7 @@ from litemeta.data.base import class_pools
 from litemeta.data.episodic import task_rng
 from litemeta.data.metadataset import MetaDatasetRecords, read_dataset_spec
 from litemeta.data.samplers import ClassHierarchy, VariableWaySampler
+from litemeta.experiment import DataConfig, SamplerConfig, task_dataset
 from tests.data.synthetic import SyntheticCollection
 
 EPISODES = 10_000
@@ -371,3 +372,14 @@ def test_hierarchy_checks_say_what_to_change():
         VariableWaySampler(hierarchy=no_node).check(pools[1:])
     with pytest.raises(ValueError, match="'dag' or 'bilevel'"):
         ClassHierarchy("tree", ((0,),))  # type: ignore[arg-type]
+
+
+def test_meta_dataset_config_samples_with_the_hierarchy(tmp_path):
+    (tmp_path / "dataset_spec.json").write_text(json.dumps(omniglot_like_spec()))
+    variable = SamplerConfig(kind="variable")
+    data = DataConfig(dataset="meta-dataset", root=str(tmp_path), sampler=variable)
+    tasks = task_dataset(data, "train", num_tasks=3, image_size=8, seed=0)
+    assert tasks.sampler.hierarchy == MetaDatasetRecords(tmp_path).hierarchy
+    flat = SamplerConfig(kind="variable", hierarchy=False)
+    data = DataConfig(dataset="meta-dataset", root=str(tmp_path), sampler=flat)
+    assert task_dataset(data, "train", 3, 8, 0).sampler.hierarchy is None
