@@ -122,7 +122,7 @@ class FixedWaySampler:
 @dataclass(frozen=True)
 class ClassHierarchy:
     """Groups of related classes that Meta-Dataset draws an episode's classes from
-    (Triantafillou et al., ICLR 2020, section 3.2).
+    (Triantafillou et al., ICLR 2020).
 
     ``kind="dag"``: each group holds the leaf classes spanned by one internal node of a
     class DAG (ImageNet's WordNet graph), one group per node even where two nodes span the

@@ -1,10 +1,10 @@
 """Meta-Dataset episodes against a reference simulation (Triantafillou et al., ICLR 2020).
 
-The reference below is written from the paper's episode formulas (section 3.2 and
-appendix) and the ``dataset_spec.json`` layout, reading the raw spec itself: it shares no
-code with ``litemeta``. Each scenario draws 10,000 episodes from both and compares
+The reference below is written from the paper's episode-sampling formulas and the
+``dataset_spec.json`` layout, reading the raw spec itself: it shares no code with
+``litemeta``. Each scenario draws 10,000 episodes from both and compares
 episode-level statistics with a two-sample Kolmogorov-Smirnov distance. With 10,000
-episodes a side, the distance stays under 0.03 with probability about 0.9999 when the
+episodes a side, the distance stays under 0.03 with probability above 0.999 when the
 distributions agree; the seeds are fixed, so the test is deterministic.
 """
 
@@ -231,10 +231,24 @@ def litemeta_episodes(root, raw: dict) -> list[Episode]:
 SCENARIOS = {"imagenet": imagenet_like_spec, "omniglot": omniglot_like_spec, "flat": flat_spec}
 
 
+@pytest.fixture(scope="module")
+def drawn(tmp_path_factory):
+    """litemeta's episodes of a scenario, drawn once for the tests that share them."""
+    cache: dict[str, list[Episode]] = {}
+
+    def draw(scenario: str) -> list[Episode]:
+        if scenario not in cache:
+            root = tmp_path_factory.mktemp(scenario)
+            cache[scenario] = litemeta_episodes(root, SCENARIOS[scenario]())
+        return cache[scenario]
+
+    return draw
+
+
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-def test_episode_statistics_match_the_reference(scenario, tmp_path):
+def test_episode_statistics_match_the_reference(scenario, drawn):
     raw = SCENARIOS[scenario]()
-    ours = litemeta_episodes(tmp_path, raw)
+    ours = drawn(scenario)
     reference = ReferenceEpisodes(raw)
     rng = np.random.default_rng(12)
     theirs = [reference.episode(rng) for _ in range(EPISODES)]
@@ -253,13 +267,13 @@ def test_episode_statistics_match_the_reference(scenario, tmp_path):
     if scenario == "imagenet":
         over = np.mean([(e.shots > MAX_CONTRIB).any() for e in ours])
         over_reference = np.mean([(e.shots > MAX_CONTRIB).any() for e in theirs])
-        # binomial standard error at p ~ 0.02, n = 10,000: 0.0014 per side
-        assert over > 0.005 and abs(over - over_reference) < 0.006
+        # about 15% here; the binomial standard error of the difference is 0.005
+        assert over > 0.1 and abs(over - over_reference) < 0.02
 
 
-def test_imagenet_episodes_come_from_one_eligible_node(tmp_path):
+def test_imagenet_episodes_come_from_one_eligible_node(drawn):
     raw = imagenet_like_spec()
-    ours = litemeta_episodes(tmp_path, raw)
+    ours = drawn("imagenet")
     nodes = [frozenset(leaves) for leaves in ReferenceEpisodes(raw).nodes]
     assert len(nodes) > 20 and min(map(len, nodes)) >= MIN_WAYS
     counts = dict.fromkeys(nodes, 0)
@@ -286,9 +300,9 @@ def test_imagenet_episodes_come_from_one_eligible_node(tmp_path):
     assert subsampled > 0
 
 
-def test_omniglot_episodes_stay_within_one_alphabet(tmp_path):
+def test_omniglot_episodes_stay_within_one_alphabet(drawn):
     raw = omniglot_like_spec()
-    ours = litemeta_episodes(tmp_path, raw)
+    ours = drawn("omniglot")
     alphabets = ReferenceEpisodes(raw).alphabets
     alphabet_of = {c: a for a, members in enumerate(alphabets) for c in members}
     hits = np.zeros(len(alphabets))
