@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import numpy as np
@@ -168,7 +168,7 @@ class VariableWaySampler:
     max_query_per_class: int = 10
     min_log_weight: float = math.log(0.5)
     max_log_weight: float = math.log(2.0)
-    hierarchy: ClassHierarchy | None = None
+    hierarchy: ClassHierarchy | None = field(default=None, repr=False)
     max_node_leaves: int = 392
 
     def __post_init__(self) -> None:
