@@ -74,12 +74,16 @@ class ModelConfig:
 @dataclass
 class SamplerConfig:
     """``fixed``: ``way``-way ``shot``-shot with ``query`` queries per class. ``variable``:
-    Meta-Dataset's variable-way variable-shot episodes (Triantafillou et al., 2020)."""
+    Meta-Dataset's variable-way variable-shot episodes (Triantafillou et al., 2020), with
+    classes drawn from one node of the source's class hierarchy (ImageNet's WordNet
+    graph, Omniglot's alphabets) where its ``dataset_spec.json`` has one, unless
+    ``hierarchy`` is false."""
 
     kind: Literal["fixed", "variable"] = "fixed"
     way: int = 5
     shot: int = 5
     query: int = 2
+    hierarchy: bool = True
 
 
 @dataclass
@@ -211,9 +215,10 @@ def max_support_size(data: DataConfig) -> int | None:
     return data.sampler.way * data.sampler.shot
 
 
-def _episode_sampler(config: SamplerConfig) -> EpisodeSampler:
+def _episode_sampler(config: SamplerConfig, collection: Any) -> EpisodeSampler:
     if config.kind == "variable":
-        return VariableWaySampler()
+        use = config.hierarchy and isinstance(collection, MetaDatasetRecords)
+        return VariableWaySampler(hierarchy=collection.hierarchy if use else None)
     return FixedWaySampler(config.way, config.shot, config.query)
 
 
@@ -288,7 +293,7 @@ def task_dataset(
         return _Interleaved(by_user, users, per_user, num_tasks)
     return EpisodicTaskDataset(
         collection,
-        _episode_sampler(data.sampler),
+        _episode_sampler(data.sampler, collection),
         num_tasks=num_tasks,
         image_size=decode_size(data, image_size),
         seed=seed,

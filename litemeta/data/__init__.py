@@ -13,11 +13,17 @@ from litemeta.data.episodic import EpisodicTaskDataset, load_task, task_rng
 from litemeta.data.images import ImageLoadError
 from litemeta.data.metadataset import MetaDatasetRecords, read_dataset_spec
 from litemeta.data.orbit import OrbitDataset, OrbitTaskDataset, OrbitTaskSampler
-from litemeta.data.samplers import EpisodeSpec, FixedWaySampler, VariableWaySampler
+from litemeta.data.samplers import (
+    ClassHierarchy,
+    EpisodeSpec,
+    FixedWaySampler,
+    VariableWaySampler,
+)
 
 __all__ = [
     "EMOJI_STYLES",
     "ClassFolderDataset",
+    "ClassHierarchy",
     "ClassPool",
     "EpisodeSpec",
     "EpisodicTaskDataset",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ from torch import Tensor
 from litemeta.data.base import ImageCollection
 from litemeta.data.example_proto import ProtobufDecodeError, parse_example
 from litemeta.data.images import decode_image
+from litemeta.data.samplers import ClassHierarchy
 from litemeta.data.tfrecord import (
     HEADER_BYTES,
     CorruptRecordError,
@@ -46,13 +47,15 @@ SPLIT_ORDER = ("TRAIN", "VALID", "TEST")
 
 @dataclass(frozen=True)
 class MetaDatasetSpec:
-    """What ``dataset_spec.json`` says, flattened to class ids, names and image counts."""
+    """What ``dataset_spec.json`` says: class ids, names and image counts per split, and
+    for bi-level and hierarchical specs each split's class hierarchy (in dataset class ids)."""
 
     name: str
     file_pattern: str
     classes_per_split: dict[str, list[int]]
     class_names: dict[int, str]
     images_per_class: dict[int, int]
+    hierarchies: dict[str, ClassHierarchy] = field(default_factory=dict)
 
 
 def _split_key(split: str) -> str:
@@ -74,6 +77,46 @@ def _normalise_split_keys(mapping: dict) -> dict:
     return {key.split(".")[-1].upper(): value for key, value in mapping.items()}
 
 
+def _spanned_leaves(nodes: list[dict], path: str | os.PathLike[str]) -> dict[str, frozenset[str]]:
+    """The leaves (nodes without children) each node of a split's subgraph reaches."""
+    children = {node["wn_id"]: list(node.get("children_ids") or []) for node in nodes}
+    missing = sorted({c for kids in children.values() for c in kids} - set(children))
+    if missing:
+        raise ValueError(
+            f"{path}: split subgraph nodes name children {missing[:5]} that are not in the "
+            "same split; regenerate the dataset spec"
+        )
+    spanned: dict[str, frozenset[str]] = {}
+    visiting: set[str] = set()
+
+    def reach(wn_id: str) -> frozenset[str]:
+        if wn_id not in spanned:
+            if wn_id in visiting:
+                raise ValueError(f"{path}: the class graph has a cycle through {wn_id!r}")
+            visiting.add(wn_id)
+            kids = children[wn_id]
+            spanned[wn_id] = frozenset().union(*map(reach, kids)) if kids else frozenset([wn_id])
+            visiting.discard(wn_id)
+        return spanned[wn_id]
+
+    for wn_id in children:
+        reach(wn_id)
+    return spanned
+
+
+def _dag_hierarchy(
+    nodes: list[dict], ids_of_name: dict[str, int], path: str | os.PathLike[str]
+) -> ClassHierarchy:
+    """One group per internal node, in ``wn_id`` order, of the class ids it spans."""
+    spanned = _spanned_leaves(nodes, path)
+    groups = tuple(
+        tuple(sorted(ids_of_name[leaf] for leaf in spanned[wn_id]))
+        for wn_id in sorted(spanned)
+        if spanned[wn_id] != {wn_id}
+    )
+    return ClassHierarchy("dag", groups)
+
+
 def read_dataset_spec(path: str | os.PathLike[str]) -> MetaDatasetSpec:
     """Parse a Meta-Dataset ``dataset_spec.json`` (flat, bi-level or hierarchical)."""
     try:
@@ -86,6 +129,7 @@ def read_dataset_spec(path: str | os.PathLike[str]) -> MetaDatasetSpec:
     kind = raw.get("__class__", "DatasetSpecification")
     class_names = {int(k): str(v) for k, v in raw.get("class_names", {}).items()}
     images: dict[int, int] = {}
+    hierarchies: dict[str, ClassHierarchy] = {}
     if kind == "HierarchicalDatasetSpecification":
         ids_of_name = {name: class_id for class_id, name in class_names.items()}
         counts, per_split_images = {}, _normalise_split_keys(raw["images_per_class"])
@@ -94,6 +138,8 @@ def read_dataset_spec(path: str | os.PathLike[str]) -> MetaDatasetSpec:
             counts[key] = len(leaves)
             for leaf in leaves:
                 images[ids_of_name[leaf]] = int(per_split_images[key][leaf])
+            if len(leaves) < len(nodes):
+                hierarchies[key] = _dag_hierarchy(nodes, ids_of_name, path)
         classes = _contiguous(counts)
     else:
         for class_id, count in raw.get("images_per_class", {}).items():
@@ -106,10 +152,16 @@ def read_dataset_spec(path: str | os.PathLike[str]) -> MetaDatasetSpec:
         if kind == "BiLevelDatasetSpecification":
             per_super = {int(k): int(v) for k, v in raw["classes_per_superclass"].items()}
             super_counts = _normalise_split_keys(raw["superclasses_per_split"])
-            counts, first = {}, 0
+            counts, first, first_class = {}, 0, 0
             for key in SPLIT_ORDER:
                 supers = range(first, first + int(super_counts.get(key, 0)))
-                counts[key] = sum(per_super[s] for s in supers)
+                groups = []
+                for superclass in supers:
+                    groups.append(tuple(range(first_class, first_class + per_super[superclass])))
+                    first_class += per_super[superclass]
+                counts[key] = sum(len(group) for group in groups)
+                if groups:
+                    hierarchies[key] = ClassHierarchy("bilevel", tuple(groups))
                 first += len(supers)
             classes = _contiguous(counts)
         elif kind == "DatasetSpecification":
@@ -122,6 +174,7 @@ def read_dataset_spec(path: str | os.PathLike[str]) -> MetaDatasetSpec:
         classes_per_split=classes,
         class_names=class_names,
         images_per_class=images,
+        hierarchies=hierarchies,
     )
 
 
@@ -159,6 +212,24 @@ class MetaDatasetRecords(ImageCollection):
         self.verify_crc = verify_crc
         self.files = OpenFiles(max_open_files)
         self._index: dict[int, list[tuple[str, np.ndarray]]] = {}
+
+    @property
+    def hierarchy(self) -> ClassHierarchy | None:
+        """The split's class hierarchy in this collection's class ids (ImageNet's WordNet
+        DAG, Omniglot's alphabets), for ``VariableWaySampler(hierarchy=...)``; ``None`` for
+        a flat spec."""
+        found = self.spec.hierarchies.get(self.split)
+        if found is None:
+            return None
+        local = {class_id: index for index, class_id in enumerate(self.class_ids)}
+        outside = sorted({c for group in found.groups for c in group} - set(local))
+        if outside:
+            raise ValueError(
+                f"{SPEC_FILE} of {self.spec.name} puts classes {outside[:5]} in the "
+                f"{self.split} hierarchy but not in its class range; regenerate the spec"
+            )
+        groups = tuple(tuple(local[c] for c in group) for group in found.groups)
+        return ClassHierarchy(found.kind, groups)
 
     def class_files(self, class_id: int) -> list[str]:
         """The record files of a dataset class id (shards in order)."""

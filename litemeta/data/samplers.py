@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -120,26 +120,56 @@ class FixedWaySampler:
 
 
 @dataclass(frozen=True)
+class ClassHierarchy:
+    """Groups of related classes that Meta-Dataset draws an episode's classes from
+    (Triantafillou et al., ICLR 2020).
+
+    ``kind="dag"``: each group holds the leaf classes spanned by one internal node of a
+    class DAG (ImageNet's WordNet graph), one group per node even where two nodes span the
+    same leaves. ``kind="bilevel"``: each group is one superclass's classes (Omniglot's
+    alphabets). Ids are the collection's class ids; the sampler's pools must hold the
+    collection's classes in order, as ``class_pools`` builds them.
+    """
+
+    kind: Literal["dag", "bilevel"]
+    groups: tuple[tuple[int, ...], ...]
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("dag", "bilevel"):
+            raise ValueError(f"hierarchy kind must be 'dag' or 'bilevel', got {self.kind!r}")
+        if not self.groups:
+            raise ValueError("a class hierarchy needs at least one group of classes")
+
+
+@dataclass(frozen=True)
 class VariableWaySampler:
     """Meta-Dataset's variable-way, variable-shot episodes (Triantafillou et al., ICLR 2020).
 
-    Way is uniform in ``[min_way, min(max_way, classes)]``. Queries per class are
-    ``min(max_query_per_class, floor(half * smallest chosen class))``, so never more than
-    half of a class. A total support budget ``min(max_support, sum_c ceil(beta *
-    min(max_support_per_class, n_c - q)))`` with ``beta ~ U(0, 1]`` is split between
-    classes in proportion to ``n_c`` times a class-imbalance weight ``exp(U[log 0.5,
-    log 2])``; each class gets at least one and at most ``min(max_support_per_class,
-    n_c - q)`` support images. With style-separated pools, queries come from the query
-    styles and the support budget from the support styles.
+    Classes: without a ``hierarchy``, way is uniform in ``[min_way, min(max_way,
+    classes)]`` and the classes uniform. With a ``"dag"`` hierarchy, one internal node is
+    drawn uniformly among those spanning ``min_way..max_node_leaves`` leaves and its leaves
+    are the episode's classes (a random ``max_way`` of them when it spans more). With a
+    ``"bilevel"`` one, a superclass is drawn uniformly, then way uniform in ``[min_way,
+    min(max_way, its classes)]`` and the classes uniformly within it.
+
+    Shots: queries per class are ``q = min(max_query_per_class, floor(min_c n_c / 2))``, so
+    never more than half of a class. The support size is ``min(max_support, sum_c
+    ceil(beta * min(max_support_contrib_per_class, n_c - q)))`` with ``beta ~ U(0, 1]``,
+    split between classes in proportion to ``n_c * exp(U[min_log_weight,
+    max_log_weight])``: class ``c`` gets ``floor(p_c * (size - way)) + 1`` shots, capped
+    only by its ``n_c - q`` remaining images. With style-separated pools, queries come from
+    the query styles and ``n_c`` counts the support styles' images.
     """
 
     min_way: int = 5
     max_way: int = 50
     max_support: int = 500
-    max_support_per_class: int = 100
+    max_support_contrib_per_class: int = 100
     max_query_per_class: int = 10
     min_log_weight: float = math.log(0.5)
     max_log_weight: float = math.log(2.0)
+    hierarchy: ClassHierarchy | None = field(default=None, repr=False)
+    max_node_leaves: int = 392
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_way <= self.max_way:
@@ -149,6 +179,21 @@ class VariableWaySampler:
                 f"max_support ({self.max_support}) must allow one image per class of "
                 f"max_way ({self.max_way})"
             )
+        if self.max_support_contrib_per_class < 1 or self.max_query_per_class < 1:
+            raise ValueError(
+                "max_support_contrib_per_class and max_query_per_class must be at least 1, got "
+                f"{self.max_support_contrib_per_class} and {self.max_query_per_class}"
+            )
+        if self.min_log_weight > self.max_log_weight:
+            raise ValueError(
+                f"need min_log_weight <= max_log_weight, got {self.min_log_weight}, "
+                f"{self.max_log_weight}"
+            )
+
+    def _eligible_nodes(self, hierarchy: ClassHierarchy) -> list[tuple[int, ...]]:
+        """The DAG nodes an episode may come from: those spanning ``min_way`` to
+        ``max_node_leaves`` leaves (Meta-Dataset's ``MAX_SPANNING_LEAVES_ELIGIBLE``)."""
+        return [g for g in hierarchy.groups if self.min_way <= len(g) <= self.max_node_leaves]
 
     def check(self, pools: Sequence[ClassPool]) -> None:
         if len(pools) < self.min_way:
@@ -181,28 +226,74 @@ class VariableWaySampler:
                         "Choose other support/query styles or remove these classes.",
                     )
                 )
+        if self.hierarchy is not None:
+            self._check_hierarchy(self.hierarchy, pools)
+
+    def _check_hierarchy(self, hierarchy: ClassHierarchy, pools: Sequence[ClassPool]) -> None:
+        if any(pool.class_id != index for index, pool in enumerate(pools)):
+            raise ValueError(
+                "a class hierarchy needs the pools of all the collection's classes in order "
+                "(as class_pools builds them); drop the hierarchy to sample from a subset"
+            )
+        outside = sorted({c for g in hierarchy.groups for c in g if not 0 <= c < len(pools)})
+        if outside:
+            raise ValueError(
+                f"the class hierarchy names classes {outside[:10]} but the collection has "
+                f"{len(pools)}; build the hierarchy from the same split as the pools"
+            )
+        if hierarchy.kind == "dag" and not self._eligible_nodes(hierarchy):
+            raise ValueError(
+                f"no node of the class hierarchy spans {self.min_way} to "
+                f"{self.max_node_leaves} leaves; lower min_way, raise max_node_leaves or "
+                "drop the hierarchy"
+            )
+        if hierarchy.kind == "bilevel":
+            small = [
+                f"{index} ({len(group)})"
+                for index, group in enumerate(hierarchy.groups)
+                if len(group) < self.min_way
+            ]
+            if small:
+                raise ValueError(
+                    f"superclasses {', '.join(small[:10])} have fewer than min_way="
+                    f"{self.min_way} classes; each episode draws its classes from one "
+                    "superclass, so lower min_way or drop the hierarchy"
+                )
+
+    def _pick_classes(self, num_classes: int, rng: np.random.Generator) -> np.ndarray:
+        if self.hierarchy is None:
+            way = int(rng.integers(self.min_way, min(self.max_way, num_classes) + 1))
+            return rng.choice(num_classes, size=way, replace=False)
+        if self.hierarchy.kind == "dag":
+            nodes = self._eligible_nodes(self.hierarchy)
+            leaves = np.asarray(nodes[int(rng.integers(len(nodes)))])
+            if len(leaves) > self.max_way:
+                leaves = rng.choice(leaves, size=self.max_way, replace=False)
+            return leaves
+        groups = self.hierarchy.groups
+        members = np.asarray(groups[int(rng.integers(len(groups)))])
+        way = int(rng.integers(self.min_way, min(self.max_way, len(members)) + 1))
+        return rng.choice(members, size=way, replace=False)
 
     def sample(self, pools: Sequence[ClassPool], rng: np.random.Generator) -> EpisodeSpec:
-        max_way = min(self.max_way, len(pools))
-        way = int(rng.integers(self.min_way, max_way + 1))
-        picked = [pools[i] for i in rng.choice(len(pools), size=way, replace=False)]
-        shared = picked[0].shared
-        if shared:
+        picked = [pools[i] for i in self._pick_classes(len(pools), rng)]
+        way = len(picked)
+        if picked[0].shared:
             sizes = np.array([len(p.support) for p in picked])
             num_query = min(self.max_query_per_class, int(sizes.min()) // 2)
-            available = sizes - num_query
+            remaining = sizes - num_query
         else:
-            available = np.array([len(p.support) for p in picked])
+            sizes = remaining = np.array([len(p.support) for p in picked])
             query_sizes = np.array([len(p.query) for p in picked])  # type: ignore[arg-type]
             num_query = min(self.max_query_per_class, int(query_sizes.min()))
-        caps = np.minimum(available, self.max_support_per_class)
+        contributions = np.minimum(remaining, self.max_support_contrib_per_class)
         beta = 1.0 - rng.random()  # in (0, 1]
-        budget = min(self.max_support, int(np.ceil(beta * caps).sum()))
+        budget = min(self.max_support, int(np.ceil(beta * contributions).sum()))
         log_weights = rng.uniform(self.min_log_weight, self.max_log_weight, size=way)
-        proportions = np.exp(log_weights) * available
+        proportions = np.exp(log_weights) * sizes
         proportions = proportions / proportions.sum()
         shots = np.floor(proportions * (budget - way)).astype(int) + 1
-        shots = np.minimum(shots, caps)
+        shots = np.minimum(shots, remaining)
         chosen = []
         for pool, shot in zip(picked, shots, strict=True):
             support, query = _draw(pool, int(shot), num_query, rng)
