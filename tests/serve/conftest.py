@@ -28,5 +28,10 @@ def photo(
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
-    """A ProtoNets run (random ResNet-18, 32 px) after one meta-training step."""
-    return train_tiny_run(tmp_path_factory.mktemp("serve-run") / "run")
+    """A ProtoNets run (random ResNet-18, 32 px) after one meta-training step, with a
+    distance scale that keeps its probabilities away from uniform."""
+    return train_tiny_run(
+        tmp_path_factory.mktemp("serve-run") / "run",
+        "model.learner_options.protonets.distance_scale=0.3",
+        "training.lite.h=null",
+    )

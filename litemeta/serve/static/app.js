@@ -191,7 +191,10 @@ async function camera() {
     $("camera").hidden = false;
   }
   const video = $("camera-video");
-  if (video.readyState < 2) await new Promise((done) => video.addEventListener("loadeddata", done, { once: true }));
+  // A camera's first frames are often black: wait until a few have been shown.
+  while (video.readyState < 2 || video.currentTime < 0.3) {
+    await new Promise((done) => setTimeout(done, 50));
+  }
   return video;
 }
 
