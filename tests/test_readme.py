@@ -24,8 +24,8 @@ from PIL import Image
 
 from litemeta.cli import build_parser, main
 from tests.cli_helpers import TINY_OVERRIDES, train_tiny_run
-from tests.serve.helpers import free_port
 from tests.data.fake_npm import write_fake_packages
+from tests.serve.helpers import free_port
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
