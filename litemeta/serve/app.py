@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import Headers, MutableHeaders, QueryParams, UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from litemeta.data.images import ImageLoadError
@@ -82,6 +82,52 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+class Guard:
+    """With a token, answer 401 to ``/api/`` requests that lack it; add security headers."""
+
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self.app = app
+        self.token = token
+
+    def _allowed(self, scope: Scope) -> bool:
+        if self.token is None or not scope["path"].startswith("/api/"):
+            return True
+        header = Headers(scope=scope).get("authorization", "")
+        given = (
+            header.removeprefix("Bearer ")
+            if header.startswith("Bearer ")
+            else QueryParams(scope["query_string"]).get("token", "")
+        )
+        return secrets.compare_digest(given.encode(), self.token.encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if not self._allowed(scope):
+            response = JSONResponse(
+                {"error": "this server needs its token: open the page with ?token=TOKEN"},
+                status_code=401,
+            )
+            await response(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 def create_app(
     personaliser: Personaliser,
     store: Store,
@@ -108,28 +154,7 @@ def create_app(
     async def _bad_value(request: Request, error: ValueError) -> JSONResponse:
         return JSONResponse({"error": str(error)}, status_code=400)
 
-    @app.middleware("http")
-    async def _check_token(request: Request, call_next: Any) -> Response:
-        if token is not None and request.url.path.startswith("/api/"):
-            header = request.headers.get("authorization", "")
-            given = (
-                header[7:]
-                if header.startswith("Bearer ")
-                else request.query_params.get("token", "")
-            )
-            if not secrets.compare_digest(given.encode(), token.encode()):
-                return JSONResponse(
-                    {"error": "this server needs its token: open the page with ?token=TOKEN"},
-                    status_code=401,
-                )
-        response = await call_next(request)
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; "
-            "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
-        )
-        return response
-
+    app.add_middleware(Guard, token=token)
     app.add_middleware(BodyLimit, limit=int(max_upload_mb * 2**20))
 
     async def _json(request: Request, key: str) -> object:
@@ -145,6 +170,8 @@ def create_app(
         """The form's fields and its ``file`` uploads as ``(data, extension, media type)``."""
         try:
             form = await request.form(max_files=MAX_FILES_PER_REQUEST)
+        except Refused:
+            raise
         except Exception as error:  # the multipart parser raises several types
             raise Refused(
                 400, f"send the images as multipart/form-data with field 'file' ({error})"
@@ -159,7 +186,7 @@ def create_app(
             data = await upload.read()
             name = upload.filename or "the upload"
             try:
-                images.append((data, *check_image(data, name)))
+                images.append((data, *await run_in_threadpool(check_image, data, name)))
             except ImageLoadError as error:
                 raise Refused(400, str(error)) from None
         fields = {k: v for k, v in form.items() if not isinstance(v, UploadFile)}
@@ -169,7 +196,11 @@ def create_app(
         with adapting:
             recogniser = store.get(recogniser_id)
             if recogniser.taught is None:
-                raise Refused(409, f"teach {recogniser.name!r} first: its examples changed")
+                raise Refused(
+                    409,
+                    f"teach {recogniser.name!r} first: it has not been taught since its classes or "
+                    "examples last changed",
+                )
             cached = adapted.get(recogniser_id)
             if cached is None or cached[0] != recogniser.taught:
                 adapted[recogniser_id] = (recogniser.taught, personaliser.teach(recogniser)[0])
@@ -227,7 +258,7 @@ def create_app(
         store.get(recogniser_id)
         fields, images = await _images(request, one=False)
         label = check_name(fields.get("label", ""), "class label")
-        return store.add_examples(recogniser_id, label, images)
+        return await run_in_threadpool(store.add_examples, recogniser_id, label, images)
 
     @app.get("/api/recognisers/{recogniser_id}/examples/{example_id}/image")
     def example_image(recogniser_id: str, example_id: str) -> FileResponse:

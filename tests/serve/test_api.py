@@ -123,6 +123,32 @@ def test_bad_uploads_are_refused_and_nothing_is_stored(
     assert _stored_files(tmp_path) == []
 
 
+def test_a_streamed_upload_over_the_limit_is_refused(personaliser, tmp_path):
+    app = _app(personaliser, tmp_path, max_upload_mb=1)
+    with running(app) as url, httpx.Client(base_url=url) as client:
+        recogniser = client.post("/api/recognisers", json={"name": "r"}).json()["id"]
+        boundary = "b0undary"
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="label"\r\n\r\nred\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.png"'
+            "\r\nContent-Type: image/png\r\n\r\n"
+        ).encode()
+
+        def chunks():  # no Content-Length: the server must count as the body arrives
+            yield head
+            for _ in range(16):
+                yield b"\0" * 2**17
+
+        response = client.post(
+            f"/api/recognisers/{recogniser}/examples",
+            content=chunks(),
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        assert response.status_code == 413
+        assert "larger than 1 MB" in response.json()["error"]
+    assert _stored_files(tmp_path) == []
+
+
 def test_one_bad_file_in_a_batch_stores_none_of_it(personaliser, tmp_path):
     with running(_app(personaliser, tmp_path)) as url, httpx.Client(base_url=url) as client:
         recogniser = client.post("/api/recognisers", json={"name": "r"}).json()["id"]
@@ -209,4 +235,6 @@ def test_a_token_guards_the_api_on_another_address(personaliser, tmp_path):
             client.get("/api/recognisers", headers={"Authorization": "Bearer s3cret"}).json() == []
         )
         assert client.get("/api/health", params={"token": "s3cret"}).status_code == 200
-        assert client.get("/").status_code == 200  # the page itself holds no data
+        page = client.get("/")  # the page itself holds no data
+        assert page.status_code == 200 and '<script src="/static/app.js"' in page.text
+        assert "default-src 'self'" in page.headers["content-security-policy"]
