@@ -158,6 +158,7 @@ def _serve(args: argparse.Namespace) -> None:
         store=args.store or default_store_dir(),
         token=args.token,
         max_upload_mb=args.max_upload_mb,
+        chunk_size=args.chunk_size,
     )
 
 
@@ -279,6 +280,13 @@ def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=20,
         help="largest request body (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        default=None,
+        help="images per forward pass when teaching (default: 16 on a CPU, the checkpoint's "
+        "on a GPU)",
     )
     serve.set_defaults(handler=_serve)
 

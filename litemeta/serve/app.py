@@ -312,6 +312,7 @@ def run_server(
     store: str | Path,
     token: str | None = None,
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    chunk_size: int | None = None,
 ) -> None:
     """Load the checkpoint, open the store and serve until interrupted."""
     import uvicorn
@@ -321,7 +322,7 @@ def run_server(
             f"binding to {host} lets other machines reach the server; pass --token SECRET "
             "(and open the page with ?token=SECRET) or bind to 127.0.0.1"
         )
-    personaliser = Personaliser.from_checkpoint(checkpoint)
+    personaliser = Personaliser.from_checkpoint(checkpoint, chunk_size)
     app = create_app(
         personaliser,
         Store(store),
