@@ -222,7 +222,7 @@ def create_app(
 
     @app.get("/api/recognisers")
     def list_recognisers() -> list[dict[str, object]]:
-        return [r.summary() for r in store.list()]
+        return [r.summary() for r in store.recognisers()]
 
     @app.post("/api/recognisers", status_code=201)
     async def create(request: Request) -> dict[str, str]:

@@ -188,7 +188,7 @@ class Store:
             )
         return recogniser_id
 
-    def list(self) -> list[Recogniser]:
+    def recognisers(self) -> list[Recogniser]:
         with self._lock:
             ids = [
                 row[0] for row in self._db.execute("SELECT id FROM recognisers ORDER BY created")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import onnx
+import onnxruntime
 import pytest
 
+from litemeta.data.images import decode_image
 from litemeta.serve.app import create_app, needs_token, run_server
 from litemeta.serve.recogniser import Personaliser
 from litemeta.serve.store import Store
@@ -238,3 +242,26 @@ def test_a_token_guards_the_api_on_another_address(personaliser, tmp_path):
         page = client.get("/")  # the page itself holds no data
         assert page.status_code == 200 and '<script src="/static/app.js"' in page.text
         assert "default-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_the_exported_model_gives_the_servers_probabilities(personaliser, tmp_path):
+    held_out = photo(COLOURS["blue"], variant=4, kind="JPEG")
+    with running(_app(personaliser, tmp_path)) as url, httpx.Client(base_url=url) as client:
+        recogniser = _teach_colours(client)
+        export = f"/api/recognisers/{recogniser}/export"
+        assert client.get(export, params={"format": "onnx"}).status_code == 409
+        client.post(f"/api/recognisers/{recogniser}/teach").raise_for_status()
+        refused = client.get(export, params={"format": "zip"})
+        assert refused.status_code == 400 and "format=onnx" in refused.json()["error"]
+        response = client.get(export, params={"format": "onnx"})
+        assert response.headers["content-disposition"] == 'attachment; filename="Colours.onnx"'
+        served = {p["label"]: p["probability"] for p in _predict(client, recogniser, held_out)}
+    model = response.content
+    labels = json.loads(
+        next(p.value for p in onnx.load_from_string(model).metadata_props if p.key == "labels")
+    )
+    assert labels == list(COLOURS)
+    image = decode_image(held_out, personaliser.image_size, "held-out").unsqueeze(0).numpy()
+    session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
+    [probabilities] = session.run(["probabilities"], {"image": image})[0]
+    assert probabilities.tolist() == pytest.approx([served[label] for label in labels], abs=1e-4)
