@@ -147,7 +147,20 @@ def _personalise(args: argparse.Namespace) -> None:
         print(f"wrote predictions.csv and predictions.json to {args.output}")
 
 
+def _require_serve_extra(command: str) -> None:
+    import importlib.util
+
+    missing = [
+        m for m in ("fastapi", "uvicorn", "multipart", "onnx") if not importlib.util.find_spec(m)
+    ]
+    if missing:
+        raise RuntimeError(
+            f"`litemeta {command}` needs {', '.join(missing)}: pip install 'litemeta[serve]'"
+        )
+
+
 def _serve(args: argparse.Namespace) -> None:
+    _require_serve_extra("serve")
     from litemeta.serve.app import run_server
     from litemeta.serve.store import default_store_dir
 
@@ -163,6 +176,7 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
+    _require_serve_extra("export")
     from litemeta.serve.export import export_folders
 
     model, labels = export_folders(args.checkpoint, args.support)
