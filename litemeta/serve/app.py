@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import secrets
 import threading
 from importlib import resources
@@ -292,12 +293,16 @@ def create_app(
         if format != "onnx":
             raise Refused(400, f"unknown export format {format!r}; use format=onnx")
         recogniser = store.get(recogniser_id)
-        model = personaliser.export(_adapted(recogniser_id))
-        filename = "".join(c if c.isalnum() else "-" for c in recogniser.name) or "recogniser"
+        taught = _adapted(recogniser_id)
+        model = personaliser.export(taught)
+        name = "".join(c if c.isascii() and c.isalnum() else "-" for c in recogniser.name)
         return Response(
             model,
             media_type="application/octet-stream",
-            headers={"Content-Disposition": f'attachment; filename="{filename}.onnx"'},
+            headers={
+                "Content-Disposition": f'attachment; filename="{name or "recogniser"}.onnx"',
+                "X-Labels": json.dumps(taught.classes),  # also in the model's metadata
+            },
         )
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")

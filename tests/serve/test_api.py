@@ -260,7 +260,7 @@ def test_the_exported_model_gives_the_servers_probabilities(personaliser, tmp_pa
     labels = json.loads(
         next(p.value for p in onnx.load_from_string(model).metadata_props if p.key == "labels")
     )
-    assert labels == list(COLOURS)
+    assert labels == list(COLOURS) == json.loads(response.headers["x-labels"])
     image = decode_image(held_out, personaliser.image_size, "held-out").unsqueeze(0).numpy()
     session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
     [probabilities] = session.run(["probabilities"], {"image": image})[0]
