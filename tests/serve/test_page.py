@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from litemeta.serve.app import create_app
 from litemeta.serve.recogniser import Personaliser
@@ -23,25 +23,40 @@ from tests.serve.helpers import running
 CHROMIUM = "/usr/bin/chromium"
 
 
-@pytest.fixture
-def page(tiny_run, tmp_path):
+@pytest.fixture(scope="module")
+def browser():
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/install-test-browser first")
-    app = create_app(
-        Personaliser.from_checkpoint(tiny_run), Store(tmp_path / "store"), checkpoint_name="run"
-    )
-    with running(app) as url, sync_playwright() as playwright:
+    with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
             args=["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
         )
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        context.grant_permissions(["camera"], origin=url)
-        page = context.new_page()
-        page.set_default_timeout(30_000)
-        page.goto(url)
-        yield page
+        yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def personaliser(tiny_run) -> Personaliser:
+    return Personaliser.from_checkpoint(tiny_run)
+
+
+def _open(browser: Browser, url: str) -> Page:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.grant_permissions(["camera"], origin=url.split("/?")[0])
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(url)
+    return page
+
+
+@pytest.fixture
+def page(browser, personaliser, tmp_path):
+    app = create_app(personaliser, Store(tmp_path / "store"), checkpoint_name="run")
+    with running(app) as url:
+        page = _open(browser, url)
+        yield page
+        page.context.close()
 
 
 def _card(page: Page, label: str):
@@ -156,3 +171,22 @@ def test_teach_and_try_a_recogniser_in_the_browser(page: Page, tmp_path):
     expect(page.locator("#recogniser-list button")).to_contain_text("14 examples, taught")
     expect(page.locator("#teach-result")).to_contain_text("Taught 3 classes from 14 examples")
     expect(_card(page, "camera").locator(".thumbs img")).to_have_count(8)
+
+
+def test_the_page_sends_the_token_of_its_address(browser, personaliser, tmp_path):
+    app = create_app(personaliser, Store(tmp_path / "store"), token="s3cret")
+    with running(app, host="127.0.0.2") as url:
+        without = _open(browser, url)
+        expect(without.locator("#message")).to_contain_text("this server needs its token")
+        without.context.close()
+        page = _open(browser, f"{url}/?token=s3cret")
+        page.fill("#new-name", "Guarded")
+        page.click("#create-form button")
+        page.fill("#new-class", "red")
+        page.click("#class-form button")
+        _card(page, "red").locator(".pick").set_input_files(_files("red", 1))
+        thumbnail = _card(page, "red").locator(".thumbs img")
+        expect(thumbnail).to_have_count(1)
+        page.wait_for_function("document.querySelector('.thumbs img').naturalWidth > 0")
+        expect(page.locator("#message")).to_contain_text("red now has 1 example.")
+        page.context.close()

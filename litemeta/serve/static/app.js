@@ -6,6 +6,7 @@ const BURST_FRAMES = 8;
 const BURST_GAP_MS = 120;
 const state = { recognisers: [], current: null, stream: null, live: false };
 const $ = (id) => document.getElementById(id);
+const count = (n, noun) => `${n} ${noun}${n === 1 ? "" : noun.endsWith("s") ? "es" : "s"}`;
 
 async function api(path, options = {}) {
   const headers = Object.assign({}, options.headers || {});
@@ -56,7 +57,7 @@ async function loadList() {
     button.className = state.current && state.current.id === recogniser.id ? "current" : "";
     const examples = recogniser.classes.reduce((sum, c) => sum + c.examples.length, 0);
     const detail = document.createElement("small");
-    detail.textContent = `${recogniser.classes.length} classes, ${examples} examples` +
+    detail.textContent = `${count(recogniser.classes.length, "class")}, ${count(examples, "example")}` +
       (recogniser.taught ? ", taught" : "");
     button.append(recogniser.name, detail);
     button.addEventListener("click", () => attempt(() => open(recogniser.id)));
@@ -87,7 +88,7 @@ async function refresh() {
 function showTaught() {
   const taught = state.current.taught;
   $("teach-result").textContent = taught
-    ? `Taught ${taught.classes.length} classes from ${taught.examples} examples in ${taught.seconds.toFixed(2)} s.`
+    ? `Taught ${count(taught.classes.length, "class")} from ${count(taught.examples, "example")} in ${taught.seconds.toFixed(2)} s.`
     : "Not taught yet: add examples to two or more classes, then teach.";
   $("export-link").hidden = !taught;
 }
@@ -99,7 +100,7 @@ function renderClasses() {
     const card = $("class-template").content.firstElementChild.cloneNode(true);
     card.dataset.label = group.label;
     card.querySelector(".class-label").textContent = group.label;
-    card.querySelector(".count").textContent = `${group.examples.length} examples`;
+    card.querySelector(".count").textContent = count(group.examples.length, "example");
     const thumbs = card.querySelector(".thumbs");
     for (const exampleId of group.examples) {
       const item = document.createElement("li");
@@ -173,7 +174,7 @@ async function upload(label, files) {
   for (const file of files) form.append("file", file, file.name || "photo.jpg");
   say("");
   const counts = await api(`/api/recognisers/${state.current.id}/examples`, { method: "POST", body: form });
-  say(`${label} now has ${counts[label]} examples.`, true);
+  say(`${label} now has ${count(counts[label], "example")}.`, true);
   await refresh();
 }
 
