@@ -4,6 +4,7 @@
 const token = new URLSearchParams(location.search).get("token");
 const BURST_FRAMES = 8;
 const BURST_GAP_MS = 120;
+const LIVE_FPS = 5;
 const state = { recognisers: [], current: null, stream: null, live: false };
 const $ = (id) => document.getElementById(id);
 const count = (n, noun) => `${n} ${noun}${n === 1 ? "" : noun.endsWith("s") ? "es" : "s"}`;
@@ -288,12 +289,16 @@ async function live() {
   $("try-preview").hidden = true;
   say("");
   while (state.live) {
+    const started = performance.now();
     try {
       await predict(await frame(video));
     } catch (error) {
       stopCamera();
       throw error;
     }
+    // At most LIVE_FPS frames a second, so the server stays free for others.
+    const wait = 1000 / LIVE_FPS - (performance.now() - started);
+    if (wait > 0) await new Promise((done) => setTimeout(done, wait));
   }
 }
 
