@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -44,12 +45,12 @@ def check_image(data: bytes, source: str) -> tuple[str, str]:
     return MEDIA_TYPES[kind]
 
 
+@dataclass(frozen=True)
 class Adapted:
     """A recogniser's classifier after "teach": its class names and the classifier."""
 
-    def __init__(self, classes: list[str], classifier: TaskClassifier) -> None:
-        self.classes = classes
-        self.classifier = classifier
+    classes: list[str]
+    classifier: TaskClassifier
 
 
 #: Support images per forward pass when teaching on a CPU: smaller chunks stay in cache
