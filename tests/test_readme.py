@@ -8,14 +8,9 @@ directory that holds what the command reads (a trained run, class folders of pho
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -25,7 +20,7 @@ from PIL import Image
 from litemeta.cli import build_parser, main
 from tests.cli_helpers import TINY_OVERRIDES, train_tiny_run
 from tests.data.fake_npm import write_fake_packages
-from tests.serve.helpers import free_port
+from tests.serve.helpers import free_port, serving_process
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -209,27 +204,8 @@ def test_readme_command_runs(words, tmp_path, monkeypatch, trained_default_run, 
 
 def _serve_briefly(argv: list[str]) -> None:
     """Start `litemeta serve` as its own process, ask its health, stop it with Ctrl-C."""
-    url = f"http://127.0.0.1:{_flag_value(argv, '--port')}/api/health"
-    environment = {**os.environ, "PYTHONPATH": str(README.parent)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "litemeta.cli", *argv],
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, server.communicate()[0]
-            try:
-                health = httpx.get(url, timeout=5)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the server did not answer in 120 s"
-                time.sleep(0.2)
+    port = int(_flag_value(argv, "--port"))
+    with serving_process(argv, port) as server:
+        health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=30)
         assert health.json()["status"] == "ok"
-    finally:
-        server.send_signal(signal.SIGINT)
-        output = server.communicate(timeout=60)[0]
-    assert server.returncode == 0, output
+    assert server.returncode == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from litemeta.serve.app import create_app, needs_token, run_server
 from litemeta.serve.recogniser import Personaliser
 from litemeta.serve.store import Store
 from tests.serve.conftest import COLOURS, photo
-from tests.serve.helpers import running
+from tests.serve.helpers import free_port, running, serving_process
 
 
 @pytest.fixture(scope="module")
@@ -265,3 +266,24 @@ def test_the_exported_model_gives_the_servers_probabilities(personaliser, tmp_pa
     session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
     [probabilities] = session.run(["probabilities"], {"image": image})[0]
     assert probabilities.tolist() == pytest.approx([served[label] for label in labels], abs=1e-4)
+
+
+def test_a_killed_server_keeps_everything_it_answered(tiny_run, tmp_path):
+    port = free_port("127.0.0.1")
+    argv = ["serve", "--checkpoint", str(tiny_run), "--port", str(port), "--store", str(tmp_path)]
+    url = f"http://127.0.0.1:{port}"
+    held_out = photo(COLOURS["red"], variant=6, kind="JPEG")
+    with serving_process(argv, port) as server, httpx.Client(base_url=url) as client:
+        recogniser = _teach_colours(client)
+        client.post(f"/api/recognisers/{recogniser}/teach").raise_for_status()
+        before = _predict(client, recogniser, held_out)
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+    with serving_process(argv, port), httpx.Client(base_url=url) as client:
+        [kept] = client.get("/api/recognisers").json()
+        assert kept["taught"]["classes"] == list(COLOURS)
+        after = _predict(client, recogniser, held_out)
+    assert [p["label"] for p in after] == [p["label"] for p in before]
+    assert [p["probability"] for p in after] == pytest.approx(
+        [p["probability"] for p in before], abs=1e-6
+    )
