@@ -335,5 +335,7 @@ def run_server(
         max_upload_mb=max_upload_mb,
         checkpoint_name=Path(checkpoint).name,
     )
-    print(f"litemeta: serving http://{host}:{port}/ (store {store}); Ctrl-C stops", flush=True)
+    address = f"[{host}]" if ":" in host else host
+    page = f"http://{address}:{port}/" + (f"?token={token}" if token else "")
+    print(f"litemeta: serving {page} (store {store}); Ctrl-C stops", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -61,14 +61,14 @@ async function loadList() {
     detail.textContent = `${count(recogniser.classes.length, "class")}, ${count(examples, "example")}` +
       (recogniser.taught ? ", taught" : "");
     button.append(recogniser.name, detail);
-    button.addEventListener("click", () => attempt(() => open(recogniser.id)));
+    button.addEventListener("click", () => attempt(() => show(recogniser.id)));
     item.append(button);
     list.append(item);
   }
   $("no-recognisers").hidden = state.recognisers.length > 0;
 }
 
-async function open(id) {
+async function show(id) {
   state.current = await api("/api/recognisers/" + id);
   localStorage.setItem("litemeta-recogniser", id);
   $("workspace").hidden = false;
@@ -83,7 +83,7 @@ async function open(id) {
 }
 
 async function refresh() {
-  await open(state.current.id);
+  await show(state.current.id);
 }
 
 function showTaught() {
@@ -309,7 +309,7 @@ function setUp() {
       const { id } = await api("/api/recognisers", { method: "POST", json: { name: $("new-name").value } });
       $("new-name").value = "";
       say("");
-      await open(id);
+      await show(id);
     });
   });
   $("class-form").addEventListener("submit", (event) => {
@@ -338,7 +338,7 @@ function setUp() {
     $("model-info").textContent = `${health.learner} from ${health.checkpoint || "a checkpoint"}, ${health.image_size} px`;
     await loadList();
     const last = localStorage.getItem("litemeta-recogniser");
-    if (last && state.recognisers.some((r) => r.id === last)) await open(last);
+    if (last && state.recognisers.some((r) => r.id === last)) await show(last);
   });
 }
 
