@@ -147,6 +147,45 @@ def _personalise(args: argparse.Namespace) -> None:
         print(f"wrote predictions.csv and predictions.json to {args.output}")
 
 
+def _require_serve_extra(command: str) -> None:
+    import importlib.util
+
+    missing = [
+        m for m in ("fastapi", "uvicorn", "multipart", "onnx") if not importlib.util.find_spec(m)
+    ]
+    if missing:
+        raise RuntimeError(
+            f"`litemeta {command}` needs {', '.join(missing)}: pip install 'litemeta[serve]'"
+        )
+
+
+def _serve(args: argparse.Namespace) -> None:
+    _require_serve_extra("serve")
+    from litemeta.serve.app import run_server
+    from litemeta.serve.store import default_store_dir
+
+    run_server(
+        args.checkpoint,
+        host=args.host,
+        port=args.port,
+        store=args.store or default_store_dir(),
+        token=args.token,
+        max_upload_mb=args.max_upload_mb,
+        chunk_size=args.chunk_size,
+    )
+
+
+def _export(args: argparse.Namespace) -> None:
+    _require_serve_extra("export")
+    from litemeta.serve.export import export_folders
+
+    model, labels = export_folders(args.checkpoint, args.support)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(model)
+    print(f"wrote {out} ({len(model) / 2**20:.1f} MB): uint8 images in, probabilities of {labels}")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -228,6 +267,54 @@ def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
     personalise.set_defaults(
         handler=_personalise, unreadable_hint="to skip unreadable images: --skip-unreadable"
     )
+
+    serve = subparsers.add_parser(
+        "serve",
+        help="a web page to teach a recogniser from photos or the webcam (needs litemeta[serve])",
+    )
+    serve.add_argument(
+        "--checkpoint", required=True, help="a checkpoint or training output directory"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    serve.add_argument(
+        "--store",
+        default=None,
+        help="folder for recognisers and their images (default: the "
+        "user data folder, e.g. ~/.local/share/litemeta/serve)",
+    )
+    serve.add_argument(
+        "--token",
+        default=None,
+        help="secret every API request must send; required to bind "
+        "to an address other than 127.0.0.1",
+    )
+    serve.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=20,
+        help="largest request body (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        default=None,
+        help="images per forward pass when teaching (default: 16 on a CPU, the checkpoint's "
+        "on a GPU)",
+    )
+    serve.set_defaults(handler=_serve)
+
+    export = subparsers.add_parser(
+        "export", help="adapt to class folders and write a self-contained ONNX model"
+    )
+    export.add_argument(
+        "--checkpoint", required=True, help="a checkpoint or training output directory"
+    )
+    export.add_argument(
+        "--support", required=True, help="folder with one sub-folder of images per class"
+    )
+    export.add_argument("--out", required=True, help="the .onnx file to write")
+    export.set_defaults(handler=_export)
 
 
 def _step_grid(args: argparse.Namespace) -> Grid:

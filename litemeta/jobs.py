@@ -232,7 +232,7 @@ def _query_files(folder: Path) -> list[Path]:
     return files
 
 
-def _support_set(
+def read_support_set(
     folder: Path, image_size: int, skip_unreadable: bool
 ) -> tuple[list[str], list[torch.Tensor], list[int], list[Prediction]]:
     """The class names, images and labels of ``folder/<class>/*``; refuses what would
@@ -291,7 +291,9 @@ def personalise(
     ``predictions.json`` to ``output_dir`` when given."""
     learner = load_trained_learner(checkpoint).eval()
     image_size = learner.backbone.image_size
-    class_names, images, labels, skipped = _support_set(Path(support), image_size, skip_unreadable)
+    class_names, images, labels, skipped = read_support_set(
+        Path(support), image_size, skip_unreadable
+    )
     device = pick_device()
     query_files = _query_files(Path(query))
     predictions: list[Prediction] = []

@@ -13,12 +13,14 @@ import shlex
 import shutil
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image
 
 from litemeta.cli import build_parser, main
 from tests.cli_helpers import TINY_OVERRIDES, train_tiny_run
 from tests.data.fake_npm import write_fake_packages
+from tests.serve.helpers import free_port, serving_process
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -49,6 +51,7 @@ NOT_LITEMETA = {
     "ruff": "the linter, run by .ci/run",
     "python": "the test suite itself",
     "torchrun": "a multi-process launch; tests/test_training_distributed.py covers it",
+    "scripts/install-test-browser": "installs Chromium for the browser test, run by .ci/run",
 }
 
 
@@ -112,10 +115,20 @@ def tiny(argv: list[str], tmp_path: Path) -> list[str]:
     if command in ("train", "evaluate"):
         extra = [*TINY_OVERRIDES, "training.steps=2"] if "--resume" in argv else TINY_OVERRIDES
         return [*argv, *extra]
-    if command in ("personalise", "predict"):
+    if command in ("personalise", "predict", "export"):
         _write_images(Path(_flag_value(argv, "--support")), ["red", "green", "blue"])
-        _write_images(Path(_flag_value(argv, "--query")), None)
+        if "--query" in argv:
+            _write_images(Path(_flag_value(argv, "--query")), None)
         return argv
+    if command == "serve":
+        port = free_port("127.0.0.1")
+        return [
+            *_without(_without(argv, "--port"), "--store"),
+            "--port",
+            str(port),
+            "--store",
+            "store",
+        ]
     if argv[:2] == ["data", "build-emoji"]:
         packages = write_fake_packages(tmp_path / "npm")
         return [
@@ -160,7 +173,13 @@ COMMANDS = readme_commands()
 
 def test_the_readme_has_the_commands_it_documents() -> None:
     firsts = [" ".join(c[:2]) for c in COMMANDS if c[0] == "litemeta"]
-    for expected in ("litemeta train", "litemeta evaluate", "litemeta personalise"):
+    for expected in (
+        "litemeta train",
+        "litemeta evaluate",
+        "litemeta personalise",
+        "litemeta serve",
+        "litemeta export",
+    ):
         assert expected in firsts
     assert ["litemeta", "bench", "speed"] in COMMANDS  # `memory|speed|...` is expanded
 
@@ -176,5 +195,17 @@ def test_readme_command_runs(words, tmp_path, monkeypatch, trained_default_run, 
         shutil.copytree(trained_default_run, tmp_path / "runs" / "default")
     if argv[:2] == ["data", "build-emoji"]:
         pytest.importorskip("cairosvg")
+    if argv[0] == "serve":
+        _serve_briefly(tiny(argv, tmp_path))
+        return
     code = main(tiny(argv, tmp_path))
     assert code == 0, capsys.readouterr().err
+
+
+def _serve_briefly(argv: list[str]) -> None:
+    """Start `litemeta serve` as its own process, ask its health, stop it with Ctrl-C."""
+    port = int(_flag_value(argv, "--port"))
+    with serving_process(argv, port) as server:
+        health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=30)
+        assert health.json()["status"] == "ok"
+    assert server.returncode == 0

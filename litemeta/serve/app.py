@@ -1,0 +1,341 @@
+"""The web app: one page and a JSON API to create, teach, try and export recognisers."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import secrets
+import threading
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, MutableHeaders, QueryParams, UploadFile
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from litemeta.data.images import ImageLoadError
+from litemeta.serve.recogniser import Adapted, Personaliser, check_image
+from litemeta.serve.store import NotFound, Store, Taught, check_name
+
+__all__ = ["DEFAULT_MAX_UPLOAD_MB", "create_app", "needs_token"]
+
+DEFAULT_MAX_UPLOAD_MB = 20
+MAX_FILES_PER_REQUEST = 100
+STATIC = resources.files("litemeta.serve") / "static"
+
+
+class Refused(Exception):
+    """A request the app refuses, with its HTTP status and a message that says what to do."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def needs_token(host: str) -> bool:
+    """True unless ``host`` is the default loopback address 127.0.0.1 (or localhost, ::1)."""
+    if host == "localhost":
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    return str(address) not in ("127.0.0.1", "::1")
+
+
+class BodyLimit:
+    """Refuse (413) request bodies over ``limit`` bytes, by Content-Length or as they stream."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    def _refusal(self) -> Refused:
+        megabytes = self.limit / 2**20
+        return Refused(
+            413, f"the upload is larger than {megabytes:g} MB; send smaller or fewer images"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            refusal = self._refusal()
+            response = JSONResponse({"error": str(refusal)}, status_code=refusal.status)
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise self._refusal()  # answered by the app's handler for Refused
+            return message
+
+        await self.app(scope, counted, send)
+
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+class Guard:
+    """With a token, answer 401 to ``/api/`` requests that lack it; add security headers."""
+
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self.app = app
+        self.token = token
+
+    def _allowed(self, scope: Scope) -> bool:
+        if self.token is None or not scope["path"].startswith("/api/"):
+            return True
+        header = Headers(scope=scope).get("authorization", "")
+        given = (
+            header.removeprefix("Bearer ")
+            if header.startswith("Bearer ")
+            else QueryParams(scope["query_string"]).get("token", "")
+        )
+        return secrets.compare_digest(given.encode(), self.token.encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if not self._allowed(scope):
+            response = JSONResponse(
+                {"error": "this server needs its token: open the page with ?token=TOKEN"},
+                status_code=401,
+            )
+            await response(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def create_app(
+    personaliser: Personaliser,
+    store: Store,
+    *,
+    token: str | None = None,
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    checkpoint_name: str = "",
+) -> FastAPI:
+    """The ASGI app. With ``token``, every ``/api`` request must send it (header
+    ``Authorization: Bearer TOKEN`` or query ``?token=TOKEN``) or gets 401."""
+    app = FastAPI(title="litemeta", docs_url=None, redoc_url=None, openapi_url=None)
+    adapted: dict[str, tuple[Taught, Adapted]] = {}
+    adapting = threading.Lock()
+
+    @app.exception_handler(Refused)
+    async def _refused(request: Request, error: Refused) -> JSONResponse:
+        return JSONResponse({"error": str(error)}, status_code=error.status)
+
+    @app.exception_handler(NotFound)
+    async def _not_found(request: Request, error: NotFound) -> JSONResponse:
+        return JSONResponse({"error": str(error.args[0])}, status_code=404)
+
+    @app.exception_handler(ValueError)
+    async def _bad_value(request: Request, error: ValueError) -> JSONResponse:
+        return JSONResponse({"error": str(error)}, status_code=400)
+
+    app.add_middleware(Guard, token=token)
+    app.add_middleware(BodyLimit, limit=int(max_upload_mb * 2**20))
+
+    async def _json(request: Request, key: str) -> object:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise Refused(400, f'send a JSON object like {{"{key}": "..."}}') from None
+        if not isinstance(body, dict) or key not in body:
+            raise Refused(400, f'send a JSON object like {{"{key}": "..."}}')
+        return body[key]
+
+    async def _images(request: Request, one: bool) -> tuple[dict[str, Any], list[tuple]]:
+        """The form's fields and its ``file`` uploads as ``(data, extension, media type)``."""
+        try:
+            form = await request.form(max_files=MAX_FILES_PER_REQUEST)
+        except Refused:
+            raise
+        except Exception as error:  # the multipart parser raises several types
+            raise Refused(
+                400, f"send the images as multipart/form-data with field 'file' ({error})"
+            ) from None
+        files = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
+        if not files:
+            raise Refused(400, "no image received: attach one or more files in field 'file'")
+        if one and len(files) > 1:
+            raise Refused(400, f"send one image at a time, got {len(files)}")
+        images = []
+        for upload in files:
+            data = await upload.read()
+            name = upload.filename or "the upload"
+            try:
+                images.append((data, *await run_in_threadpool(check_image, data, name)))
+            except ImageLoadError as error:
+                raise Refused(400, str(error)) from None
+        fields = {k: v for k, v in form.items() if not isinstance(v, UploadFile)}
+        return fields, images
+
+    def _adapted(recogniser_id: str) -> Adapted:
+        with adapting:
+            recogniser = store.get(recogniser_id)
+            if recogniser.taught is None:
+                raise Refused(
+                    409,
+                    f"teach {recogniser.name!r} first: it has not been taught since its classes or "
+                    "examples last changed",
+                )
+            cached = adapted.get(recogniser_id)
+            if cached is None or cached[0] != recogniser.taught:
+                adapted[recogniser_id] = (recogniser.taught, personaliser.teach(recogniser)[0])
+            return adapted[recogniser_id][1]
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(str(STATIC / "index.html"), media_type="text/html")
+
+    @app.get("/api/health")
+    def health() -> dict[str, object]:
+        return {
+            "status": "ok",
+            "checkpoint": checkpoint_name,
+            "learner": personaliser.learner.name,
+            "image_size": personaliser.image_size,
+            "max_upload_mb": max_upload_mb,
+        }
+
+    @app.get("/api/recognisers")
+    def list_recognisers() -> list[dict[str, object]]:
+        return [r.summary() for r in store.recognisers()]
+
+    @app.post("/api/recognisers", status_code=201)
+    async def create(request: Request) -> dict[str, str]:
+        return {"id": store.create(await _json(request, "name"))}
+
+    @app.get("/api/recognisers/{recogniser_id}")
+    def get(recogniser_id: str) -> dict[str, object]:
+        return store.get(recogniser_id).summary()
+
+    @app.delete("/api/recognisers/{recogniser_id}")
+    def delete(recogniser_id: str) -> dict[str, bool]:
+        store.delete(recogniser_id)
+        adapted.pop(recogniser_id, None)
+        return {"deleted": True}
+
+    @app.post("/api/recognisers/{recogniser_id}/classes")
+    async def add_class(recogniser_id: str, request: Request) -> dict[str, int]:
+        store.add_class(recogniser_id, await _json(request, "label"))
+        return store.counts(recogniser_id)
+
+    @app.patch("/api/recognisers/{recogniser_id}/classes/{label}")
+    async def rename_class(recogniser_id: str, label: str, request: Request) -> dict[str, int]:
+        store.rename_class(recogniser_id, label, await _json(request, "label"))
+        return store.counts(recogniser_id)
+
+    @app.delete("/api/recognisers/{recogniser_id}/classes/{label}")
+    def delete_class(recogniser_id: str, label: str) -> dict[str, int]:
+        store.delete_class(recogniser_id, label)
+        return store.counts(recogniser_id)
+
+    @app.post("/api/recognisers/{recogniser_id}/examples")
+    async def add_examples(recogniser_id: str, request: Request) -> dict[str, int]:
+        store.get(recogniser_id)
+        fields, images = await _images(request, one=False)
+        label = check_name(fields.get("label", ""), "class label")
+        return await run_in_threadpool(store.add_examples, recogniser_id, label, images)
+
+    @app.get("/api/recognisers/{recogniser_id}/examples/{example_id}/image")
+    def example_image(recogniser_id: str, example_id: str) -> FileResponse:
+        example = store.example(recogniser_id, example_id)
+        return FileResponse(example.path, media_type=example.media_type)
+
+    @app.delete("/api/recognisers/{recogniser_id}/examples/{example_id}")
+    def delete_example(recogniser_id: str, example_id: str) -> dict[str, int]:
+        store.delete_example(recogniser_id, example_id)
+        return store.counts(recogniser_id)
+
+    @app.post("/api/recognisers/{recogniser_id}/teach")
+    def teach(recogniser_id: str) -> dict[str, object]:
+        with adapting:
+            recogniser = store.get(recogniser_id)
+            result, taught = personaliser.teach(recogniser)
+            store.set_taught(recogniser_id, taught)
+            adapted[recogniser_id] = (taught, result)
+        return vars(taught)
+
+    @app.post("/api/recognisers/{recogniser_id}/predict")
+    async def predict(recogniser_id: str, request: Request) -> list[dict[str, object]]:
+        store.get(recogniser_id)
+        _, images = await _images(request, one=True)
+        return await run_in_threadpool(
+            lambda: personaliser.predict(_adapted(recogniser_id), images[0][0], "the image")
+        )
+
+    @app.get("/api/recognisers/{recogniser_id}/export")
+    def export(recogniser_id: str, format: str = "onnx") -> Response:
+        if format != "onnx":
+            raise Refused(400, f"unknown export format {format!r}; use format=onnx")
+        recogniser = store.get(recogniser_id)
+        taught = _adapted(recogniser_id)
+        model = personaliser.export(taught)
+        name = "".join(c if c.isascii() and c.isalnum() else "-" for c in recogniser.name)
+        return Response(
+            model,
+            media_type="application/octet-stream",
+            headers={
+                "Content-Disposition": f'attachment; filename="{name or "recogniser"}.onnx"',
+                "X-Labels": json.dumps(taught.classes),  # also in the model's metadata
+            },
+        )
+
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    return app
+
+
+def run_server(
+    checkpoint: str | Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    store: str | Path,
+    token: str | None = None,
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    chunk_size: int | None = None,
+) -> None:
+    """Load the checkpoint, open the store and serve until interrupted."""
+    import uvicorn
+
+    if needs_token(host) and not token:
+        raise ValueError(
+            f"binding to {host} lets other machines reach the server; pass --token SECRET "
+            "(and open the page with ?token=SECRET) or bind to 127.0.0.1"
+        )
+    personaliser = Personaliser.from_checkpoint(checkpoint, chunk_size)
+    app = create_app(
+        personaliser,
+        Store(store),
+        token=token,
+        max_upload_mb=max_upload_mb,
+        checkpoint_name=Path(checkpoint).name,
+    )
+    address = f"[{host}]" if ":" in host else host
+    page = f"http://{address}:{port}/" + (f"?token={token}" if token else "")
+    print(f"litemeta: serving {page} (store {store}); Ctrl-C stops", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

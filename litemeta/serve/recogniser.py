@@ -1,0 +1,127 @@
+"""One meta-trained learner shared by every recogniser: decode, adapt in one pass, predict."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from litemeta.data.images import ImageLoadError, decode_image
+from litemeta.jobs import load_trained_learner
+from litemeta.learners.backbone_learner import BackboneLearner
+from litemeta.learners.base import TaskClassifier
+from litemeta.serve.export import export_onnx
+from litemeta.serve.store import Recogniser, Taught
+
+__all__ = ["Adapted", "Personaliser", "check_image"]
+
+#: The image formats the app accepts, by the name Pillow gives them.
+MEDIA_TYPES = {
+    "JPEG": (".jpg", "image/jpeg"),
+    "PNG": (".png", "image/png"),
+    "WEBP": (".webp", "image/webp"),
+    "GIF": (".gif", "image/gif"),
+    "BMP": (".bmp", "image/bmp"),
+}
+
+
+def check_image(data: bytes, source: str) -> tuple[str, str]:
+    """``(extension, media type)`` of an upload that decodes fully as an image in one of
+    :data:`MEDIA_TYPES`; :class:`ImageLoadError` otherwise."""
+    if not data:
+        raise ImageLoadError(f"{source} is empty; choose an image file")
+    decode_image(data, 8, source)
+    with Image.open(io.BytesIO(data)) as image:
+        kind = image.format or ""
+    if kind not in MEDIA_TYPES:
+        raise ImageLoadError(
+            f"{source} is a {kind or 'unknown'} image; upload {', '.join(MEDIA_TYPES)}"
+        )
+    return MEDIA_TYPES[kind]
+
+
+@dataclass(frozen=True)
+class Adapted:
+    """A recogniser's classifier after "teach": its class names and the classifier."""
+
+    classes: list[str]
+    classifier: TaskClassifier
+
+
+#: Support images per forward pass when teaching on a CPU: smaller chunks stay in cache
+#: (EfficientNet-Lite0, 2 cores, teaching 100 images: 84 px 0.25 s in chunks of 16 or 64;
+#: 224 px 1.8 s in chunks of 16, 3.1 s in 64; docs/benchmarks.md).
+CPU_CHUNK_SIZE = 16
+
+
+class Personaliser:
+    """The learner of a checkpoint, adapting recognisers and predicting with them.
+
+    ``chunk_size`` sets how many support images go through the backbone at once when
+    teaching (default: :data:`CPU_CHUNK_SIZE` on a CPU, the checkpoint's on a GPU).
+
+    Calls are serialised by a lock: the CPU is shared anyway, and a learner's FiLM hooks
+    are module state.
+    """
+
+    def __init__(self, learner: BackboneLearner, chunk_size: int | None = None) -> None:
+        self.learner = learner.eval()
+        self.image_size = learner.backbone.image_size
+        self.device = next(learner.parameters()).device
+        if chunk_size is None and self.device.type == "cpu":
+            chunk_size = CPU_CHUNK_SIZE
+        if chunk_size is not None:
+            if chunk_size < 1:
+                raise ValueError(f"chunk_size must be at least 1 image, got {chunk_size}")
+            learner.chunk_size = chunk_size
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | Path, chunk_size: int | None = None) -> Personaliser:
+        return cls(load_trained_learner(checkpoint), chunk_size)
+
+    def images(self, data: list[bytes], sources: list[str]) -> torch.Tensor:
+        """Decode image bytes to a uint8 batch at the learner's image size."""
+        return torch.stack(
+            [decode_image(d, self.image_size, s) for d, s in zip(data, sources, strict=True)]
+        ).to(self.device)
+
+    def teach(self, recogniser: Recogniser) -> tuple[Adapted, Taught]:
+        """Adapt to the recogniser's examples in one pass; ``ValueError`` says what is missing."""
+        classes = list(recogniser.classes)
+        if len(classes) < 2:
+            raise ValueError(
+                f"a recogniser needs at least two classes to tell apart, it has {len(classes)}; "
+                "add another class with a few examples"
+            )
+        empty = [label for label, examples in recogniser.classes.items() if not examples]
+        if empty:
+            raise ValueError(
+                f"class(es) {', '.join(empty)} have no examples; add a few photos or delete them"
+            )
+        start = time.perf_counter()
+        paths = [e.path for label in classes for e in recogniser.classes[label]]
+        labels = [i for i, label in enumerate(classes) for _ in recogniser.classes[label]]
+        images = self.images([p.read_bytes() for p in paths], [p.name for p in paths])
+        with self._lock, torch.no_grad():
+            classifier = self.learner.adapt(images, torch.tensor(labels, device=self.device))
+        seconds = time.perf_counter() - start
+        return Adapted(classes, classifier), Taught(classes, len(paths), round(seconds, 4))
+
+    def predict(self, adapted: Adapted, data: bytes, source: str) -> list[dict[str, object]]:
+        """Every class with its probability for one image, most probable first."""
+        image = self.images([data], [source])
+        with self._lock, torch.no_grad():
+            probabilities = adapted.classifier(image).softmax(-1)[0].cpu().tolist()
+        ranked = sorted(zip(adapted.classes, probabilities, strict=True), key=lambda p: -p[1])
+        return [{"label": label, "probability": p} for label, p in ranked]
+
+    def export(self, adapted: Adapted) -> bytes:
+        """The taught recogniser as ONNX bytes (see :func:`litemeta.serve.export.export_onnx`)."""
+        with self._lock:
+            return export_onnx(self.learner.backbone, adapted.classifier, adapted.classes)

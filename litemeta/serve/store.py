@@ -1,0 +1,348 @@
+"""Where the web app keeps recognisers: an SQLite database for metadata, image files on disk.
+
+Image files are named by random ids (never by user text), written to a temporary file,
+flushed and renamed into place before their row is committed, so a killed server loses at
+most the request in flight; files without a row (from such a request) are removed on open.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import sys
+import threading
+import time
+import unicodedata
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "Example",
+    "NotFound",
+    "Recogniser",
+    "Store",
+    "Taught",
+    "check_name",
+    "default_store_dir",
+]
+
+MAX_NAME_LENGTH = 64
+#: Characters refused in names and labels: path separators and markup.
+FORBIDDEN_CHARACTERS = set("/\\<>\"'`&")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS recognisers (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created REAL NOT NULL,
+    taught TEXT
+);
+CREATE TABLE IF NOT EXISTS classes (
+    recogniser_id TEXT NOT NULL REFERENCES recognisers(id) ON DELETE CASCADE,
+    label TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (recogniser_id, label)
+);
+CREATE TABLE IF NOT EXISTS examples (
+    id TEXT PRIMARY KEY,
+    recogniser_id TEXT NOT NULL,
+    label TEXT NOT NULL,
+    file TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    created REAL NOT NULL,
+    FOREIGN KEY (recogniser_id, label) REFERENCES classes(recogniser_id, label)
+        ON DELETE CASCADE ON UPDATE CASCADE
+);
+"""
+
+
+class NotFound(LookupError):
+    """A recogniser, class or example that does not exist."""
+
+
+def default_store_dir() -> Path:
+    """The per-user data folder: ``$XDG_DATA_HOME/litemeta/serve`` (``~/.local/share`` if
+    unset), ``~/Library/Application Support`` on macOS, ``%LOCALAPPDATA%`` on Windows."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "litemeta" / "serve"
+
+
+def check_name(text: object, what: str) -> str:
+    """A recogniser name or class label, stripped; ``ValueError`` says what to change."""
+    if not isinstance(text, str):
+        raise ValueError(f"the {what} must be text")
+    name = unicodedata.normalize("NFC", text).strip()
+    if not name:
+        raise ValueError(f"the {what} is empty: type a few letters")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"the {what} has {len(name)} characters; use at most {MAX_NAME_LENGTH}")
+    bad = sorted({c for c in name if c in FORBIDDEN_CHARACTERS})
+    if bad:
+        raise ValueError(
+            f"the {what} {name!r} contains {' '.join(bad)}; use letters, digits, spaces and "
+            "simple punctuation (. , - _ + ( ) !) only"
+        )
+    if any(unicodedata.category(c).startswith("C") for c in name):
+        raise ValueError(f"the {what} contains control characters; type it again")
+    if name.startswith("."):
+        raise ValueError(f"the {what} {name!r} starts with a dot; start with a letter or digit")
+    return name
+
+
+@dataclass(frozen=True)
+class Example:
+    """One stored example image of a class."""
+
+    id: str
+    label: str
+    path: Path
+    media_type: str
+
+
+@dataclass(frozen=True)
+class Taught:
+    """What the last "teach" used: its classes (in output order), image count and time."""
+
+    classes: list[str]
+    examples: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Recogniser:
+    """A recogniser with its classes (in creation order) and examples per class."""
+
+    id: str
+    name: str
+    created: float
+    classes: dict[str, list[Example]]
+    taught: Taught | None
+
+    def summary(self) -> dict[str, object]:
+        """The JSON the API returns for this recogniser."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "created": self.created,
+            "classes": [
+                {"label": label, "examples": [e.id for e in examples]}
+                for label, examples in self.classes.items()
+            ],
+            "taught": None if self.taught is None else vars(self.taught),
+        }
+
+
+class Store:
+    """Recognisers, classes and example images under ``root`` (created if missing).
+
+    Safe to share between threads. Any change to a recogniser's classes or examples forgets
+    what it was taught, so a prediction never uses examples that are no longer shown.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.images = self.root / "images"
+        self.images.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.root / "store.sqlite3", check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+        self._remove_orphan_files()
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._db:
+            yield self._db
+
+    def _remove_orphan_files(self) -> None:
+        with self._lock:
+            known = {row[0] for row in self._db.execute("SELECT file FROM examples")}
+        for path in self.images.rglob("*"):
+            if path.is_file() and str(path.relative_to(self.images)) not in known:
+                path.unlink()
+
+    # Recognisers
+
+    def create(self, name: str) -> str:
+        name = check_name(name, "recogniser name")
+        recogniser_id = uuid.uuid4().hex
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO recognisers (id, name, created) VALUES (?, ?, ?)",
+                (recogniser_id, name, time.time()),
+            )
+        return recogniser_id
+
+    def recognisers(self) -> list[Recogniser]:
+        with self._lock:
+            ids = [
+                row[0] for row in self._db.execute("SELECT id FROM recognisers ORDER BY created")
+            ]
+            return [self.get(i) for i in ids]
+
+    def get(self, recogniser_id: str) -> Recogniser:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT name, created, taught FROM recognisers WHERE id = ?", (recogniser_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no recogniser with id {recogniser_id!r}; reload the list")
+            classes: dict[str, list[Example]] = {
+                label: []
+                for (label,) in self._db.execute(
+                    "SELECT label FROM classes WHERE recogniser_id = ? ORDER BY position",
+                    (recogniser_id,),
+                )
+            }
+            for example_id, label, file, media_type in self._db.execute(
+                "SELECT id, label, file, media_type FROM examples WHERE recogniser_id = ? "
+                "ORDER BY created, id",
+                (recogniser_id,),
+            ):
+                classes[label].append(Example(example_id, label, self.images / file, media_type))
+        taught = None if row[2] is None else Taught(**json.loads(row[2]))
+        return Recogniser(recogniser_id, row[0], row[1], classes, taught)
+
+    def delete(self, recogniser_id: str) -> None:
+        recogniser = self.get(recogniser_id)
+        with self._transaction() as db:
+            db.execute("DELETE FROM recognisers WHERE id = ?", (recogniser_id,))
+            db.execute("DELETE FROM examples WHERE recogniser_id = ?", (recogniser_id,))
+            db.execute("DELETE FROM classes WHERE recogniser_id = ?", (recogniser_id,))
+        for examples in recogniser.classes.values():
+            for example in examples:
+                example.path.unlink(missing_ok=True)
+        shutil.rmtree(self.images / recogniser_id, ignore_errors=True)
+
+    def set_taught(self, recogniser_id: str, taught: Taught | None) -> None:
+        self.get(recogniser_id)
+        text = None if taught is None else json.dumps(vars(taught))
+        with self._transaction() as db:
+            db.execute("UPDATE recognisers SET taught = ? WHERE id = ?", (text, recogniser_id))
+
+    # Classes
+
+    def add_class(self, recogniser_id: str, label: str) -> str:
+        """Add class ``label`` (a no-op when it exists); returns the checked label."""
+        label = check_name(label, "class label")
+        self.get(recogniser_id)
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO classes (recogniser_id, label, position) VALUES (?, ?, "
+                "(SELECT COALESCE(MAX(position), -1) + 1 FROM classes WHERE recogniser_id = ?))",
+                (recogniser_id, label, recogniser_id),
+            )
+            db.execute("UPDATE recognisers SET taught = NULL WHERE id = ?", (recogniser_id,))
+        return label
+
+    def rename_class(self, recogniser_id: str, label: str, new_label: str) -> str:
+        new_label = check_name(new_label, "class label")
+        classes = self.get(recogniser_id).classes
+        if label not in classes:
+            raise NotFound(f"the recogniser has no class {label!r}; reload the page")
+        if new_label != label and new_label in classes:
+            raise ValueError(f"a class {new_label!r} exists already; pick another name")
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE classes SET label = ? WHERE recogniser_id = ? AND label = ?",
+                (new_label, recogniser_id, label),
+            )
+            db.execute("UPDATE recognisers SET taught = NULL WHERE id = ?", (recogniser_id,))
+        return new_label
+
+    def delete_class(self, recogniser_id: str, label: str) -> None:
+        classes = self.get(recogniser_id).classes
+        if label not in classes:
+            raise NotFound(f"the recogniser has no class {label!r}; reload the page")
+        with self._transaction() as db:
+            db.execute(
+                "DELETE FROM examples WHERE recogniser_id = ? AND label = ?", (recogniser_id, label)
+            )
+            db.execute(
+                "DELETE FROM classes WHERE recogniser_id = ? AND label = ?", (recogniser_id, label)
+            )
+            db.execute("UPDATE recognisers SET taught = NULL WHERE id = ?", (recogniser_id,))
+        for example in classes[label]:
+            example.path.unlink(missing_ok=True)
+
+    # Examples
+
+    def add_examples(
+        self, recogniser_id: str, label: str, images: list[tuple[bytes, str, str]]
+    ) -> dict[str, int]:
+        """Store ``(data, extension, media type)`` images as examples of ``label`` (created if
+        new), all or none; returns the number of examples per class."""
+        label = check_name(label, "class label")
+        self.get(recogniser_id)
+        folder = self.images / recogniser_id
+        folder.mkdir(exist_ok=True)
+        rows, written = [], []
+        try:
+            for data, extension, media_type in images:
+                example_id = uuid.uuid4().hex
+                path = folder / f"{example_id}{extension}"
+                _write_atomically(path, data)
+                written.append(path)
+                relative = str(path.relative_to(self.images))
+                rows.append((example_id, recogniser_id, label, relative, media_type, time.time()))
+            with self._transaction() as db:
+                db.execute(
+                    "INSERT OR IGNORE INTO classes (recogniser_id, label, position) VALUES "
+                    "(?, ?, (SELECT COALESCE(MAX(position), -1) + 1 FROM classes "
+                    "WHERE recogniser_id = ?))",
+                    (recogniser_id, label, recogniser_id),
+                )
+                db.executemany("INSERT INTO examples VALUES (?, ?, ?, ?, ?, ?)", rows)
+                db.execute("UPDATE recognisers SET taught = NULL WHERE id = ?", (recogniser_id,))
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+        return self.counts(recogniser_id)
+
+    def counts(self, recogniser_id: str) -> dict[str, int]:
+        return {label: len(e) for label, e in self.get(recogniser_id).classes.items()}
+
+    def example(self, recogniser_id: str, example_id: str) -> Example:
+        for examples in self.get(recogniser_id).classes.values():
+            for example in examples:
+                if example.id == example_id:
+                    return example
+        raise NotFound(f"no example {example_id!r} in this recogniser; reload the page")
+
+    def delete_example(self, recogniser_id: str, example_id: str) -> None:
+        example = self.example(recogniser_id, example_id)
+        with self._transaction() as db:
+            db.execute("DELETE FROM examples WHERE id = ?", (example_id,))
+            db.execute("UPDATE recognisers SET taught = NULL WHERE id = ?", (recogniser_id,))
+        example.path.unlink(missing_ok=True)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    if os.name == "posix":  # make the rename itself durable
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)

@@ -1,0 +1,72 @@
+"""The exported ONNX model gives PyTorch's probabilities, and `litemeta export` writes it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+
+from litemeta.cli import main
+from litemeta.jobs import personalise
+from litemeta.learners import build_learner
+from litemeta.serve.export import export_onnx
+from tests.learners.helpers import colour_task
+from tests.serve.conftest import COLOURS, photo
+
+SIZE = 32
+
+
+def _run(model: bytes, images: torch.Tensor) -> np.ndarray:
+    session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
+    return session.run(["probabilities"], {"image": images.numpy()})[0]
+
+
+@pytest.mark.parametrize(
+    ("learner", "options"),
+    [("protonets", {"distance_scale": 0.05}), ("simple_cnaps", {}), ("cnaps", {})],
+)
+def test_onnx_probabilities_match_pytorch(learner, options):
+    torch.manual_seed(0)
+    model = build_learner(learner, "resnet18", image_size=SIZE, pretrained=False, **options).eval()
+    support, labels, queries, _ = colour_task(way=4, shots=3, queries=5, seed=1)
+    with torch.no_grad():
+        classifier = model.adapt(support, labels)
+        expected = classifier(queries).softmax(-1).numpy()
+    exported = export_onnx(model.backbone, classifier, ["a", "b", "c", "d"])
+    got = _run(exported, queries)
+    assert queries.shape[0] == 20 and got.shape == (20, 4)
+    assert np.abs(got - expected).max() < 1e-4
+    assert expected.max(axis=1).min() < 0.999, "saturated probabilities would hide errors"
+    metadata = {p.key: p.value for p in onnx.load_from_string(exported).metadata_props}
+    assert json.loads(metadata["labels"]) == ["a", "b", "c", "d"]
+    assert metadata["image_size"] == str(SIZE)
+
+
+def test_litemeta_export_agrees_with_personalise(tiny_run, tmp_path, capsys):
+    for label, colour in COLOURS.items():
+        (tmp_path / "support" / label).mkdir(parents=True)
+        for shot in range(3):
+            (tmp_path / "support" / label / f"{shot}.png").write_bytes(photo(colour, shot))
+    (tmp_path / "query").mkdir()
+    queries = [photo(colour, 4, kind="JPEG") for colour in COLOURS.values()]
+    for index, data in enumerate(queries):
+        (tmp_path / "query" / f"q{index}.jpg").write_bytes(data)
+    out = tmp_path / "model.onnx"
+    argv = ["export", "--checkpoint", str(tiny_run), "--support", str(tmp_path / "support")]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert "probabilities of ['blue', 'green', 'red']" in capsys.readouterr().out
+    from litemeta.data.images import read_image_file
+
+    images = torch.stack(
+        [read_image_file(str(tmp_path / "query" / f"q{i}.jpg"), SIZE) for i in range(3)]
+    )
+    probabilities = _run(out.read_bytes(), images)
+    expected = personalise(tiny_run, tmp_path / "support", tmp_path / "query")
+    labels = ["blue", "green", "red"]
+    for row, prediction in zip(probabilities, expected, strict=True):
+        assert labels[int(row.argmax())] == prediction.label
+        assert float(row.max()) == pytest.approx(prediction.probability, abs=1e-4)

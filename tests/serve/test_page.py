@@ -1,0 +1,192 @@
+"""The page in headless Chromium against a real server: build, teach and try a recogniser.
+
+Uses Debian's Chromium (``scripts/install-test-browser``) driven by Playwright, with a fake
+camera for the webcam burst. Set ``LITEMETA_SCREENSHOT=path.png`` to keep a screenshot.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from litemeta.serve.app import create_app
+from litemeta.serve.recogniser import Personaliser
+from litemeta.serve.store import Store
+from tests.serve.conftest import COLOURS, photo
+from tests.serve.helpers import running
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-test-browser first")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def personaliser(tiny_run) -> Personaliser:
+    return Personaliser.from_checkpoint(tiny_run)
+
+
+def _open(browser: Browser, url: str) -> Page:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.grant_permissions(["camera"], origin=url.split("/?")[0])
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(url)
+    return page
+
+
+@pytest.fixture
+def page(browser, personaliser, tmp_path):
+    app = create_app(personaliser, Store(tmp_path / "store"), checkpoint_name="run")
+    with running(app) as url:
+        page = _open(browser, url)
+        yield page
+        page.context.close()
+
+
+def _card(page: Page, label: str):
+    return page.locator(f'.class-card[data-label="{label}"]')
+
+
+def _files(colour: str, count: int) -> list[dict]:
+    return [
+        {"name": f"{colour}-{i}.png", "mimeType": "image/png", "buffer": photo(COLOURS[colour], i)}
+        for i in range(count)
+    ]
+
+
+def _drop(page: Page, label: str, files: list[dict]) -> None:
+    """Drop ``files`` on a class's drop zone, as a file manager would."""
+    encoded = [{"name": f["name"], "data": base64.b64encode(f["buffer"]).decode()} for f in files]
+    transfer = page.evaluate_handle(
+        """(files) => {
+            const transfer = new DataTransfer();
+            for (const f of files) {
+                const bytes = Uint8Array.from(atob(f.data), (c) => c.charCodeAt(0));
+                transfer.items.add(new File([bytes], f.name, { type: "image/png" }));
+            }
+            return transfer;
+        }""",
+        encoded,
+    )
+    _card(page, label).locator(".drop").dispatch_event("drop", {"dataTransfer": transfer})
+
+
+def test_teach_and_try_a_recogniser_in_the_browser(page: Page, tmp_path):
+    expect(page.locator("#model-info")).to_contain_text("protonets from run, 32 px")
+    page.fill("#new-name", "Desk things")
+    page.click("#create-form button")
+    expect(page.locator("#recogniser-name")).to_have_text("Desk things")
+
+    for count, label in enumerate(("red", "blue", "camera", "<b>bold</b>"), start=1):
+        page.fill("#new-class", label)
+        page.click("#class-form button")
+        expect(page.locator(".class-card")).to_have_count(min(count, 3))
+    expect(page.locator("#message")).to_contain_text("'<b>bold</b>' contains / < >")
+    expect(page.locator("b")).to_have_count(0)
+    expect(page.locator(".class-card")).to_have_count(3)
+
+    _card(page, "red").locator(".pick").set_input_files(_files("red", 4))
+    expect(_card(page, "red").locator(".thumbs img")).to_have_count(4)
+    _card(page, "red").locator(".thumbs button").last.click()
+    expect(_card(page, "red").locator(".thumbs img")).to_have_count(3)
+    expect(_card(page, "red").locator(".count")).to_have_text("3 examples")
+
+    page.fill("#new-class", "spare")
+    page.click("#class-form button")
+    _card(page, "spare").locator(".rename").click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("extra")
+    page.keyboard.press("Enter")
+    expect(_card(page, "extra")).to_have_count(1)
+    page.once("dialog", lambda dialog: dialog.accept())
+    _card(page, "extra").locator(".remove").click()
+    expect(page.locator(".class-card")).to_have_count(3)
+    _drop(page, "blue", _files("blue", 3))
+    expect(_card(page, "blue").locator(".thumbs img")).to_have_count(3)
+    _card(page, "camera").locator(".burst").click()
+    expect(_card(page, "camera").locator(".thumbs img")).to_have_count(8)
+    expect(page.locator("#message")).to_contain_text("camera now has 8 examples")
+
+    not_an_image = {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}
+    _card(page, "red").locator(".pick").set_input_files([not_an_image])
+    expect(page.locator("#message")).to_contain_text("cannot decode image notes.txt")
+    expect(_card(page, "red").locator(".thumbs img")).to_have_count(3)
+
+    page.click("#teach")
+    expect(page.locator("#teach-result")).to_contain_text("Taught 3 classes from 14 examples in")
+    page.set_input_files(
+        "#try-file",
+        [
+            {
+                "name": "held-out.jpg",
+                "mimeType": "image/jpeg",
+                "buffer": photo(COLOURS["red"], 5, kind="JPEG"),
+            }
+        ],
+    )
+    expect(page.locator("#predictions li")).to_have_count(3)
+    expect(page.locator("#predictions li").first.locator(".label")).to_have_text("red")
+
+    page.click("#live")
+    expect(page.locator("#live")).to_have_text("Stop live webcam")
+    expect(page.locator("#predictions li").first.locator(".label")).to_have_text("camera")
+    page.click("#live")
+    expect(page.locator("#camera")).to_be_hidden()
+
+    page.set_input_files(
+        "#try-file",
+        [
+            {
+                "name": "again.jpg",
+                "mimeType": "image/jpeg",
+                "buffer": photo(COLOURS["red"], 6, kind="JPEG"),
+            }
+        ],
+    )
+    expect(page.locator("#predictions li").first.locator(".label")).to_have_text("red")
+    screenshot = tmp_path / "page.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    if os.environ.get("LITEMETA_SCREENSHOT"):
+        shutil.copy(screenshot, os.environ["LITEMETA_SCREENSHOT"])
+
+    page.reload()
+    expect(page.locator("#recogniser-list button")).to_have_count(1)
+    expect(page.locator("#recogniser-list button")).to_contain_text("Desk things")
+    expect(page.locator("#recogniser-list button")).to_contain_text("14 examples, taught")
+    expect(page.locator("#teach-result")).to_contain_text("Taught 3 classes from 14 examples")
+    expect(_card(page, "camera").locator(".thumbs img")).to_have_count(8)
+
+
+def test_the_page_sends_the_token_of_its_address(browser, personaliser, tmp_path):
+    app = create_app(personaliser, Store(tmp_path / "store"), token="s3cret")
+    with running(app, host="127.0.0.2") as url:
+        without = _open(browser, url)
+        expect(without.locator("#message")).to_contain_text("this server needs its token")
+        without.context.close()
+        page = _open(browser, f"{url}/?token=s3cret")
+        page.fill("#new-name", "Guarded")
+        page.click("#create-form button")
+        page.fill("#new-class", "red")
+        page.click("#class-form button")
+        _card(page, "red").locator(".pick").set_input_files(_files("red", 1))
+        thumbnail = _card(page, "red").locator(".thumbs img")
+        expect(thumbnail).to_have_count(1)
+        page.wait_for_function("document.querySelector('.thumbs img').naturalWidth > 0")
+        expect(page.locator("#message")).to_contain_text("red now has 1 example.")
+        page.context.close()

@@ -1,0 +1,82 @@
+"""The store keeps what was committed when its process is killed, and nothing half-written."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from litemeta.serve.store import Store, check_name
+from tests.serve.conftest import COLOURS, photo
+
+WRITER = """
+import sys
+from litemeta.serve.store import Store
+store = Store(sys.argv[1])
+recogniser = store.create("killed")
+data = open(sys.argv[2], "rb").read()
+print(recogniser, flush=True)
+while True:
+    store.add_examples(recogniser, "red", [(data, ".png", "image/png")] * 3)
+"""
+
+
+def test_a_killed_writer_leaves_only_whole_examples(tmp_path):
+    image = tmp_path / "red.png"
+    image.write_bytes(photo(COLOURS["red"]) * 200)  # big enough to be caught mid-write
+    root = tmp_path / "store"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(root), str(image)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    recogniser = writer.stdout.readline().strip()
+    time.sleep(1.0)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    store = Store(root)
+    examples = store.get(recogniser).classes["red"]
+    assert len(examples) >= 3 and len(examples) % 3 == 0  # whole requests only
+    assert all(e.path.read_bytes() == image.read_bytes() for e in examples)
+    on_disk = sorted(p for p in (root / "images").rglob("*") if p.is_file())
+    assert on_disk == sorted(e.path for e in examples)
+
+
+def test_files_without_a_row_are_removed_on_open(tmp_path):
+    store = Store(tmp_path)
+    recogniser = store.create("r")
+    store.add_examples(recogniser, "red", [(photo(COLOURS["red"]), ".png", "image/png")])
+    stray = tmp_path / "images" / recogniser / ".half-written.png.tmp"
+    stray.write_bytes(b"\x89PNG")
+    store.close()
+    reopened = Store(tmp_path)
+    assert not stray.exists()
+    assert reopened.counts(recogniser) == {"red": 1}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("../x", "contains /"),
+        ("a\\b", "contains \\"),
+        ("<img src=x>", "contains < >"),
+        (".hidden", "starts with a dot"),
+        ("tab\there", "control characters"),
+        ("", "is empty"),
+        (7, "must be text"),
+    ],
+)
+def test_check_name_refuses_with_a_reason(text, message):
+    with pytest.raises(ValueError, match="the label") as error:
+        check_name(text, "label")
+    assert message in str(error.value)
+
+
+def test_check_name_keeps_ordinary_names():
+    assert check_name("  Mug (blue), no. 2!  ", "label") == "Mug (blue), no. 2!"
+    assert check_name("Café", "label") == "Café"
