@@ -126,10 +126,12 @@ def learner_from_config(config: dict[str, Any]) -> BackboneLearner:
             film_placement=backbone.get("film_placement", "all"),
             **options,
         )
-        saved = json.loads(
-            json.dumps({**config, "backbone": {"film_placement": "all", **backbone}})
-        )
-        differences = _differences(saved, json.loads(json.dumps(learner.config())))
+        # A training checkpoint's description holds more keys (the model class): compare
+        # what a learner describes.
+        described = {key: config[key] for key in learner.config()}
+        described["backbone"] = {"film_placement": "all", **backbone}
+        rebuilt = json.loads(json.dumps(learner.config()))
+        differences = _differences(json.loads(json.dumps(described)), rebuilt)
     if learner is None or differences:
         raise ConfigError(
             f"this {config['learner']} was saved by a litemeta whose architecture differs "

@@ -12,7 +12,13 @@ from litemeta.checkpoint import (
     model_fingerprint,
 )
 from litemeta.config import ConfigError
-from litemeta.learners import LEARNERS, build_learner, load_learner, save_learner
+from litemeta.learners import (
+    LEARNERS,
+    build_learner,
+    learner_from_config,
+    load_learner,
+    save_learner,
+)
 
 from .helpers import BACKBONE_SIZE, meta_train
 
@@ -99,3 +105,9 @@ def test_a_training_checkpoint_of_the_earlier_film_placement_is_refused():
     checkpoint = {"model_config": earlier, "model_fingerprint": model_fingerprint(earlier)}
     with pytest.raises(ModelMismatchError, match=r"backbone\.film_placement: '<absent>'"):
         check_model_config(checkpoint, current, "last.pt")
+
+
+def test_a_training_checkpoint_description_rebuilds_the_learner():
+    learner = build_learner("simple_cnaps", image_size=BACKBONE_SIZE, **OPTIONS["simple_cnaps"])
+    described = describe_model(learner, learner.config())  # also names the model class
+    assert learner_from_config(described).config() == learner.config()
