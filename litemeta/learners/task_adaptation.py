@@ -88,7 +88,6 @@ class FilmGenerator(nn.Module):
 
     def __init__(self, channels: list[int], embedding_dim: int) -> None:
         super().__init__()
-        self.channels = channels
         self.gamma_generators = nn.ModuleList(_dense_block(embedding_dim, c) for c in channels)
         self.beta_generators = nn.ModuleList(_dense_block(embedding_dim, c) for c in channels)
         self.gamma_regularizers = nn.ParameterList(
