@@ -1,7 +1,13 @@
 """Feature extractors: timm CNNs with FiLM, owned preprocessing and frozen statistics."""
 
 from litemeta.backbones.backbone import Backbone
-from litemeta.backbones.film import FilmLayer, FilmParameters, find_film_layers
+from litemeta.backbones.film import (
+    FILM_PLACEMENTS,
+    FilmLayer,
+    FilmParameters,
+    FilmPlacement,
+    find_film_layers,
+)
 from litemeta.backbones.preprocessing import normalise_images
 from litemeta.backbones.registry import (
     DEFAULT_BACKBONE,
@@ -13,11 +19,13 @@ from litemeta.backbones.weights import efficientnet_lite0_file, efficientnet_lit
 
 __all__ = [
     "DEFAULT_BACKBONE",
+    "FILM_PLACEMENTS",
     "SUPPORTED_BACKBONES",
     "TIMM_PREFIX",
     "Backbone",
     "FilmLayer",
     "FilmParameters",
+    "FilmPlacement",
     "create_backbone",
     "efficientnet_lite0_file",
     "efficientnet_lite0_imagenet_head",

@@ -7,7 +7,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from litemeta.backbones.film import FilmHooks, FilmLayer, FilmParameters
+from litemeta.backbones.film import (
+    FilmHooks,
+    FilmLayer,
+    FilmParameters,
+    FilmPlacement,
+    default_film_placement,
+)
 from litemeta.backbones.preprocessing import normalise_images
 
 __all__ = ["Backbone"]
@@ -20,9 +26,11 @@ class Backbone(nn.Module):
     while the learner is meta-trained: normalisation uses its running statistics and
     dropout is off, so every image's features depend on that image alone, which LITE
     needs (Bronskill et al., NeurIPS 2021). ``forward(images, film)`` applies FiLM
-    parameters (one ``(gamma, beta)`` pair per normalisation layer, see
-    :attr:`film_layers`); ``film=None`` is the plain backbone. ``pretrained`` records
-    whether the weights were pretrained (learners then meta-train it with a lower rate).
+    parameters (one ``(gamma, beta)`` pair per FiLM layer, see :attr:`film_layers`, chosen
+    by ``film_placement``: ``"published"`` or ``"all"``, see :mod:`litemeta.backbones.film`;
+    default: the published placement where one is defined); ``film=None`` is the plain
+    backbone. ``pretrained`` records whether the weights were pretrained (learners then
+    meta-train it with a lower rate).
     """
 
     def __init__(
@@ -34,6 +42,7 @@ class Backbone(nn.Module):
         mean: tuple[float, ...],
         std: tuple[float, ...],
         pretrained: bool = False,
+        film_placement: FilmPlacement | None = None,
     ) -> None:
         super().__init__()
         self.model = model.eval()
@@ -43,11 +52,12 @@ class Backbone(nn.Module):
         self.feature_dim: int = getattr(model, "head_hidden_size", None) or model.num_features
         self.register_buffer("mean", torch.tensor(mean), persistent=False)
         self.register_buffer("std", torch.tensor(std), persistent=False)
-        self._film = FilmHooks(model)
+        self.film_placement = film_placement or default_film_placement(model)
+        self._film = FilmHooks(model, self.film_placement)
 
     @property
     def film_layers(self) -> list[FilmLayer]:
-        """The normalisation layers FiLM modulates, in the order FiLM parameters are given."""
+        """The layers FiLM modulates, in the order FiLM parameters are given."""
         return self._film.layers
 
     def identity_film(self) -> list[tuple[Tensor, Tensor]]:
@@ -70,4 +80,8 @@ class Backbone(nn.Module):
 
     def config(self) -> dict[str, Any]:
         """JSON-able arguments of :func:`litemeta.backbones.create_backbone` that rebuild it."""
-        return {"name": self.name, "image_size": self.image_size}
+        return {
+            "name": self.name,
+            "image_size": self.image_size,
+            "film_placement": self.film_placement,
+        }

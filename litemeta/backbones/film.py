@@ -1,11 +1,19 @@
-"""FiLM: a task-specific per-channel scale and shift after every normalisation layer.
+"""FiLM: a task-specific per-channel scale and shift after chosen normalisation layers.
 
 Perez, Strub, de Vries, Dumoulin, Courville. "FiLM: Visual Reasoning with a General
 Conditioning Layer", AAAI 2018; used on a pretrained backbone by CNAPs (Requeima et al.,
-NeurIPS 2019). Generic over timm models: the normalisation layers are found by type and
-hooked, so no model code is rewritten. A layer's output ``y`` becomes ``gamma * y + beta``
-(before the activation of timm's fused norm-activation layers); ``gamma = 1, beta = 0``
-everywhere is the plain backbone.
+NeurIPS 2019) and LITE (Bronskill et al., NeurIPS 2021). The layers are found in timm models
+and hooked, so no model code is rewritten. A layer's output ``y`` becomes
+``gamma * y + beta`` (before the activation of timm's fused norm-activation layers);
+``gamma = 1, beta = 0`` everywhere is the plain backbone.
+
+Two placements (:data:`FILM_PLACEMENTS`):
+
+- ``"published"``: where the publications put FiLM. EfficientNet: after the batch norm of
+  each block's depthwise convolution, before its activation (LITE's ``FilmMBConvBlock``;
+  16 layers in B0). ResNet with basic blocks: after ``bn1`` and ``bn2`` of every block
+  (CNAPs' ``resnet.py``; 16 layers in ResNet-18). Not defined for other architectures.
+- ``"all"``: after every 2-d batch-norm and layer-norm layer, for any timm model.
 """
 
 from __future__ import annotations
@@ -13,12 +21,27 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import timm.layers
 import torch
+from timm.models._efficientnet_blocks import DepthwiseSeparableConv, InvertedResidual
+from timm.models.efficientnet import EfficientNet
+from timm.models.resnet import BasicBlock, ResNet
 from torch import Tensor, nn
 
-__all__ = ["FilmHooks", "FilmLayer", "FilmParameters", "find_film_layers"]
+__all__ = [
+    "FILM_PLACEMENTS",
+    "FilmHooks",
+    "FilmLayer",
+    "FilmParameters",
+    "FilmPlacement",
+    "default_film_placement",
+    "find_film_layers",
+]
+
+FilmPlacement = Literal["published", "all"]
+FILM_PLACEMENTS: tuple[str, ...] = get_args(FilmPlacement)
 
 #: One ``(gamma, beta)`` pair of ``[channels]`` tensors per FiLM layer, in model order.
 FilmParameters = Sequence[tuple[Tensor, Tensor]]
@@ -39,10 +62,57 @@ class FilmLayer:
     channel_dim: int
 
 
-def find_film_layers(model: nn.Module) -> list[FilmLayer]:
-    """The 2-d batch-norm and layer-norm layers of ``model``, in module order."""
+def _published_norm_names(model: nn.Module) -> list[str] | None:
+    """Names of the normalisation layers the publications modulate, or ``None`` when no
+    placement is published for this architecture."""
+    if isinstance(model, EfficientNet):
+        names = []
+        for stage_index, stage in enumerate(model.blocks):
+            for block_index, block in enumerate(stage):
+                # The depthwise convolution's norm: bn1 without an expansion, bn2 after one.
+                if type(block) is DepthwiseSeparableConv:
+                    norm = "bn1"
+                elif type(block) is InvertedResidual:
+                    norm = "bn2"
+                else:
+                    return None
+                names.append(f"blocks.{stage_index}.{block_index}.{norm}")
+        return names
+    if isinstance(model, ResNet):
+        names = []
+        for stage in ("layer1", "layer2", "layer3", "layer4"):
+            for block_name, block in getattr(model, stage).named_children():
+                if type(block) is not BasicBlock:
+                    return None
+                names += [f"{stage}.{block_name}.bn1", f"{stage}.{block_name}.bn2"]
+        return names
+    return None
+
+
+def default_film_placement(model: nn.Module) -> FilmPlacement:
+    """``"published"`` where the publications define a placement for ``model``, else ``"all"``."""
+    return "published" if _published_norm_names(model) is not None else "all"
+
+
+def find_film_layers(model: nn.Module, placement: FilmPlacement = "all") -> list[FilmLayer]:
+    """The normalisation layers of ``model`` that FiLM modulates under ``placement``, in
+    module order."""
+    if placement not in FILM_PLACEMENTS:
+        raise ValueError(f"film placement must be one of {FILM_PLACEMENTS}, got {placement!r}")
+    chosen: set[str] | None = None
+    if placement == "published":
+        published = _published_norm_names(model)
+        if published is None:
+            raise ValueError(
+                f"no published FiLM placement is defined for {type(model).__name__} (only for "
+                "EfficientNets of depthwise-separable and inverted-residual blocks and ResNets "
+                "of basic blocks): use film placement 'all' (every normalisation layer)"
+            )
+        chosen = set(published)
     layers = []
     for name, module in model.named_modules():
+        if chosen is not None and name not in chosen:
+            continue
         if isinstance(module, nn.BatchNorm2d):
             layers.append(FilmLayer(name, module.num_features, channel_dim=1))
         elif isinstance(module, nn.LayerNorm):
@@ -81,8 +151,9 @@ class FilmHooks:
     so a deep copy of the model (with this object) modulates the copy, not the original.
     """
 
-    def __init__(self, model: nn.Module) -> None:
-        self.layers = find_film_layers(model)
+    def __init__(self, model: nn.Module, placement: FilmPlacement = "all") -> None:
+        self.placement = placement
+        self.layers = find_film_layers(model, placement)
         modules = dict(model.named_modules())
         self._targets = [self._install(modules[layer.name], layer) for layer in self.layers]
 
@@ -116,8 +187,8 @@ class FilmHooks:
         """Raise ``ValueError`` unless ``film`` has one ``[channels]`` pair per FiLM layer."""
         if len(film) != len(self.layers):
             raise ValueError(
-                f"FiLM parameters must hold one (gamma, beta) pair per normalisation layer: "
-                f"the backbone has {len(self.layers)}, got {len(film)}"
+                f"FiLM parameters must hold one (gamma, beta) pair per FiLM layer: the "
+                f"backbone has {len(self.layers)} (placement '{self.placement}'), got {len(film)}"
             )
         for layer, (gamma, beta) in zip(self.layers, film, strict=True):
             if gamma.shape != (layer.channels,) or beta.shape != (layer.channels,):

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from litemeta.backbones.backbone import Backbone
+from litemeta.backbones.film import FilmPlacement
 from litemeta.backbones.weights import efficientnet_lite0_state_dict
 
 __all__ = ["DEFAULT_BACKBONE", "SUPPORTED_BACKBONES", "TIMM_PREFIX", "create_backbone"]
@@ -58,6 +59,7 @@ def create_backbone(
     pretrained: bool = True,
     weights_file: str | Path | None = None,
     allow_download: bool = False,
+    film_placement: FilmPlacement | None = None,
 ) -> Backbone:
     """Build a FiLM-able feature extractor.
 
@@ -71,6 +73,9 @@ def create_backbone(
             ignored); takes precedence over ``pretrained``.
         allow_download: with ``pretrained``, let timm fetch hub weights for names without
             offline weights. Never needed for ``efficientnet_lite0``.
+        film_placement: where FiLM modulates the model, ``"published"`` (EfficientNets and
+            ResNets of basic blocks, as LITE and CNAPs) or ``"all"`` (every normalisation
+            layer); default: ``"published"`` where it is defined, else ``"all"``.
     """
     architecture = _timm_architecture(name)
     download = pretrained and weights_file is None and name != DEFAULT_BACKBONE
@@ -93,4 +98,5 @@ def create_backbone(
         mean=tuple(config["mean"]),
         std=tuple(config["std"]),
         pretrained=pretrained or weights_file is not None,
+        film_placement=film_placement,
     )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import inspect
+import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from litemeta.backbones import DEFAULT_BACKBONE, create_backbone
+from litemeta.backbones import DEFAULT_BACKBONE, FilmPlacement, create_backbone
 from litemeta.config import ConfigError
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.learners.cnaps import CNAPs
@@ -64,34 +65,80 @@ def build_learner(
     image_size: int | None = None,
     pretrained: bool = True,
     weights_file: str | Path | None = None,
+    film_placement: FilmPlacement | None = None,
     **options: Any,
 ) -> BackboneLearner:
     """A learner by name (one of :data:`LEARNERS`) on a backbone by name.
 
-    ``backbone``, ``image_size``, ``pretrained`` and ``weights_file`` go to
-    :func:`litemeta.backbones.create_backbone`; ``options`` to the learner's constructor.
+    ``backbone``, ``image_size``, ``pretrained``, ``weights_file`` and ``film_placement``
+    go to :func:`litemeta.backbones.create_backbone`; ``options`` to the learner's
+    constructor.
     """
     if name not in LEARNERS:
         raise ConfigError(f"unknown learner '{name}': choose one of {sorted(LEARNERS)}")
     _check_options(name, options)
     return LEARNERS[name](
         create_backbone(
-            backbone, image_size=image_size, pretrained=pretrained, weights_file=weights_file
+            backbone,
+            image_size=image_size,
+            pretrained=pretrained,
+            weights_file=weights_file,
+            film_placement=film_placement,
         ),
         **options,
     )
 
 
+def _differences(saved: dict[str, Any], rebuilt: dict[str, Any], prefix: str = "") -> list[str]:
+    found = []
+    for key in sorted(saved.keys() | rebuilt.keys()):
+        old, new = saved.get(key, "<absent>"), rebuilt.get(key, "<absent>")
+        if isinstance(old, dict) and isinstance(new, dict):
+            found += _differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            found.append(f"{prefix}{key}: {old!r} saved, {new!r} now")
+    return found
+
+
 def learner_from_config(config: dict[str, Any]) -> BackboneLearner:
     """Rebuild the architecture that ``learner.config()`` describes, with fresh weights
-    (no pretrained weights are loaded: load a state dict next)."""
-    return build_learner(
-        config["learner"],
-        config["backbone"]["name"],
-        config["backbone"]["image_size"],
-        pretrained=False,
-        **config["options"],
-    )
+    (no pretrained weights are loaded: load a state dict next).
+
+    A description without ``film_placement`` predates the published FiLM placement and
+    means FiLM after every normalisation layer. A description this version cannot rebuild
+    exactly (one written for an architecture that has since changed) raises
+    :class:`~litemeta.config.ConfigError` naming the settings that differ.
+    """
+    backbone = config["backbone"]
+    options = config["options"]
+    # An unknown learner name passes here and build_learner names the known ones.
+    known = set(learner_options(config["learner"])) if config["learner"] in LEARNERS else options
+    differences = [
+        f"options.{key}: saved, no longer an option" for key in sorted(set(options) - known)
+    ]
+    learner = None
+    if not differences:
+        learner = build_learner(
+            config["learner"],
+            backbone["name"],
+            backbone["image_size"],
+            pretrained=False,
+            film_placement=backbone.get("film_placement", "all"),
+            **options,
+        )
+        # A training checkpoint's description holds more keys (the model class): compare
+        # what a learner describes.
+        described = {key: config[key] for key in learner.config()}
+        described["backbone"] = {"film_placement": "all", **backbone}
+        rebuilt = json.loads(json.dumps(learner.config()))
+        differences = _differences(json.loads(json.dumps(described)), rebuilt)
+    if learner is None or differences:
+        raise ConfigError(
+            f"this {config['learner']} was saved by a litemeta whose architecture differs "
+            f"from this version's ({'; '.join(differences)}); its weights cannot be loaded "
+            "into the current architecture: meta-train it again with this version"
+        )
+    return learner
 
 
 def save_learner(learner: BackboneLearner, path: str | Path) -> None:

@@ -26,16 +26,19 @@ from litemeta.precision import full_precision
 
 __all__ = ["FilmAdaptedLearner", "FilmGenerator", "SetEncoder"]
 
-_ENCODER_BLOCKS = 4
+_ENCODER_BLOCKS = 5
+_REGULARIZER_INIT_STD = 1e-3
 
 
 class SetEncoder(nn.Module):
-    """A small conv net that embeds each image on its own (CNAPs' set encoder).
+    """A small conv net that embeds each image on its own (CNAPs' and LITE's set encoder).
 
-    Four blocks of 3x3 convolution, per-sample normalisation (``GroupNorm`` with one group,
-    never batch statistics, so each image's embedding depends on that image alone), ReLU and
-    2x2 max-pooling, then global average pooling. Images are resized to ``image_size`` and
-    normalised with mean = std = 0.5.
+    Five blocks of 3x3 convolution, normalisation, ReLU and 2x2 max-pooling, then global
+    average pooling, as published. Unlike the publications' ``BatchNorm2d`` (batch
+    statistics of the support set), the normalisation is per-sample (``GroupNorm`` with one
+    group), so each image's embedding depends on that image alone, which LITE's exact
+    gradient estimate needs. Images are resized to ``image_size`` and normalised with
+    mean = std = 0.5.
     """
 
     def __init__(self, image_size: int = 84, channels: int = 64) -> None:
@@ -65,34 +68,55 @@ class SetEncoder(nn.Module):
         return self.layers(normalise_images(images, self.image_size, self.mean, self.std))
 
 
-class FilmGenerator(nn.Module):
-    """Task embedding -> FiLM parameters for every normalisation layer of a backbone.
+def _dense_block(in_dim: int, out_dim: int) -> nn.Sequential:
+    """Linear - LayerNorm - ReLU - Linear: one generator of LITE's FiLM adaptation network."""
+    return nn.Sequential(
+        nn.Linear(in_dim, out_dim), nn.LayerNorm(out_dim), nn.ReLU(), nn.Linear(out_dim, out_dim)
+    )
 
-    A shared hidden layer feeds one linear generator per FiLM layer that outputs offsets
-    around the identity: ``gamma = 1 + delta_gamma``, ``beta = delta_beta``. The generators
-    start at zero, so an untrained learner uses the plain pretrained backbone.
+
+class FilmGenerator(nn.Module):
+    """Task embedding -> FiLM parameters for every FiLM layer of a backbone (LITE's
+    ``FilmLayerGenerator``, Bronskill et al., NeurIPS 2021).
+
+    Each FiLM layer with ``c`` channels has its own generators ``g`` and ``h`` (Linear to
+    ``c``, LayerNorm, ReLU, Linear ``c -> c``) and learned regulariser vectors ``r_gamma``,
+    ``r_beta`` (initialised from N(0, 1e-3^2)): ``gamma = 1 + r_gamma * g(z)`` and
+    ``beta = r_beta * h(z)``. Small regulariser vectors keep the generated parameters near
+    the identity; :meth:`regularization_term` is ``sum r_gamma^2 + r_beta^2``.
     """
 
-    def __init__(self, channels: list[int], embedding_dim: int, hidden_dim: int = 64) -> None:
+    def __init__(self, channels: list[int], embedding_dim: int) -> None:
         super().__init__()
-        self.channels = channels
-        self.hidden = nn.Sequential(nn.Linear(embedding_dim, hidden_dim), nn.ReLU())
-        self.layer_generators = nn.ModuleList(nn.Linear(hidden_dim, 2 * c) for c in channels)
-        for generator in self.layer_generators:
-            nn.init.zeros_(generator.weight)
-            nn.init.zeros_(generator.bias)
+        self.gamma_generators = nn.ModuleList(_dense_block(embedding_dim, c) for c in channels)
+        self.beta_generators = nn.ModuleList(_dense_block(embedding_dim, c) for c in channels)
+        self.gamma_regularizers = nn.ParameterList(
+            nn.Parameter(torch.randn(c) * _REGULARIZER_INIT_STD) for c in channels
+        )
+        self.beta_regularizers = nn.ParameterList(
+            nn.Parameter(torch.randn(c) * _REGULARIZER_INIT_STD) for c in channels
+        )
 
-    def forward(self, task_embedding: Tensor) -> tuple[list[tuple[Tensor, Tensor]], Tensor]:
-        """FiLM parameters and the sum of their squared offsets from the identity."""
-        hidden = self.hidden(task_embedding)
-        film, squared_offsets = [], task_embedding.new_zeros(())
-        for generator in self.layer_generators:
-            delta_gamma, delta_beta = generator(hidden).chunk(2)
-            film.append((1 + delta_gamma, delta_beta))
-            squared_offsets = (
-                squared_offsets + delta_gamma.square().sum() + delta_beta.square().sum()
+    def forward(self, task_embedding: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """One ``(gamma, beta)`` pair per FiLM layer for a task embedding ``[embedding_dim]``."""
+        return [
+            (
+                1 + gamma_generator(task_embedding) * gamma_scale,
+                beta_generator(task_embedding) * beta_scale,
             )
-        return film, squared_offsets
+            for gamma_generator, beta_generator, gamma_scale, beta_scale in zip(
+                self.gamma_generators,
+                self.beta_generators,
+                self.gamma_regularizers,
+                self.beta_regularizers,
+                strict=True,
+            )
+        ]
+
+    def regularization_term(self) -> Tensor:
+        """``sum r_gamma^2 + r_beta^2`` over all FiLM layers (LITE's and CNAPs' regulariser)."""
+        scales = [*self.gamma_regularizers, *self.beta_regularizers]
+        return torch.stack([scale.square().sum() for scale in scales]).sum()
 
 
 class FilmAdaptedLearner(BackboneLearner):
@@ -103,11 +127,11 @@ class FilmAdaptedLearner(BackboneLearner):
     Args:
         backbone: the pretrained feature extractor (frozen unless ``train_backbone``).
         encoder_image_size: side of the images the set encoder sees.
-        encoder_channels: width of the set encoder, = the task-embedding size.
-        generator_hidden_dim: width of the FiLM generator's shared hidden layer.
-        film_regularization: weight of the FiLM regulariser, ``sum (gamma - 1)^2 + beta^2``
-            over the generated parameters (CNAPs' weight decay on them), reported as the
-            classifier's ``regularizer``.
+        encoder_channels: width of the set encoder, = the task-embedding size (64 as
+            published).
+        film_regularization: weight of the FiLM regulariser, the squared norm of the FiLM
+            generator's regulariser vectors (0.001 in CNAPs' and LITE's training scripts),
+            reported as the classifier's ``regularizer``.
         train_backbone, backbone_lr_scale, chunk_size: see :class:`BackboneLearner`.
     """
 
@@ -117,7 +141,6 @@ class FilmAdaptedLearner(BackboneLearner):
         *,
         encoder_image_size: int = 84,
         encoder_channels: int = 64,
-        generator_hidden_dim: int = 64,
         film_regularization: float = 1e-3,
         train_backbone: bool = False,
         backbone_lr_scale: float | None = None,
@@ -132,7 +155,6 @@ class FilmAdaptedLearner(BackboneLearner):
         self.options.update(
             encoder_image_size=encoder_image_size,
             encoder_channels=encoder_channels,
-            generator_hidden_dim=generator_hidden_dim,
             film_regularization=film_regularization,
             train_backbone=train_backbone,
             backbone_lr_scale=self.backbone_lr_scale,
@@ -140,7 +162,7 @@ class FilmAdaptedLearner(BackboneLearner):
         self.film_regularization = film_regularization
         self.set_encoder = SetEncoder(encoder_image_size, encoder_channels)
         channels = [layer.channels for layer in backbone.film_layers]
-        self.film_generator = FilmGenerator(channels, encoder_channels, generator_hidden_dim)
+        self.film_generator = FilmGenerator(channels, encoder_channels)
 
     def adapt(
         self,
@@ -151,14 +173,16 @@ class FilmAdaptedLearner(BackboneLearner):
     ) -> BackboneTaskClassifier:
         way = check_support(support_images, support_labels)
         encodings = self.map_support(self.set_encoder, support_images, support_labels, lite)
-        film, squared_offsets = self.film_generator(encodings.mean(dim=0))
+        film = self.film_generator(encodings.mean(dim=0))
         embed = partial(self.backbone, film=film)
         features = self.map_support(embed, support_images, support_labels, lite)
         with full_precision(features.device):
             classifier = self.classifier(
                 features, support_labels.to(features.device), way, film, support_images.shape[1:]
             )
-        classifier.regularizer = self.film_regularization * squared_offsets
+        classifier.regularizer = (
+            self.film_regularization * self.film_generator.regularization_term()
+        )
         return classifier
 
     @abstractmethod

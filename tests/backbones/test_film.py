@@ -15,7 +15,13 @@ SMALL = 32
 @pytest.fixture(scope="module", params=["efficientnet_lite0", "efficientnet_b0", "resnet18"])
 def backbone(request):
     torch.manual_seed(0)
-    return create_backbone(request.param, image_size=SMALL, pretrained=False)
+    backbone = create_backbone(request.param, image_size=SMALL, pretrained=False)
+    # timm starts each residual branch's last norm at scale zero, which would hide FiLM on
+    # ResNet blocks; trained networks have non-zero scales.
+    for module in backbone.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            nn.init.uniform_(module.weight, 0.5, 1.5)
+    return backbone
 
 
 @pytest.fixture
@@ -23,10 +29,13 @@ def images():
     return torch.randint(0, 256, (3, 3, SMALL, SMALL), dtype=torch.uint8)
 
 
-def test_every_batch_norm_layer_is_modulated(backbone):
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_b0", "resnet18"])
+def test_placement_all_modulates_every_batch_norm_layer(name):
+    backbone = create_backbone(name, image_size=SMALL, pretrained=False, film_placement="all")
     norms = [m for m in backbone.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert len(backbone.film_layers) == len(norms) > 0
     assert [layer.channels for layer in backbone.film_layers] == [m.num_features for m in norms]
+    assert backbone.config()["film_placement"] == "all"
 
 
 def test_identity_film_leaves_features_unchanged(backbone, images):
@@ -58,7 +67,7 @@ def test_gradients_reach_every_film_parameter(backbone, images):
 
 def test_film_parameters_of_the_wrong_shape_are_refused(backbone, images):
     film = backbone.identity_film()
-    with pytest.raises(ValueError, match=r"one \(gamma, beta\) pair per normalisation layer"):
+    with pytest.raises(ValueError, match=r"one \(gamma, beta\) pair per FiLM layer"):
         backbone(images, film[:-1])
     film[0] = (torch.ones(film[0][0].numel() + 1), film[0][1])
     with pytest.raises(ValueError, match="must have shape"):
@@ -68,6 +77,7 @@ def test_film_parameters_of_the_wrong_shape_are_refused(backbone, images):
 def test_channel_first_layer_norms_get_film():
     torch.manual_seed(0)
     backbone = create_backbone("timm:convnext_atto", image_size=SMALL, pretrained=False)
+    assert backbone.film_placement == "all"  # nothing published for ConvNeXt
     assert backbone.film_layers and {layer.channel_dim for layer in backbone.film_layers} == {1}
     images = torch.rand(2, 3, SMALL, SMALL)
     film = backbone.identity_film()
@@ -95,3 +105,14 @@ def test_a_deep_copy_takes_film_parameters_of_its_own(backbone, images):
     with torch.no_grad():
         torch.testing.assert_close(copy(images, shifted), backbone(images, shifted))
         torch.testing.assert_close(copy(images), backbone(images))
+
+
+def test_published_placement_is_refused_where_none_is_defined():
+    with pytest.raises(
+        ValueError, match=r"no published FiLM placement .* use film placement 'all'"
+    ):
+        create_backbone(
+            "timm:convnext_atto", image_size=SMALL, pretrained=False, film_placement="published"
+        )
+    with pytest.raises(ValueError, match="film placement must be one of"):
+        create_backbone("resnet18", image_size=SMALL, pretrained=False, film_placement="some")

@@ -3,6 +3,7 @@ few meta-training steps on easy tasks."""
 
 import pytest
 import torch
+from torch import nn
 
 from litemeta.learners import build_learner
 from litemeta.learners.statistics import class_means
@@ -10,7 +11,7 @@ from litemeta.lite import LiteSettings
 
 from .helpers import BACKBONE_SIZE, accuracy, meta_train
 
-TINY_ENCODER = {"encoder_image_size": 16, "encoder_channels": 8}
+TINY_ENCODER = {"encoder_image_size": 32, "encoder_channels": 8}
 
 
 @pytest.fixture(params=["cnaps", "simple_cnaps"])
@@ -19,14 +20,25 @@ def learner(request):
     return build_learner(request.param, image_size=BACKBONE_SIZE, **TINY_ENCODER)
 
 
-def test_untrained_generators_give_identity_film_and_no_regularizer(learner, task):
+def test_untrained_generators_give_near_identity_film_and_the_regularizer_on_the_scales(
+    learner, task
+):
+    """LITE's generators: gamma = 1 + r_gamma * g(z), beta = r_beta * h(z), with regulariser
+    vectors r drawn from N(0, 1e-3^2); the loss term is 1e-3 * sum r^2 (LITE's run.py)."""
     support, support_labels, *_ = task
-    classifier = learner.adapt(support, support_labels)
-    for (gamma, beta), (one, zero) in zip(
-        classifier.film, learner.backbone.identity_film(), strict=True
-    ):
-        assert torch.equal(gamma, one) and torch.equal(beta, zero)
-    assert classifier.regularizer.item() == 0.0
+    with torch.no_grad():
+        classifier = learner.adapt(support, support_labels)
+        embedding = learner.set_encoder(support).mean(dim=0)
+    generator = learner.film_generator
+    for index, (gamma, beta) in enumerate(classifier.film):
+        g = generator.gamma_generators[index](embedding)
+        h = generator.beta_generators[index](embedding)
+        torch.testing.assert_close(gamma, 1 + g * generator.gamma_regularizers[index])
+        torch.testing.assert_close(beta, h * generator.beta_regularizers[index])
+        assert (gamma - 1).abs().max() < 0.05 and beta.abs().max() < 0.05
+    scales = torch.cat([*generator.gamma_regularizers, *generator.beta_regularizers])
+    assert 0.5e-3 < scales.std().item() < 2e-3
+    assert classifier.regularizer.item() == pytest.approx(1e-3 * scales.square().sum().item())
 
 
 def test_meta_training_reaches_high_accuracy_and_adapts_the_backbone(learner, task):
@@ -37,9 +49,6 @@ def test_meta_training_reaches_high_accuracy_and_adapts_the_backbone(learner, ta
         assert accuracy(classifier(query), query_labels) >= 0.9
     generated = torch.cat([torch.cat([g - 1, b]) for g, b in classifier.film])
     assert generated.abs().max() > 0  # the FiLM generators learned something
-    assert classifier.regularizer.item() == pytest.approx(
-        1e-3 * generated.square().sum().item(), rel=1e-4
-    )
     assert not any(p.requires_grad for p in learner.backbone.parameters())  # frozen
 
 
@@ -52,15 +61,29 @@ def test_film_differs_between_tasks(learner, task):
     assert not torch.allclose(first[0][0], second[0][0])
 
 
-def test_cnaps_head_starts_as_the_prototype_linear_form(task):
+def test_cnaps_head_is_the_published_classifier_adaptation_network(task):
+    """CNAPs' adaptation_networks.py: w_k = mu_k + f(mu_k), b_k = g(mu_k), f and g
+    separate 3-layer ELU networks (f: d -> d -> d -> d, g: d -> 1 -> 1 -> 1)."""
     torch.manual_seed(0)
     learner = build_learner("cnaps", image_size=BACKBONE_SIZE, **TINY_ENCODER)
     support, support_labels, *_ = task
     with torch.no_grad():
         classifier = learner.adapt(support, support_labels)
-        means = class_means(learner.backbone(support), support_labels, 3)
-    torch.testing.assert_close(classifier.weight, 2 * means)
-    torch.testing.assert_close(classifier.bias, -means.square().sum(dim=1))
+        means = class_means(learner.backbone(support, classifier.film), support_labels, 3)
+
+        def three_layers(network, x):
+            first, second, third = (m for m in network.modules() if isinstance(m, nn.Linear))
+            elu = nn.functional.elu
+            return third(elu(second(elu(first(x)))))
+
+        adaptation = learner.classifier_adaptation
+        bias_layers = [m for m in adaptation.bias_network.modules() if isinstance(m, nn.Linear)]
+        shapes = [tuple(layer.weight.shape) for layer in bias_layers]
+        assert shapes == [(1, means.shape[1]), (1, 1), (1, 1)]
+        weight = means + three_layers(adaptation.weight_network, means)
+        bias = three_layers(adaptation.bias_network, means).squeeze(1)
+    torch.testing.assert_close(classifier.weight, weight)
+    torch.testing.assert_close(classifier.bias, bias)
 
 
 def test_simple_cnaps_classifier_uses_the_blended_class_covariances(task):
@@ -69,11 +92,38 @@ def test_simple_cnaps_classifier_uses_the_blended_class_covariances(task):
     support, support_labels, *_ = task
     with torch.no_grad():
         classifier = learner.adapt(support, support_labels)
-        features = learner.backbone(support)
+        features = learner.backbone(support, classifier.film)
     q0 = classifier.cholesky_factors[0] @ classifier.cholesky_factors[0].T
     rows = features[support_labels == 0]
     expected = 0.8 * torch.cov(rows.T) + 0.2 * torch.cov(features.T) + torch.eye(rows.shape[1])
     torch.testing.assert_close(q0, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("single_example", ["feature_variance", "zero"])
+def test_simple_cnaps_one_shot_covariance(task, single_example):
+    """One image per class: lambda = 1/2, and Sigma_k is the variance s_k of the image's d
+    feature entries in every entry (the reference code), or zero."""
+    torch.manual_seed(0)
+    learner = build_learner(
+        "simple_cnaps",
+        image_size=BACKBONE_SIZE,
+        single_example_covariance=single_example,
+        **TINY_ENCODER,
+    )
+    support, support_labels, *_ = task
+    first_of_each = [support_labels.tolist().index(k) for k in range(3)]
+    support, support_labels = support[first_of_each], support_labels[first_of_each]
+    with torch.no_grad():
+        classifier = learner.adapt(support, support_labels)
+        features = learner.backbone(support, classifier.film)
+    d = features.shape[1]
+    for k in range(3):
+        x = features[k]
+        s = ((x - x.mean()) ** 2).sum() / (d - 1)
+        sigma = s * torch.ones(d, d) if single_example == "feature_variance" else 0
+        expected = 0.5 * sigma + 0.5 * torch.cov(features.T) + torch.eye(d)
+        factor = classifier.cholesky_factors[k]
+        torch.testing.assert_close(factor @ factor.T, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_bf16_autocast_keeps_statistics_in_float32(learner, task, monkeypatch):

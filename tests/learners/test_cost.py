@@ -8,8 +8,8 @@ from .helpers import BACKBONE_SIZE, colour_task
 
 OPTIONS = {
     "protonets": {},
-    "cnaps": {"encoder_image_size": 16, "encoder_channels": 8},
-    "simple_cnaps": {"encoder_image_size": 16, "encoder_channels": 8},
+    "cnaps": {"encoder_image_size": 32, "encoder_channels": 8},
+    "simple_cnaps": {"encoder_image_size": 32, "encoder_channels": 8},
     "finetuner": {"steps": 5},
 }
 

@@ -5,14 +5,27 @@ import json
 import pytest
 import torch
 
-from litemeta.learners import LEARNERS, build_learner, load_learner, save_learner
+from litemeta.checkpoint import (
+    ModelMismatchError,
+    check_model_config,
+    describe_model,
+    model_fingerprint,
+)
+from litemeta.config import ConfigError
+from litemeta.learners import (
+    LEARNERS,
+    build_learner,
+    learner_from_config,
+    load_learner,
+    save_learner,
+)
 
 from .helpers import BACKBONE_SIZE, meta_train
 
 OPTIONS = {
     "protonets": {"meta_train": "film"},
-    "cnaps": {"encoder_image_size": 16, "encoder_channels": 8},
-    "simple_cnaps": {"encoder_image_size": 16, "encoder_channels": 8},
+    "cnaps": {"encoder_image_size": 32, "encoder_channels": 8},
+    "simple_cnaps": {"encoder_image_size": 32, "encoder_channels": 8},
     "finetuner": {"steps": 3},
 }
 
@@ -37,6 +50,64 @@ def test_config_names_the_learner_backbone_and_options():
     learner = build_learner("cnaps", image_size=BACKBONE_SIZE, **OPTIONS["cnaps"])
     config = learner.config()
     assert config["learner"] == "cnaps"
-    assert config["backbone"] == {"name": "efficientnet_lite0", "image_size": BACKBONE_SIZE}
+    assert config["backbone"] == {
+        "name": "efficientnet_lite0",
+        "image_size": BACKBONE_SIZE,
+        "film_placement": "published",
+    }
     assert config["options"]["encoder_channels"] == 8
     assert config["options"]["backbone_lr_scale"] == 0.1  # pretrained backbone
+
+
+def saved_as_before(learner, path, edit):
+    """Save ``learner`` with its description edited as an earlier litemeta wrote it."""
+    config = json.loads(json.dumps(learner.config()))
+    edit(config)
+    torch.save({"config": config, "state_dict": learner.state_dict()}, path)
+
+
+def test_a_learner_saved_for_an_earlier_architecture_is_refused_naming_what_changed(tmp_path):
+    learner = build_learner("simple_cnaps", image_size=BACKBONE_SIZE, **OPTIONS["simple_cnaps"])
+
+    def before_the_published_architecture(config):
+        del config["backbone"]["film_placement"]
+        del config["options"]["single_example_covariance"]
+        config["options"]["generator_hidden_dim"] = 64
+
+    saved_as_before(learner, tmp_path / "old.pt", before_the_published_architecture)
+    with pytest.raises(ConfigError, match=r"architecture differs .*generator_hidden_dim"):
+        load_learner(tmp_path / "old.pt")
+
+    def without_a_new_option(config):
+        del config["options"]["single_example_covariance"]
+
+    saved_as_before(learner, tmp_path / "older.pt", without_a_new_option)
+    with pytest.raises(ConfigError, match="single_example_covariance: '<absent>' saved"):
+        load_learner(tmp_path / "older.pt")
+
+
+def test_a_learner_saved_before_film_placement_loads_with_film_after_every_norm(tmp_path):
+    torch.manual_seed(0)
+    learner = build_learner(
+        "protonets", image_size=BACKBONE_SIZE, meta_train="film", film_placement="all"
+    )
+    saved_as_before(learner, tmp_path / "old.pt", lambda c: c["backbone"].pop("film_placement"))
+    loaded = load_learner(tmp_path / "old.pt")
+    assert loaded.backbone.film_placement == "all"
+    assert len(loaded.film_gammas) == len(learner.backbone.film_layers)
+
+
+def test_a_training_checkpoint_of_the_earlier_film_placement_is_refused():
+    learner = build_learner("protonets", image_size=BACKBONE_SIZE)
+    current = describe_model(learner, learner.config())
+    earlier = json.loads(json.dumps(current))
+    del earlier["backbone"]["film_placement"]
+    checkpoint = {"model_config": earlier, "model_fingerprint": model_fingerprint(earlier)}
+    with pytest.raises(ModelMismatchError, match=r"backbone\.film_placement: '<absent>'"):
+        check_model_config(checkpoint, current, "last.pt")
+
+
+def test_a_training_checkpoint_description_rebuilds_the_learner():
+    learner = build_learner("simple_cnaps", image_size=BACKBONE_SIZE, **OPTIONS["simple_cnaps"])
+    described = describe_model(learner, learner.config())  # also names the model class
+    assert learner_from_config(described).config() == learner.config()

@@ -12,7 +12,7 @@ from litemeta.lite import LiteSettings
 
 from .helpers import BACKBONE_SIZE, tiny_backbone
 
-TINY_CNAPS = {"encoder_image_size": 16, "encoder_channels": 8}
+TINY_CNAPS = {"encoder_image_size": 32, "encoder_channels": 8}
 
 
 @pytest.mark.parametrize(
@@ -53,18 +53,12 @@ def tiny_cnaps_problem():
     torch.manual_seed(0)
     learner = CNAPs(
         tiny_backbone(),
-        encoder_image_size=16,
+        encoder_image_size=32,
         encoder_channels=4,
-        generator_hidden_dim=4,
-        classifier_hidden_dim=4,
     ).double()
-    adaptation = learner.classifier_adaptation
-    for layer in [
-        *learner.film_generator.layer_generators,
-        adaptation.weight_residual[-1],
-        adaptation.bias_residual[-1],
-    ]:
-        nn.init.normal_(layer.weight, 0.0, 0.5)
+    generator = learner.film_generator
+    for scale in [*generator.gamma_regularizers, *generator.beta_regularizers]:
+        nn.init.normal_(scale, 0.0, 0.5)  # FiLM far from the identity
     data = torch.Generator().manual_seed(1)
     support = torch.rand(6, 3, 8, 8, generator=data, dtype=torch.float64)
     query = torch.rand(6, 3, 8, 8, generator=data, dtype=torch.float64)
