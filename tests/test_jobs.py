@@ -15,21 +15,14 @@ from litemeta.config import ConfigError
 from litemeta.data import load_emoji
 from litemeta.experiment import load_experiment
 from litemeta.jobs import BASELINE, META_TRAINED, personalise, train_experiment
+from tests.cli_helpers import TINY_OVERRIDES
 
+# The shared tiny settings, with support and query from different artists and 2 steps.
 TINY = [
-    "model.backbone=resnet18",
-    "model.pretrained=false",
-    "model.image_size=32",
-    "data.sampler.way=3",
-    "data.sampler.shot=2",
-    "data.sampler.query=1",
+    *TINY_OVERRIDES,
     "data.support_styles=[google, twitter]",
     "data.query_styles=[openmoji]",
-    "data.validation_tasks=2",
     "training.steps=2",
-    "training.tasks_per_step=1",
-    "training.checkpoint_every=1",
-    "training.validate_every=1",
     "training.log_every=1",
     "evaluation.tasks=3",
 ]
