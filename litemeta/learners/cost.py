@@ -10,15 +10,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
+from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
-if TYPE_CHECKING:
-    from litemeta.learners.base import TaskClassifier
-
 __all__ = ["AdaptationCost", "measure_adaptation_cost"]
+
+
+class _Adapted(Protocol):
+    """What adapting returns (a :class:`~litemeta.learners.base.TaskClassifier`), as far as
+    the cost report needs it."""
+
+    def task_parameters(self) -> dict[str, Tensor]: ...
 
 
 @dataclass(frozen=True)
@@ -56,9 +61,7 @@ def _synchronize() -> None:
         torch.cuda.synchronize()
 
 
-def measure_adaptation_cost(
-    adapt: Callable[[], TaskClassifier], support_size: int
-) -> AdaptationCost:
+def measure_adaptation_cost(adapt: Callable[[], _Adapted], support_size: int) -> AdaptationCost:
     """Run ``adapt`` twice without autograd (learners that train enable it inside): once under
     a FLOP counter, which also warms up, then timed."""
     with torch.no_grad():
