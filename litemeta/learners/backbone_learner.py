@@ -2,18 +2,76 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from torch import Tensor
 
 from litemeta.backbones import Backbone
 from litemeta.learners.base import FewShotLearner
+from litemeta.learners.registry import register_learner
 from litemeta.lite import LiteSettings, SetFunction, lite_map
 from litemeta.precision import at_least_float32
 
-__all__ = ["BackboneLearner"]
+__all__ = ["BackboneLearner", "option_names", "option_parameters"]
 
 PRETRAINED_BACKBONE_LR_SCALE = 0.1
+
+_BOUND = "_bound_options"
+
+
+def option_parameters(cls: type[BackboneLearner]) -> dict[str, inspect.Parameter]:
+    """The keyword options that ``cls``'s constructor takes besides the backbone (following
+    ``**kwargs`` up to the base classes that take them), by name."""
+    found: dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        parameters = inspect.signature(vars(klass)["__init__"]).parameters.values()
+        for p in parameters:
+            if p.kind is inspect.Parameter.KEYWORD_ONLY:
+                found.setdefault(p.name, p)
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            break
+    return found
+
+
+def option_names(cls: type[BackboneLearner]) -> list[str]:
+    """The names of :func:`option_parameters`."""
+    return list(option_parameters(cls))
+
+
+def _records_options(init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a learner's ``__init__`` so that the keyword options it is called with (defaults
+    included) become the learner's :attr:`~BackboneLearner.options` once the outermost
+    constructor returns. Options passed on through ``**kwargs`` are bound by the base class
+    that takes them; an option a learner resolves (``backbone_lr_scale=None`` -> 0.1) is
+    recorded as resolved when the learner keeps it in an attribute of the same name."""
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def __init__(self: BackboneLearner, *args: Any, **kwargs: Any) -> None:
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        outermost = _BOUND not in vars(self)
+        recorded: dict[str, Any] = vars(self).setdefault(_BOUND, {})
+        for parameter in signature.parameters.values():
+            if parameter.kind is inspect.Parameter.KEYWORD_ONLY:
+                recorded.setdefault(parameter.name, bound.arguments[parameter.name])
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            if outermost:
+                del vars(self)[_BOUND]
+        if outermost:
+            attributes = vars(self)
+            self.options = {
+                name: attributes.get(name, recorded[name]) for name in option_names(type(self))
+            }
+
+    return __init__
 
 
 class BackboneLearner(FewShotLearner):
@@ -28,8 +86,20 @@ class BackboneLearner(FewShotLearner):
             :class:`~litemeta.lite.LiteSettings` sets it); bounds test-time memory.
     """
 
-    #: The name :func:`litemeta.learners.build_learner` knows this learner by.
+    #: The name :func:`litemeta.learners.build_learner` knows this learner by. A subclass
+    #: that sets it registers itself in :data:`litemeta.learners.LEARNERS`.
     name: ClassVar[str]
+
+    #: JSON-able constructor options (besides the backbone) that rebuild this learner, taken
+    #: from the constructor's keyword arguments (see :func:`_records_options`).
+    options: dict[str, Any]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in vars(cls):
+            cls.__init__ = _records_options(vars(cls)["__init__"])  # type: ignore[method-assign]
+        if "name" in vars(cls):
+            register_learner(cls)
 
     def __init__(
         self,
@@ -48,8 +118,6 @@ class BackboneLearner(FewShotLearner):
         self.train_backbone = train_backbone
         self.backbone_lr_scale = backbone_lr_scale
         self.chunk_size = chunk_size
-        #: JSON-able constructor options (besides the backbone) that rebuild this learner.
-        self.options: dict[str, Any] = {"chunk_size": chunk_size}
 
     def config(self) -> dict[str, Any]:
         """JSON-able description that :func:`litemeta.learners.learner_from_config` rebuilds."""
@@ -84,3 +152,6 @@ class BackboneLearner(FewShotLearner):
             },
         ]
         return [group for group in groups if group["params"]]
+
+
+BackboneLearner.__init__ = _records_options(BackboneLearner.__init__)  # type: ignore[method-assign]

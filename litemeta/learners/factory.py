@@ -11,11 +11,8 @@ import torch
 
 from litemeta.backbones import DEFAULT_BACKBONE, FilmPlacement, create_backbone
 from litemeta.config import ConfigError
-from litemeta.learners.backbone_learner import BackboneLearner
-from litemeta.learners.cnaps import CNAPs
-from litemeta.learners.finetuner import FineTuner
-from litemeta.learners.protonets import ProtoNets
-from litemeta.learners.simple_cnaps import SimpleCNAPs
+from litemeta.learners.backbone_learner import BackboneLearner, option_parameters
+from litemeta.learners.registry import LEARNERS
 
 __all__ = [
     "LEARNERS",
@@ -26,27 +23,19 @@ __all__ = [
     "save_learner",
 ]
 
-LEARNERS: dict[str, type[BackboneLearner]] = {
-    learner.name: learner for learner in (ProtoNets, CNAPs, SimpleCNAPs, FineTuner)
-}
-
 
 def learner_options(name: str) -> list[str]:
     """The keyword options that learner ``name``'s constructor takes besides the backbone
     (following ``**kwargs`` up to the base classes that take them)."""
-    found: list[str] = []
-    for cls in LEARNERS[name].__mro__:
-        if "__init__" not in vars(cls):
-            continue
-        parameters = inspect.signature(vars(cls)["__init__"]).parameters.values()
-        found += [
-            p.name
-            for p in parameters
-            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in found
-        ]
-        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-            break
-    return found
+    return list(option_parameters(LEARNERS[name]))
+
+
+def _required_options(name: str) -> list[str]:
+    return [
+        option
+        for option, parameter in option_parameters(LEARNERS[name]).items()
+        if parameter.default is inspect.Parameter.empty
+    ]
 
 
 def _check_options(name: str, options: dict[str, Any]) -> None:
@@ -56,6 +45,12 @@ def _check_options(name: str, options: dict[str, Any]) -> None:
         raise ConfigError(
             f"learner '{name}' has no option {', '.join(repr(u) for u in unknown)} "
             f"(its options: {', '.join(known)}); fix or remove it in model.options"
+        )
+    missing = [option for option in _required_options(name) if option not in options]
+    if missing:
+        raise ConfigError(
+            f"learner '{name}' needs option {', '.join(repr(m) for m in missing)} "
+            "(it has no default); set it in model.options"
         )
 
 
@@ -113,8 +108,11 @@ def learner_from_config(config: dict[str, Any]) -> BackboneLearner:
     options = config["options"]
     # An unknown learner name passes here and build_learner names the known ones.
     known = set(learner_options(config["learner"])) if config["learner"] in LEARNERS else options
+    required = _required_options(config["learner"]) if config["learner"] in LEARNERS else []
     differences = [
         f"options.{key}: saved, no longer an option" for key in sorted(set(options) - known)
+    ] + [
+        f"options.{key}: not saved, a required option now" for key in required if key not in options
     ]
     learner = None
     if not differences:

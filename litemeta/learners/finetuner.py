@@ -52,13 +52,6 @@ class FineTuner(BackboneLearner):
         if steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")
         super().__init__(backbone, train_backbone=False, chunk_size=chunk_size)
-        self.options.update(
-            steps=steps,
-            learning_rate=learning_rate,
-            learn_film=learn_film,
-            film_learning_rate=film_learning_rate,
-            batch_size=batch_size,
-        )
         self.steps = steps
         self.learning_rate = learning_rate
         self.learn_film = learn_film

@@ -61,11 +61,6 @@ class ProtoNets(BackboneLearner):
             backbone_lr_scale=backbone_lr_scale,
             chunk_size=chunk_size,
         )
-        self.options.update(
-            meta_train=meta_train,
-            distance_scale=distance_scale,
-            backbone_lr_scale=self.backbone_lr_scale,
-        )
         self.log_distance_scale = (
             None if distance_scale is None else nn.Parameter(torch.tensor(math.log(distance_scale)))
         )

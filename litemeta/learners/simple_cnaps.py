@@ -48,7 +48,6 @@ class SimpleCNAPs(FilmAdaptedLearner):
                 f"got {single_example_covariance!r}"
             )
         super().__init__(backbone, **options)
-        self.options["single_example_covariance"] = single_example_covariance
         self.single_example_covariance: SingleExampleCovariance = single_example_covariance
 
     def classifier(

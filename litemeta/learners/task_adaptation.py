@@ -152,13 +152,6 @@ class FilmAdaptedLearner(BackboneLearner):
             backbone_lr_scale=backbone_lr_scale,
             chunk_size=chunk_size,
         )
-        self.options.update(
-            encoder_image_size=encoder_image_size,
-            encoder_channels=encoder_channels,
-            film_regularization=film_regularization,
-            train_backbone=train_backbone,
-            backbone_lr_scale=self.backbone_lr_scale,
-        )
         self.film_regularization = film_regularization
         self.set_encoder = SetEncoder(encoder_image_size, encoder_channels)
         channels = [layer.channels for layer in backbone.film_layers]
