@@ -438,9 +438,9 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     from litemeta.bench.step import MODES
-    from litemeta.bench.sweep import IMAGE_SIZES, LEARNERS, SUPPORT_SIZES
+    from litemeta.bench.sweep import GRID_LEARNERS, IMAGE_SIZES, SUPPORT_SIZES
 
-    parser.add_argument("--learners", nargs="+", default=list(LEARNERS))
+    parser.add_argument("--learners", nargs="+", default=list(GRID_LEARNERS))
     parser.add_argument("--sizes", nargs="+", type=int, default=list(IMAGE_SIZES))
     parser.add_argument(
         "--support", nargs="+", type=int, default=list(SUPPORT_SIZES), help="support sizes N"
@@ -477,8 +477,8 @@ def _add_emoji_task_arguments(
 
 
 def add_bench_commands(subparsers: argparse._SubParsersAction) -> None:
-    from litemeta.bench.personalise import PERSONALISE_LEARNERS
-    from litemeta.bench.sweep import LEARNERS
+    from litemeta.bench.personalise import personalise_learners
+    from litemeta.bench.sweep import GRID_LEARNERS
 
     bench = subparsers.add_parser(
         "bench",
@@ -500,7 +500,7 @@ def add_bench_commands(subparsers: argparse._SubParsersAction) -> None:
     gradient = commands.add_parser(
         "gradient", help="LITE gradient against the exact one on a real emoji task"
     )
-    _add_emoji_task_arguments(gradient, LEARNERS, way=20)
+    _add_emoji_task_arguments(gradient, GRID_LEARNERS, way=20)
     gradient.add_argument(
         "--h", nargs="+", type=int, default=[1, 8, 40], help="subset sizes (N is added)"
     )
@@ -510,7 +510,7 @@ def add_bench_commands(subparsers: argparse._SubParsersAction) -> None:
     personalise = commands.add_parser(
         "personalise", help="time, MACs, numbers learned and accuracy of personalising"
     )
-    _add_emoji_task_arguments(personalise, PERSONALISE_LEARNERS, way=10)
+    _add_emoji_task_arguments(personalise, personalise_learners(), way=10)
     personalise.add_argument("--tasks", type=int, default=20, help="emoji test tasks")
     personalise.set_defaults(handler=_bench_personalise)
 

@@ -17,18 +17,22 @@ from tqdm.auto import tqdm
 
 from litemeta.backbones import DEFAULT_BACKBONE
 from litemeta.evaluation import evaluate
-from litemeta.learners import build_learner
+from litemeta.learners import LEARNERS, build_learner
 from litemeta.tasks import Task
 
 from .report import Row, markdown_table, save_figure, write_outputs
 
 __all__ = [
-    "PERSONALISE_LEARNERS",
+    "personalise_learners",
     "plot_personalise",
     "run_personalise_benchmark",
 ]
 
-PERSONALISE_LEARNERS = ("protonets", "cnaps", "simple_cnaps", "finetuner")
+
+def personalise_learners() -> list[str]:
+    """Every registered learner: the meta-learners, then the baselines with nothing to
+    meta-train."""
+    return sorted(LEARNERS, key=lambda name: not LEARNERS[name].meta_trainable)
 
 
 def _table_row(row: Row) -> Row:
