@@ -9,6 +9,20 @@ from litemeta.lite import LiteSettings
 IMAGE_SIZE = 32
 #: Pretrained ImageNet features need more than 32 px; images are upsampled to this.
 BACKBONE_SIZE = 64
+#: Options that keep each learner small and quick in tests, by learner name; a learner not
+#: named here is tested as built by default (see :func:`tiny_options`).
+TINY_OPTIONS: dict[str, dict] = {
+    "cnaps": {"encoder_image_size": 32, "encoder_channels": 8},
+    "simple_cnaps": {"encoder_image_size": 32, "encoder_channels": 8},
+    "finetuner": {"steps": 3},
+}
+
+
+def tiny_options(name: str) -> dict:
+    """The test options of learner ``name`` (none for a learner without any)."""
+    return dict(TINY_OPTIONS.get(name, {}))
+
+
 #: Clearly different base colours, one per class.
 CLASS_COLOURS = torch.tensor(
     [[220, 40, 40], [40, 200, 40], [40, 60, 220], [230, 220, 50], [200, 60, 210]]

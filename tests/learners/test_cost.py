@@ -4,14 +4,7 @@ import pytest
 
 from litemeta.learners import LEARNERS, build_learner
 
-from .helpers import BACKBONE_SIZE, colour_task
-
-OPTIONS = {
-    "protonets": {},
-    "cnaps": {"encoder_image_size": 32, "encoder_channels": 8},
-    "simple_cnaps": {"encoder_image_size": 32, "encoder_channels": 8},
-    "finetuner": {"steps": 5},
-}
+from .helpers import BACKBONE_SIZE, colour_task, tiny_options
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +12,7 @@ def costs():
     support, labels, *_ = colour_task(way=3, shots=4, queries=1)
     results = {}
     for name in LEARNERS:
-        learner = build_learner(name, image_size=BACKBONE_SIZE, **OPTIONS[name]).eval()
+        learner = build_learner(name, image_size=BACKBONE_SIZE, **tiny_options(name)).eval()
         results[name] = (learner, learner.adaptation_cost(support, labels))
     return results
 

@@ -20,19 +20,15 @@ from litemeta.learners import (
     save_learner,
 )
 
-from .helpers import BACKBONE_SIZE, meta_train
+from .helpers import BACKBONE_SIZE, meta_train, tiny_options
 
-OPTIONS = {
-    "protonets": {"meta_train": "film"},
-    "cnaps": {"encoder_image_size": 32, "encoder_channels": 8},
-    "simple_cnaps": {"encoder_image_size": 32, "encoder_channels": 8},
-    "finetuner": {"steps": 3},
-}
+#: Shared FiLM parameters make ProtoNets' state dict hold more than the backbone.
+OPTIONS = {name: tiny_options(name) for name in LEARNERS} | {"protonets": {"meta_train": "film"}}
 
 
 @pytest.mark.parametrize("name", sorted(LEARNERS))
 def test_saved_learners_load_with_weights_only_and_predict_the_same(name, task, tmp_path):
-    learner = build_learner(name, image_size=BACKBONE_SIZE, **OPTIONS[name])
+    learner = build_learner(name, image_size=BACKBONE_SIZE, **OPTIONS.get(name, {}))
     if learner.meta_trainable:
         meta_train(learner, steps=1, h=4, lr=1e-2)
     path = tmp_path / "learner.pt"

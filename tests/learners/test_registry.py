@@ -1,0 +1,199 @@
+"""Learners register themselves by name: a new learner is one new module in the package,
+seen by the factory, training, saving and loading, the benchmarks and personalisation."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import litemeta.learners
+from litemeta.bench.personalise import personalise_learners
+from litemeta.bench.step import StepConfig, measure_step
+from litemeta.config import ConfigError
+from litemeta.jobs import personalise
+from litemeta.learners import (
+    LEARNERS,
+    BackboneLearner,
+    ProtoNets,
+    build_learner,
+    discover_learners,
+    load_learner,
+    save_learner,
+)
+from litemeta.learners.backbone_learner import option_names
+from litemeta.lite import LiteSettings
+from litemeta.tasks import Task
+from litemeta.training import backward_task
+from tests.cli_helpers import train_tiny_run
+
+from .helpers import colour_task
+
+TINY = {"backbone": "resnet18", "image_size": 32, "pretrained": False}
+
+NEW_LEARNER = '''
+"""ProtoNets under a new name with one new option: a learner added as one file."""
+
+from typing import Any
+
+from litemeta.backbones import Backbone
+from litemeta.learners.protonets import ProtoNets
+
+
+class SlowProtoNets(ProtoNets):
+    name = "slow_protonets"
+
+    def __init__(self, backbone: Backbone, *, delay: float = 0.0, **options: Any) -> None:
+        super().__init__(backbone, **options)
+        self.delay = delay
+'''
+
+
+@pytest.fixture
+def restore_registry():
+    before = dict(LEARNERS)
+    yield
+    LEARNERS.clear()
+    LEARNERS.update(before)
+
+
+@pytest.fixture
+def new_learner_module(tmp_path, monkeypatch, restore_registry):
+    """Write a learner module into a folder on the ``litemeta.learners`` package path."""
+    folder = tmp_path / "more_learners"
+    folder.mkdir()
+    (folder / "slow_protonets.py").write_text(textwrap.dedent(NEW_LEARNER))
+    monkeypatch.setattr(litemeta.learners, "__path__", [*litemeta.learners.__path__, str(folder)])
+    yield discover_learners()
+    sys.modules.pop("litemeta.learners.slow_protonets", None)
+
+
+def test_the_package_registers_every_learner_by_its_name():
+    assert {"protonets", "cnaps", "simple_cnaps", "finetuner"} <= set(LEARNERS)
+    for name, cls in LEARNERS.items():
+        assert issubclass(cls, BackboneLearner) and cls.name == name
+    assert LEARNERS["protonets"] is ProtoNets
+
+
+def test_a_name_taken_by_another_learner_is_refused(restore_registry):
+    with pytest.raises(ValueError, match=r"'protonets' .* is taken by .*ProtoNets"):
+
+        class Impostor(ProtoNets):
+            name = "protonets"
+
+
+@pytest.mark.parametrize("name", list(LEARNERS))
+def test_saved_options_are_the_constructor_keyword_options(name):
+    learner = build_learner(name, **TINY)
+    assert list(learner.options) == option_names(type(learner))
+    assert json.loads(json.dumps(learner.options)) == learner.options
+
+
+def test_options_of_a_new_learner_come_from_its_constructor(restore_registry):
+    class Tempered(ProtoNets):
+        name = "tempered_protonets"
+
+        def __init__(self, backbone, *, temperature: float, **options) -> None:
+            super().__init__(backbone, **options)
+
+    learner = build_learner("tempered_protonets", **TINY, temperature=2.0, meta_train="film")
+    assert learner.options == {
+        "temperature": 2.0,
+        "meta_train": "film",
+        "distance_scale": None,
+        "backbone_lr_scale": 1.0,  # resolved for a randomly initialised backbone
+        "chunk_size": 64,
+    }
+    with pytest.raises(ConfigError, match="needs option 'temperature'"):
+        build_learner("tempered_protonets", **TINY)
+
+
+def test_a_saved_option_no_longer_taken_or_a_missing_required_one_is_refused(
+    tmp_path, restore_registry
+):
+    class Tempered(ProtoNets):
+        name = "tempered_protonets"
+
+        def __init__(self, backbone, *, temperature: float = 1.0, **options) -> None:
+            super().__init__(backbone, **options)
+
+    learner = build_learner("tempered_protonets", **TINY)
+    config = json.loads(json.dumps(learner.config()))
+    config["options"]["colour"] = "red"
+    torch.save({"config": config, "state_dict": learner.state_dict()}, tmp_path / "extra.pt")
+    with pytest.raises(ConfigError, match=r"options\.colour: saved, no longer an option"):
+        load_learner(tmp_path / "extra.pt")
+
+    del LEARNERS["tempered_protonets"]  # a later version of the learner, the option required
+
+    class Required(ProtoNets):
+        name = "tempered_protonets"
+
+        def __init__(self, backbone, *, temperature: float, **options) -> None:
+            super().__init__(backbone, **options)
+
+    config = json.loads(json.dumps(learner.config()))
+    del config["options"]["temperature"]
+    torch.save({"config": config, "state_dict": learner.state_dict()}, tmp_path / "old.pt")
+    with pytest.raises(ConfigError, match=r"options\.temperature: not saved, a required option"):
+        load_learner(tmp_path / "old.pt")
+
+
+def _write_class_folders(root: Path) -> None:
+    colours = {"red": (220, 40, 40), "blue": (40, 60, 220)}
+    for name, colour in colours.items():
+        for shot in range(2):
+            folder = root / "support" / name
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (32, 32), colour).save(folder / f"{shot}.png")
+        (root / "query").mkdir(exist_ok=True)
+        Image.new("RGB", (32, 32), colour).save(root / "query" / f"{name}.png")
+
+
+def test_a_new_learner_module_is_built_trained_saved_benchmarked_and_personalised(
+    new_learner_module, tmp_path
+):
+    assert "slow_protonets" in new_learner_module
+    # Built by name, its new option saved with the others.
+    learner = build_learner("slow_protonets", **TINY, delay=0.5)
+    assert type(learner).__name__ == "SlowProtoNets"
+    assert learner.options["delay"] == 0.5 and learner.options["meta_train"] == "backbone"
+
+    # One LITE meta-training step.
+    support, support_labels, query, query_labels = colour_task(way=2, shots=2, queries=1)
+    task = Task(support, support_labels, query, query_labels, ["a", "b"])
+    lite = LiteSettings(h=2, generator=torch.Generator().manual_seed(0))
+    backward_task(learner.train(), task, lite=lite, query_batch_size=2)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in learner.parameters())
+
+    # Saved and loaded.
+    save_learner(learner, tmp_path / "learner.pt")
+    loaded = load_learner(tmp_path / "learner.pt").eval()
+    assert type(loaded) is type(learner) and loaded.options == learner.options
+    with torch.no_grad():
+        expected = learner.eval().adapt(support, support_labels)(query)
+        torch.testing.assert_close(loaded.adapt(support, support_labels)(query), expected)
+
+    # Benchmarked, and among the personalisation benchmark's learners.
+    config = StepConfig(
+        "slow_protonets", 32, 4, "lite-2", way=2, queries_per_class=1, query_batch_size=1,
+        chunk_size=4, backbone="resnet18", pretrained=False, threads=1,
+    )  # fmt: skip
+    threads = torch.get_num_threads()
+    try:
+        assert measure_step(vars(config))["saved_bytes"] > 0
+    finally:
+        torch.set_num_threads(threads)
+    assert "slow_protonets" in personalise_learners()
+
+    # Meta-trained by the trainer into a checkpoint that personalises class folders.
+    run = train_tiny_run(tmp_path / "run", "model.learner=slow_protonets", "training.lite.h=2")
+    _write_class_folders(tmp_path)
+    predictions = personalise(run, tmp_path / "support", tmp_path / "query")
+    assert sorted(Path(p.path).name for p in predictions) == ["blue.png", "red.png"]
+    assert {p.label for p in predictions} <= {"red", "blue"}
