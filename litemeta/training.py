@@ -287,28 +287,17 @@ class Trainer:
             desc="meta-training",
             disable=not (self.progress and self.group.is_main),
         )
-        indices = [
-            stream_index(
-                step=step - 1,
-                rank=self.group.rank,
-                world_size=self.group.world_size,
-                tasks_per_step=config.tasks_per_step,
-                task=task,
-            )
-            for step in range(self.start_step + 1, config.steps + 1)
-            for task in range(config.tasks_per_step)
-        ]
+        steps = range(self.start_step + 1, config.steps + 1)
         tasks = task_loader(
             self.train_tasks,
-            indices,
+            [index for step in steps for index in self._stream_positions(step)],
             workers=self.loader_workers,
             pin_memory=self.group.device.type == "cuda",
         )
         with bar:
             self.learner.train()
-            for step in range(self.start_step + 1, config.steps + 1):
-                metrics = self._step(step, tasks, indices[: config.tasks_per_step])
-                indices = indices[config.tasks_per_step :]
+            for step in steps:
+                metrics = self._step(step, tasks)
                 if config.validate_every and (
                     step % config.validate_every == 0 or step == config.steps
                 ):
@@ -352,14 +341,27 @@ class Trainer:
             gradient_checkpointing=lite.gradient_checkpointing,
         )
 
-    def _step(self, step: int, tasks: Iterator[Task], indices: Sequence[int]) -> StepMetrics:
-        """One optimiser step (``step`` counts from 1) over this process's next tasks, whose
-        stream positions are ``indices``."""
+    def _stream_positions(self, step: int) -> list[int]:
+        """Positions in the task stream of this process's tasks in ``step`` (from 1)."""
+        return [
+            stream_index(
+                step=step - 1,
+                rank=self.group.rank,
+                world_size=self.group.world_size,
+                tasks_per_step=self.config.tasks_per_step,
+                task=task,
+            )
+            for task in range(self.config.tasks_per_step)
+        ]
+
+    def _step(self, step: int, tasks: Iterator[Task]) -> StepMetrics:
+        """One optimiser step (``step`` counts from 1) over this process's next tasks from
+        ``tasks``, which deliver them in stream order."""
         config, group = self.config, self.group
         started = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
         totals = torch.zeros(4, dtype=torch.float64)
-        for index in indices:
+        for index in self._stream_positions(step):
             outcome = backward_task(
                 self.learner,
                 next(tasks).to(group.device, non_blocking=True),
