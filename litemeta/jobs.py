@@ -232,6 +232,20 @@ def _query_files(folder: Path) -> list[Path]:
     return files
 
 
+def _read_or_skip(
+    path: Path, image_size: int, skip_unreadable: bool, skipped: list[Prediction]
+) -> torch.Tensor | None:
+    """The image at ``path``; with ``skip_unreadable`` an unreadable one is recorded in
+    ``skipped`` (as a prediction with its error) and ``None`` returned instead of raising."""
+    try:
+        return read_image_file(str(path), image_size)
+    except ImageLoadError as error:
+        if not skip_unreadable:
+            raise
+        skipped.append(Prediction(str(path), "", 0.0, str(error)))
+        return None
+
+
 def read_support_set(
     folder: Path, image_size: int, skip_unreadable: bool
 ) -> tuple[list[str], list[torch.Tensor], list[int], list[Prediction]]:
@@ -262,14 +276,10 @@ def read_support_set(
     images, labels, skipped = [], [], []
     for label, name in enumerate(classes):
         for path in by_class[name]:
-            try:
-                images.append(read_image_file(str(path), image_size))
-            except ImageLoadError as error:
-                if not skip_unreadable:
-                    raise
-                skipped.append(Prediction(str(path), "", 0.0, str(error)))
-                continue
-            labels.append(label)
+            image = _read_or_skip(path, image_size, skip_unreadable, skipped)
+            if image is not None:
+                images.append(image)
+                labels.append(label)
         if label not in labels:
             raise ValueError(f"support class '{name}' has no readable images")
     return classes, images, labels, skipped
@@ -304,14 +314,10 @@ def personalise(
         for start in range(0, len(query_files), batch_size):
             batch, queries = [], []
             for path in query_files[start : start + batch_size]:
-                try:
-                    queries.append(read_image_file(str(path), image_size))
-                except ImageLoadError as error:
-                    if not skip_unreadable:
-                        raise
-                    skipped.append(Prediction(str(path), "", 0.0, str(error)))
-                    continue
-                batch.append(path)
+                image = _read_or_skip(path, image_size, skip_unreadable, skipped)
+                if image is not None:
+                    queries.append(image)
+                    batch.append(path)
             if not batch:
                 continue
             probabilities = classifier(torch.stack(queries).to(device)).softmax(-1).cpu()
