@@ -125,7 +125,7 @@ def _deliver(
         "tasks_per_second": count / seconds,
         "images_per_second": images / seconds,
         "wait_seconds": waited,
-        "wait_fraction": min(1.0, waited / seconds),
+        "wait_fraction": waited / seconds,
         "first_task_seconds": first,
     }
 
