@@ -14,12 +14,14 @@ rows with autograd, and splices them into the output so that
   stratified),
 
 which makes the parameter gradient an unbiased estimate of the full gradient for any
-downstream loss. Given a :class:`DeferredBackward`, the recomputation waits until the loss's
-gradient with respect to the outputs is known: the rows are then recomputed and
-back-propagated a chunk at a time, so their activations are never held together with the
-query images', and memory does not grow with ``h``. Unlike the published reference code (no scaling, or the whole query loss
+downstream loss. Unlike the published reference code (no scaling, or the whole query loss
 scaled by N/h), the scale touches only the support rows, so the estimate is exact in
 expectation and equal to the full gradient when h >= N.
+
+Given a :class:`DeferredBackward`, the recomputation waits until the loss's gradient with
+respect to the outputs is known: the rows are then recomputed and back-propagated a chunk
+at a time, so their activations are never held together with the query images', and
+memory does not grow with ``h``.
 
 What is guaranteed: unbiasedness and exact forward values, provided f acts on each row
 independently and deterministically. What is not: a small variance (it grows as h
@@ -371,8 +373,8 @@ def lite_map(
             outputs = _map_in_chunks(fn, inputs, chunk)
         if deferred is not None:
             outputs.requires_grad_()
-            rows = _DeferredRows(fn, inputs[indices], indices, scales, outputs, chunk, row_tolerance)
-            deferred.add(rows)
+            drawn = inputs[indices]
+            deferred.add(_DeferredRows(fn, drawn, indices, scales, outputs, chunk, row_tolerance))
             return outputs
         recomputed = _map_in_chunks(fn, inputs[indices], chunk, checkpointed=gradient_checkpointing)
     first_pass = outputs[indices]
