@@ -277,6 +277,29 @@ class DeferredBackward:
         """Whether some map's rows still wait for :meth:`backward`."""
         return bool(self._pending)
 
+    def take(self, fn: SetFunction) -> _DeferredRows | None:
+        """Remove and return the latest rows mapped by a function equal to ``fn``, for the
+        caller to recompute (see :meth:`row_gradient`); ``None`` if there are none."""
+        for position in reversed(range(len(self._pending))):
+            if self._pending[position].fn == fn:
+                return self._pending.pop(position)
+        return None
+
+    def row_gradient(self, rows: _DeferredRows, recomputed: Tensor, start: int = 0) -> Tensor:
+        """The gradient to back-propagate into ``recomputed``, the rows ``start:start + n``
+        of ``rows`` recomputed with autograd: ``scale_n * dL/dF_n``, in ``recomputed``'s
+        dtype. Records how far the rows moved from their first pass, for
+        :meth:`check_rows`."""
+        chunk = rows.indices[start : start + recomputed.shape[0]]
+        allowed, source = _row_tolerance(recomputed, rows.tolerance)
+        difference = _largest_row_difference(rows.outputs.detach()[chunk], recomputed)
+        self._differences.append((difference, allowed, source))
+        if rows.outputs.grad is None:  # the loss does not depend on this set
+            return torch.zeros_like(recomputed)
+        grads = rows.outputs.grad[chunk].float()
+        scales = rows.scales[start : start + recomputed.shape[0]]
+        return (grads * scales.view(-1, *([1] * (grads.dim() - 1)))).to(recomputed.dtype)
+
     def backward(self) -> None:
         """Recompute and back-propagate the rows of every map, last map first (its rows'
         gradient can reach an earlier map's outputs, e.g. through generated FiLM)."""
@@ -284,17 +307,10 @@ class DeferredBackward:
             rows = self._pending.pop()
             if rows.outputs.grad is None:
                 continue  # the loss does not depend on this set
-            first_pass = rows.outputs.detach()[rows.indices]
-            grads = rows.outputs.grad[rows.indices].float()
-            grads = grads * rows.scales.view(-1, *([1] * (grads.dim() - 1)))
             for start in range(0, rows.indices.numel(), rows.chunk_size):
-                chunk = slice(start, start + rows.chunk_size)
-                recomputed = rows.fn(rows.inputs[chunk])
-                allowed, source = _row_tolerance(recomputed, rows.tolerance)
-                difference = _largest_row_difference(first_pass[chunk], recomputed)
-                self._differences.append((difference, allowed, source))
+                recomputed = rows.fn(rows.inputs[start : start + rows.chunk_size])
                 # Retained: a later chunk or map may pass through the same generated tensors.
-                recomputed.backward(grads[chunk].to(recomputed.dtype), retain_graph=True)
+                recomputed.backward(self.row_gradient(rows, recomputed, start), retain_graph=True)
             rows.outputs.grad = None
 
     def row_excess(self) -> Tensor | None:
@@ -394,7 +410,10 @@ class LiteSettings:
     With ``deferred`` set (as :func:`litemeta.training.backward_task` does) every map's
     drawn rows are back-propagated by ``deferred.backward()`` once the loss's gradient is
     known; ``gradient_checkpointing`` is then moot, as each recomputed chunk is
-    back-propagated at once.
+    back-propagated at once. ``rows_with_queries`` asks ``backward_task`` to recompute the
+    backbone's drawn rows in the last query batch's forward pass instead: one pass fewer
+    (faster where kernel launches dominate, as on a GPU with small batches), but that batch
+    then holds ``h`` more images' activations.
     """
 
     h: int | None
@@ -405,6 +424,7 @@ class LiteSettings:
     unbiased_scaling: bool = True
     row_tolerance: float | None = None
     deferred: DeferredBackward | None = None
+    rows_with_queries: bool = False
 
     def map(self, fn: SetFunction, inputs: Tensor, labels: Tensor | None = None) -> Tensor:
         """:func:`lite_map` with these settings and an independent draw."""

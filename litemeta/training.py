@@ -149,13 +149,18 @@ def queue_backward_task(
     regulariser is added once, with the last batch. The gradient equals that of the whole
     query set in one batch. With LITE (``lite.h`` set) the drawn support rows are recomputed
     and back-propagated after the queries (:class:`~litemeta.lite.DeferredBackward`), so
-    their activations and a query batch's are never held at the same time.
+    their activations and a query batch's are never held at the same time; with
+    ``lite.rows_with_queries`` the backbone's rows ride in the last query batch's pass.
     """
     device = task.support_images.device
     deferred = DeferredBackward() if lite.h is not None else None
     lite = replace(lite, deferred=deferred)
     with autocast(device, precision):
         classifier = learner.adapt(task.support_images, task.support_labels, lite=lite)
+    rows = None
+    same_kind = task.support_images.dtype == task.query_images.dtype
+    if deferred is not None and lite.rows_with_queries and same_kind:
+        rows = deferred.take(getattr(classifier, "embed", None))
     n_query = task.query_labels.numel()
     batches = list(
         zip(
@@ -169,17 +174,30 @@ def queue_backward_task(
     correct = torch.zeros((), dtype=torch.int64, device=device)
     for position, (images, labels) in enumerate(batches):
         last = position == len(batches) - 1
+        with_rows = rows if last else None
         with autocast(device, precision):
-            logits = classifier(images)
+            if with_rows is None:
+                logits = classifier(images)
+            else:  # [rows; queries] in one pass; the queries' features become a leaf
+                embedded = classifier.embed(torch.cat([with_rows.inputs, images]))
+                query_features = embedded[with_rows.inputs.shape[0] :].detach().requires_grad_()
+                logits = classifier.classify(query_features)
         loss = F.cross_entropy(logits.float(), labels, reduction="sum") / n_query
         if last:
             loss = loss + classifier.regularizer
         scaled = loss / tasks_per_step
-        keep_graph = not last or (deferred is not None and deferred.waiting)
+        keep_graph = not last or rows is not None or (deferred is not None and deferred.waiting)
         (scaler.scale(scaled) if scaler is not None else scaled).backward(retain_graph=keep_graph)
         total_loss += loss.detach()
         correct += (logits.detach().argmax(dim=-1) == labels).sum()
         del logits, loss, scaled  # this batch's graph, before the next batch's forward
+        if with_rows is not None:
+            # Every query batch has reached the head: the rows' gradient is complete.
+            recomputed = embedded[: with_rows.inputs.shape[0]]
+            row_gradient = deferred.row_gradient(with_rows, recomputed)  # type: ignore[union-attr]
+            gradient = torch.cat([row_gradient, query_features.grad.to(embedded.dtype)])
+            embedded.backward(gradient, retain_graph=deferred.waiting)  # type: ignore[union-attr]
+            del embedded, recomputed, query_features
     if deferred is not None:
         with autocast(device, precision):
             deferred.backward()

@@ -1,7 +1,7 @@
 """LITE inside the learners: forward values are exact, gradients are unbiased, and CNAPs'
 two nested set functions need independent subsets."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 import torch
@@ -122,11 +122,13 @@ def _spliced_gradient(learner, task, lite):
     return float(loss.detach()), torch.autograd.grad(loss, parameters)
 
 
+@pytest.mark.parametrize("rows_with_queries", [False, True])
 @pytest.mark.parametrize("name", sorted(LEARNERS))
-def test_deferred_support_rows_give_the_spliced_gradient(name):
-    """``backward_task`` recomputes LITE's rows after the query batches, a chunk at a time;
-    the gradient must equal the one with the rows in the graph (same draw), for every
-    registered meta-trainable learner, FiLM-generating ones included."""
+def test_deferred_support_rows_give_the_spliced_gradient(name, rows_with_queries):
+    """``backward_task`` recomputes LITE's rows after the query batches, a chunk at a time
+    (or in the last query batch's pass); the gradient must equal the one with the rows in
+    the graph (same draw), for every registered meta-trainable learner, FiLM-generating
+    ones included."""
     if not LEARNERS[name].meta_trainable:
         pytest.skip(f"{name} has nothing to meta-train")
     task = colour_task(way=3, shots=4, queries=5)
@@ -138,7 +140,12 @@ def test_deferred_support_rows_give_the_spliced_gradient(name):
             nn.init.normal_(scale, 0.0, 0.5)  # generated FiLM far from the identity
 
     def lite():
-        return LiteSettings(h=5, chunk_size=2, generator=torch.Generator().manual_seed(4))
+        return LiteSettings(
+            h=5,
+            chunk_size=2,
+            generator=torch.Generator().manual_seed(4),
+            rows_with_queries=rows_with_queries,
+        )
 
     expected_loss, expected = _spliced_gradient(learner, task, lite())
     learner.zero_grad()
@@ -185,9 +192,39 @@ def test_deferred_rows_and_queries_are_never_held_together():
     def rows_alone():
         LiteSettings(h=None).map(learner.backbone, support[:6]).sum().backward()
 
+    def fused():
+        backward_task(
+            learner,
+            _task(support, labels, query, query_labels),
+            lite=replace(lite(), rows_with_queries=True),
+            query_batch_size=6,
+        )
+
     rows = peak(rows_alone)
-    assert peak(spliced) > 1.8 * rows  # 6 rows + 12 queries at once
+    assert peak(spliced) > 2.7 * rows  # 6 rows + 12 queries at once
     assert peak(deferred) < 1.2 * rows  # 6 rows, then 6 queries at a time
+    assert 1.8 * rows < peak(fused) < 2.2 * rows  # 6 queries, then 6 rows + 6 queries
+
+
+@pytest.mark.parametrize(("rows_with_queries", "passes"), [(False, 3), (True, 2)])
+def test_rows_with_queries_saves_one_backbone_pass(rows_with_queries, passes):
+    """Backbone calls with autograd in a LITE step with 8 queries in batches of 4: two query
+    batches and the drawn rows, or the rows inside the last query batch."""
+    support, labels, query, query_labels = colour_task(way=2, shots=5, queries=4)
+    learner = build_learner("protonets", image_size=BACKBONE_SIZE)
+    calls = []
+    learner.backbone.register_forward_hook(
+        lambda module, inputs, output: calls.append(output.requires_grad)
+    )
+    lite = LiteSettings(h=3, generator=torch.Generator().manual_seed(0))
+    backward_task(
+        learner,
+        _task(support, labels, query, query_labels),
+        lite=replace(lite, rows_with_queries=rows_with_queries),
+        query_batch_size=4,
+    )
+    assert calls.count(True) == passes
+    assert calls.count(False) == 1  # the first pass over the support set
 
 
 def test_deferred_rows_still_refuse_active_dropout():
