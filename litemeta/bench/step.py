@@ -41,15 +41,21 @@ INFERENCE = "inference"
 MODES = (INFERENCE, "backprop", "checkpoint", "lite-8", "lite-40")
 
 
+#: Suffix of a LITE mode whose drawn rows ride in the last query batch's pass.
+FUSED = "-fused"
+
+
 def parse_mode(mode: str) -> int | None:
-    """Validate a mode name; return LITE's ``h`` for ``lite-<h>``, else ``None``."""
+    """Validate a mode name; return LITE's ``h`` for ``lite-<h>`` or ``lite-<h>-fused``
+    (the rows recomputed in the last query batch's pass), else ``None``."""
     if mode in (INFERENCE, "backprop", "checkpoint"):
         return None
-    prefix, _, h = mode.partition("-")
+    prefix, _, h = mode.removesuffix(FUSED).partition("-")
     if prefix == "lite" and h.isdigit() and int(h) >= 1:
         return int(h)
     raise ValueError(
-        f"unknown mode '{mode}': use inference, backprop, checkpoint or lite-<h> (e.g. lite-8)"
+        f"unknown mode '{mode}': use inference, backprop, checkpoint, lite-<h> (e.g. lite-8) "
+        "or lite-<h>-fused"
     )
 
 
@@ -95,6 +101,7 @@ class StepConfig:
             chunk_size=self.chunk_size,
             gradient_checkpointing=self.mode == "checkpoint",
             generator=torch.Generator().manual_seed(0),
+            rows_with_queries=self.mode.endswith(FUSED),
         )
 
 
