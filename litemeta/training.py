@@ -418,6 +418,7 @@ class Trainer:
             stratified=lite.stratified,
             generator=seeded_generator(self.config.seed, "lite", index),
             gradient_checkpointing=lite.gradient_checkpointing,
+            rows_with_queries=lite.rows_with_queries,
         )
 
     def _stream_positions(self, step: int) -> list[int]:
