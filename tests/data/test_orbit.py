@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -291,3 +292,33 @@ def test_sampler_settings_are_checked():
 def test_missing_split_is_explained(tmp_path):
     with pytest.raises(FileNotFoundError, match="split folder"):
         OrbitDataset(tmp_path, "validation")
+
+
+def test_reader_checks_name_the_problem(orbit_root, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"annotation folder .* point annotations_root"):
+        OrbitDataset(orbit_root, "train", annotations_root=tmp_path / "none")
+    (tmp_path / "train" / "P1" / "cup").mkdir(parents=True)
+    with pytest.raises(ValueError, match="no ORBIT videos found under"):
+        OrbitDataset(tmp_path, "train")
+    video = tmp_path / "train" / "P1" / "cup" / "clutter" / "v0"
+    video.mkdir(parents=True)
+    skipped = pytest.warns(UserWarning, match=re.escape(str(video)))
+    with pytest.raises(ValueError, match="no ORBIT videos"), skipped:
+        OrbitDataset(tmp_path, "train")
+    bad = tmp_path / "bad-annotations"
+    bad.mkdir()
+    (bad / "P100--keys--clutter--vid0.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"cannot read ORBIT annotation .* repair or delete"):
+        OrbitDataset(orbit_root, "train", annotations_root=bad)
+
+
+def test_skipped_empty_video_is_reported_at_the_callers_line(tmp_path):
+    write_orbit(tmp_path, layout={"P1": {"cup": ([6], [8])}})
+    (tmp_path / "train" / "P1" / "cup" / "clean" / "empty").mkdir()
+    with pytest.warns(UserWarning, match="without frames") as caught:
+        dataset = OrbitDataset(tmp_path, "train")
+    assert caught[0].filename == __file__
+    assert [v.name for v in dataset.index.videos] == [
+        "P1--cup--clean--vid0",
+        "P1--cup--clutter--vid0",
+    ]
