@@ -21,6 +21,7 @@ from litemeta.data import (
     ClassFolderDataset,
     EpisodicTaskDataset,
     FixedWaySampler,
+    InterleavedOrbitTasks,
     MetaDatasetRecords,
     OrbitDataset,
     OrbitTaskDataset,
@@ -290,7 +291,7 @@ def task_dataset(
         by_user = OrbitTaskDataset(
             collection, sampler, image_size, tasks_per_user=per_user, seed=seed
         )
-        return _Interleaved(by_user, users, per_user, num_tasks)
+        return InterleavedOrbitTasks(by_user, num_tasks)
     return EpisodicTaskDataset(
         collection,
         _episode_sampler(data.sampler, collection),
@@ -300,28 +301,3 @@ def task_dataset(
         support_styles=data.support_styles,
         query_styles=data.query_styles,
     )
-
-
-class _Interleaved(Dataset):
-    """Item ``i`` = user ``i % users``'s task ``i // users`` of a user-major dataset."""
-
-    def __init__(
-        self, by_user: OrbitTaskDataset, users: int, per_user: int, num_tasks: int
-    ) -> None:
-        self.by_user, self.users, self.per_user = by_user, users, per_user
-        self.num_tasks = num_tasks
-
-    def __len__(self) -> int:
-        return self.num_tasks
-
-    def _by_user_index(self, index: int) -> int:
-        if not 0 <= index < self.num_tasks:
-            raise IndexError(f"task index {index} out of range 0..{self.num_tasks - 1}")
-        return (index % self.users) * self.per_user + index // self.users
-
-    def user_of(self, index: int) -> str:
-        """The ORBIT user of task ``index``, for per-user metrics."""
-        return self.by_user.user_of(self._by_user_index(index))
-
-    def __getitem__(self, index: int) -> Task:
-        return self.by_user[self._by_user_index(index)]

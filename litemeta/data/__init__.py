@@ -12,7 +12,12 @@ from litemeta.data.emoji import emoji_tasks, load_emoji
 from litemeta.data.episodic import EpisodicTaskDataset, load_task, task_rng
 from litemeta.data.images import ImageLoadError
 from litemeta.data.metadataset import MetaDatasetRecords, read_dataset_spec
-from litemeta.data.orbit import OrbitDataset, OrbitTaskDataset, OrbitTaskSampler
+from litemeta.data.orbit import (
+    InterleavedOrbitTasks,
+    OrbitDataset,
+    OrbitTaskDataset,
+    OrbitTaskSampler,
+)
 from litemeta.data.samplers import (
     ClassHierarchy,
     EpisodeSpec,
@@ -30,6 +35,7 @@ __all__ = [
     "FixedWaySampler",
     "ImageCollection",
     "ImageLoadError",
+    "InterleavedOrbitTasks",
     "MetaDatasetRecords",
     "OrbitDataset",
     "OrbitTaskDataset",

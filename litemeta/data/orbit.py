@@ -489,3 +489,44 @@ class OrbitTaskDataset(Dataset):
 
     def __getitem__(self, index: int) -> Task:
         return load_task(self.dataset, self.spec(index), self.image_size)
+
+
+class InterleavedOrbitTasks(Dataset):
+    """The first ``num_tasks`` tasks of an :class:`OrbitTaskDataset` taken user by user in
+    turn: item ``i`` is user ``i % users``'s task ``i // users``.
+
+    ``OrbitTaskDataset`` is user-major (one user's ``tasks_per_user`` tasks, then the
+    next user's), so a run that uses its first tasks would see only the first users; here
+    consecutive tasks come from different users. ``num_tasks`` (default: all) may not
+    exceed ``len(by_user)``.
+    """
+
+    def __init__(self, by_user: OrbitTaskDataset, num_tasks: int | None = None) -> None:
+        self.by_user = by_user
+        self.users = len(by_user.user_ids)
+        self.per_user = by_user.tasks_per_user
+        self.num_tasks = len(by_user) if num_tasks is None else num_tasks
+        self._check_num_tasks_fits()
+
+    def _check_num_tasks_fits(self) -> None:
+        if not 0 <= self.num_tasks <= len(self.by_user):
+            raise ValueError(
+                f"num_tasks must be between 0 and the {len(self.by_user)} tasks of "
+                f"{self.users} users x {self.per_user} tasks per user, got {self.num_tasks}; "
+                "raise tasks_per_user or ask for fewer tasks"
+            )
+
+    def __len__(self) -> int:
+        return self.num_tasks
+
+    def _by_user_index(self, index: int) -> int:
+        if not 0 <= index < self.num_tasks:
+            raise IndexError(f"task index {index} out of range 0..{self.num_tasks - 1}")
+        return (index % self.users) * self.per_user + index // self.users
+
+    def user_of(self, index: int) -> str:
+        """The ORBIT user of task ``index``, for per-user metrics."""
+        return self.by_user.user_of(self._by_user_index(index))
+
+    def __getitem__(self, index: int) -> Task:
+        return self.by_user[self._by_user_index(index)]

@@ -7,7 +7,12 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from litemeta.data.orbit import OrbitDataset, OrbitTaskDataset, OrbitTaskSampler
+from litemeta.data.orbit import (
+    InterleavedOrbitTasks,
+    OrbitDataset,
+    OrbitTaskDataset,
+    OrbitTaskSampler,
+)
 
 # user -> object -> (clean frame counts, clutter frame counts)
 LAYOUT = {
@@ -259,6 +264,20 @@ def test_tasks_load_with_groups_and_are_reproducible_in_workers(orbit_root):
     serial = [t.query_groups for t in DataLoader(tasks, batch_size=None)]
     parallel = [t.query_groups for t in DataLoader(tasks, batch_size=None, num_workers=2)]
     assert all(torch.equal(a, b) for a, b in zip(serial, parallel, strict=True))
+
+
+def test_interleaved_tasks_take_the_users_in_turn(orbit_root):
+    dataset = OrbitDataset(orbit_root, "train")
+    sampler = OrbitTaskSampler(min_target_frames=4)
+    by_user = OrbitTaskDataset(dataset, sampler, image_size=6, tasks_per_user=3, seed=2)
+    tasks = InterleavedOrbitTasks(by_user, num_tasks=5)
+    assert len(tasks) == 5 and len(InterleavedOrbitTasks(by_user)) == 6
+    assert [tasks.user_of(i) for i in range(5)] == ["P100", "P200", "P100", "P200", "P100"]
+    assert torch.equal(tasks[3].query_groups, by_user[4].query_groups)
+    with pytest.raises(IndexError, match=r"out of range 0\.\.4"):
+        tasks[5]
+    with pytest.raises(ValueError, match="raise tasks_per_user"):
+        InterleavedOrbitTasks(by_user, num_tasks=7)
 
 
 def test_task_dataset_warns_about_dropped_objects_and_users(tmp_path):
