@@ -34,40 +34,47 @@ BUILTIN_ARCHIVE = BUILTIN_DIR / "emoji-64.zip"
 
 
 def load_emoji(
-    split: str | None = "train", root: str | Path | None = None, on_error: str = "raise"
+    split: str | None = "train",
+    root: str | Path | None = None,
+    on_error: str = "raise",
+    decode_size: int | None = None,
 ) -> ClassFolderDataset:
     """The built-in emoji set (or a build of it at ``root``) as a styled class-folder
-    collection; pick support/query styles when making tasks."""
+    collection; pick support/query styles when making tasks. Images come at their stored
+    size (64 px for the built-in set), or at ``decode_size`` when given."""
     source = Path(root) if root is not None else BUILTIN_ARCHIVE
     if not source.exists():
         raise FileNotFoundError(
             f"emoji set not found at {source}; build one with "
             "`litemeta data build-emoji --size 224 --out DIR`"
         )
-    return ClassFolderDataset(source, split=split, on_error=on_error, name="emoji")
+    return ClassFolderDataset(
+        source, split=split, on_error=on_error, name="emoji", decode_size=decode_size
+    )
 
 
 def emoji_tasks(
     split: str = "train",
-    image_size: int = 64,
+    *,
     num_tasks: int = 1000,
     sampler: EpisodeSampler | None = None,
     seed: int = 0,
     support_styles: Sequence[str] | None = None,
     query_styles: Sequence[str] | None = None,
     root: str | Path | None = None,
+    decode_size: int | None = None,
 ) -> EpisodicTaskDataset:
     """Tasks from the emoji set: Meta-Dataset-style variable-way episodes by default.
 
     With ``support_styles``/``query_styles`` the task learns from some artists' drawings
     and is tested on others' (e.g. support ``['google', 'twitter', 'openmoji']``, query
-    ``['fluent-3d']``).
+    ``['fluent-3d']``). Images come at their stored size (64 px for the built-in set; the
+    backbone resizes them to its input size on its device), or at ``decode_size``.
     """
     return EpisodicTaskDataset(
-        load_emoji(split, root),
+        load_emoji(split, root, decode_size=decode_size),
         sampler if sampler is not None else VariableWaySampler(),
         num_tasks=num_tasks,
-        image_size=image_size,
         seed=seed,
         support_styles=support_styles,
         query_styles=query_styles,

@@ -79,7 +79,8 @@ class OrbitDataset(ImageCollection):
     The split folder is indexed in sorted order (users, their objects, each object's clean
     then clutter videos, each video's frames) into ``index``, an :class:`OrbitIndex`.
     Videos without frames are skipped with a warning; objects without any frames, and users
-    without such objects, are left out.
+    without such objects, are left out. Frames come at their stored size, or resized to
+    ``decode_size`` square as they are decoded.
     """
 
     def __init__(
@@ -88,6 +89,7 @@ class OrbitDataset(ImageCollection):
         split: str = "train",
         annotations_root: str | os.PathLike[str] | None = None,
         on_error: str = "raise",
+        decode_size: int | None = None,
     ) -> None:
         self.root = Path(root)
         split_dir = self.root / split
@@ -96,7 +98,7 @@ class OrbitDataset(ImageCollection):
         indexer = _SplitIndexer(annotations)
         index = indexer.index_split(split_dir)
         self._check_split_has_videos(index, split_dir)
-        super().__init__(f"orbit/{split}", indexer.class_names, on_error)
+        super().__init__(f"orbit/{split}", indexer.class_names, on_error, decode_size)
         self.index = index
         self._frames = indexer.frames
         self._item_types = indexer.item_types
@@ -148,8 +150,8 @@ class OrbitDataset(ImageCollection):
         """The video type (clean / clutter) of each frame."""
         return self._item_types[class_id]
 
-    def read_item(self, class_id: int, item: int, image_size: int) -> Tensor:
-        return read_image_file(self._frames[class_id][item], image_size)
+    def read_item(self, class_id: int, item: int) -> Tensor:
+        return read_image_file(self._frames[class_id][item], self.decode_size)
 
 
 def _subfolders(folder: Path) -> list[Path]:
@@ -430,22 +432,21 @@ class OrbitTaskDataset(Dataset):
 
     Users without any usable object are left out (with a warning), as in ORBIT; naming one
     in ``users`` is an error. Task ``i`` is user ``i // tasks_per_user``, drawn from a
-    generator seeded by ``(seed, i)``. Use with
-    ``DataLoader(dataset, batch_size=None, num_workers=k)``.
+    generator seeded by ``(seed, i)``. Frames come at the ``dataset``'s decode size. Use
+    with ``DataLoader(dataset, batch_size=None, num_workers=k)``.
     """
 
     def __init__(
         self,
         dataset: OrbitDataset,
         sampler: OrbitTaskSampler,
-        image_size: int,
+        *,
         tasks_per_user: int = 1,
         seed: int = 0,
         users: Sequence[str] | None = None,
     ) -> None:
         self.dataset = dataset
         self.sampler = sampler
-        self.image_size = image_size
         self.tasks_per_user = tasks_per_user
         self.seed = seed
         index = dataset.index
@@ -488,7 +489,7 @@ class OrbitTaskDataset(Dataset):
         return self.dataset.index.users[self.user_ids[index // self.tasks_per_user]]
 
     def __getitem__(self, index: int) -> Task:
-        return load_task(self.dataset, self.spec(index), self.image_size)
+        return load_task(self.dataset, self.spec(index))
 
 
 class InterleavedOrbitTasks(Dataset):

@@ -27,7 +27,7 @@ def test_builtin_set_is_shipped_and_loads_offline():
 def test_emoji_tasks_with_style_transfer():
     tasks = emoji_tasks(
         "validation",
-        image_size=32,
+        decode_size=32,
         num_tasks=2,
         sampler=FixedWaySampler(way=5, shot=3, query=2),
         support_styles=["google", "twitter", "openmoji"],

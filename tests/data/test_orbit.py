@@ -253,9 +253,9 @@ def test_training_tasks_follow_orbits_training_sampler(many_index):
 
 
 def test_tasks_load_with_groups_and_are_reproducible_in_workers(orbit_root):
-    dataset = OrbitDataset(orbit_root, "train")
+    dataset = OrbitDataset(orbit_root, "train", decode_size=10)
     sampler = OrbitTaskSampler(mode="train", min_target_frames=4)
-    tasks = OrbitTaskDataset(dataset, sampler, image_size=10, tasks_per_user=2, seed=5)
+    tasks = OrbitTaskDataset(dataset, sampler, tasks_per_user=2, seed=5)
     assert len(tasks) == 4 and tasks.user_of(3) == "P200"
     task = tasks[0]
     assert task.support_images.shape[1:] == (3, 10, 10) and task.support_images.dtype == torch.uint8
@@ -269,7 +269,7 @@ def test_tasks_load_with_groups_and_are_reproducible_in_workers(orbit_root):
 def test_interleaved_tasks_take_the_users_in_turn(orbit_root):
     dataset = OrbitDataset(orbit_root, "train")
     sampler = OrbitTaskSampler(min_target_frames=4)
-    by_user = OrbitTaskDataset(dataset, sampler, image_size=6, tasks_per_user=3, seed=2)
+    by_user = OrbitTaskDataset(dataset, sampler, tasks_per_user=3, seed=2)
     tasks = InterleavedOrbitTasks(by_user, num_tasks=5)
     assert len(tasks) == 5 and len(InterleavedOrbitTasks(by_user)) == 6
     assert [tasks.user_of(i) for i in range(5)] == ["P100", "P200", "P100", "P200", "P100"]
@@ -285,10 +285,10 @@ def test_task_dataset_warns_about_dropped_objects_and_users(tmp_path):
     dataset = OrbitDataset(write_orbit(tmp_path, "test", layout, size=4), "test")
     sampler = OrbitTaskSampler(target="clean", min_target_frames=2)
     with pytest.warns(UserWarning, match=r"1 ORBIT objects .* \['P2/pen'\]"):
-        tasks = OrbitTaskDataset(dataset, sampler, image_size=8)
+        tasks = OrbitTaskDataset(dataset, sampler)
     assert len(tasks) == 1 and tasks.user_of(0) == "P1"
     with pytest.raises(ValueError, match=r"users \['P2'\] have no object"), pytest.warns():
-        OrbitTaskDataset(dataset, sampler, image_size=8, users=["P2"])
+        OrbitTaskDataset(dataset, sampler, users=["P2"])
 
 
 def test_clean_target_needs_two_clean_videos(tmp_path):
@@ -298,7 +298,7 @@ def test_clean_target_needs_two_clean_videos(tmp_path):
     Image.new("RGB", (4, 4)).save(folder / "v0-00001.jpg")
     dataset = OrbitDataset(root, "test")
     with pytest.raises(ValueError, match="no object with both a context video"), pytest.warns():
-        OrbitTaskDataset(dataset, OrbitTaskSampler(target="clean"), image_size=8)
+        OrbitTaskDataset(dataset, OrbitTaskSampler(target="clean"))
 
 
 def test_sampler_settings_are_checked():
