@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 
 from litemeta.data.base import ImageCollection
 from litemeta.data.episodic import load_task, task_rng
-from litemeta.data.images import IMAGE_EXTENSIONS, read_image_file
+from litemeta.data.images import IMAGE_EXTENSIONS, check_decode_size, read_image_file
 from litemeta.data.samplers import EpisodeSpec
 from litemeta.tasks import Task
 
@@ -91,6 +91,7 @@ class OrbitDataset(ImageCollection):
         on_error: str = "raise",
         decode_size: int | None = None,
     ) -> None:
+        check_decode_size(decode_size)  # before the long walk over the split folder
         self.root = Path(root)
         split_dir = self.root / split
         self._check_split_folder_exists(split_dir)
