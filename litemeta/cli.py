@@ -20,7 +20,7 @@ DEBUG_VARIABLE = "LITEMETA_DEBUG"
 
 
 def _data_build_emoji(args: argparse.Namespace) -> None:
-    from litemeta.data.emoji import build_emoji
+    from litemeta.data.emoji_build import build_emoji
 
     splits = build_emoji(
         out=Path(args.out),
