@@ -34,7 +34,7 @@ from litemeta.data.vtab import vtab_task
 from litemeta.learners import LEARNERS, build_learner
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.tasks import Task
-from litemeta.training_config import TrainingConfig
+from litemeta.training.settings import TrainingConfig
 
 __all__ = [
     "DataConfig",

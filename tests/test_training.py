@@ -15,9 +15,9 @@ from litemeta.checkpoint import (
     save_atomically,
 )
 from litemeta.lite import LiteSettings
-from litemeta.task_stream import seeded_generator
 from litemeta.training import Trainer, backward_task, build_optimizer, train
-from litemeta.training_config import ConfigError, TrainingConfig
+from litemeta.training.settings import ConfigError, TrainingConfig
+from litemeta.training.task_stream import seeded_generator
 
 
 def _config(tmp_path, name="run", **overrides) -> TrainingConfig:

@@ -15,7 +15,7 @@ from train_helpers import SyntheticTasks, TinyProtoNet
 
 from litemeta.checkpoint import load_checkpoint
 from litemeta.training import train
-from litemeta.training_config import TrainingConfig
+from litemeta.training.settings import TrainingConfig
 
 TASKS_PER_PROCESS = 2
 
@@ -116,7 +116,7 @@ def test_torchrun_launch_matches_one_process(tmp_path):
             import torch
             from train_helpers import SyntheticTasks, TinyProtoNet
             from litemeta.training import train
-            from litemeta.training_config import TrainingConfig
+            from litemeta.training.settings import TrainingConfig
 
             torch.set_num_threads(1)
             torch.manual_seed(100)

@@ -34,11 +34,11 @@ from torch.utils.data import Dataset
 
 from litemeta.backbones.preprocessing import normalise_images
 from litemeta.data.loading import task_loader
-from litemeta.distributed import synchronize
 from litemeta.experiment import DataConfig, ExperimentConfig, build_model, task_dataset
 from litemeta.lite import LiteSettings
 from litemeta.tasks import Task
 from litemeta.training import backward_task
+from litemeta.training.distributed import synchronize
 
 from .report import Row, machine_description, markdown_table
 

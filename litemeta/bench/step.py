@@ -16,13 +16,13 @@ from dataclasses import dataclass
 import torch
 
 from litemeta.backbones import DEFAULT_BACKBONE
-from litemeta.distributed import place_on_device, synchronize
 from litemeta.evaluation import predict_queries
 from litemeta.learners import FewShotLearner, build_learner
 from litemeta.lite import LiteSettings
 from litemeta.precision import Precision, autocast
 from litemeta.tasks import Task
 from litemeta.training import backward_task
+from litemeta.training.distributed import place_on_device, synchronize
 
 from .report import Row
 from .saved_tensors import SavedTensorMeter

@@ -36,15 +36,15 @@ from litemeta.checkpoint import (
     save_atomically,
 )
 from litemeta.data.loading import Workers, resolve_workers, task_loader
-from litemeta.distributed import ProcessGroup, place_on_device, synchronize
 from litemeta.evaluation import EvaluationResult, evaluate
 from litemeta.learners.base import FewShotLearner
 from litemeta.lite import LiteSettings
 from litemeta.precision import Precision, autocast, grad_scaler
-from litemeta.run_log import RunLog
-from litemeta.task_stream import TaskSource, seeded_generator, stream_index
 from litemeta.tasks import Task
-from litemeta.training_config import ConfigError, OptimConfig, TrainingConfig
+from litemeta.training.distributed import ProcessGroup, place_on_device, synchronize
+from litemeta.training.run_log import RunLog
+from litemeta.training.settings import ConfigError, OptimConfig, TrainingConfig
+from litemeta.training.task_stream import TaskSource, seeded_generator, stream_index
 
 __all__ = [
     "StepMetrics",
@@ -171,7 +171,8 @@ class Trainer:
     Args:
         config: the training settings.
         learner: a meta-trainable :class:`FewShotLearner`.
-        train_tasks: task ``i`` of a deterministic stream (see :mod:`litemeta.task_stream`).
+        train_tasks: task ``i`` of a deterministic stream (see
+            :mod:`litemeta.training.task_stream`).
         validation_tasks: fixed tasks (a sequence, or a dataset that loads them on demand)
             scored every ``config.validate_every`` steps;
             the best accuracy so far is kept in ``best.pt``.

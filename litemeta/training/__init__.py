@@ -1,0 +1,48 @@
+"""Meta-training with LITE: the trainer, its settings, the task stream, the run log and the
+processes of a data-parallel run.
+
+Layer: imports the base (``litemeta.lite``, ``tasks``, ``config``, ``precision``,
+``checkpoint``, ``device``), ``data``, ``learners`` and ``evaluation``; nothing above.
+"""
+
+from litemeta.training.distributed import ProcessGroup, pick_device, place_on_device, synchronize
+from litemeta.training.run_log import CsvLog, RunLog
+from litemeta.training.settings import LiteConfig, OptimConfig, TrainingConfig
+from litemeta.training.task_stream import TaskSource, seeded_generator, stream_index
+from litemeta.training.trainer import (
+    BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    StepMetrics,
+    TaskOutcome,
+    Trainer,
+    TrainingResult,
+    backward_task,
+    build_optimizer,
+    seed_everything,
+    train,
+)
+
+__all__ = [
+    "BEST_CHECKPOINT",
+    "LAST_CHECKPOINT",
+    "CsvLog",
+    "LiteConfig",
+    "OptimConfig",
+    "ProcessGroup",
+    "RunLog",
+    "StepMetrics",
+    "TaskOutcome",
+    "TaskSource",
+    "Trainer",
+    "TrainingConfig",
+    "TrainingResult",
+    "backward_task",
+    "build_optimizer",
+    "pick_device",
+    "place_on_device",
+    "seed_everything",
+    "seeded_generator",
+    "stream_index",
+    "synchronize",
+    "train",
+]
