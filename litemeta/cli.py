@@ -84,7 +84,7 @@ def _print_results(results: dict) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     from litemeta.experiment import load_experiment
-    from litemeta.jobs import train_experiment
+    from litemeta.experiment.jobs import train_experiment
 
     config = load_experiment(args.config, args.overrides)
     try:
@@ -111,7 +111,7 @@ def _resume_advice(args: argparse.Namespace, output_dir: str) -> str:
 
 def _evaluate(args: argparse.Namespace) -> None:
     from litemeta.experiment import load_experiment
-    from litemeta.jobs import evaluate_experiment, find_checkpoint
+    from litemeta.experiment.jobs import evaluate_experiment, find_checkpoint
 
     config = load_experiment(args.config, args.overrides)
     checkpoint = find_checkpoint(args.checkpoint) if args.checkpoint else None
@@ -126,7 +126,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _personalise(args: argparse.Namespace) -> None:
-    from litemeta.jobs import personalise
+    from litemeta.experiment.jobs import personalise
 
     predictions = personalise(
         args.checkpoint,

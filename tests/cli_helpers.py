@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from litemeta.experiment import load_experiment
-from litemeta.jobs import train_experiment
+from litemeta.experiment.jobs import train_experiment
 
 TINY_OVERRIDES = [
     "model.backbone=resnet18",

@@ -14,7 +14,7 @@ from litemeta.cli import main
 from litemeta.config import ConfigError
 from litemeta.data import load_emoji
 from litemeta.experiment import load_experiment
-from litemeta.jobs import BASELINE, META_TRAINED, personalise, train_experiment
+from litemeta.experiment.jobs import BASELINE, META_TRAINED, personalise, train_experiment
 from tests.cli_helpers import TINY_OVERRIDES
 
 # The shared tiny settings, with support and query from different artists and 2 steps.

@@ -1,7 +1,8 @@
 """The jobs behind the command line: meta-train, evaluate, personalise.
 
-Each job takes an :class:`~litemeta.experiment.ExperimentConfig` (or plain paths) and wires
-the data, learner, training and evaluation layers together; ``cli.py`` only parses.
+Each job takes an :class:`~litemeta.experiment.settings.ExperimentConfig` (or plain paths)
+and wires the data, learner, training and evaluation layers together; ``cli.py`` only
+parses.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from litemeta.config import ConfigError
 from litemeta.data.images import IMAGE_EXTENSIONS, ImageLoadError, read_image_file
 from litemeta.data.loading import resolve_workers
 from litemeta.evaluation import EvaluationResult, evaluate, write_report
-from litemeta.experiment import ExperimentConfig, build_model, max_support_size, task_dataset
+from litemeta.experiment.builders import build_model, max_support_size, task_dataset
+from litemeta.experiment.settings import ExperimentConfig
 from litemeta.learners import learner_from_config
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.tasks import Task

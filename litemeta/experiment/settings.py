@@ -1,0 +1,166 @@
+"""One YAML file describes a whole experiment: the model, the data, training, evaluation.
+
+This module holds that description as a tree of dataclasses and reads it from YAML (or a
+shipped config's name) with ``a.b=value`` overrides; :mod:`litemeta.experiment.builders`
+turns it into a learner and task sources.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from litemeta.config import ConfigError, apply_overrides, config_from_yaml
+from litemeta.data.loading import Workers
+from litemeta.training.settings import TrainingConfig
+
+__all__ = [
+    "DataConfig",
+    "EvaluationConfig",
+    "ExperimentConfig",
+    "ModelConfig",
+    "SamplerConfig",
+    "load_experiment",
+    "shipped_config",
+]
+
+Dataset_ = Literal["emoji", "folders", "orbit", "meta-dataset", "vtab"]
+
+
+@dataclass
+class ModelConfig:
+    """Which learner on which backbone.
+
+    ``learner_options`` holds constructor options per learner name, used only when that
+    learner is chosen (so a config can tune ProtoNets and still run with
+    ``model.learner=simple_cnaps``); ``options`` go to whichever learner is chosen and
+    override those.
+    """
+
+    learner: str = "protonets"
+    backbone: str = "efficientnet_lite0"
+    image_size: int = 84
+    pretrained: bool = True
+    weights_file: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    learner_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class SamplerConfig:
+    """``fixed``: ``way``-way ``shot``-shot with ``query`` queries per class. ``variable``:
+    Meta-Dataset's variable-way variable-shot episodes (Triantafillou et al., 2020), with
+    classes drawn from one node of the source's class hierarchy (ImageNet's WordNet
+    graph, Omniglot's alphabets) where its ``dataset_spec.json`` has one, unless
+    ``hierarchy`` is false."""
+
+    kind: Literal["fixed", "variable"] = "fixed"
+    way: int = 5
+    shot: int = 5
+    query: int = 2
+    hierarchy: bool = True
+
+
+@dataclass
+class DataConfig:
+    """Where tasks come from.
+
+    ``dataset``: ``emoji`` (built in), ``folders`` (``root/<class>/<images>`` with optional
+    styles and ``splits.json``), ``orbit`` (ORBIT's on-disk layout) or ``meta-dataset``
+    (per-class ``.tfrecords`` with ``dataset_spec.json``) or ``vtab`` (one transfer task:
+    ``vtab_support_size`` images of ``root/train/<class>/``, queries from ``root/test/``;
+    evaluation only). ``support_styles`` and
+    ``query_styles`` take a task's support and query images from different styles.
+    ``orbit_target`` picks clean (CLE-VE) or clutter (CLU-VE) target videos; target videos
+    with fewer than ``orbit_min_target_frames`` valid frames are skipped. ORBIT's training
+    split gets the benchmark's training sampler (way up to ``orbit_max_way``), the others its
+    test protocol: every ``orbit_context_clip_stride``-th context clip up to
+    ``orbit_max_context_clips`` per video, at most ``orbit_frame_cap`` frames per video, and
+    all valid target frames (``orbit_target_frames: all``) or 200 random ones (``sampled``);
+    see ``OrbitTaskSampler``. ``on_error: skip``
+    replaces an unreadable image by another of its class (with a warning naming it).
+    ``verify_crc`` checks each Meta-Dataset record's CRC32C when it is read.
+
+    ``workers``: processes that load tasks ahead of the model (``auto``: none on the CPU,
+    several with a GPU; results do not depend on it). ``cache_decoded`` keeps decoded
+    images in memory (``auto``: for the built-in emoji set, whose images are also handed to
+    the model at their stored size and resized on its device).
+    """
+
+    dataset: Dataset_ = "emoji"
+    root: str | None = None
+    train_split: str = "train"
+    validation_split: str = "validation"
+    test_split: str = "test"
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    support_styles: list[str] | None = None
+    query_styles: list[str] | None = None
+    validation_tasks: int = 50
+    orbit_target: Literal["clean", "clutter"] = "clutter"
+    orbit_clip_length: int = 1
+    orbit_min_target_frames: int = 50
+    orbit_target_frames: Literal["all", "sampled"] = "all"
+    orbit_context_clip_stride: int = 30
+    orbit_max_context_clips: int = 200
+    orbit_frame_cap: int = 1000
+    orbit_max_way: int = 15
+    on_error: Literal["raise", "skip"] = "raise"
+    verify_crc: bool = True
+    vtab_support_size: int = 1000
+    vtab_query_limit: int | None = None
+    workers: Workers = "auto"
+    cache_decoded: bool | Literal["auto"] = "auto"
+
+
+@dataclass
+class EvaluationConfig:
+    """Test tasks per split (600, as for Meta-Dataset; 0: ``train`` skips the test
+    evaluation) and the query batch size."""
+
+    tasks: int = 600
+    query_batch_size: int = 256
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        if self.tasks < 0:
+            raise ConfigError(
+                f"evaluation.tasks must be >= 0 (0: no test evaluation), got {self.tasks}"
+            )
+        if self.query_batch_size < 1:
+            raise ConfigError(
+                f"evaluation.query_batch_size must be at least 1, got {self.query_batch_size}"
+            )
+
+
+@dataclass
+class ExperimentConfig:
+    """The whole experiment; see ``litemeta/configs/*.yaml`` for complete examples."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def shipped_config(name: str) -> Path:
+    """Path of a config shipped with the package (``default``, ``orbit``, ...)."""
+    path = Path(str(resources.files("litemeta") / "configs" / f"{name}.yaml"))
+    if not path.is_file():
+        shipped = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise ConfigError(f"no shipped config '{name}': choose one of {shipped} or give a path")
+    return path
+
+
+def load_experiment(config: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Read a YAML file (or a shipped config's name) and apply ``key=value`` overrides."""
+    path = Path(config)
+    if not path.suffix and not path.exists():
+        path = shipped_config(str(config))
+    return apply_overrides(config_from_yaml(ExperimentConfig, path), overrides)
