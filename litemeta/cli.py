@@ -320,7 +320,7 @@ def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
 def _step_grid(args: argparse.Namespace) -> Grid:
     from litemeta.bench.step import StepConfig
     from litemeta.bench.sweep import Grid
-    from litemeta.training.distributed import pick_device
+    from litemeta.device import pick_device
 
     template = StepConfig(
         learner=args.learners[0],
@@ -394,8 +394,8 @@ def _bench_personalise(args: argparse.Namespace) -> None:
 
 def _bench_pipeline(args: argparse.Namespace) -> None:
     from litemeta.bench.pipeline import PipelineConfig, run_pipeline_benchmark
+    from litemeta.device import pick_device
     from litemeta.experiment import load_experiment
-    from litemeta.training.distributed import pick_device
 
     overrides = [f"model.image_size={args.size}"]
     for option, key in (("way", "way"), ("shot", "shot"), ("queries", "query")):

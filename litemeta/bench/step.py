@@ -10,19 +10,18 @@ NeurIPS 2021: full back-propagation, gradient checkpointing, and LITE with ``h``
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import dataclass
 
 import torch
 
 from litemeta.backbones import DEFAULT_BACKBONE
+from litemeta.device import Stopwatch, place_on_device, synchronize
 from litemeta.evaluation import predict_queries
 from litemeta.learners import FewShotLearner, build_learner
 from litemeta.lite import LiteSettings
 from litemeta.precision import Precision, autocast
 from litemeta.tasks import Task
 from litemeta.training import backward_task
-from litemeta.training.distributed import place_on_device, synchronize
 
 from .report import Row
 from .saved_tensors import SavedTensorMeter
@@ -174,9 +173,8 @@ def measure_step(config: dict, repeats: int = 0) -> Row:
     if repeats > 0:
         seconds = []
         for _ in range(repeats):
-            start = time.perf_counter()
+            clock = Stopwatch(device)
             _run_step(learner, task, step)
-            synchronize(device)
-            seconds.append(time.perf_counter() - start)
+            seconds.append(clock.elapsed())
         row["seconds"] = statistics.median(seconds)
     return row

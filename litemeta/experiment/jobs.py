@@ -23,6 +23,7 @@ from litemeta.checkpoint import load_checkpoint, load_model_weights
 from litemeta.config import ConfigError
 from litemeta.data.images import IMAGE_EXTENSIONS, ImageLoadError, read_image_file
 from litemeta.data.loading import resolve_workers
+from litemeta.device import pick_device, place_on_device
 from litemeta.evaluation import EvaluationResult, evaluate, write_report
 from litemeta.experiment.builders import build_model, max_support_size, task_dataset
 from litemeta.experiment.settings import ExperimentConfig
@@ -30,7 +31,6 @@ from litemeta.learners import learner_from_config
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.tasks import Task
 from litemeta.training import BEST_CHECKPOINT, LAST_CHECKPOINT, seed_everything, train
-from litemeta.training.distributed import pick_device, place_on_device
 
 __all__ = ["Prediction", "evaluate_experiment", "personalise", "train_experiment"]
 

@@ -5,7 +5,7 @@ Layer: imports the base (``litemeta.lite``, ``tasks``, ``config``, ``precision``
 ``checkpoint``, ``device``), ``data``, ``learners`` and ``evaluation``; nothing above.
 """
 
-from litemeta.training.distributed import ProcessGroup, pick_device, place_on_device, synchronize
+from litemeta.training.distributed import ProcessGroup
 from litemeta.training.run_log import CsvLog, RunLog
 from litemeta.training.settings import LiteConfig, OptimConfig, TrainingConfig
 from litemeta.training.task_stream import TaskSource, seeded_generator, stream_index
@@ -38,11 +38,8 @@ __all__ = [
     "TrainingResult",
     "backward_task",
     "build_optimizer",
-    "pick_device",
-    "place_on_device",
     "seed_everything",
     "seeded_generator",
     "stream_index",
-    "synchronize",
     "train",
 ]

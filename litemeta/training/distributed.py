@@ -17,30 +17,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["ProcessGroup", "pick_device", "place_on_device", "synchronize"]
+from litemeta.device import pick_device
 
-
-def pick_device(local_rank: int = 0) -> torch.device:
-    """``cuda:<local_rank>`` when CUDA is available, else the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for the work queued on ``device`` (a no-op on the CPU), before reading a clock."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def place_on_device(module: nn.Module, device: torch.device) -> nn.Module:
-    """Move ``module`` to ``device``; on a GPU also store its convolution weights
-    channels-last (NHWC), the layout Tensor Cores convolve fastest, which the activations
-    then follow."""
-    module.to(device)
-    if device.type == "cuda":
-        module.to(memory_format=torch.channels_last)
-    return module
+__all__ = ["ProcessGroup"]
 
 
 @dataclass

@@ -13,7 +13,6 @@ before the step. Runs checkpoint atomically and resume exactly where they stoppe
 from __future__ import annotations
 
 import random
-import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -36,12 +35,13 @@ from litemeta.checkpoint import (
     save_atomically,
 )
 from litemeta.data.loading import Workers, resolve_workers, task_loader
+from litemeta.device import Stopwatch, place_on_device
 from litemeta.evaluation import EvaluationResult, evaluate
 from litemeta.learners.base import FewShotLearner
 from litemeta.lite import LiteSettings
 from litemeta.precision import Precision, autocast, grad_scaler
 from litemeta.tasks import Task
-from litemeta.training.distributed import ProcessGroup, place_on_device, synchronize
+from litemeta.training.distributed import ProcessGroup
 from litemeta.training.run_log import RunLog
 from litemeta.training.settings import ConfigError, OptimConfig, TrainingConfig
 from litemeta.training.task_stream import TaskSource, seeded_generator, stream_index
@@ -359,7 +359,7 @@ class Trainer:
         """One optimiser step (``step`` counts from 1) over this process's next tasks from
         ``tasks``, which deliver them in stream order."""
         config, group = self.config, self.group
-        started = time.perf_counter()
+        clock = Stopwatch(group.device)
         self.optimizer.zero_grad(set_to_none=True)
         totals = torch.zeros(4, dtype=torch.float64)
         for index in self._stream_positions(step):
@@ -384,8 +384,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         loss, correct, queries, images = group.all_sum(totals).tolist()
-        synchronize(group.device)
-        elapsed = time.perf_counter() - started
+        elapsed = clock.elapsed()
         tasks = config.tasks_per_step * group.world_size
         return StepMetrics(
             step=step,
