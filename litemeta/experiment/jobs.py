@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,7 +29,13 @@ from litemeta.experiment.settings import ExperimentConfig
 from litemeta.learners import learner_from_config
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.tasks import Task
-from litemeta.training import BEST_CHECKPOINT, LAST_CHECKPOINT, seed_everything, train
+from litemeta.training import (
+    BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    seed_everything,
+    torchrun_environment,
+    train,
+)
 
 __all__ = ["Prediction", "evaluate_experiment", "personalise", "train_experiment"]
 
@@ -55,7 +60,7 @@ def _test_tasks(
 def _evaluate(
     learner: BackboneLearner, tasks: Iterable[Task], config: ExperimentConfig, name: str
 ) -> EvaluationResult:
-    device = pick_device(int(os.environ.get("LOCAL_RANK", "0")))
+    device = pick_device(torchrun_environment().local_rank)
     place_on_device(learner, device)
     return evaluate(
         learner,
@@ -110,14 +115,14 @@ def train_experiment(
     (output_dir / EXPERIMENT_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
     # Under torchrun every process trains; only the first evaluates and reports.
-    evaluate_now = config.evaluation.tasks > 0 and int(os.environ.get("RANK", "0")) == 0
+    launch = torchrun_environment()
+    evaluate_now = config.evaluation.tasks > 0 and launch.rank == 0
     test_tasks = _test_tasks(config, config.data.test_split, None) if evaluate_now else []
     results: dict[str, EvaluationResult] = {}
     if evaluate_now and compare_baseline:  # the learner is still the pretrained one
         results[BASELINE] = _evaluate(learner, test_tasks, config, BASELINE)
 
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun
-    total_tasks = config.training.steps * config.training.tasks_per_step * world_size
+    total_tasks = config.training.steps * config.training.tasks_per_step * launch.world_size
     image_size = config.model.image_size
     train_tasks = task_dataset(
         config.data, config.data.train_split, total_tasks, image_size, config.training.seed

@@ -5,7 +5,7 @@ Layer: imports the base (``litemeta.lite``, ``tasks``, ``config``, ``precision``
 ``checkpoint``, ``device``), ``data``, ``learners`` and ``evaluation``; nothing above.
 """
 
-from litemeta.training.distributed import ProcessGroup
+from litemeta.training.distributed import ProcessGroup, TorchrunEnvironment, torchrun_environment
 from litemeta.training.run_log import CsvLog, RunLog
 from litemeta.training.settings import LiteConfig, OptimConfig, TrainingConfig
 from litemeta.training.task_stream import TaskSource, seeded_generator, stream_index
@@ -33,6 +33,7 @@ __all__ = [
     "StepMetrics",
     "TaskOutcome",
     "TaskSource",
+    "TorchrunEnvironment",
     "Trainer",
     "TrainingConfig",
     "TrainingResult",
@@ -41,5 +42,6 @@ __all__ = [
     "seed_everything",
     "seeded_generator",
     "stream_index",
+    "torchrun_environment",
     "train",
 ]

@@ -19,7 +19,27 @@ from torch import nn
 
 from litemeta.device import pick_device
 
-__all__ = ["ProcessGroup"]
+__all__ = ["ProcessGroup", "TorchrunEnvironment", "torchrun_environment"]
+
+
+@dataclass(frozen=True)
+class TorchrunEnvironment:
+    """This process's place in a ``torchrun`` launch: its global ``rank``, the number of
+    processes ``world_size`` and its ``local_rank`` on this machine (which picks its GPU)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+
+def torchrun_environment() -> TorchrunEnvironment:
+    """The RANK, WORLD_SIZE and LOCAL_RANK variables that ``torchrun`` sets; a process
+    started otherwise is rank 0 of 1."""
+    return TorchrunEnvironment(
+        rank=int(os.environ.get("RANK", "0")),
+        world_size=int(os.environ.get("WORLD_SIZE", "1")),
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+    )
 
 
 @dataclass
@@ -34,10 +54,9 @@ class ProcessGroup:
     @classmethod
     def from_environment(cls) -> ProcessGroup:
         """Join the group that ``torchrun`` describes (RANK, WORLD_SIZE, LOCAL_RANK), if any."""
-        world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        device = pick_device(local_rank)
-        if world_size == 1:
+        launch = torchrun_environment()
+        device = pick_device(launch.local_rank)
+        if launch.world_size == 1:
             return cls(rank=0, world_size=1, device=device, owns_group=False)
         if device.type == "cuda":
             torch.cuda.set_device(device)
