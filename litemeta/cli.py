@@ -98,7 +98,7 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _resume_advice(args: argparse.Namespace, output_dir: str) -> str:
-    from litemeta.training import LAST_CHECKPOINT
+    from litemeta.checkpoint import LAST_CHECKPOINT
 
     last = Path(output_dir) / LAST_CHECKPOINT
     if not last.is_file():
@@ -110,8 +110,9 @@ def _resume_advice(args: argparse.Namespace, output_dir: str) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    from litemeta.checkpoint import find_checkpoint
     from litemeta.experiment import load_experiment
-    from litemeta.experiment.jobs import evaluate_experiment, find_checkpoint
+    from litemeta.experiment.jobs import evaluate_experiment
 
     config = load_experiment(args.config, args.overrides)
     checkpoint = find_checkpoint(args.checkpoint) if args.checkpoint else None

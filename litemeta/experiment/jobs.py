@@ -18,7 +18,7 @@ import torch
 import yaml
 from torch.utils.data import Dataset
 
-from litemeta.checkpoint import load_checkpoint, load_model_weights
+from litemeta.checkpoint import LAST_CHECKPOINT, find_checkpoint, load_model_weights
 from litemeta.config import ConfigError
 from litemeta.data.images import IMAGE_EXTENSIONS, ImageLoadError, read_image_file
 from litemeta.data.loading import resolve_workers
@@ -26,16 +26,10 @@ from litemeta.device import pick_device, place_on_device
 from litemeta.evaluation import EvaluationResult, evaluate, write_report
 from litemeta.experiment.builders import build_model, max_support_size, task_dataset
 from litemeta.experiment.settings import ExperimentConfig
-from litemeta.learners import learner_from_config
+from litemeta.learners import load_learner
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.tasks import Task
-from litemeta.training import (
-    BEST_CHECKPOINT,
-    LAST_CHECKPOINT,
-    seed_everything,
-    torchrun_environment,
-    train,
-)
+from litemeta.training import seed_everything, torchrun_environment, train
 
 __all__ = ["Prediction", "evaluate_experiment", "personalise", "train_experiment"]
 
@@ -179,30 +173,12 @@ def evaluate_experiment(
     return results
 
 
-def find_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or the best (else last) one of a training output directory."""
-    path = Path(path)
-    if path.is_dir():
-        for name in (BEST_CHECKPOINT, LAST_CHECKPOINT):
-            if (path / name).is_file():
-                return path / name
-        raise FileNotFoundError(f"no {BEST_CHECKPOINT} or {LAST_CHECKPOINT} in {path}")
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    return path
-
-
 def load_trained_learner(checkpoint: str | Path) -> BackboneLearner:
-    """Rebuild a learner from a training checkpoint alone (its model config and weights)."""
-    saved = load_checkpoint(find_checkpoint(checkpoint), map_location=pick_device())
-    if "model_config" not in saved or "learner" not in (saved["model_config"] or {}):
-        raise ConfigError(
-            f"{checkpoint} holds no learner description; pass a checkpoint written by "
-            "`litemeta train`"
-        )
-    learner = learner_from_config(saved["model_config"])
-    learner.load_state_dict(saved["model"])
-    return learner.to(pick_device())
+    """Rebuild a learner from a checkpoint alone (its model description and weights): a
+    training checkpoint, a run's output directory (its best, else last, checkpoint) or a file
+    of :func:`~litemeta.learners.save_learner`; on the device to use."""
+    device = pick_device()
+    return load_learner(find_checkpoint(checkpoint), map_location=device).to(device)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,6 @@ from litemeta.training.run_log import CsvLog, RunLog
 from litemeta.training.settings import LiteConfig, OptimConfig, TrainingConfig
 from litemeta.training.task_stream import TaskSource, seeded_generator, stream_index
 from litemeta.training.trainer import (
-    BEST_CHECKPOINT,
-    LAST_CHECKPOINT,
     StepMetrics,
     TaskOutcome,
     Trainer,
@@ -23,8 +21,6 @@ from litemeta.training.trainer import (
 )
 
 __all__ = [
-    "BEST_CHECKPOINT",
-    "LAST_CHECKPOINT",
     "CsvLog",
     "LiteConfig",
     "OptimConfig",

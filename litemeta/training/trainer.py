@@ -25,14 +25,15 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from litemeta.checkpoint import (
-    check_model_config,
+    BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    TrainingState,
     describe_model,
-    load_checkpoint,
-    model_fingerprint,
+    read_training_checkpoint,
     remove_stale_temporaries,
     restore_rng_state,
     rng_state,
-    save_atomically,
+    save_model,
 )
 from litemeta.data.loading import Workers, resolve_workers, task_loader
 from litemeta.device import Stopwatch, place_on_device
@@ -56,9 +57,6 @@ __all__ = [
     "seed_everything",
     "train",
 ]
-
-LAST_CHECKPOINT = "last.pt"
-BEST_CHECKPOINT = "best.pt"
 
 
 @dataclass(frozen=True)
@@ -258,26 +256,25 @@ class Trainer:
             self.group.broadcast_module(self.learner)
 
     def _resume_from(self, path: Path) -> None:
-        checkpoint = load_checkpoint(path, map_location=self.group.device)
-        check_model_config(checkpoint, self.model_config, path)
-        if checkpoint["world_size"] != self.group.world_size:
+        weights, state = read_training_checkpoint(
+            path, self.model_config, map_location=self.group.device
+        )
+        if state.world_size != self.group.world_size:
             raise RuntimeError(
-                f"{path} was written by {checkpoint['world_size']} processes, but "
+                f"{path} was written by {state.world_size} processes, but "
                 f"{self.group.world_size} are running: resume with the same number of processes"
             )
         changed = sorted(
-            key
-            for key, value in self.config.to_dict().items()
-            if checkpoint["config"].get(key) != value
+            key for key, value in self.config.to_dict().items() if state.config.get(key) != value
         )
         if changed:
             warnings.warn(f"resuming with changed training settings: {changed}", stacklevel=3)
-        self.learner.load_state_dict(checkpoint["model"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.scaler.load_state_dict(checkpoint["grad_scaler"])
-        self.start_step = checkpoint["step"]
-        self.best_validation_accuracy = checkpoint["best_validation_accuracy"]
-        restore_rng_state(checkpoint["rng"][self.group.rank], self.group.device)
+        self.learner.load_state_dict(weights)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.scaler.load_state_dict(state.grad_scaler)
+        self.start_step = state.step
+        self.best_validation_accuracy = state.best_validation_accuracy
+        restore_rng_state(state.rng[self.group.rank], self.group.device)
 
     def _loop(self, log: RunLog | None) -> list[StepMetrics]:
         config = self.config
@@ -425,19 +422,16 @@ class Trainer:
         states = self.group.gather(rng_state(self.group.device))
         if not self.group.is_main:
             return
-        payload = {
-            "step": step,
-            "model": self.learner.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "grad_scaler": self.scaler.state_dict(),
-            "rng": states,
-            "world_size": self.group.world_size,
-            "config": self.config.to_dict(),
-            "model_config": self.model_config,
-            "model_fingerprint": model_fingerprint(self.model_config),
-            "best_validation_accuracy": self.best_validation_accuracy,
-        }
-        save_atomically(payload, self.output_dir / name)
+        training = TrainingState(
+            step=step,
+            optimizer=self.optimizer.state_dict(),
+            grad_scaler=self.scaler.state_dict(),
+            rng=states,
+            world_size=self.group.world_size,
+            config=self.config.to_dict(),
+            best_validation_accuracy=self.best_validation_accuracy,
+        )
+        save_model(self.output_dir / name, self.learner, self.model_config, training)
 
 
 def train(
