@@ -14,8 +14,7 @@ import torch.multiprocessing as mp
 from train_helpers import SyntheticTasks, TinyProtoNet
 
 from litemeta.checkpoint import load_checkpoint
-from litemeta.training import train
-from litemeta.training.settings import TrainingConfig
+from litemeta.training import TrainingConfig, train
 
 TASKS_PER_PROCESS = 2
 
@@ -115,8 +114,7 @@ def test_torchrun_launch_matches_one_process(tmp_path):
             f"""
             import torch
             from train_helpers import SyntheticTasks, TinyProtoNet
-            from litemeta.training import train
-            from litemeta.training.settings import TrainingConfig
+            from litemeta.training import TrainingConfig, train
 
             torch.set_num_threads(1)
             torch.manual_seed(100)
@@ -126,7 +124,7 @@ def test_torchrun_launch_matches_one_process(tmp_path):
             """
         )
     )
-    tests = Path(__file__).parent
+    tests = Path(__file__).parents[1]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests.parent), str(tests)])}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     subprocess.run(
