@@ -20,7 +20,7 @@ DEBUG_VARIABLE = "LITEMETA_DEBUG"
 
 
 def _data_build_emoji(args: argparse.Namespace) -> None:
-    from litemeta.data.emoji import build_emoji
+    from litemeta.data.emoji_build import build_emoji
 
     splits = build_emoji(
         out=Path(args.out),
@@ -450,7 +450,8 @@ def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
         "--modes",
         nargs="+",
         default=list(MODES),
-        help="inference, backprop, checkpoint, lite-<h> (default: %(default)s)",
+        help="inference, backprop, checkpoint, lite-<h>, lite-<h>-fused (the drawn rows in "
+        "the last query batch's pass) (default: %(default)s)",
     )
     parser.add_argument("--way", type=int, default=10, help="classes per task (N / way shots)")
     parser.add_argument("--queries-per-class", type=int, default=2)

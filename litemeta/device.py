@@ -68,3 +68,8 @@ class Stopwatch:
     def elapsed(self) -> float:
         """Seconds since the start, after waiting for the work queued so far."""
         return self._read() - self.started
+
+    def host_elapsed(self) -> float:
+        """Seconds since the start without waiting for the device: how long the host took to
+        queue the work (on a GPU, less than :meth:`elapsed` when the host runs ahead)."""
+        return time.perf_counter() - self.started

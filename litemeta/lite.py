@@ -18,6 +18,11 @@ downstream loss. Unlike the published reference code (no scaling, or the whole q
 scaled by N/h), the scale touches only the support rows, so the estimate is exact in
 expectation and equal to the full gradient when h >= N.
 
+Given a :class:`DeferredBackward`, the recomputation waits until the loss's gradient with
+respect to the outputs is known: the rows are then recomputed and back-propagated a chunk
+at a time, so their activations are never held together with the query images', and
+memory does not grow with ``h``.
+
 What is guaranteed: unbiasedness and exact forward values, provided f acts on each row
 independently and deterministically. What is not: a small variance (it grows as h
 shrinks), or unbiasedness for functions that couple rows. Batch-statistics normalisation
@@ -41,6 +46,7 @@ from litemeta.precision import effective_precision
 
 __all__ = [
     "ROW_TOLERANCE",
+    "DeferredBackward",
     "LiteSettings",
     "RowCouplingError",
     "draw_subset",
@@ -188,21 +194,28 @@ def _map_in_chunks(
 ROW_TOLERANCE = {"fp32": 1e-3, "tf32": 3e-2, "fp16": 5e-2, "bf16": 1e-1}
 
 
-def row_difference(first_pass: Tensor, recomputed: Tensor) -> float:
-    """Largest ``||a_n - b_n|| / ||a_n||`` over the rows (in float32)."""
+def _largest_row_difference(first_pass: Tensor, recomputed: Tensor) -> Tensor:
+    """Largest ``||a_n - b_n|| / ||a_n||`` over the rows, in float32, on the rows' device."""
     a = first_pass.detach().float().flatten(1)
     b = recomputed.detach().float().flatten(1)
     scale = a.norm(dim=1).clamp(min=torch.finfo(torch.float32).tiny)
-    return float(((a - b).norm(dim=1) / scale).max())
+    return ((a - b).norm(dim=1) / scale).max()
 
 
-def _check_rows_agree(first_pass: Tensor, recomputed: Tensor, tolerance: float | None) -> None:
-    if tolerance is None:
-        precision = effective_precision(recomputed.device, recomputed.dtype)
-        tolerance, source = ROW_TOLERANCE[precision], f"the {precision} precision in effect"
-    else:
-        source = "the row_tolerance given"
-    difference = row_difference(first_pass, recomputed)
+def row_difference(first_pass: Tensor, recomputed: Tensor) -> float:
+    """Largest ``||a_n - b_n|| / ||a_n||`` over the rows (in float32)."""
+    return float(_largest_row_difference(first_pass, recomputed))
+
+
+def _row_tolerance(recomputed: Tensor, tolerance: float | None) -> tuple[float, str]:
+    """The tolerance for ``recomputed`` and where it comes from (for the error message)."""
+    if tolerance is not None:
+        return tolerance, "the row_tolerance given"
+    precision = effective_precision(recomputed.device, recomputed.dtype)
+    return ROW_TOLERANCE[precision], f"the {precision} precision in effect"
+
+
+def _refuse_disagreeing_rows(difference: float, tolerance: float, source: str) -> None:
     if not difference <= tolerance:
         raise RowCouplingError(
             "the rows recomputed with autograd differ from the first pass (relative "
@@ -210,6 +223,106 @@ def _check_rows_agree(first_pass: Tensor, recomputed: Tensor, tolerance: float |
             "function passed to lite_map is not a deterministic per-row function. Put the "
             "model in eval mode (dropout, batch statistics) before meta-training with LITE."
         )
+
+
+def _check_rows_agree(first_pass: Tensor, recomputed: Tensor, tolerance: float | None) -> None:
+    allowed, source = _row_tolerance(recomputed, tolerance)
+    _refuse_disagreeing_rows(row_difference(first_pass, recomputed), allowed, source)
+
+
+def _on_device(values: Tensor, device: torch.device) -> Tensor:
+    """``values`` on ``device``; a CPU -> GPU copy goes through pinned memory without
+    blocking, so it does not wait for the work already queued on the GPU."""
+    if device.type == "cuda" and values.device.type == "cpu":
+        return values.pin_memory().to(device, non_blocking=True)
+    return values.to(device)
+
+
+@dataclass
+class _DeferredRows:
+    """One :func:`lite_map` call's back-propagated rows, waiting for their gradient."""
+
+    fn: SetFunction
+    inputs: Tensor  # the drawn rows' inputs
+    indices: Tensor
+    scales: Tensor  # float32, on the outputs' device
+    outputs: Tensor  # every row's first-pass value, a leaf that collects dL/dF
+    chunk_size: int
+    tolerance: float | None
+
+
+class DeferredBackward:
+    """LITE's recomputation, deferred until the loss's gradient w.r.t. the set is known.
+
+    Pass one as ``LiteSettings.deferred``: each :func:`lite_map` then returns its first-pass
+    values as a leaf tensor that collects dL/dF_n while the queries are back-propagated, and
+    :meth:`backward` afterwards recomputes the drawn rows with autograd, ``chunk_size`` at a
+    time, and back-propagates ``scale_n * dL/dF_n`` into each (Bronskill et al., 2021). The
+    gradient is the same as with the rows spliced into the graph, but the rows' activations
+    are never held together with the queries', and only one chunk of them at a time.
+
+    The rows' agreement with the first pass is measured on the device and checked by
+    :meth:`check_rows`, so that the step need not wait for the GPU to compare them.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[_DeferredRows] = []
+        self._differences: list[tuple[Tensor, float, str]] = []
+
+    def add(self, rows: _DeferredRows) -> None:
+        self._pending.append(rows)
+
+    @property
+    def waiting(self) -> bool:
+        """Whether some map's rows still wait for :meth:`backward`."""
+        return bool(self._pending)
+
+    def take(self, fn: SetFunction) -> _DeferredRows | None:
+        """Remove and return the latest rows mapped by a function equal to ``fn``, for the
+        caller to recompute (see :meth:`row_gradient`); ``None`` if there are none."""
+        for position in reversed(range(len(self._pending))):
+            if self._pending[position].fn == fn:
+                return self._pending.pop(position)
+        return None
+
+    def row_gradient(self, rows: _DeferredRows, recomputed: Tensor, start: int = 0) -> Tensor:
+        """The gradient to back-propagate into ``recomputed``, the rows ``start:start + n``
+        of ``rows`` recomputed with autograd: ``scale_n * dL/dF_n``, in ``recomputed``'s
+        dtype. Records how far the rows moved from their first pass, for
+        :meth:`check_rows`."""
+        chunk = rows.indices[start : start + recomputed.shape[0]]
+        allowed, source = _row_tolerance(recomputed, rows.tolerance)
+        difference = _largest_row_difference(rows.outputs.detach()[chunk], recomputed)
+        self._differences.append((difference, allowed, source))
+        if rows.outputs.grad is None:  # the loss does not depend on this set
+            return torch.zeros_like(recomputed)
+        grads = rows.outputs.grad[chunk].float()
+        scales = rows.scales[start : start + recomputed.shape[0]]
+        return (grads * scales.view(-1, *([1] * (grads.dim() - 1)))).to(recomputed.dtype)
+
+    def backward(self) -> None:
+        """Recompute and back-propagate the rows of every map, last map first (its rows'
+        gradient can reach an earlier map's outputs, e.g. through generated FiLM)."""
+        while self._pending:
+            rows = self._pending.pop()
+            if rows.outputs.grad is None:
+                continue  # the loss does not depend on this set
+            for start in range(0, rows.indices.numel(), rows.chunk_size):
+                recomputed = rows.fn(rows.inputs[start : start + rows.chunk_size])
+                # Retained: a later chunk or map may pass through the same generated tensors.
+                recomputed.backward(self.row_gradient(rows, recomputed, start), retain_graph=True)
+            rows.outputs.grad = None
+
+    def row_excess(self) -> Tensor | None:
+        """The largest row difference over its tolerance (> 1: refused), on the device."""
+        if not self._differences:
+            return None
+        return torch.stack([d / allowed for d, allowed, _ in self._differences]).max()
+
+    def check_rows(self) -> None:
+        """Raise :class:`RowCouplingError` if a recomputed row disagreed with its first pass."""
+        for difference, allowed, source in self._differences:
+            _refuse_disagreeing_rows(float(difference), allowed, source)
 
 
 def lite_map(
@@ -224,6 +337,7 @@ def lite_map(
     gradient_checkpointing: bool = False,
     unbiased_scaling: bool = True,
     row_tolerance: float | None = None,
+    deferred: DeferredBackward | None = None,
 ) -> Tensor:
     """Apply ``fn`` to every row of ``inputs`` with a LITE gradient (Bronskill et al., 2021).
 
@@ -245,6 +359,9 @@ def lite_map(
             a recomputed row and its first-pass value before the function is refused as
             not row-wise; default from the precision in effect (:data:`ROW_TOLERANCE`:
             TF32, autocast and half-precision outputs get a looser bound than float32).
+        deferred: collect the drawn rows there instead of recomputing them now; the output
+            is then the first pass as a leaf, and ``deferred.backward()`` (after the loss's
+            backward) completes the gradient (see :class:`DeferredBackward`).
 
     Returns:
         ``fn`` applied to every row, stacked: forward values equal the full forward; the
@@ -263,16 +380,23 @@ def lite_map(
         indices, scales = draw_subset(
             num_rows, h, labels=labels, stratified=stratified, generator=generator
         )
-        with torch.no_grad():
-            outputs = _map_in_chunks(fn, inputs, chunk)
         if not unbiased_scaling:
             scales = torch.ones_like(scales)
-        indices = indices.to(inputs.device)
+        # Moved before the first pass is queued, so that the copy does not wait for it.
+        indices = _on_device(indices, inputs.device)
+        scales = _on_device(scales.float(), inputs.device)
+        with torch.no_grad():
+            outputs = _map_in_chunks(fn, inputs, chunk)
+        if deferred is not None:
+            outputs.requires_grad_()
+            drawn = inputs[indices]
+            deferred.add(_DeferredRows(fn, drawn, indices, scales, outputs, chunk, row_tolerance))
+            return outputs
         recomputed = _map_in_chunks(fn, inputs[indices], chunk, checkpointed=gradient_checkpointing)
     first_pass = outputs[indices]
     _check_rows_agree(first_pass, recomputed, row_tolerance)
     zero_valued = recomputed - recomputed.detach()
-    scaled = _ScaleGradient.apply(zero_valued, scales.to(recomputed.device, torch.float32))
+    scaled = _ScaleGradient.apply(zero_valued, scales.to(recomputed.device))
     return outputs.index_put((indices,), first_pass + scaled)
 
 
@@ -283,6 +407,13 @@ class LiteSettings:
     Each call of :meth:`map` draws a fresh subset, so nested set functions (CNAPs' set
     encoder, then the adapted backbone on the same support set) get independent subsets:
     the product of two estimates is unbiased only when their draws are independent.
+    With ``deferred`` set (as :func:`litemeta.training.backward_task` does) every map's
+    drawn rows are back-propagated by ``deferred.backward()`` once the loss's gradient is
+    known; ``gradient_checkpointing`` is then moot, as each recomputed chunk is
+    back-propagated at once. ``rows_with_queries`` asks ``backward_task`` to recompute the
+    backbone's drawn rows in the last query batch's forward pass instead: one pass fewer
+    (faster where kernel launches dominate, as on a GPU with small batches), but that batch
+    then holds ``h`` more images' activations.
     """
 
     h: int | None
@@ -292,6 +423,8 @@ class LiteSettings:
     gradient_checkpointing: bool = False
     unbiased_scaling: bool = True
     row_tolerance: float | None = None
+    deferred: DeferredBackward | None = None
+    rows_with_queries: bool = False
 
     def map(self, fn: SetFunction, inputs: Tensor, labels: Tensor | None = None) -> Tensor:
         """:func:`lite_map` with these settings and an independent draw."""
@@ -306,4 +439,5 @@ class LiteSettings:
             gradient_checkpointing=self.gradient_checkpointing,
             unbiased_scaling=self.unbiased_scaling,
             row_tolerance=self.row_tolerance,
+            deferred=self.deferred,
         )

@@ -49,7 +49,7 @@ def write_emoji(folder: Path, class_id: int, style: str) -> Path:
     """Save test-split emoji ``class_id`` in ``style`` as a PNG in ``folder``; return it."""
     collection = load_emoji("test")
     item = collection.item_styles(class_id).index(style)
-    image = collection.load_image(class_id, item, 64).permute(1, 2, 0).numpy()
+    image = collection.load_image(class_id, item).permute(1, 2, 0).numpy()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{collection.class_names[class_id]}-{style}.png"
     Image.fromarray(image).save(path)

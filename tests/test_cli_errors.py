@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-import litemeta.data.emoji as emoji
+import litemeta.data.emoji_build as emoji_build
 import litemeta.experiment.jobs as jobs
 from litemeta.cli import main
 from litemeta.config import ConfigError
@@ -216,7 +216,7 @@ def test_build_emoji_checks_its_settings_before_fetching(
     def no_fetch(*args, **kwargs):
         raise AssertionError("fetched packages before checking the settings")
 
-    monkeypatch.setattr(emoji, "fetch_packages", no_fetch)
+    monkeypatch.setattr(emoji_build, "fetch_packages", no_fetch)
     full = tmp_path / "full"
     _image(full / "old" / "a.png")
     out = ["--out", str(full)] if extra[:1] == ["--out"] else ["--out", str(tmp_path / "new")]

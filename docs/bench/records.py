@@ -48,9 +48,9 @@ for size in (84, 224):
                 records.read_example(0, item)
             best.append((time.perf_counter() - start) / 200)
         row.append(f"{min(best) * 1e6:.1f}")
-    records = MetaDatasetRecords(folder)
+    records = MetaDatasetRecords(folder, decode_size=size)
     start = time.perf_counter()
     for item in range(200):
-        records.read_item(0, item, size)
+        records.read_item(0, item)
     row.append(f"{(time.perf_counter() - start) / 200 * 1e6:.0f}")
     print("| " + " | ".join(row) + " |")

@@ -1,6 +1,6 @@
 """Feature extractors: timm CNNs with FiLM, owned preprocessing and frozen statistics."""
 
-from litemeta.backbones.backbone import Backbone
+from litemeta.backbones.backbone import Backbone, FilmedBackbone
 from litemeta.backbones.film import (
     FILM_PLACEMENTS,
     FilmLayer,
@@ -26,6 +26,7 @@ __all__ = [
     "FilmLayer",
     "FilmParameters",
     "FilmPlacement",
+    "FilmedBackbone",
     "create_backbone",
     "efficientnet_lite0_file",
     "efficientnet_lite0_imagenet_head",

@@ -16,7 +16,7 @@ from litemeta.backbones.film import (
 )
 from litemeta.backbones.preprocessing import normalise_images
 
-__all__ = ["Backbone"]
+__all__ = ["Backbone", "FilmedBackbone"]
 
 
 class Backbone(nn.Module):
@@ -72,6 +72,10 @@ class Backbone(nn.Module):
         with self._film.applied(film):
             return self.model(self.preprocess(images))
 
+    def with_film(self, film: FilmParameters | None) -> FilmedBackbone:
+        """This backbone under fixed FiLM parameters, as a function of the images alone."""
+        return FilmedBackbone(self, film)
+
     def train(self, mode: bool = True) -> Backbone:
         """Set the mode of this module but keep the timm model in eval mode (frozen statistics)."""
         super().train(mode)
@@ -85,3 +89,30 @@ class Backbone(nn.Module):
             "image_size": self.image_size,
             "film_placement": self.film_placement,
         }
+
+
+class FilmedBackbone:
+    """A backbone under fixed FiLM parameters: ``images -> features``.
+
+    Two are equal when they hold the same backbone and the same FiLM parameters (the same
+    objects), i.e. when they compute the same function: a learner's support map and its
+    classifier's query embedding compare equal, which lets a LITE step embed the drawn
+    support rows and a query batch in one pass.
+    """
+
+    def __init__(self, backbone: Backbone, film: FilmParameters | None) -> None:
+        self.backbone = backbone
+        self.film = film
+
+    def __call__(self, images: Tensor) -> Tensor:
+        return self.backbone(images, self.film)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, FilmedBackbone)
+            and other.backbone is self.backbone
+            and other.film is self.film
+        )
+
+    def __hash__(self) -> int:
+        return hash((id(self.backbone), id(self.film)))

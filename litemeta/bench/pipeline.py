@@ -199,7 +199,7 @@ def _decode_rows(config: PipelineConfig, device: torch.device) -> list[Row]:
             if on_device:
                 setting = f"stored {stored} px, resized to {size} on {device.type} (model)"
             else:
-                dataset.image_size = size  # type: ignore[attr-defined]  # resized by PIL
+                dataset.collection.decode_size = size  # type: ignore[attr-defined]  # by PIL
                 setting = f"resized to {size} px as decoded (cpu)"
             row = _deliver(dataset, indices, 0, device, consume=ready)
             rows.append({"measurement": "decode", "setting": setting, "size": size, **row})

@@ -22,7 +22,10 @@ class _Held:
     __slots__ = ("key", "meter", "tensor")
 
     def __init__(self, tensor: Tensor, key: int, meter: SavedTensorMeter) -> None:
-        self.tensor = tensor
+        # Detached: a node's saved output would otherwise hold its own node (a reference
+        # cycle), so a retained graph would outlive its last reference until garbage
+        # collection, and count as held when it is not.
+        self.tensor = tensor.detach()
         self.key = key
         self.meter = meter
 

@@ -1,6 +1,6 @@
 """One measured meta-training step: the unit of the memory and speed benchmarks.
 
-A step is :func:`litemeta.training.backward_task` on one task (support of N images, a
+A step is :func:`litemeta.training.queue_backward_task` on one task (support of N images, a
 small query set) with a given way of back-propagating through the support set, or, as the
 reference, an inference pass (adapt and classify without autograd). The modes follow the
 comparison in Bronskill et al., "Memory Efficient Meta-Learning with Large Images",
@@ -21,7 +21,7 @@ from litemeta.learners import FewShotLearner, build_learner
 from litemeta.lite import LiteSettings
 from litemeta.precision import Precision, autocast
 from litemeta.tasks import Task
-from litemeta.training import backward_task
+from litemeta.training import PendingOutcome, queue_backward_task
 
 from .report import Row
 from .saved_tensors import SavedTensorMeter
@@ -40,15 +40,21 @@ INFERENCE = "inference"
 MODES = (INFERENCE, "backprop", "checkpoint", "lite-8", "lite-40")
 
 
+#: Suffix of a LITE mode whose drawn rows ride in the last query batch's pass.
+FUSED = "-fused"
+
+
 def parse_mode(mode: str) -> int | None:
-    """Validate a mode name; return LITE's ``h`` for ``lite-<h>``, else ``None``."""
+    """Validate a mode name; return LITE's ``h`` for ``lite-<h>`` or ``lite-<h>-fused``
+    (the rows recomputed in the last query batch's pass), else ``None``."""
     if mode in (INFERENCE, "backprop", "checkpoint"):
         return None
-    prefix, _, h = mode.partition("-")
+    prefix, _, h = mode.removesuffix(FUSED).partition("-")
     if prefix == "lite" and h.isdigit() and int(h) >= 1:
         return int(h)
     raise ValueError(
-        f"unknown mode '{mode}': use inference, backprop, checkpoint or lite-<h> (e.g. lite-8)"
+        f"unknown mode '{mode}': use inference, backprop, checkpoint, lite-<h> (e.g. lite-8) "
+        "or lite-<h>-fused"
     )
 
 
@@ -94,6 +100,7 @@ class StepConfig:
             chunk_size=self.chunk_size,
             gradient_checkpointing=self.mode == "checkpoint",
             generator=torch.Generator().manual_seed(0),
+            rows_with_queries=self.mode.endswith(FUSED),
         )
 
 
@@ -117,22 +124,24 @@ def synthetic_task(
     )
 
 
-def _run_step(learner: FewShotLearner, task: Task, config: StepConfig) -> None:
+def _run_step(learner: FewShotLearner, task: Task, config: StepConfig) -> PendingOutcome | None:
+    """Queue one step on the device; the LITE step's outcome is left unread."""
     lite = config.lite_settings()
     device = task.support_images.device
     if lite is None:
         with torch.no_grad(), autocast(device, config.precision):
             classifier = learner.adapt(task.support_images, task.support_labels)
             predict_queries(classifier, task.query_images, config.query_batch_size)
-    else:
-        backward_task(
-            learner,
-            task,
-            lite=lite,
-            query_batch_size=config.query_batch_size,
-            precision=config.precision,
-        )
-        learner.zero_grad(set_to_none=True)
+        return None
+    outcome = queue_backward_task(
+        learner,
+        task,
+        lite=lite,
+        query_batch_size=config.query_batch_size,
+        precision=config.precision,
+    )
+    learner.zero_grad(set_to_none=True)
+    return outcome
 
 
 def measure_step(config: dict, repeats: int = 0) -> Row:
@@ -142,7 +151,10 @@ def measure_step(config: dict, repeats: int = 0) -> Row:
     :class:`SavedTensorMeter`) and, on CUDA, ``peak_gpu_bytes``
     (``torch.cuda.max_memory_allocated`` of a step after a warm-up one, so that one-time
     allocations such as cuDNN's autotuning workspaces are not counted). With ``repeats`` > 0
-    ``seconds`` is the median of ``repeats`` further, unhooked steps after a warm-up.
+    ``seconds`` is the median of ``repeats`` further, unhooked steps after a warm-up, and
+    ``host_seconds`` the median time until the step's Python code returned, before waiting
+    for the device: on a GPU, a value close to ``seconds`` means the step is bound by the
+    host launching kernels, not by the GPU computing them.
     """
     step = StepConfig(**config)
     if step.threads is not None:
@@ -165,16 +177,20 @@ def measure_step(config: dict, repeats: int = 0) -> Row:
         torch.cuda.reset_peak_memory_stats(device)
     meter = SavedTensorMeter(exclude=[*learner.parameters(), *learner.buffers()])
     with meter.watching():
-        _run_step(learner, task, step)
+        outcome = _run_step(learner, task, step)
+    if outcome is not None:
+        outcome.read()  # refuses rows that disagree with their first pass
     synchronize(device)
     row: Row = {"saved_bytes": meter.peak_bytes}
     if device.type == "cuda":
         row["peak_gpu_bytes"] = torch.cuda.max_memory_allocated(device)
     if repeats > 0:
-        seconds = []
+        seconds, host_seconds = [], []
         for _ in range(repeats):
             clock = Stopwatch(device)
             _run_step(learner, task, step)
+            host_seconds.append(clock.host_elapsed())
             seconds.append(clock.elapsed())
         row["seconds"] = statistics.median(seconds)
+        row["host_seconds"] = statistics.median(host_seconds)
     return row

@@ -1,8 +1,10 @@
 """Datasets and episode samplers: class folders, the built-in emoji set, ORBIT and
 Meta-Dataset records. No model code lives here.
 
-Readers are ``ImageCollection``s; samplers turn per-class pools into ``EpisodeSpec``s;
-``EpisodicTaskDataset`` / ``OrbitTaskDataset`` load them as ``litemeta.tasks.Task``s.
+Readers are ``ImageCollection``s, whose images come at their stored size or at a decode
+size chosen when the collection is built (``decode_size``); samplers turn per-class pools
+into ``EpisodeSpec``s; ``EpisodicTaskDataset`` / ``OrbitTaskDataset`` load them as
+``litemeta.tasks.Task``s. The emoji set's builder is ``litemeta.data.emoji_build``.
 """
 
 from litemeta.data.base import ClassPool, ImageCollection, class_pools
@@ -12,7 +14,12 @@ from litemeta.data.emoji import emoji_tasks, load_emoji
 from litemeta.data.episodic import EpisodicTaskDataset, load_task, task_rng
 from litemeta.data.images import ImageLoadError
 from litemeta.data.metadataset import MetaDatasetRecords, read_dataset_spec
-from litemeta.data.orbit import OrbitDataset, OrbitTaskDataset, OrbitTaskSampler
+from litemeta.data.orbit import (
+    InterleavedOrbitTasks,
+    OrbitDataset,
+    OrbitTaskDataset,
+    OrbitTaskSampler,
+)
 from litemeta.data.samplers import (
     ClassHierarchy,
     EpisodeSpec,
@@ -30,6 +37,7 @@ __all__ = [
     "FixedWaySampler",
     "ImageCollection",
     "ImageLoadError",
+    "InterleavedOrbitTasks",
     "MetaDatasetRecords",
     "OrbitDataset",
     "OrbitTaskDataset",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from torch import Tensor
 
-from litemeta.data.images import ImageLoadError, OnError, check_on_error
+from litemeta.data.images import ImageLoadError, OnError, check_decode_size, check_on_error
 
 
 class ImageCollection(ABC):
@@ -19,13 +19,36 @@ class ImageCollection(ABC):
     Readers (class folders, Meta-Dataset records, ORBIT frames, the built-in emoji set)
     subclass this; samplers only see item counts and optional per-item styles, so they
     can be tested without images.
+
+    Images come as uint8 ``[3, H, W]`` at their stored size, or, when the collection has a
+    ``decode_size``, resized to ``decode_size`` square as they are decoded (no crop, as
+    Meta-Dataset's decoder does): a task's images are stacked into one tensor, so a reader
+    of photos of different sizes needs one. Resizing to a model's input size is the
+    backbone's job, on its device (``litemeta.backbones.preprocessing``).
     """
 
-    def __init__(self, name: str, class_names: Sequence[str], on_error: str = "raise") -> None:
+    def __init__(
+        self,
+        name: str,
+        class_names: Sequence[str],
+        on_error: str = "raise",
+        decode_size: int | None = None,
+    ) -> None:
         self.name = name
         self.class_names = list(class_names)
         self.on_error: OnError = check_on_error(on_error)
+        self.decode_size = decode_size
         self._decoded: dict[tuple[int, int, int | None], Tensor] | None = None
+
+    @property
+    def decode_size(self) -> int | None:
+        """The square size images are resized to as they are decoded; ``None``: their
+        stored size. It may be changed; cached images are kept per decode size."""
+        return self._decode_size
+
+    @decode_size.setter
+    def decode_size(self, size: int | None) -> None:
+        self._decode_size = check_decode_size(size)
 
     def cache_decoded(self) -> None:
         """Keep every image once decoded, so that later tasks reuse it instead of decoding
@@ -47,9 +70,9 @@ class ImageCollection(ABC):
         """Where an image lives (a path, or ``file#record``), for messages."""
 
     @abstractmethod
-    def read_item(self, class_id: int, item: int, image_size: int | None) -> Tensor:
-        """Decode one image to uint8 ``[3, S, S]`` (``image_size=None``: its stored size);
-        raise ``ImageLoadError`` naming it."""
+    def read_item(self, class_id: int, item: int) -> Tensor:
+        """Decode one image to uint8 ``[3, H, W]``: its stored size, or ``decode_size``
+        square when set; raise ``ImageLoadError`` naming it."""
 
     def item_styles(self, class_id: int) -> list[str] | None:
         """The style (domain, artist, video type) of each item of a class, if known."""
@@ -61,22 +84,22 @@ class ImageCollection(ABC):
             found.update(self.item_styles(class_id) or [])
         return sorted(found)
 
-    def load_image(self, class_id: int, item: int, image_size: int | None) -> Tensor:
+    def load_image(self, class_id: int, item: int) -> Tensor:
         """Load an image, applying the ``on_error`` policy (and the cache, if enabled).
 
         With ``on_error='skip'`` an unreadable image is reported with its path in a
         warning and the next readable image of the same class is used instead.
         """
         if self._decoded is None:
-            return self._load_uncached(class_id, item, image_size)
-        key = (class_id, item, image_size)
+            return self._load_uncached(class_id, item)
+        key = (class_id, item, self.decode_size)
         if key not in self._decoded:
-            self._decoded[key] = self._load_uncached(class_id, item, image_size)
+            self._decoded[key] = self._load_uncached(class_id, item)
         return self._decoded[key]
 
-    def _load_uncached(self, class_id: int, item: int, image_size: int | None) -> Tensor:
+    def _load_uncached(self, class_id: int, item: int) -> Tensor:
         try:
-            return self.read_item(class_id, item, image_size)
+            return self.read_item(class_id, item)
         except ImageLoadError as error:
             if self.on_error == "raise":
                 raise
@@ -84,7 +107,7 @@ class ImageCollection(ABC):
             count = self.num_items(class_id)
             for offset in range(1, count):
                 try:
-                    return self.read_item(class_id, (item + offset) % count, image_size)
+                    return self.read_item(class_id, (item + offset) % count)
                 except ImageLoadError as other:
                     warnings.warn(f"skipping unreadable image: {other}", stacklevel=2)
             raise ImageLoadError(

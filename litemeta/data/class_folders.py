@@ -117,6 +117,9 @@ def read_splits(
 class ClassFolderDataset(ImageCollection):
     """Images in class folders, optionally restricted to one split and tagged by style.
 
+    Images come at their stored size, or resized to ``decode_size`` square as they are
+    decoded (needed to stack photos of different sizes into a task).
+
     ``verify=True`` decodes every image once up front and drops unreadable ones (with a
     warning naming each, or an error when ``on_error='raise'``), so bad files surface
     before training rather than during it.
@@ -131,6 +134,7 @@ class ClassFolderDataset(ImageCollection):
         on_error: str = "raise",
         verify: bool = False,
         name: str | None = None,
+        decode_size: int | None = None,
     ) -> None:
         self.tree = FileTree(root)
         style_of = _style_function(style_rule)
@@ -163,7 +167,7 @@ class ClassFolderDataset(ImageCollection):
                     f"{missing[:5]}; fix the split file or add the class folders"
                 )
             names = list(self.splits[split])
-        super().__init__(name or self.tree.root.name, names, on_error)
+        super().__init__(name or self.tree.root.name, names, on_error, decode_size)
         self._items = [by_class[n] for n in names]
         if verify:
             self._drop_unreadable()
@@ -199,6 +203,6 @@ class ClassFolderDataset(ImageCollection):
         """The image file's bytes, undecoded."""
         return self.tree.read(self._items[class_id][item][0])
 
-    def read_item(self, class_id: int, item: int, image_size: int | None) -> Tensor:
+    def read_item(self, class_id: int, item: int) -> Tensor:
         data = self.encoded_bytes(class_id, item)
-        return decode_image(data, image_size, self.item_source(class_id, item))
+        return decode_image(data, self.decode_size, self.item_source(class_id, item))

@@ -19,19 +19,17 @@ def task_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, index])
 
 
-def load_task(collection: ImageCollection, spec: EpisodeSpec, image_size: int | None) -> Task:
-    """Load the images of an episode spec as uint8, each resized to ``image_size`` square
-    (``None``: at their stored size, which must then be the same for all of them)."""
+def load_task(collection: ImageCollection, spec: EpisodeSpec) -> Task:
+    """Load the images of an episode spec as uint8, at the collection's decode size (at
+    their stored size, which must then be the same for all of them, when it has none)."""
 
     def load(pairs: Sequence[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        images = [
-            collection.load_image(spec.classes[label], item, image_size) for label, item in pairs
-        ]
+        images = [collection.load_image(spec.classes[label], item) for label, item in pairs]
         sizes = {tuple(image.shape) for image in images}
         if len(sizes) > 1:
             raise ValueError(
                 f"images of {collection.name} have different stored sizes {sorted(sizes)[:3]}: "
-                "give an image_size to resize them to"
+                "give the collection a decode_size to resize them to"
             )
         labels = torch.tensor([label for label, _ in pairs], dtype=torch.int64)
         return (torch.stack(images) if images else torch.zeros(0, dtype=torch.uint8)), labels
@@ -58,7 +56,8 @@ class EpisodicTaskDataset(Dataset):
 
     Task ``i`` is drawn from a generator seeded by ``(seed, i)``, so a seed fixes the
     tasks across runs and across DataLoader worker counts. Use it with
-    ``DataLoader(dataset, batch_size=None, num_workers=k)``. The sampler's
+    ``DataLoader(dataset, batch_size=None, num_workers=k)``. Images come at the
+    collection's decode size (``ImageCollection.decode_size``). The sampler's
     requirements are checked here, before any training starts.
     """
 
@@ -67,7 +66,7 @@ class EpisodicTaskDataset(Dataset):
         collection: ImageCollection,
         sampler: EpisodeSampler,
         num_tasks: int,
-        image_size: int | None,
+        *,
         seed: int = 0,
         support_styles: Sequence[str] | None = None,
         query_styles: Sequence[str] | None = None,
@@ -78,7 +77,6 @@ class EpisodicTaskDataset(Dataset):
         self.collection = collection
         self.sampler = sampler
         self.num_tasks = num_tasks
-        self.image_size = image_size
         self.seed = seed
         if pools is None:
             pools = class_pools(collection, support_styles, query_styles)
@@ -95,4 +93,4 @@ class EpisodicTaskDataset(Dataset):
         return self.sampler.sample(self.pools, task_rng(self.seed, index))
 
     def __getitem__(self, index: int) -> Task:
-        return load_task(self.collection, self.spec(index), self.image_size)
+        return load_task(self.collection, self.spec(index))

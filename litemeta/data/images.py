@@ -1,8 +1,10 @@
-"""Decoding and resizing images into the uint8 ``[3, S, S]`` tensors that tasks hold."""
+"""Decoding images into the uint8 ``[3, H, W]`` tensors that tasks hold, at their stored
+size or resized to a square decode size."""
 
 from __future__ import annotations
 
 import io
+import numbers
 from typing import Literal
 
 import numpy as np
@@ -27,6 +29,18 @@ def check_on_error(on_error: str) -> OnError:
     return on_error  # type: ignore[return-value]
 
 
+def check_decode_size(size: int | None) -> int | None:
+    """``size`` if it is a positive number of pixels or ``None`` (keep the stored size)."""
+    if size is None:
+        return None
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size <= 0:
+        raise ValueError(
+            f"decode_size must be a positive number of pixels, or None for the stored size; "
+            f"got {size!r}"
+        )
+    return int(size)
+
+
 def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
     """Convert to RGB, compositing any transparency onto ``background``."""
     if image.mode == "P" and "transparency" in image.info:
@@ -39,7 +53,8 @@ def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255
 
 
 def decode_image(data: bytes, image_size: int | None, source: str) -> Tensor:
-    """Decode encoded image bytes to a uint8 tensor ``[3, S, S]``.
+    """Decode encoded image bytes to a uint8 tensor ``[3, S, S]`` (``[3, H, W]`` with
+    ``image_size=None``).
 
     The image is resized directly to ``image_size`` x ``image_size`` (no crop), as
     Meta-Dataset's decoder does; ``None`` keeps its stored size (the backbone resizes on
@@ -67,7 +82,8 @@ def decode_image(data: bytes, image_size: int | None, source: str) -> Tensor:
 
 
 def read_image_file(path: str, image_size: int | None) -> Tensor:
-    """Read an image file from disk into a uint8 ``[3, S, S]`` tensor."""
+    """Read an image file from disk into a uint8 tensor, resized to ``image_size`` square
+    as :func:`decode_image` does (``None``: its stored size)."""
     try:
         with open(path, "rb") as handle:
             data = handle.read()

@@ -48,12 +48,14 @@ def _class_folder_lines(collection: ClassFolderDataset) -> list[str]:
 
 
 def unreadable_images(collection: ImageCollection) -> list[str]:
-    """Decode every image of ``collection``; the errors of those that fail, one per image."""
+    """Decode every image of ``collection`` (at its decode size: build it with
+    ``decode_size=VERIFY_SIZE`` to keep each decoded image small); the errors of those that
+    fail, one per image."""
     errors = []
     for class_id in range(collection.num_classes):
         for item in range(collection.num_items(class_id)):
             try:
-                collection.read_item(class_id, item, VERIFY_SIZE)
+                collection.read_item(class_id, item)
             except ImageLoadError as error:
                 errors.append(str(error))
     return errors
@@ -103,7 +105,7 @@ def describe(dataset: str, verify: bool = False) -> str:
     root or a Meta-Dataset records directory. ``verify`` decodes every image and lists
     those that fail."""
     if dataset == "emoji":
-        collection = load_emoji(split=None)
+        collection = load_emoji(split=None, decode_size=VERIFY_SIZE)
         lines = [f"built-in emoji set ({collection.tree.root})", *_class_folder_lines(collection)]
         return "\n".join(lines + (_verify_lines([collection]) if verify else []))
     root = Path(dataset)
@@ -114,7 +116,9 @@ def describe(dataset: str, verify: bool = False) -> str:
         if verify:
             spec = read_dataset_spec(root / SPEC_FILE)
             splits = [s for s, ids in spec.classes_per_split.items() if ids]
-            lines += _verify_lines([MetaDatasetRecords(root, split=s) for s in splits])
+            lines += _verify_lines(
+                [MetaDatasetRecords(root, split=s, decode_size=VERIFY_SIZE) for s in splits]
+            )
         return "\n".join(lines)
     if root.is_dir() and any(
         any((root / s).glob(f"*/*/{t}")) for s in ORBIT_SPLITS for t in VIDEO_TYPES
@@ -122,8 +126,8 @@ def describe(dataset: str, verify: bool = False) -> str:
         lines = [f"ORBIT: {root}", *_orbit_lines(root)]
         if verify:
             splits = [s for s in ORBIT_SPLITS if (root / s).is_dir()]
-            lines += _verify_lines([OrbitDataset(root, s) for s in splits])
+            lines += _verify_lines([OrbitDataset(root, s, decode_size=VERIFY_SIZE) for s in splits])
         return "\n".join(lines)
-    collection = ClassFolderDataset(root)
+    collection = ClassFolderDataset(root, decode_size=VERIFY_SIZE)
     lines = [f"class folders: {root}", *_class_folder_lines(collection)]
     return "\n".join(lines + (_verify_lines([collection]) if verify else []))

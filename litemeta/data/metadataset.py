@@ -184,7 +184,9 @@ class MetaDatasetRecords(ImageCollection):
     ``verify_crc`` checks each record's data checksum when it is read (on by default; see
     docs/benchmarks.md for its cost); length checksums are always checked while indexing.
     Every malformed record raises :class:`CorruptRecordError` naming the file and offset,
-    which ``on_error='skip'`` skips like any unreadable image.
+    which ``on_error='skip'`` skips like any unreadable image. Images come at their stored
+    size, or resized to ``decode_size`` square as they are decoded (Meta-Dataset's images
+    differ in size, so tasks need one).
     """
 
     def __init__(
@@ -194,6 +196,7 @@ class MetaDatasetRecords(ImageCollection):
         on_error: str = "raise",
         max_open_files: int = 32,
         verify_crc: bool = True,
+        decode_size: int | None = None,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -208,7 +211,7 @@ class MetaDatasetRecords(ImageCollection):
         if not self.class_ids:
             raise ValueError(f"{self.spec.name} has no classes in split {split!r}")
         names = [self.spec.class_names.get(c, str(c)) for c in self.class_ids]
-        super().__init__(self.spec.name, names, on_error)
+        super().__init__(self.spec.name, names, on_error, decode_size)
         self.verify_crc = verify_crc
         self.files = OpenFiles(max_open_files)
         self._index: dict[int, list[tuple[str, np.ndarray]]] = {}
@@ -299,9 +302,10 @@ class MetaDatasetRecords(ImageCollection):
             raise CorruptRecordError(f"record {source} has no 'image' bytes feature")
         return example
 
-    def read_item(self, class_id: int, item: int, image_size: int) -> Tensor:
+    def read_item(self, class_id: int, item: int) -> Tensor:
         example = self.read_example(class_id, item)
-        return decode_image(example["image"][0], image_size, self.item_source(class_id, item))
+        source = self.item_source(class_id, item)
+        return decode_image(example["image"][0], self.decode_size, source)
 
     def index_all(self) -> None:
         """Index every class file now (checks counts and framing up front)."""

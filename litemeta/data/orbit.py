@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 
 from litemeta.data.base import ImageCollection
 from litemeta.data.episodic import load_task, task_rng
-from litemeta.data.images import IMAGE_EXTENSIONS, read_image_file
+from litemeta.data.images import IMAGE_EXTENSIONS, check_decode_size, read_image_file
 from litemeta.data.samplers import EpisodeSpec
 from litemeta.tasks import Task
 
@@ -74,7 +74,14 @@ class OrbitIndex:
 
 
 class OrbitDataset(ImageCollection):
-    """The frames of one ORBIT split; class ``c`` is one user's object."""
+    """The frames of one ORBIT split; class ``c`` is one user's object.
+
+    The split folder is indexed in sorted order (users, their objects, each object's clean
+    then clutter videos, each video's frames) into ``index``, an :class:`OrbitIndex`.
+    Videos without frames are skipped with a warning; objects without any frames, and users
+    without such objects, are left out. Frames come at their stored size, or resized to
+    ``decode_size`` square as they are decoded.
+    """
 
     def __init__(
         self,
@@ -82,79 +89,57 @@ class OrbitDataset(ImageCollection):
         split: str = "train",
         annotations_root: str | os.PathLike[str] | None = None,
         on_error: str = "raise",
+        decode_size: int | None = None,
     ) -> None:
+        check_decode_size(decode_size)  # before the long walk over the split folder
         self.root = Path(root)
         split_dir = self.root / split
+        self._check_split_folder_exists(split_dir)
+        annotations = self._annotation_folder(split, annotations_root)
+        indexer = _SplitIndexer(annotations)
+        index = indexer.index_split(split_dir)
+        self._check_split_has_videos(index, split_dir)
+        super().__init__(f"orbit/{split}", indexer.class_names, on_error, decode_size)
+        self.index = index
+        self._frames = indexer.frames
+        self._item_types = indexer.item_types
+
+    def _check_split_folder_exists(self, split_dir: Path) -> None:
         if not split_dir.is_dir():
             found = sorted(p.name for p in self.root.iterdir()) if self.root.is_dir() else []
             raise FileNotFoundError(
                 f"ORBIT split folder {split_dir} does not exist (found {found}); root must hold "
                 "train/validation/test folders of <user>/<object>/{clean,clutter}/<video>/"
             )
+
+    def _annotation_folder(
+        self, split: str, annotations_root: str | os.PathLike[str] | None
+    ) -> Path | None:
+        """The folder of per-video annotation files: ``annotations_root`` when given, else
+        ``root/annotations/<split>`` when it exists, else none (no frame is filtered)."""
         if annotations_root is None:
             default = self.root / "annotations" / split
-            annotations = default if default.is_dir() else None
-        else:
-            annotations = Path(annotations_root)
-            if not annotations.is_dir():
-                raise FileNotFoundError(f"annotation folder {annotations} does not exist")
-        names: list[str] = []
-        self._frames: list[list[str]] = []
-        self._item_types: list[list[str]] = []
-        users, user_objects, videos, object_videos = [], [], [], []
-        for user_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
-            objects = []
-            for object_dir in sorted(p for p in user_dir.iterdir() if p.is_dir()):
-                object_id = len(names)
-                frames: list[str] = []
-                types: list[str] = []
-                by_type: dict[str, list[int]] = {t: [] for t in VIDEO_TYPES}
-                for video_type in VIDEO_TYPES:
-                    type_dir = object_dir / video_type
-                    if not type_dir.is_dir():
-                        continue
-                    for video_dir in sorted(p for p in type_dir.iterdir() if p.is_dir()):
-                        paths = sorted(
-                            str(p)
-                            for p in video_dir.iterdir()
-                            if p.suffix.lower() in IMAGE_EXTENSIONS
-                        )
-                        if not paths:
-                            warnings.warn(
-                                f"skipping ORBIT video without frames: {video_dir}", stacklevel=2
-                            )
-                            continue
-                        present = _object_present(annotations, video_dir.name, paths)
-                        video = OrbitVideo(
-                            len(videos),
-                            video_dir.name,
-                            object_id,
-                            video_type,
-                            len(frames),
-                            len(paths),
-                            present,
-                        )
-                        videos.append(video)
-                        by_type[video_type].append(video.video_id)
-                        frames.extend(paths)
-                        types.extend([video_type] * len(paths))
-                if not frames:
-                    continue
-                names.append(f"{user_dir.name}/{object_dir.name}")
-                self._frames.append(frames)
-                self._item_types.append(types)
-                object_videos.append(by_type)
-                objects.append(object_id)
-            if objects:
-                users.append(user_dir.name)
-                user_objects.append(objects)
-        if not users:
+            return default if default.is_dir() else None
+        annotations = Path(annotations_root)
+        self._check_annotation_folder_exists(annotations)
+        return annotations
+
+    @staticmethod
+    def _check_annotation_folder_exists(annotations: Path) -> None:
+        if not annotations.is_dir():
+            raise FileNotFoundError(
+                f"annotation folder {annotations} does not exist; point annotations_root to "
+                "the folder of <video>.json files, or leave it out to use "
+                "root/annotations/<split> when present"
+            )
+
+    @staticmethod
+    def _check_split_has_videos(index: OrbitIndex, split_dir: Path) -> None:
+        if not index.users:
             raise ValueError(
                 f"no ORBIT videos found under {split_dir}; expected "
                 "<user>/<object>/{clean,clutter}/<video>/<video>-00001.jpg"
             )
-        super().__init__(f"orbit/{split}", names, on_error)
-        self.index = OrbitIndex(users, user_objects, videos, object_videos)
 
     def num_items(self, class_id: int) -> int:
         return len(self._frames[class_id])
@@ -166,11 +151,40 @@ class OrbitDataset(ImageCollection):
         """The video type (clean / clutter) of each frame."""
         return self._item_types[class_id]
 
-    def read_item(self, class_id: int, item: int, image_size: int) -> Tensor:
-        return read_image_file(self._frames[class_id][item], image_size)
+    def read_item(self, class_id: int, item: int) -> Tensor:
+        return read_image_file(self._frames[class_id][item], self.decode_size)
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    """The folders directly in ``folder``, sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.is_dir())
+
+
+def _list_frames(video_dir: Path) -> list[str]:
+    """The image files of a video folder, sorted by name (frame order)."""
+    return sorted(str(p) for p in video_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _list_videos(object_dir: Path) -> Iterator[tuple[str, Path, list[str]]]:
+    """``(video type, video folder, frames)`` of an object: its clean videos, then its
+    clutter videos, each in sorted order; a video without frames is skipped with a warning."""
+    for video_type in VIDEO_TYPES:
+        type_dir = object_dir / video_type
+        if not type_dir.is_dir():
+            continue
+        for video_dir in _subfolders(type_dir):
+            frames = _list_frames(video_dir)
+            if not frames:
+                # the caller of OrbitDataset(): this generator, _add_object, _add_user, index_split,
+                # OrbitDataset.__init__, then it
+                warnings.warn(f"skipping ORBIT video without frames: {video_dir}", stacklevel=6)
+                continue
+            yield video_type, video_dir, frames
 
 
 def _object_present(annotations: Path | None, video: str, frames: list[str]) -> np.ndarray | None:
+    """Whether each frame shows the object, from ``annotations/<video>.json``; ``None``
+    without an annotation file. A frame missing from the file counts as showing it."""
     if annotations is None:
         return None
     path = annotations / f"{video}.json"
@@ -179,13 +193,77 @@ def _object_present(annotations: Path | None, video: str, frames: list[str]) -> 
     try:
         per_frame = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise ValueError(f"cannot read ORBIT annotation {path}: {error}") from error
+        raise ValueError(
+            f"cannot read ORBIT annotation {path}: {error}; repair or delete the file (a "
+            "video without one keeps all its frames)"
+        ) from error
     present = []
     for frame in frames:
         annotation = per_frame.get(Path(frame).name)
         missing = annotation is None or annotation.get("object_not_present_issue") is None
         present.append(True if missing else not annotation["object_not_present_issue"])
     return np.asarray(present, dtype=bool)
+
+
+class _SplitIndexer:
+    """Builds an :class:`OrbitIndex` of one split folder, and each object's frame list and
+    frame video types, one user, object and video at a time (see :class:`OrbitDataset`)."""
+
+    def __init__(self, annotations: Path | None) -> None:
+        self.annotations = annotations
+        self.class_names: list[str] = []
+        self.frames: list[list[str]] = []
+        self.item_types: list[list[str]] = []
+        self.users: list[str] = []
+        self.user_objects: list[list[int]] = []
+        self.videos: list[OrbitVideo] = []
+        self.object_videos: list[dict[str, list[int]]] = []
+
+    def index_split(self, split_dir: Path) -> OrbitIndex:
+        for user_dir in _subfolders(split_dir):
+            self._add_user(user_dir)
+        return OrbitIndex(self.users, self.user_objects, self.videos, self.object_videos)
+
+    def _add_user(self, user_dir: Path) -> None:
+        """Add the user's objects; a user none of whose objects has frames is left out."""
+        kept = []
+        for object_dir in _subfolders(user_dir):  # a loop, not a comprehension: see _list_videos
+            object_id = self._add_object(user_dir.name, object_dir)
+            if object_id is not None:
+                kept.append(object_id)
+        if kept:
+            self.users.append(user_dir.name)
+            self.user_objects.append(kept)
+
+    def _add_object(self, user: str, object_dir: Path) -> int | None:
+        """Add the object as the next class with its videos, and return its class id;
+        ``None`` (nothing added) when none of its videos has frames."""
+        object_id = len(self.class_names)
+        frames: list[str] = []
+        types: list[str] = []
+        by_type: dict[str, list[int]] = {t: [] for t in VIDEO_TYPES}
+        for video_type, video_dir, paths in _list_videos(object_dir):
+            present = _object_present(self.annotations, video_dir.name, paths)
+            video = OrbitVideo(
+                len(self.videos),
+                video_dir.name,
+                object_id,
+                video_type,
+                len(frames),
+                len(paths),
+                present,
+            )
+            self.videos.append(video)
+            by_type[video_type].append(video.video_id)
+            frames.extend(paths)
+            types.extend([video_type] * len(paths))
+        if not frames:
+            return None
+        self.class_names.append(f"{user}/{object_dir.name}")
+        self.frames.append(frames)
+        self.item_types.append(types)
+        self.object_videos.append(by_type)
+        return object_id
 
 
 Mode = Literal["test", "train"]
@@ -355,22 +433,21 @@ class OrbitTaskDataset(Dataset):
 
     Users without any usable object are left out (with a warning), as in ORBIT; naming one
     in ``users`` is an error. Task ``i`` is user ``i // tasks_per_user``, drawn from a
-    generator seeded by ``(seed, i)``. Use with
-    ``DataLoader(dataset, batch_size=None, num_workers=k)``.
+    generator seeded by ``(seed, i)``. Frames come at the ``dataset``'s decode size. Use
+    with ``DataLoader(dataset, batch_size=None, num_workers=k)``.
     """
 
     def __init__(
         self,
         dataset: OrbitDataset,
         sampler: OrbitTaskSampler,
-        image_size: int,
+        *,
         tasks_per_user: int = 1,
         seed: int = 0,
         users: Sequence[str] | None = None,
     ) -> None:
         self.dataset = dataset
         self.sampler = sampler
-        self.image_size = image_size
         self.tasks_per_user = tasks_per_user
         self.seed = seed
         index = dataset.index
@@ -413,4 +490,45 @@ class OrbitTaskDataset(Dataset):
         return self.dataset.index.users[self.user_ids[index // self.tasks_per_user]]
 
     def __getitem__(self, index: int) -> Task:
-        return load_task(self.dataset, self.spec(index), self.image_size)
+        return load_task(self.dataset, self.spec(index))
+
+
+class InterleavedOrbitTasks(Dataset):
+    """The first ``num_tasks`` tasks of an :class:`OrbitTaskDataset` taken user by user in
+    turn: item ``i`` is user ``i % users``'s task ``i // users``.
+
+    ``OrbitTaskDataset`` is user-major (one user's ``tasks_per_user`` tasks, then the
+    next user's), so a run that uses its first tasks would see only the first users; here
+    consecutive tasks come from different users. ``num_tasks`` (default: all) may not
+    exceed ``len(by_user)``.
+    """
+
+    def __init__(self, by_user: OrbitTaskDataset, num_tasks: int | None = None) -> None:
+        self.by_user = by_user
+        self.users = len(by_user.user_ids)
+        self.per_user = by_user.tasks_per_user
+        self.num_tasks = len(by_user) if num_tasks is None else num_tasks
+        self._check_num_tasks_fits()
+
+    def _check_num_tasks_fits(self) -> None:
+        if not 0 <= self.num_tasks <= len(self.by_user):
+            raise ValueError(
+                f"num_tasks must be between 0 and the {len(self.by_user)} tasks of "
+                f"{self.users} users x {self.per_user} tasks per user, got {self.num_tasks}; "
+                "raise tasks_per_user or ask for fewer tasks"
+            )
+
+    def __len__(self) -> int:
+        return self.num_tasks
+
+    def _by_user_index(self, index: int) -> int:
+        if not 0 <= index < self.num_tasks:
+            raise IndexError(f"task index {index} out of range 0..{self.num_tasks - 1}")
+        return (index % self.users) * self.per_user + index // self.users
+
+    def user_of(self, index: int) -> str:
+        """The ORBIT user of task ``index``, for per-user metrics."""
+        return self.by_user.user_of(self._by_user_index(index))
+
+    def __getitem__(self, index: int) -> Task:
+        return self.by_user[self._by_user_index(index)]

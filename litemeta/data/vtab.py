@@ -22,16 +22,16 @@ def _items(collection: ImageCollection) -> list[tuple[int, int]]:
 
 
 def _load(
-    collection: ImageCollection, items: Sequence[tuple[int, int]], image_size: int
+    collection: ImageCollection, items: Sequence[tuple[int, int]]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    images = torch.stack([collection.load_image(c, i, image_size) for c, i in items])
+    images = torch.stack([collection.load_image(c, i) for c, i in items])
     return images, torch.tensor([c for c, _ in items], dtype=torch.int64)
 
 
 def vtab_task(
     root: str | os.PathLike[str],
     *,
-    image_size: int = 224,
+    decode_size: int | None = 224,
     support_size: int = 1000,
     query_limit: int | None = None,
     seed: int = 0,
@@ -41,11 +41,13 @@ def vtab_task(
 
     The support set is the first ``support_size`` training images of a shuffle fixed by
     ``seed`` (VTAB-1k's train800+val200 is such a random subset); the query set is every
-    test image, or ``query_limit`` of them drawn with the same seed.
+    test image, or ``query_limit`` of them drawn with the same seed. Images are resized to
+    ``decode_size`` square as they are decoded (VTAB's images differ in size; ``None``
+    keeps the stored size, which must then be the same for all).
     """
     root = Path(root)
-    train = ClassFolderDataset(root / "train", on_error=on_error)
-    test = ClassFolderDataset(root / "test", on_error=on_error)
+    train = ClassFolderDataset(root / "train", on_error=on_error, decode_size=decode_size)
+    test = ClassFolderDataset(root / "test", on_error=on_error, decode_size=decode_size)
     if train.class_names != test.class_names:
         raise ValueError(
             f"{root}/train and {root}/test must hold the same class folders; only in train: "
@@ -57,6 +59,6 @@ def vtab_task(
     support = [train_items[k] for k in rng.permutation(len(train_items))[:support_size]]
     if query_limit is not None:
         test_items = [test_items[k] for k in sorted(rng.permutation(len(test_items))[:query_limit])]
-    support_images, support_labels = _load(train, support, image_size)
-    query_images, query_labels = _load(test, test_items, image_size)
+    support_images, support_labels = _load(train, support)
+    query_images, query_labels = _load(test, test_items)
     return Task(support_images, support_labels, query_images, query_labels, train.class_names)

@@ -17,6 +17,7 @@ from litemeta.data import (
     ClassFolderDataset,
     EpisodicTaskDataset,
     FixedWaySampler,
+    InterleavedOrbitTasks,
     MetaDatasetRecords,
     OrbitDataset,
     OrbitTaskDataset,
@@ -74,19 +75,26 @@ def _episode_sampler(config: SamplerConfig, collection: Any) -> EpisodeSampler:
     return FixedWaySampler(config.way, config.shot, config.query)
 
 
-def _collection(data: DataConfig, split: str) -> Any:
+def _collection(data: DataConfig, split: str, size: int | None) -> Any:
+    """The reader of ``split``, decoding images at ``size`` (``None``: stored size)."""
     if data.dataset == "emoji":
-        collection = load_emoji(split, data.root, on_error=data.on_error)
+        collection = load_emoji(split, data.root, on_error=data.on_error, decode_size=size)
     elif data.root is None:
         raise ConfigError(f"data.root is required for the '{data.dataset}' dataset")
     elif data.dataset == "folders":
-        collection = ClassFolderDataset(data.root, split=split, on_error=data.on_error)
+        collection = ClassFolderDataset(
+            data.root, split=split, on_error=data.on_error, decode_size=size
+        )
     elif data.dataset == "meta-dataset":
         collection = MetaDatasetRecords(
-            data.root, split=split, on_error=data.on_error, verify_crc=data.verify_crc
+            data.root,
+            split=split,
+            on_error=data.on_error,
+            verify_crc=data.verify_crc,
+            decode_size=size,
         )
     else:
-        collection = OrbitDataset(data.root, split, on_error=data.on_error)
+        collection = OrbitDataset(data.root, split, on_error=data.on_error, decode_size=size)
     if data.cache_decoded is True or (data.cache_decoded == "auto" and data.dataset == "emoji"):
         collection.cache_decoded()
     return collection
@@ -116,14 +124,14 @@ def task_dataset(
             )
         task = vtab_task(
             data.root,
-            image_size=image_size,
+            decode_size=decode_size(data, image_size),
             support_size=data.vtab_support_size,
             query_limit=data.vtab_query_limit,
             seed=seed,
             on_error=data.on_error,
         )
         return [task]
-    collection = _collection(data, split)
+    collection = _collection(data, split, decode_size(data, image_size))
     if isinstance(collection, OrbitDataset):
         sampler = OrbitTaskSampler(
             target=data.orbit_target,
@@ -139,41 +147,13 @@ def task_dataset(
         index = collection.index
         users = sum(1 for user in range(len(index.users)) if sampler.objects(index, user))
         per_user = math.ceil(num_tasks / max(users, 1))
-        by_user = OrbitTaskDataset(
-            collection, sampler, image_size, tasks_per_user=per_user, seed=seed
-        )
-        return _Interleaved(by_user, users, per_user, num_tasks)
+        by_user = OrbitTaskDataset(collection, sampler, tasks_per_user=per_user, seed=seed)
+        return InterleavedOrbitTasks(by_user, num_tasks)
     return EpisodicTaskDataset(
         collection,
         _episode_sampler(data.sampler, collection),
         num_tasks=num_tasks,
-        image_size=decode_size(data, image_size),
         seed=seed,
         support_styles=data.support_styles,
         query_styles=data.query_styles,
     )
-
-
-class _Interleaved(Dataset):
-    """Item ``i`` = user ``i % users``'s task ``i // users`` of a user-major dataset."""
-
-    def __init__(
-        self, by_user: OrbitTaskDataset, users: int, per_user: int, num_tasks: int
-    ) -> None:
-        self.by_user, self.users, self.per_user = by_user, users, per_user
-        self.num_tasks = num_tasks
-
-    def __len__(self) -> int:
-        return self.num_tasks
-
-    def _by_user_index(self, index: int) -> int:
-        if not 0 <= index < self.num_tasks:
-            raise IndexError(f"task index {index} out of range 0..{self.num_tasks - 1}")
-        return (index % self.users) * self.per_user + index // self.users
-
-    def user_of(self, index: int) -> str:
-        """The ORBIT user of task ``index``, for per-user metrics."""
-        return self.by_user.user_of(self._by_user_index(index))
-
-    def __getitem__(self, index: int) -> Task:
-        return self.by_user[self._by_user_index(index)]

@@ -68,10 +68,14 @@ def _evaluate(
 
 
 def _tune_cuda(config: ExperimentConfig) -> None:
-    """Let cuDNN pick the fastest convolution per input shape when shapes repeat (fixed-way
-    tasks); variable-way episodes would make it benchmark every new shape."""
-    if torch.cuda.is_available() and config.data.sampler.kind == "fixed":
-        torch.backends.cudnn.benchmark = True
+    """Let cuDNN pick the fastest convolution per input shape as ``training.cudnn_benchmark``
+    says; by default when shapes repeat (fixed-way tasks): variable-way episodes would make
+    it benchmark every new shape."""
+    benchmark = config.training.cudnn_benchmark
+    if benchmark is None:
+        benchmark = config.data.sampler.kind == "fixed"
+    if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = benchmark
 
 
 def _warn_about_full_backpropagation(config: ExperimentConfig) -> None:

@@ -26,6 +26,8 @@ class BackboneTaskClassifier(TaskClassifier):
 
     ``task_film`` marks FiLM parameters specific to this task (generated or fine-tuned),
     which count as task parameters; shared, meta-learned FiLM parameters do not.
+    ``embed`` is the query embedding, equal to the learner's support map
+    (:class:`~litemeta.backbones.FilmedBackbone`); ``classify`` scores its features.
     """
 
     def __init__(
@@ -41,10 +43,15 @@ class BackboneTaskClassifier(TaskClassifier):
         self.support_shape = support_shape
         self.film = film
         self.task_film = task_film
+        self.embed = backbone.with_film(film)
 
     def __call__(self, query_images: Tensor) -> Tensor:
         check_query(query_images, self.support_shape)
-        features = at_least_float32(self.backbone(query_images, self.film))
+        return self.classify(self.embed(query_images))
+
+    def classify(self, features: Tensor) -> Tensor:
+        """Logits for features from :attr:`embed`, in float32 with autocast off."""
+        features = at_least_float32(features)
         with full_precision(features.device):
             return self.logits(features)
 

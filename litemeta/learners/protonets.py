@@ -4,7 +4,6 @@ Learning", NeurIPS 2017): class means of support features, squared Euclidean log
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import Literal
 
 import torch
@@ -86,7 +85,7 @@ class ProtoNets(BackboneLearner):
     ) -> PrototypeClassifier:
         way = check_support(support_images, support_labels)
         film = self.shared_film()
-        embed = partial(self.backbone, film=film)
+        embed = self.backbone.with_film(film)
         features = self.map_support(embed, support_images, support_labels, lite)
         with full_precision(features.device):
             prototypes = class_means(features, support_labels.to(features.device), way)

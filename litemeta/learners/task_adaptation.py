@@ -12,7 +12,6 @@ product of the two estimates biased.
 from __future__ import annotations
 
 from abc import abstractmethod
-from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -167,7 +166,7 @@ class FilmAdaptedLearner(BackboneLearner):
         way = check_support(support_images, support_labels)
         encodings = self.map_support(self.set_encoder, support_images, support_labels, lite)
         film = self.film_generator(encodings.mean(dim=0))
-        embed = partial(self.backbone, film=film)
+        embed = self.backbone.with_film(film)
         features = self.map_support(embed, support_images, support_labels, lite)
         with full_precision(features.device):
             classifier = self.classifier(

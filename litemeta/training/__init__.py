@@ -10,12 +10,14 @@ from litemeta.training.run_log import CsvLog, RunLog
 from litemeta.training.settings import LiteConfig, OptimConfig, TrainingConfig
 from litemeta.training.task_stream import TaskSource, seeded_generator, stream_index
 from litemeta.training.trainer import (
+    PendingOutcome,
     StepMetrics,
     TaskOutcome,
     Trainer,
     TrainingResult,
     backward_task,
     build_optimizer,
+    queue_backward_task,
     seed_everything,
     train,
 )
@@ -24,6 +26,7 @@ __all__ = [
     "CsvLog",
     "LiteConfig",
     "OptimConfig",
+    "PendingOutcome",
     "ProcessGroup",
     "RunLog",
     "StepMetrics",
@@ -35,6 +38,7 @@ __all__ = [
     "TrainingResult",
     "backward_task",
     "build_optimizer",
+    "queue_backward_task",
     "seed_everything",
     "seeded_generator",
     "stream_index",

@@ -22,13 +22,17 @@ class LiteConfig:
 
     ``h: null`` back-propagates the whole support set; ``chunk_size`` bounds the images per
     forward call; ``stratified`` draws the subset per class; ``gradient_checkpointing``
-    recomputes the back-propagated rows' activations in the backward pass.
+    recomputes the back-propagated rows' activations in the backward pass (full
+    back-propagation only: LITE's rows are always recomputed after the queries);
+    ``rows_with_queries`` recomputes them in the last query batch's pass instead (one pass
+    fewer, h more images' activations in that batch).
     """
 
     h: int | None = 40
     chunk_size: int | None = None
     stratified: bool = False
     gradient_checkpointing: bool = False
+    rows_with_queries: bool = False
 
 
 @dataclass
@@ -52,13 +56,16 @@ class TrainingConfig:
     validation off); the last step always writes a checkpoint and, unless validation is
     off, is validated, so ``best.pt`` covers a run resumed with more ``steps``.
     ``precision``: ``auto`` is bf16 autocast on a GPU and fp32 on the CPU
-    (:mod:`litemeta.precision`).
+    (:mod:`litemeta.precision`). ``cudnn_benchmark``: let cuDNN time its convolution
+    algorithms for each new input shape (``torch.backends.cudnn.benchmark``); ``null``
+    (auto) turns it on when task shapes repeat (a fixed-way sampler).
     """
 
     steps: int = 10_000
     tasks_per_step: int = 16
     query_batch_size: int = 64
     precision: Precision = "auto"
+    cudnn_benchmark: bool | None = None
     checkpoint_every: int = 500
     validate_every: int = 500
     log_every: int = 10

@@ -39,7 +39,7 @@ from litemeta.data.loading import Workers, resolve_workers, task_loader
 from litemeta.device import Stopwatch, place_on_device
 from litemeta.evaluation import EvaluationResult, evaluate
 from litemeta.learners.base import FewShotLearner
-from litemeta.lite import LiteSettings
+from litemeta.lite import DeferredBackward, LiteSettings
 from litemeta.precision import Precision, autocast, grad_scaler
 from litemeta.tasks import Task
 from litemeta.training.distributed import ProcessGroup
@@ -48,12 +48,14 @@ from litemeta.training.settings import ConfigError, OptimConfig, TrainingConfig
 from litemeta.training.task_stream import TaskSource, seeded_generator, stream_index
 
 __all__ = [
+    "PendingOutcome",
     "StepMetrics",
     "TaskOutcome",
     "Trainer",
     "TrainingResult",
     "backward_task",
     "build_optimizer",
+    "queue_backward_task",
     "seed_everything",
     "train",
 ]
@@ -99,7 +101,34 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def backward_task(
+@dataclass
+class PendingOutcome:
+    """A task's outcome while the device may still be computing it; :meth:`read` waits.
+
+    Reading a number from a GPU waits for all the work queued before it, so the trainer
+    queues every task of a step and reads their outcomes once, at the end.
+    """
+
+    loss: torch.Tensor
+    correct: torch.Tensor
+    queries: int
+    images: int
+    deferred: DeferredBackward | None = None
+
+    def read(self) -> TaskOutcome:
+        """The outcome as numbers; :class:`~litemeta.lite.RowCouplingError` if LITE's
+        recomputed support rows disagreed with their first pass."""
+        values = [self.loss.double(), self.correct.double()]
+        excess = self.deferred.row_excess() if self.deferred is not None else None
+        if excess is not None:
+            values.append(excess.double())
+        numbers = torch.stack(values).tolist()
+        if excess is not None and not numbers[2] <= 1:
+            self.deferred.check_rows()  # type: ignore[union-attr]
+        return TaskOutcome(numbers[0], int(numbers[1]), self.queries, self.images)
+
+
+def queue_backward_task(
     learner: FewShotLearner,
     task: Task,
     *,
@@ -108,18 +137,28 @@ def backward_task(
     tasks_per_step: int = 1,
     precision: Precision = "fp32",
     scaler: torch.amp.GradScaler | None = None,
-) -> TaskOutcome:
-    """Add one task's share of the step's gradient to ``.grad``.
+) -> PendingOutcome:
+    """Add one task's share of the step's gradient to ``.grad``, without waiting for the
+    device to finish (see :class:`PendingOutcome`).
 
     The learner adapts once; each batch of ``query_batch_size`` queries adds
     ``sum(cross_entropy) / n_query / tasks_per_step`` and is back-propagated straight away,
     keeping the support graph (``retain_graph``) for the next batch; the classifier's
     regulariser is added once, with the last batch. The gradient equals that of the whole
-    query set in one batch.
+    query set in one batch. With LITE (``lite.h`` set) the drawn support rows are recomputed
+    and back-propagated after the queries (:class:`~litemeta.lite.DeferredBackward`), so
+    their activations and a query batch's are never held at the same time; with
+    ``lite.rows_with_queries`` the backbone's rows ride in the last query batch's pass.
     """
     device = task.support_images.device
+    deferred = DeferredBackward() if lite.h is not None else None
+    lite = replace(lite, deferred=deferred)
     with autocast(device, precision):
         classifier = learner.adapt(task.support_images, task.support_labels, lite=lite)
+    rows = None
+    same_kind = task.support_images.dtype == task.query_images.dtype
+    if deferred is not None and lite.rows_with_queries and same_kind:
+        rows = deferred.take(getattr(classifier, "embed", None))
     n_query = task.query_labels.numel()
     batches = list(
         zip(
@@ -133,17 +172,57 @@ def backward_task(
     correct = torch.zeros((), dtype=torch.int64, device=device)
     for position, (images, labels) in enumerate(batches):
         last = position == len(batches) - 1
+        with_rows = rows if last else None
         with autocast(device, precision):
-            logits = classifier(images)
+            if with_rows is None:
+                logits = classifier(images)
+            else:  # [rows; queries] in one pass; the queries' features become a leaf
+                embedded = classifier.embed(torch.cat([with_rows.inputs, images]))
+                query_features = embedded[with_rows.inputs.shape[0] :].detach().requires_grad_()
+                logits = classifier.classify(query_features)
         loss = F.cross_entropy(logits.float(), labels, reduction="sum") / n_query
         if last:
-            loss = loss + classifier.regularizer.to(loss.device)
+            loss = loss + classifier.regularizer
         scaled = loss / tasks_per_step
-        (scaler.scale(scaled) if scaler is not None else scaled).backward(retain_graph=not last)
+        keep_graph = not last or rows is not None or (deferred is not None and deferred.waiting)
+        (scaler.scale(scaled) if scaler is not None else scaled).backward(retain_graph=keep_graph)
         total_loss += loss.detach()
         correct += (logits.detach().argmax(dim=-1) == labels).sum()
+        del logits, loss, scaled  # this batch's graph, before the next batch's forward
+        if with_rows is not None:
+            # Every query batch has reached the head: the rows' gradient is complete.
+            recomputed = embedded[: with_rows.inputs.shape[0]]
+            row_gradient = deferred.row_gradient(with_rows, recomputed)  # type: ignore[union-attr]
+            gradient = torch.cat([row_gradient, query_features.grad.to(embedded.dtype)])
+            embedded.backward(gradient, retain_graph=deferred.waiting)  # type: ignore[union-attr]
+            del embedded, recomputed, query_features
+    if deferred is not None:
+        with autocast(device, precision):
+            deferred.backward()
     images = task.support_labels.numel() + n_query
-    return TaskOutcome(float(total_loss), int(correct), n_query, images)
+    return PendingOutcome(total_loss, correct, n_query, images, deferred)
+
+
+def backward_task(
+    learner: FewShotLearner,
+    task: Task,
+    *,
+    lite: LiteSettings,
+    query_batch_size: int,
+    tasks_per_step: int = 1,
+    precision: Precision = "fp32",
+    scaler: torch.amp.GradScaler | None = None,
+) -> TaskOutcome:
+    """:func:`queue_backward_task`, then wait for its outcome."""
+    return queue_backward_task(
+        learner,
+        task,
+        lite=lite,
+        query_batch_size=query_batch_size,
+        tasks_per_step=tasks_per_step,
+        precision=precision,
+        scaler=scaler,
+    ).read()
 
 
 def build_optimizer(learner: FewShotLearner, settings: OptimConfig) -> torch.optim.Adam:
@@ -337,6 +416,7 @@ class Trainer:
             stratified=lite.stratified,
             generator=seeded_generator(self.config.seed, "lite", index),
             gradient_checkpointing=lite.gradient_checkpointing,
+            rows_with_queries=lite.rows_with_queries,
         )
 
     def _stream_positions(self, step: int) -> list[int]:
@@ -359,8 +439,8 @@ class Trainer:
         clock = Stopwatch(group.device)
         self.optimizer.zero_grad(set_to_none=True)
         totals = torch.zeros(4, dtype=torch.float64)
-        for index in self._stream_positions(step):
-            outcome = backward_task(
+        pending = [
+            queue_backward_task(
                 self.learner,
                 next(tasks).to(group.device, non_blocking=True),
                 lite=self._lite_settings(index),
@@ -369,6 +449,9 @@ class Trainer:
                 precision=config.precision,
                 scaler=self.scaler,
             )
+            for index in self._stream_positions(step)
+        ]
+        for outcome in (queued.read() for queued in pending):
             totals += torch.tensor(
                 [outcome.loss, outcome.correct, outcome.queries, outcome.images],
                 dtype=torch.float64,

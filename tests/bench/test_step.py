@@ -43,8 +43,12 @@ def test_saved_bytes_grow_with_support_for_backprop_and_stay_flat_for_lite():
 
 def test_modes_are_validated():
     assert parse_mode("lite-8") == 8
+    assert parse_mode("lite-8-fused") == 8
+    assert StepConfig("protonets", 32, 4, "lite-2-fused", way=2).lite_settings().rows_with_queries
+    assert not StepConfig("protonets", 32, 4, "lite-2", way=2).lite_settings().rows_with_queries
     assert parse_mode("backprop") is None
-    with pytest.raises(ValueError, match="unknown mode"):
-        parse_mode("lite-0")
+    for wrong in ("lite-0", "lite-8-fast", "backprop-fused"):
+        with pytest.raises(ValueError, match="unknown mode"):
+            parse_mode(wrong)
     with pytest.raises(ValueError, match="multiple of way"):
         StepConfig("protonets", 32, 5, "inference", way=2)

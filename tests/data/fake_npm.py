@@ -5,7 +5,7 @@ import json
 
 from PIL import Image
 
-from litemeta.data.emoji import slugify
+from litemeta.data.emoji_build import slugify
 
 SVG = (
     '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">'

@@ -45,12 +45,11 @@ def test_reads_classes_styles_and_splits(styled_root):
 
 
 def test_tasks_take_support_and_query_from_chosen_styles(styled_root):
-    collection = ClassFolderDataset(styled_root, split="train")
+    collection = ClassFolderDataset(styled_root, split="train", decode_size=16)
     dataset = EpisodicTaskDataset(
         collection,
         FixedWaySampler(way=3, shot=2, query=2),
         num_tasks=3,
-        image_size=16,
         support_styles=["sketch", "photo"],
         query_styles=["cartoon"],
     )
@@ -72,11 +71,11 @@ def test_reads_the_same_tree_from_a_zip(styled_root, tmp_path):
         for path in sorted(styled_root.rglob("*")):
             if path.is_file():
                 out.write(path, path.relative_to(styled_root).as_posix())
-    from_zip = ClassFolderDataset(archive, split="train")
-    from_dir = ClassFolderDataset(styled_root, split="train")
+    from_zip = ClassFolderDataset(archive, split="train", decode_size=12)
+    from_dir = ClassFolderDataset(styled_root, split="train", decode_size=12)
     assert from_zip.class_names == from_dir.class_names
     assert from_zip.item_styles(2) == from_dir.item_styles(2)
-    assert torch.equal(from_zip.load_image(2, 3, 12), from_dir.load_image(2, 3, 12))
+    assert torch.equal(from_zip.load_image(2, 3), from_dir.load_image(2, 3))
 
 
 def test_style_from_file_name_pattern(tmp_path):
@@ -89,7 +88,7 @@ def test_style_from_file_name_pattern(tmp_path):
 
 def test_transparent_images_are_composited_on_white(tmp_path):
     write_image(tmp_path / "c" / "x.png", (0, 0, 0, 0), mode="RGBA")
-    image = ClassFolderDataset(tmp_path).load_image(0, 0, 8)
+    image = ClassFolderDataset(tmp_path).load_image(0, 0)
     assert image.min() == 255
 
 
@@ -116,7 +115,7 @@ def test_corrupt_image_is_reported_with_its_path(styled_root):
     strict = ClassFolderDataset(styled_root, split="train")
     item = strict._items[1].index(("class1/photo/0.png", "photo"))
     with pytest.raises(ImageLoadError, match=r"class1/photo/0\.png"):
-        strict.load_image(1, item, 8)
+        strict.load_image(1, item)
     with pytest.raises(ImageLoadError, match=r"class1/photo/0\.png"):
         ClassFolderDataset(styled_root, split="train", verify=True)
     with pytest.warns(UserWarning, match=r"class1/photo/0\.png"):

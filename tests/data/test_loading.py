@@ -9,13 +9,9 @@ from litemeta.data import EpisodicTaskDataset, FixedWaySampler, load_emoji
 from litemeta.data.loading import default_workers, resolve_workers, task_loader
 
 
-def _emoji_tasks(collection, image_size):
+def _emoji_tasks(collection):
     return EpisodicTaskDataset(
-        collection,
-        FixedWaySampler(way=5, shot=2, query=1),
-        num_tasks=6,
-        image_size=image_size,
-        seed=3,
+        collection, FixedWaySampler(way=5, shot=2, query=1), num_tasks=6, seed=3
     )
 
 
@@ -30,7 +26,7 @@ def _same(a, b) -> bool:
 
 
 def test_tasks_come_in_the_order_asked_whatever_the_workers():
-    tasks = _emoji_tasks(load_emoji("validation"), 32)
+    tasks = _emoji_tasks(load_emoji("validation", decode_size=32))
     order = [4, 0, 5, 2]
     serial = list(task_loader(tasks, order, workers=0))
     parallel = list(task_loader(tasks, order, workers=2))
@@ -48,24 +44,37 @@ def test_decoded_cache_gives_the_same_images_and_decodes_each_once(monkeypatch):
     decoded = []
     read_item = type(cached).read_item
 
-    def counting(self, class_id, item, image_size):
-        decoded.append((class_id, item, image_size))
-        return read_item(self, class_id, item, image_size)
+    def counting(self, class_id, item):
+        decoded.append((class_id, item, self.decode_size))
+        return read_item(self, class_id, item)
 
     monkeypatch.setattr(type(cached), "read_item", counting)
-    first = [_emoji_tasks(cached, None)[i] for i in range(6)]
+    first = [_emoji_tasks(cached)[i] for i in range(6)]
     reads = len(decoded)
-    again = [_emoji_tasks(cached, None)[i] for i in range(6)]
+    again = [_emoji_tasks(cached)[i] for i in range(6)]
     assert len(decoded) == reads == len(set(decoded))  # nothing decoded twice
     monkeypatch.undo()
-    reference = [_emoji_tasks(plain, None)[i] for i in range(6)]
+    reference = [_emoji_tasks(plain)[i] for i in range(6)]
     assert all(_same(a, b) and _same(b, c) for a, b, c in zip(first, again, reference, strict=True))
 
 
-def test_stored_size_is_kept_when_no_image_size_is_given():
-    task = _emoji_tasks(load_emoji("validation"), None)[0]
+def test_decoded_cache_is_kept_per_decode_size():
+    collection = load_emoji("validation")
+    collection.cache_decoded()
+    stored = collection.load_image(0, 0)
+    collection.decode_size = 20
+    assert collection.load_image(0, 0).shape == (3, 20, 20)
+    collection.decode_size = None
+    assert collection.load_image(0, 0) is stored
+
+
+def test_stored_size_is_kept_when_no_decode_size_is_given():
+    task = _emoji_tasks(load_emoji("validation"))[0]
     assert task.support_images.shape[1:] == (3, 64, 64)  # the built-in set is stored at 64 px
-    assert _emoji_tasks(load_emoji("validation"), 40)[0].support_images.shape[1:] == (3, 40, 40)
+    resized = _emoji_tasks(load_emoji("validation", decode_size=40))[0]
+    assert resized.support_images.shape[1:] == (3, 40, 40)
+    with pytest.raises(ValueError, match="decode_size must be a positive number"):
+        load_emoji("validation", decode_size=0)
 
 
 def test_worker_settings():

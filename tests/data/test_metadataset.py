@@ -105,16 +105,16 @@ def test_reads_splits_names_and_images(records_root):
     train = MetaDatasetRecords(records_root, split="train")
     assert train.class_names == ["n000", "n001", "n002"]
     assert [train.num_items(c) for c in range(3)] == COUNTS[:3]
-    test = MetaDatasetRecords(records_root, split="test")
+    test = MetaDatasetRecords(records_root, split="test", decode_size=16)
     assert test.class_ids == [4, 5]
-    image = test.load_image(1, 4, 16).numpy()
+    image = test.load_image(1, 4).numpy()
     assert image.shape == (3, 16, 16)
     assert np.abs(image[:, 8, 8].astype(int) - colour_of(5, 4)).max() <= 8
 
 
 def test_tasks_draw_records_by_random_access(records_root):
-    collection = MetaDatasetRecords(records_root, split="train", max_open_files=2)
-    dataset = EpisodicTaskDataset(collection, FixedWaySampler(3, 2, 2), 8, 16, seed=3)
+    collection = MetaDatasetRecords(records_root, split="train", max_open_files=2, decode_size=16)
+    dataset = EpisodicTaskDataset(collection, FixedWaySampler(3, 2, 2), 8, seed=3)
     items_seen = set()
     for index in range(len(dataset)):
         spec, task = dataset.spec(index), dataset[index]
@@ -128,9 +128,9 @@ def test_tasks_draw_records_by_random_access(records_root):
 
 
 def test_variable_way_tasks_in_workers(records_root):
-    collection = MetaDatasetRecords(records_root, split="train")
+    collection = MetaDatasetRecords(records_root, split="train", decode_size=8)
     sampler = VariableWaySampler(min_way=2, max_way=3)
-    dataset = EpisodicTaskDataset(collection, sampler, 4, 8, seed=1)
+    dataset = EpisodicTaskDataset(collection, sampler, 4, seed=1)
     tasks = list(DataLoader(dataset, batch_size=None, num_workers=2))
     assert [t.way for t in tasks] == [dataset.spec(i).way for i in range(4)]
 
@@ -142,7 +142,7 @@ def test_data_checksum_and_count_mismatch(records_root):
     path.write_bytes(bytes(data))
     checked = MetaDatasetRecords(records_root, split="train", verify_crc=True)
     with pytest.raises(ImageLoadError, match=r"1\.tfrecords@0.*checksum"):
-        checked.load_image(1, 0, 8)
+        checked.load_image(1, 0)
     spec = json.loads((records_root / "dataset_spec.json").read_text())
     spec["images_per_class"]["2"] = 99
     (records_root / "dataset_spec.json").write_text(json.dumps(spec))

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -6,7 +7,12 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from litemeta.data.orbit import OrbitDataset, OrbitTaskDataset, OrbitTaskSampler
+from litemeta.data.orbit import (
+    InterleavedOrbitTasks,
+    OrbitDataset,
+    OrbitTaskDataset,
+    OrbitTaskSampler,
+)
 
 # user -> object -> (clean frame counts, clutter frame counts)
 LAYOUT = {
@@ -247,9 +253,9 @@ def test_training_tasks_follow_orbits_training_sampler(many_index):
 
 
 def test_tasks_load_with_groups_and_are_reproducible_in_workers(orbit_root):
-    dataset = OrbitDataset(orbit_root, "train")
+    dataset = OrbitDataset(orbit_root, "train", decode_size=10)
     sampler = OrbitTaskSampler(mode="train", min_target_frames=4)
-    tasks = OrbitTaskDataset(dataset, sampler, image_size=10, tasks_per_user=2, seed=5)
+    tasks = OrbitTaskDataset(dataset, sampler, tasks_per_user=2, seed=5)
     assert len(tasks) == 4 and tasks.user_of(3) == "P200"
     task = tasks[0]
     assert task.support_images.shape[1:] == (3, 10, 10) and task.support_images.dtype == torch.uint8
@@ -260,15 +266,29 @@ def test_tasks_load_with_groups_and_are_reproducible_in_workers(orbit_root):
     assert all(torch.equal(a, b) for a, b in zip(serial, parallel, strict=True))
 
 
+def test_interleaved_tasks_take_the_users_in_turn(orbit_root):
+    dataset = OrbitDataset(orbit_root, "train")
+    sampler = OrbitTaskSampler(min_target_frames=4)
+    by_user = OrbitTaskDataset(dataset, sampler, tasks_per_user=3, seed=2)
+    tasks = InterleavedOrbitTasks(by_user, num_tasks=5)
+    assert len(tasks) == 5 and len(InterleavedOrbitTasks(by_user)) == 6
+    assert [tasks.user_of(i) for i in range(5)] == ["P100", "P200", "P100", "P200", "P100"]
+    assert torch.equal(tasks[3].query_groups, by_user[4].query_groups)
+    with pytest.raises(IndexError, match=r"out of range 0\.\.4"):
+        tasks[5]
+    with pytest.raises(ValueError, match="raise tasks_per_user"):
+        InterleavedOrbitTasks(by_user, num_tasks=7)
+
+
 def test_task_dataset_warns_about_dropped_objects_and_users(tmp_path):
     layout = {"P1": {"cup": ([4, 4], [4])}, "P2": {"pen": ([4], [4])}}
     dataset = OrbitDataset(write_orbit(tmp_path, "test", layout, size=4), "test")
     sampler = OrbitTaskSampler(target="clean", min_target_frames=2)
     with pytest.warns(UserWarning, match=r"1 ORBIT objects .* \['P2/pen'\]"):
-        tasks = OrbitTaskDataset(dataset, sampler, image_size=8)
+        tasks = OrbitTaskDataset(dataset, sampler)
     assert len(tasks) == 1 and tasks.user_of(0) == "P1"
     with pytest.raises(ValueError, match=r"users \['P2'\] have no object"), pytest.warns():
-        OrbitTaskDataset(dataset, sampler, image_size=8, users=["P2"])
+        OrbitTaskDataset(dataset, sampler, users=["P2"])
 
 
 def test_clean_target_needs_two_clean_videos(tmp_path):
@@ -278,7 +298,7 @@ def test_clean_target_needs_two_clean_videos(tmp_path):
     Image.new("RGB", (4, 4)).save(folder / "v0-00001.jpg")
     dataset = OrbitDataset(root, "test")
     with pytest.raises(ValueError, match="no object with both a context video"), pytest.warns():
-        OrbitTaskDataset(dataset, OrbitTaskSampler(target="clean"), image_size=8)
+        OrbitTaskDataset(dataset, OrbitTaskSampler(target="clean"))
 
 
 def test_sampler_settings_are_checked():
@@ -291,3 +311,33 @@ def test_sampler_settings_are_checked():
 def test_missing_split_is_explained(tmp_path):
     with pytest.raises(FileNotFoundError, match="split folder"):
         OrbitDataset(tmp_path, "validation")
+
+
+def test_reader_checks_name_the_problem(orbit_root, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"annotation folder .* point annotations_root"):
+        OrbitDataset(orbit_root, "train", annotations_root=tmp_path / "none")
+    (tmp_path / "train" / "P1" / "cup").mkdir(parents=True)
+    with pytest.raises(ValueError, match="no ORBIT videos found under"):
+        OrbitDataset(tmp_path, "train")
+    video = tmp_path / "train" / "P1" / "cup" / "clutter" / "v0"
+    video.mkdir(parents=True)
+    skipped = pytest.warns(UserWarning, match=re.escape(str(video)))
+    with pytest.raises(ValueError, match="no ORBIT videos"), skipped:
+        OrbitDataset(tmp_path, "train")
+    bad = tmp_path / "bad-annotations"
+    bad.mkdir()
+    (bad / "P100--keys--clutter--vid0.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"cannot read ORBIT annotation .* repair or delete"):
+        OrbitDataset(orbit_root, "train", annotations_root=bad)
+
+
+def test_skipped_empty_video_is_reported_at_the_callers_line(tmp_path):
+    write_orbit(tmp_path, layout={"P1": {"cup": ([6], [8])}})
+    (tmp_path / "train" / "P1" / "cup" / "clean" / "empty").mkdir()
+    with pytest.warns(UserWarning, match="without frames") as caught:
+        dataset = OrbitDataset(tmp_path, "train")
+    assert caught[0].filename == __file__
+    assert [v.name for v in dataset.index.videos] == [
+        "P1--cup--clean--vid0",
+        "P1--cup--clutter--vid0",
+    ]

@@ -144,15 +144,15 @@ def test_malformed_examples_are_one_error_naming_file_and_offset(source: Path, p
     collection = MetaDatasetRecords(source, "train")
     offset = sum(12 + len(r) + 4 for r in records[:2])
     with pytest.raises(CorruptRecordError, match=rf"0\.tfrecords@{offset}"):
-        collection.read_item(0, 2, 8)
+        collection.read_item(0, 2)
 
 
 def test_skip_uses_another_record_of_the_class(source: Path) -> None:
     records = _originals()
     write_records(source / "0.tfrecords", [*records[:2], b"\x0a\xff\xff\xff\xff\x0f"])
-    collection = MetaDatasetRecords(source, "train", on_error="skip")
+    collection = MetaDatasetRecords(source, "train", on_error="skip", decode_size=8)
     with pytest.warns(UserWarning, match=r"skipping unreadable image.*0\.tfrecords@"):
-        image = collection.load_image(0, 2, 8)
+        image = collection.load_image(0, 2)
     assert image.shape == (3, 8, 8)
 
 

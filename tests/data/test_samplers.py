@@ -40,7 +40,7 @@ def test_fixed_way_shapes_and_disjointness():
 def test_fixed_way_names_small_classes_before_training():
     collection = SyntheticCollection([10, 10, 3, 10, 10, 10])
     with pytest.raises(ValueError, match=r"'class2' \(3\).*Lower shot/query"):
-        EpisodicTaskDataset(collection, FixedWaySampler(5, 5, 5), num_tasks=1, image_size=8)
+        EpisodicTaskDataset(collection, FixedWaySampler(5, 5, 5), num_tasks=1)
 
 
 def test_fixed_way_needs_enough_classes():
@@ -132,7 +132,7 @@ def test_style_options_are_validated():
 
 def test_load_task_builds_a_valid_task():
     collection = SyntheticCollection([6] * 6)
-    dataset = EpisodicTaskDataset(collection, FixedWaySampler(3, 2, 2), 4, image_size=8)
+    dataset = EpisodicTaskDataset(collection, FixedWaySampler(3, 2, 2), 4)
     task = dataset[0]
     assert task.support_images.shape == (6, 3, 8, 8) and task.support_images.dtype == torch.uint8
     assert task.query_images.shape == (6, 3, 8, 8)
@@ -145,8 +145,8 @@ def test_load_task_builds_a_valid_task():
 
 
 def test_same_seed_same_tasks_across_worker_counts():
-    collection = SyntheticCollection(SIZES)
-    make = lambda seed: EpisodicTaskDataset(collection, VariableWaySampler(), 6, 4, seed=seed)  # noqa: E731
+    collection = SyntheticCollection(SIZES, decode_size=4)
+    make = lambda seed: EpisodicTaskDataset(collection, VariableWaySampler(), 6, seed=seed)  # noqa: E731
     serial = [task.support_images for task in DataLoader(make(7), batch_size=None)]
     parallel = [task.support_images for task in DataLoader(make(7), batch_size=None, num_workers=2)]
     assert all(torch.equal(a, b) for a, b in zip(serial, parallel, strict=True))
@@ -158,8 +158,8 @@ def test_same_seed_same_tasks_across_worker_counts():
 def test_unreadable_image_policy():
     collection = SyntheticCollection([3] * 5, broken={(0, 0)}, on_error="skip")
     with pytest.warns(UserWarning, match="synthetic/0/0"):
-        image = collection.load_image(0, 0, 4)
+        image = collection.load_image(0, 0)
     assert image[1, 0, 0] == 1, "the next readable image of the class is used"
     strict = SyntheticCollection([3] * 5, broken={(0, 0)})
     with pytest.raises(ImageLoadError, match="synthetic/0/0"):
-        strict.load_image(0, 0, 4)
+        strict.load_image(0, 0)

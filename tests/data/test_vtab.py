@@ -24,20 +24,20 @@ def vtab_root(tmp_path: Path) -> Path:
 
 
 def test_support_is_a_seeded_subset_of_train_and_query_is_all_of_test(vtab_root: Path) -> None:
-    task = vtab_task(vtab_root, image_size=8, support_size=20, seed=3)
+    task = vtab_task(vtab_root, decode_size=8, support_size=20, seed=3)
     assert task.class_names == ["blue", "red"]
     assert task.support_images.shape == (20, 3, 8, 8)
     assert task.query_images.shape == (14, 3, 8, 8)
     # Images carry their class: red images have a strong red channel.
     red = task.support_labels == task.class_names.index("red")
     assert (task.support_images[red, 0] > 150).all() and (task.support_images[~red, 0] < 50).all()
-    again = vtab_task(vtab_root, image_size=8, support_size=20, seed=3)
+    again = vtab_task(vtab_root, decode_size=8, support_size=20, seed=3)
     assert (again.support_labels == task.support_labels).all()
-    limited = vtab_task(vtab_root, image_size=8, support_size=20, query_limit=5)
+    limited = vtab_task(vtab_root, decode_size=8, support_size=20, query_limit=5)
     assert limited.query_images.shape[0] == 5
 
 
 def test_train_and_test_must_share_classes(vtab_root: Path) -> None:
     _write(vtab_root / "test" / "green", 2, (0, 200, 0))
     with pytest.raises(ValueError, match=r"only in test: \['green'\]"):
-        vtab_task(vtab_root, image_size=8)
+        vtab_task(vtab_root, decode_size=8)

@@ -1,16 +1,19 @@
 """LITE inside the learners: forward values are exact, gradients are unbiased, and CNAPs'
 two nested set functions need independent subsets."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 import torch
 from torch import nn
 
-from litemeta.learners import CNAPs, build_learner
-from litemeta.lite import LiteSettings
+from litemeta.bench.saved_tensors import SavedTensorMeter
+from litemeta.learners import LEARNERS, CNAPs, build_learner
+from litemeta.lite import LiteSettings, RowCouplingError
+from litemeta.tasks import Task
+from litemeta.training import backward_task
 
-from .helpers import BACKBONE_SIZE, tiny_backbone
+from .helpers import BACKBONE_SIZE, colour_task, tiny_backbone, tiny_options
 
 TINY_CNAPS = {"encoder_image_size": 32, "encoder_channels": 8}
 
@@ -100,3 +103,141 @@ def test_reusing_one_subset_for_both_nested_maps_is_biased(tiny_cnaps_problem):
     draws = torch.stack([gradient(SameSubsetForBothMaps(h=2, seed=i)) for i in range(300)])
     inside = within_four_sigma(draws, exact)
     assert (~inside).sum() > 0.1 * exact.numel()
+
+
+def _task(support, labels, query, query_labels) -> Task:
+    names = [f"class {c}" for c in range(int(labels.max()) + 1)]
+    return Task(support, labels, query, query_labels, names)
+
+
+def _spliced_gradient(learner, task, lite):
+    """The reference for the deferred path: LITE's rows spliced into the graph as
+    ``lite_map`` does on its own, every query in one batch."""
+    support, support_labels, query, query_labels = task
+    classifier = learner.adapt(support, support_labels, lite=lite)
+    logits = classifier(query)
+    loss = nn.functional.cross_entropy(logits, query_labels, reduction="sum") / len(query)
+    loss = loss + classifier.regularizer
+    parameters = [p for p in learner.parameters() if p.requires_grad]
+    return float(loss.detach()), torch.autograd.grad(loss, parameters)
+
+
+@pytest.mark.parametrize("rows_with_queries", [False, True])
+@pytest.mark.parametrize("name", sorted(LEARNERS))
+def test_deferred_support_rows_give_the_spliced_gradient(name, rows_with_queries):
+    """``backward_task`` recomputes LITE's rows after the query batches, a chunk at a time
+    (or in the last query batch's pass); the gradient must equal the one with the rows in
+    the graph (same draw), for every registered meta-trainable learner, FiLM-generating
+    ones included."""
+    if not LEARNERS[name].meta_trainable:
+        pytest.skip(f"{name} has nothing to meta-train")
+    task = colour_task(way=3, shots=4, queries=5)
+    torch.manual_seed(0)
+    learner = LEARNERS[name](tiny_backbone(16), **tiny_options(name)).double()
+    support, labels, query, query_labels = task
+    if hasattr(learner, "film_generator"):
+        for scale in [*learner.film_generator.gamma_regularizers]:
+            nn.init.normal_(scale, 0.0, 0.5)  # generated FiLM far from the identity
+
+    def lite():
+        return LiteSettings(
+            h=5,
+            chunk_size=2,
+            generator=torch.Generator().manual_seed(4),
+            rows_with_queries=rows_with_queries,
+        )
+
+    expected_loss, expected = _spliced_gradient(learner, task, lite())
+    learner.zero_grad()
+    outcome = backward_task(
+        learner, _task(support, labels, query, query_labels), lite=lite(), query_batch_size=4
+    )
+    assert outcome.loss == pytest.approx(expected_loss, rel=1e-6)  # summed in float32
+    parameters = [p for p in learner.parameters() if p.requires_grad]
+    largest = max(float(g.abs().max()) for g in expected)
+    assert largest > 0
+    for parameter, reference in zip(parameters, expected, strict=True):
+        # backward_task takes the cross-entropy in float32: float32 rounding, not float64.
+        torch.testing.assert_close(parameter.grad, reference, rtol=1e-5, atol=1e-6 * largest)
+
+
+def test_deferred_rows_and_queries_are_never_held_together():
+    """Peak bytes autograd holds during a LITE step: the support rows' activations and a
+    query batch's are held one after the other, not added up as with the rows spliced in."""
+    task = colour_task(way=3, shots=6, queries=4)
+    support, labels, query, query_labels = task
+    torch.manual_seed(0)
+    learner = build_learner("protonets", image_size=BACKBONE_SIZE)
+    excluded = [*learner.parameters(), *learner.buffers()]
+
+    def peak(step) -> int:
+        meter = SavedTensorMeter(exclude=excluded)
+        with meter.watching():
+            step()
+        learner.zero_grad(set_to_none=True)
+        return meter.peak_bytes
+
+    def lite():
+        return LiteSettings(h=6, generator=torch.Generator().manual_seed(0))
+
+    def deferred():
+        backward_task(
+            learner, _task(support, labels, query, query_labels), lite=lite(), query_batch_size=6
+        )
+
+    def spliced():
+        _, grads = _spliced_gradient(learner, task, lite())
+        del grads
+
+    def rows_alone():
+        LiteSettings(h=None).map(learner.backbone, support[:6]).sum().backward()
+
+    def fused():
+        backward_task(
+            learner,
+            _task(support, labels, query, query_labels),
+            lite=replace(lite(), rows_with_queries=True),
+            query_batch_size=6,
+        )
+
+    rows = peak(rows_alone)
+    assert peak(spliced) > 2.7 * rows  # 6 rows + 12 queries at once
+    assert peak(deferred) < 1.2 * rows  # 6 rows, then 6 queries at a time
+    assert 1.8 * rows < peak(fused) < 2.2 * rows  # 6 queries, then 6 rows + 6 queries
+
+
+@pytest.mark.parametrize(("rows_with_queries", "passes"), [(False, 3), (True, 2)])
+def test_rows_with_queries_saves_one_backbone_pass(rows_with_queries, passes):
+    """Backbone calls with autograd in a LITE step with 8 queries in batches of 4: two query
+    batches and the drawn rows, or the rows inside the last query batch."""
+    support, labels, query, query_labels = colour_task(way=2, shots=5, queries=4)
+    learner = build_learner("protonets", image_size=BACKBONE_SIZE)
+    calls = []
+    learner.backbone.register_forward_hook(
+        lambda module, inputs, output: calls.append(output.requires_grad)
+    )
+    lite = LiteSettings(h=3, generator=torch.Generator().manual_seed(0))
+    backward_task(
+        learner,
+        _task(support, labels, query, query_labels),
+        lite=replace(lite, rows_with_queries=rows_with_queries),
+        query_batch_size=4,
+    )
+    assert calls.count(True) == passes
+    assert calls.count(False) == 1  # the first pass over the support set
+
+
+def test_deferred_rows_still_refuse_active_dropout():
+    task = colour_task(way=3, shots=4, queries=2)
+    torch.manual_seed(0)
+    backbone = tiny_backbone(16)
+    backbone.model = nn.Sequential(backbone.model, nn.Dropout(0.1))
+    learner = LEARNERS["protonets"](backbone).eval()
+    learner.backbone.model[1].train()
+    with pytest.raises(RowCouplingError, match="differ from the first pass"):
+        backward_task(
+            learner,
+            _task(*task),
+            lite=LiteSettings(h=5, generator=torch.Generator().manual_seed(0)),
+            query_batch_size=6,
+        )
