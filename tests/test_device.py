@@ -14,6 +14,7 @@ def test_the_stopwatch_counts_the_time_since_it_started():
     first = clock.elapsed()
     assert first >= 0.05
     assert clock.elapsed() >= first
+    assert clock.host_elapsed() >= first  # on the CPU nothing is left queued
 
 
 def test_on_the_cpu_placing_keeps_the_layout_and_synchronising_returns(monkeypatch):
