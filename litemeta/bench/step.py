@@ -32,6 +32,8 @@ __all__ = [
     "StepConfig",
     "measure_step",
     "parse_mode",
+    "prepare_step",
+    "run_step",
     "synthetic_task",
 ]
 
@@ -124,7 +126,7 @@ def synthetic_task(
     )
 
 
-def _run_step(learner: FewShotLearner, task: Task, config: StepConfig) -> PendingOutcome | None:
+def run_step(learner: FewShotLearner, task: Task, config: StepConfig) -> PendingOutcome | None:
     """Queue one step on the device; the LITE step's outcome is left unread."""
     lite = config.lite_settings()
     device = task.support_images.device
@@ -144,6 +146,24 @@ def _run_step(learner: FewShotLearner, task: Task, config: StepConfig) -> Pendin
     return outcome
 
 
+def prepare_step(step: StepConfig) -> tuple[FewShotLearner, Task]:
+    """The learner (on the step's device, in eval mode) and the synthetic task of ``step``;
+    sets torch's threads as ``step`` says."""
+    if step.threads is not None:
+        torch.set_num_threads(step.threads)
+    device = torch.device(step.device)
+    learner = build_learner(
+        step.learner,
+        step.backbone,
+        step.image_size,
+        pretrained=step.pretrained,
+        chunk_size=step.chunk_size,
+    )
+    learner = place_on_device(learner, device).eval()
+    task = synthetic_task(step.way, step.support, step.queries_per_class, step.image_size)
+    return learner, task.to(device)
+
+
 def measure_step(config: dict, repeats: int = 0) -> Row:
     """Run one step of ``config`` (a :class:`StepConfig` as a dict) and measure it.
 
@@ -157,27 +177,16 @@ def measure_step(config: dict, repeats: int = 0) -> Row:
     host launching kernels, not by the GPU computing them.
     """
     step = StepConfig(**config)
-    if step.threads is not None:
-        torch.set_num_threads(step.threads)
-    device = torch.device(step.device)
-    learner = build_learner(
-        step.learner,
-        step.backbone,
-        step.image_size,
-        pretrained=step.pretrained,
-        chunk_size=step.chunk_size,
-    )
-    learner = place_on_device(learner, device).eval()
-    task = synthetic_task(step.way, step.support, step.queries_per_class, step.image_size)
-    task = task.to(device)
+    learner, task = prepare_step(step)
+    device = task.support_images.device
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # shapes repeat from step to step
-        _run_step(learner, task, step)
+        run_step(learner, task, step)
         synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
     meter = SavedTensorMeter(exclude=[*learner.parameters(), *learner.buffers()])
     with meter.watching():
-        outcome = _run_step(learner, task, step)
+        outcome = run_step(learner, task, step)
     if outcome is not None:
         outcome.read()  # refuses rows that disagree with their first pass
     synchronize(device)
@@ -188,7 +197,7 @@ def measure_step(config: dict, repeats: int = 0) -> Row:
         seconds, host_seconds = [], []
         for _ in range(repeats):
             clock = Stopwatch(device)
-            _run_step(learner, task, step)
+            run_step(learner, task, step)
             host_seconds.append(clock.host_elapsed())
             seconds.append(clock.elapsed())
         row["seconds"] = statistics.median(seconds)
