@@ -1,10 +1,17 @@
 """Checkpoints: atomic, checksummed writes, safe loads, random-number states as tensors, model
-fingerprints.
+fingerprints, and the one format for saved models.
 
 Checkpoints hold only tensors, dicts, lists, tuples, numbers, strings and None, so they load
 with ``torch.load(..., weights_only=True)``, which never runs code from the file. The payload
 is serialised once, its SHA-256 computed, and both stored in the file; loading recomputes the
 digest, so a flipped bit anywhere in the payload is an error, never silently changed weights.
+
+A saved model is its weights (``model``), its description (``model_config``: its class and
+the settings it was built with) and that description's fingerprint. A training checkpoint
+(``last.pt``, ``best.pt``) adds the training state (:class:`TrainingState`); a learner file
+(``save_learner``) is the same format without it. This module is the only one that knows the
+keys: :func:`save_model` writes both kinds, :func:`read_model` and
+:func:`read_training_checkpoint` read them.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import random
 import tempfile
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +32,25 @@ import numpy as np
 import torch
 
 __all__ = [
+    "BEST_CHECKPOINT",
+    "LAST_CHECKPOINT",
     "CheckpointError",
     "ModelMismatchError",
+    "SavedModel",
+    "TrainingState",
     "check_model_config",
     "describe_model",
+    "find_checkpoint",
     "load_checkpoint",
     "load_model_weights",
     "model_fingerprint",
+    "read_model",
+    "read_training_checkpoint",
     "remove_stale_temporaries",
     "restore_rng_state",
     "rng_state",
     "save_atomically",
+    "save_model",
 ]
 
 
@@ -42,6 +58,16 @@ __all__ = [
 FORMAT_KEY = "litemeta_checkpoint"
 FORMAT_VERSION = 1
 TEMPORARY_SUFFIX = ".tmp"
+
+#: The checkpoints of a training run's output directory: the latest step, and the step with
+#: the best validation accuracy.
+LAST_CHECKPOINT = "last.pt"
+BEST_CHECKPOINT = "best.pt"
+
+#: The keys of a saved model, in a training checkpoint and in a learner file.
+_MODEL_KEYS = ("model", "model_config", "model_fingerprint")
+#: The keys of a learner file written before learners were saved in the checkpoint format.
+_EARLIER_LEARNER_KEYS = ("config", "state_dict")
 
 
 class ModelMismatchError(RuntimeError):
@@ -131,7 +157,15 @@ def _torch_load(source: Any, path: Path, map_location: str | torch.device) -> An
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint without executing code from it (``weights_only=True``) and verify its
     checksum; :class:`CheckpointError` names the file when it is not a valid checkpoint."""
-    path = Path(path)
+    return _load(Path(path), map_location, earlier_learner_format=False)
+
+
+def _load(
+    path: Path, map_location: str | torch.device, *, earlier_learner_format: bool
+) -> dict[str, Any]:
+    """:func:`load_checkpoint`; with ``earlier_learner_format`` a learner file written before
+    learners were saved in the checkpoint format (``{"config", "state_dict"}``, no checksum)
+    is read too, as a saved model."""
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     sealed = _torch_load(path, path, map_location="cpu")
@@ -149,9 +183,26 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     elif isinstance(sealed, dict) and "model_fingerprint" in sealed:
         warnings.warn(
             f"{path} has no checksum (written by an earlier litemeta); it cannot be verified",
-            stacklevel=2,
+            stacklevel=3,
         )
         payload = _torch_load(path, path, map_location)
+    elif (
+        earlier_learner_format
+        and isinstance(sealed, dict)
+        and all(key in sealed for key in _EARLIER_LEARNER_KEYS)
+    ):
+        warnings.warn(
+            f"{path} is a learner file in an earlier format, without a checksum: it cannot be "
+            "verified; save the learner again with save_learner to convert it",
+            stacklevel=4,
+        )
+        earlier = _torch_load(path, path, map_location)
+        config = earlier["config"]
+        payload = {
+            "model": earlier["state_dict"],
+            "model_config": config,
+            "model_fingerprint": model_fingerprint(config),
+        }
     else:
         raise CheckpointError(
             f"{path} is a PyTorch file but not a litemeta checkpoint; pass a file written by "
@@ -168,18 +219,111 @@ def load_model_weights(
     model_config: Mapping[str, Any] | None = None,
     map_location: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """Load a training checkpoint's weights into ``model`` after checking it was written for
-    the same model configuration; returns the checkpoint (step, config, ...)."""
+    """Load a saved model's weights (a training checkpoint or a learner file) into ``model``
+    after checking it was written for the same model configuration; returns the checkpoint
+    (step, config, ... for a training checkpoint)."""
     checkpoint = load_checkpoint(path, map_location=map_location)
-    missing = sorted({"model", "model_config", "model_fingerprint"} - set(checkpoint))
+    _require_model(checkpoint, path)
+    check_model_config(checkpoint, describe_model(model, model_config or {}), path)
+    model.load_state_dict(checkpoint["model"])
+    return checkpoint
+
+
+def _require_model(checkpoint: Mapping[str, Any], path: str | Path) -> None:
+    missing = sorted(set(_MODEL_KEYS) - set(checkpoint))
     if missing:
         raise CheckpointError(
             f"{path} holds no model weights (missing {missing}); pass a checkpoint written by "
             "`litemeta train`"
         )
-    check_model_config(checkpoint, describe_model(model, model_config or {}), path)
-    model.load_state_dict(checkpoint["model"])
-    return checkpoint
+
+
+@dataclass(frozen=True)
+class TrainingState:
+    """What a training checkpoint holds besides the model, to resume exactly: the last step,
+    the optimiser's and loss scaler's states, every process's random states
+    (:func:`rng_state`), the number of processes, the training settings and the best
+    validation accuracy so far."""
+
+    step: int
+    optimizer: dict[str, Any]
+    grad_scaler: dict[str, Any]
+    rng: list[dict[str, Any]]
+    world_size: int
+    config: dict[str, Any]
+    best_validation_accuracy: float | None
+
+
+_TRAINING_KEYS = tuple(field.name for field in fields(TrainingState))
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    """A model read from a file: its description (``model_config`` as written: the model's
+    class and the settings it was built with) and its weights."""
+
+    config: dict[str, Any]
+    weights: dict[str, Any]
+
+
+def save_model(
+    path: str | Path,
+    model: torch.nn.Module,
+    model_config: Mapping[str, Any],
+    training: TrainingState | None = None,
+) -> Path:
+    """Write ``model``'s weights and description (:func:`describe_model` of ``model_config``)
+    atomically with a checksum; with ``training`` the file is a training checkpoint, without
+    it a learner file."""
+    described = describe_model(model, model_config)
+    payload: dict[str, Any] = {
+        "model": model.state_dict(),
+        "model_config": described,
+        "model_fingerprint": model_fingerprint(described),
+    }
+    if training is not None:
+        payload |= {name: getattr(training, name) for name in _TRAINING_KEYS}
+    return save_atomically(payload, path)
+
+
+def read_model(path: str | Path, map_location: str | torch.device = "cpu") -> SavedModel:
+    """Read a training checkpoint or a learner file (also one in the earlier
+    ``{"config", "state_dict"}`` format, with a warning) without executing code from it;
+    :class:`CheckpointError` names the file when it holds no model."""
+    checkpoint = _load(Path(path), map_location, earlier_learner_format=True)
+    _require_model(checkpoint, path)
+    return SavedModel(checkpoint["model_config"], checkpoint["model"])
+
+
+def read_training_checkpoint(
+    path: str | Path, model_config: Mapping[str, Any], map_location: str | torch.device = "cpu"
+) -> tuple[dict[str, Any], TrainingState]:
+    """The model weights and the training state of a training checkpoint, to resume from,
+    after checking that it was written for a model described by ``model_config``
+    (:func:`describe_model`)."""
+    checkpoint = load_checkpoint(path, map_location=map_location)
+    _require_model(checkpoint, path)
+    check_model_config(checkpoint, model_config, path)
+    missing = [name for name in _TRAINING_KEYS if name not in checkpoint]
+    if missing:
+        raise CheckpointError(
+            f"{path} holds a model but no training state (missing {missing}), so a run cannot "
+            f"resume from it; resume from the run's {LAST_CHECKPOINT}"
+        )
+    return checkpoint["model"], TrainingState(**{name: checkpoint[name] for name in _TRAINING_KEYS})
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or the best (else last) one of a training output directory."""
+    path = Path(path)
+    if path.is_dir():
+        for name in (BEST_CHECKPOINT, LAST_CHECKPOINT):
+            if (path / name).is_file():
+                return path / name
+        raise FileNotFoundError(f"no {BEST_CHECKPOINT} or {LAST_CHECKPOINT} in {path}")
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return path
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:

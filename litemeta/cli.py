@@ -84,7 +84,7 @@ def _print_results(results: dict) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     from litemeta.experiment import load_experiment
-    from litemeta.jobs import train_experiment
+    from litemeta.experiment.jobs import train_experiment
 
     config = load_experiment(args.config, args.overrides)
     try:
@@ -98,7 +98,7 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _resume_advice(args: argparse.Namespace, output_dir: str) -> str:
-    from litemeta.training import LAST_CHECKPOINT
+    from litemeta.checkpoint import LAST_CHECKPOINT
 
     last = Path(output_dir) / LAST_CHECKPOINT
     if not last.is_file():
@@ -110,8 +110,9 @@ def _resume_advice(args: argparse.Namespace, output_dir: str) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    from litemeta.checkpoint import find_checkpoint
     from litemeta.experiment import load_experiment
-    from litemeta.jobs import evaluate_experiment, find_checkpoint
+    from litemeta.experiment.jobs import evaluate_experiment
 
     config = load_experiment(args.config, args.overrides)
     checkpoint = find_checkpoint(args.checkpoint) if args.checkpoint else None
@@ -126,7 +127,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _personalise(args: argparse.Namespace) -> None:
-    from litemeta.jobs import personalise
+    from litemeta.experiment.jobs import personalise
 
     predictions = personalise(
         args.checkpoint,
@@ -320,7 +321,7 @@ def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
 def _step_grid(args: argparse.Namespace) -> Grid:
     from litemeta.bench.step import StepConfig
     from litemeta.bench.sweep import Grid
-    from litemeta.distributed import pick_device
+    from litemeta.device import pick_device
 
     template = StepConfig(
         learner=args.learners[0],
@@ -394,7 +395,7 @@ def _bench_personalise(args: argparse.Namespace) -> None:
 
 def _bench_pipeline(args: argparse.Namespace) -> None:
     from litemeta.bench.pipeline import PipelineConfig, run_pipeline_benchmark
-    from litemeta.distributed import pick_device
+    from litemeta.device import pick_device
     from litemeta.experiment import load_experiment
 
     overrides = [f"model.image_size={args.size}"]

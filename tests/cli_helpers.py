@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from PIL import Image
+
+from litemeta.data import load_emoji
 from litemeta.experiment import load_experiment
-from litemeta.jobs import train_experiment
+from litemeta.experiment.jobs import train_experiment
 
 TINY_OVERRIDES = [
     "model.backbone=resnet18",
@@ -22,6 +25,16 @@ TINY_OVERRIDES = [
     "evaluation.tasks=2",
 ]
 
+#: The shared tiny settings, with support and query from different artists and 2 steps.
+STYLED_OVERRIDES = [
+    *TINY_OVERRIDES,
+    "data.support_styles=[google, twitter]",
+    "data.query_styles=[openmoji]",
+    "training.steps=2",
+    "training.log_every=1",
+    "evaluation.tasks=3",
+]
+
 
 def train_tiny_run(output: Path, *overrides: str) -> Path:
     """Meta-train the default experiment with tiny settings into ``output``; return it."""
@@ -30,3 +43,14 @@ def train_tiny_run(output: Path, *overrides: str) -> Path:
     )
     train_experiment(config, compare_baseline=False)
     return output
+
+
+def write_emoji(folder: Path, class_id: int, style: str) -> Path:
+    """Save test-split emoji ``class_id`` in ``style`` as a PNG in ``folder``; return it."""
+    collection = load_emoji("test")
+    item = collection.item_styles(class_id).index(style)
+    image = collection.load_image(class_id, item).permute(1, 2, 0).numpy()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{collection.class_names[class_id]}-{style}.png"
+    Image.fromarray(image).save(path)
+    return path

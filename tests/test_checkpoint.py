@@ -12,9 +12,14 @@ import torch
 
 from litemeta.checkpoint import (
     CheckpointError,
+    describe_model,
     load_checkpoint,
+    load_model_weights,
+    read_model,
+    read_training_checkpoint,
     remove_stale_temporaries,
     save_atomically,
+    save_model,
 )
 from litemeta.cli import main
 from tests.cli_helpers import TINY_OVERRIDES, train_tiny_run
@@ -122,3 +127,21 @@ def test_temporaries_of_a_killed_write_are_removed_on_the_next_start(run, tmp_pa
     assert main(["train", "--resume", *TINY_OVERRIDES, f"training.output_dir={run}"]) == 0
     assert not stale.exists() and unrelated.exists()
     assert remove_stale_temporaries(tmp_path) == []
+
+
+def test_a_model_file_is_a_training_checkpoint_without_the_training_state(tmp_path):
+    model, path = torch.nn.Linear(2, 3), tmp_path / "model.pt"
+    save_model(path, model, {"width": 3})
+    saved = read_model(path)
+    assert saved.config == describe_model(model, {"width": 3})
+    assert all(torch.equal(saved.weights[k], v) for k, v in model.state_dict().items())
+    other = torch.nn.Linear(2, 3)
+    assert set(load_model_weights(other, path, {"width": 3})) == {
+        "model",
+        "model_config",
+        "model_fingerprint",
+    }
+    assert torch.equal(other.weight, model.weight)
+    with pytest.raises(CheckpointError, match="no training state") as error:
+        read_training_checkpoint(path, saved.config)
+    assert str(path) in str(error.value)

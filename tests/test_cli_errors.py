@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import litemeta.data.emoji_build as emoji_build
-import litemeta.jobs as jobs
+import litemeta.experiment.jobs as jobs
 from litemeta.cli import main
 from litemeta.config import ConfigError
 from tests.cli_helpers import TINY_OVERRIDES, train_tiny_run

@@ -50,7 +50,7 @@ NOT_LITEMETA = {
     "pip": "installs the package; the tests run in an installed environment",
     "ruff": "the linter, run by .ci/run",
     "python": "the test suite itself",
-    "torchrun": "a multi-process launch; tests/test_training_distributed.py covers it",
+    "torchrun": "a multi-process launch; tests/training/test_distributed.py covers it",
     "scripts/install-test-browser": "installs Chromium for the browser test, run by .ci/run",
 }
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from torch.utils.data import Dataset
 
 from litemeta.backbones.preprocessing import normalise_images
 from litemeta.data.loading import task_loader
-from litemeta.distributed import synchronize
+from litemeta.device import Stopwatch, synchronize
 from litemeta.experiment import DataConfig, ExperimentConfig, build_model, task_dataset
 from litemeta.lite import LiteSettings
 from litemeta.tasks import Task
@@ -100,23 +99,20 @@ def _deliver(
 ) -> Row:
     """Draw ``indices`` through a loader onto ``device``, optionally consuming each task;
     time the whole run and the part spent blocked on the next task."""
-    synchronize(device)
-    start = time.perf_counter()
+    clock = Stopwatch(device)
     loader = task_loader(tasks, indices, workers=workers, pin_memory=device.type == "cuda")
     waited, count, images, first = 0.0, 0, 0, None
     for _ in indices:
-        before = time.perf_counter()
+        before = clock.elapsed()  # once the previous task's step has finished
         task = next(loader).to(device, non_blocking=True)
-        synchronize(device)
-        after = time.perf_counter()
+        after = clock.elapsed()
         waited += after - before
-        first = after - start if first is None else first
+        first = after if first is None else first
         count += 1
         images += _images(task)
         if consume is not None:
             consume(task)
-            synchronize(device)
-    seconds = time.perf_counter() - start
+    seconds = clock.elapsed()
     return {
         "workers": workers,
         "tasks": count,

@@ -10,13 +10,12 @@ NeurIPS 2021: full back-propagation, gradient checkpointing, and LITE with ``h``
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import dataclass
 
 import torch
 
 from litemeta.backbones import DEFAULT_BACKBONE
-from litemeta.distributed import place_on_device, synchronize
+from litemeta.device import Stopwatch, place_on_device, synchronize
 from litemeta.evaluation import predict_queries
 from litemeta.learners import FewShotLearner, build_learner
 from litemeta.lite import LiteSettings
@@ -197,11 +196,10 @@ def measure_step(config: dict, repeats: int = 0) -> Row:
     if repeats > 0:
         seconds, host_seconds = [], []
         for _ in range(repeats):
-            start = time.perf_counter()
+            clock = Stopwatch(device)
             run_step(learner, task, step)
-            host_seconds.append(time.perf_counter() - start)
-            synchronize(device)
-            seconds.append(time.perf_counter() - start)
+            host_seconds.append(clock.host_elapsed())
+            seconds.append(clock.elapsed())
         row["seconds"] = statistics.median(seconds)
         row["host_seconds"] = statistics.median(host_seconds)
     return row

@@ -7,7 +7,6 @@ by accuracy; this module measures those numbers for one support set.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Protocol
@@ -15,6 +14,8 @@ from typing import Protocol
 import torch
 from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
+
+from litemeta.device import Stopwatch
 
 __all__ = ["AdaptationCost", "measure_adaptation_cost"]
 
@@ -56,21 +57,14 @@ class AdaptationCost:
         return {**asdict(self), "macs": self.macs}
 
 
-def _synchronize() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
 def measure_adaptation_cost(adapt: Callable[[], _Adapted], support_size: int) -> AdaptationCost:
     """Run ``adapt`` twice without autograd (learners that train enable it inside): once under
     a FLOP counter, which also warms up, then timed."""
     with torch.no_grad():
         with FlopCounterMode(display=False) as counter:
             adapt()
-        _synchronize()
-        start = time.perf_counter()
+        clock = Stopwatch()  # the current CUDA device, if any
         classifier = adapt()
-        _synchronize()
-        seconds = time.perf_counter() - start
+        seconds = clock.elapsed()
     parameters = sum(tensor.numel() for tensor in classifier.task_parameters().values())
     return AdaptationCost(seconds, counter.get_total_flops(), parameters, support_size)

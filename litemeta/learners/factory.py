@@ -1,4 +1,5 @@
-"""Build learners by name, describe them as JSON, save and load them as plain state dicts."""
+"""Build learners by name, describe them as JSON, save and load them (in the checkpoint
+format of :mod:`litemeta.checkpoint`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import torch
 
 from litemeta.backbones import DEFAULT_BACKBONE, FilmPlacement, create_backbone
+from litemeta.checkpoint import read_model, save_model
 from litemeta.config import ConfigError
 from litemeta.learners.backbone_learner import BackboneLearner, option_parameters
 from litemeta.learners.registry import LEARNERS
@@ -140,13 +142,21 @@ def learner_from_config(config: dict[str, Any]) -> BackboneLearner:
 
 
 def save_learner(learner: BackboneLearner, path: str | Path) -> None:
-    """Write ``{"config": ..., "state_dict": ...}``, loadable with ``weights_only=True``."""
-    torch.save({"config": learner.config(), "state_dict": learner.state_dict()}, path)
+    """Write the learner's weights and description (``learner.config()``): a training
+    checkpoint without the training state (:func:`litemeta.checkpoint.save_model`), written
+    atomically with a checksum and loadable with ``weights_only=True``."""
+    save_model(path, learner, learner.config())
 
 
 def load_learner(path: str | Path, map_location: str | torch.device = "cpu") -> BackboneLearner:
-    """Load a learner written by :func:`save_learner` (tensors and JSON only, no pickled code)."""
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    learner = learner_from_config(checkpoint["config"])
-    learner.load_state_dict(checkpoint["state_dict"])
+    """Rebuild a learner from a file of :func:`save_learner` or a training checkpoint of
+    ``litemeta train`` (tensors and JSON only, no pickled code; see
+    :func:`litemeta.checkpoint.read_model`)."""
+    saved = read_model(path, map_location=map_location)
+    if "learner" not in saved.config:
+        raise ConfigError(
+            f"{path} holds no learner description; pass a checkpoint written by `litemeta train`"
+        )
+    learner = learner_from_config(saved.config)
+    learner.load_state_dict(saved.weights)
     return learner

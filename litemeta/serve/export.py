@@ -114,7 +114,7 @@ def export_onnx(backbone: Backbone, classifier: TaskClassifier, labels: list[str
 def export_folders(checkpoint: str | Path, support: str | Path) -> tuple[bytes, list[str]]:
     """Adapt a checkpoint's learner to ``support/<class>/*`` images in one pass and export
     it, as the web app's export does; returns the ONNX bytes and the labels."""
-    from litemeta.jobs import load_trained_learner, read_support_set
+    from litemeta.experiment.jobs import load_trained_learner, read_support_set
 
     learner = load_trained_learner(checkpoint).eval()
     device = next(learner.parameters()).device

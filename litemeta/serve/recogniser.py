@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from litemeta.data.images import ImageLoadError, decode_image
-from litemeta.jobs import load_trained_learner
+from litemeta.experiment.jobs import load_trained_learner
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.learners.base import TaskClassifier
 from litemeta.serve.export import export_onnx

@@ -1,4 +1,4 @@
-"""Learners rebuild from their JSON config and load from plain state-dict checkpoints."""
+"""Learners rebuild from their JSON config and load from their checkpoints."""
 
 import json
 
@@ -9,6 +9,7 @@ from litemeta.checkpoint import (
     ModelMismatchError,
     check_model_config,
     describe_model,
+    load_checkpoint,
     model_fingerprint,
 )
 from litemeta.config import ConfigError
@@ -33,8 +34,8 @@ def test_saved_learners_load_with_weights_only_and_predict_the_same(name, task, 
         meta_train(learner, steps=1, h=4, lr=1e-2)
     path = tmp_path / "learner.pt"
     save_learner(learner, path)
-    checkpoint = torch.load(path, weights_only=True)
-    assert json.loads(json.dumps(checkpoint["config"])) == learner.config()
+    checkpoint = load_checkpoint(path)  # checksum verified, then torch.load(weights_only=True)
+    assert checkpoint["model_config"] == describe_model(learner, learner.config())
     loaded = load_learner(path).eval()
     support, support_labels, query, _ = task
     with torch.no_grad():

@@ -16,7 +16,7 @@ import litemeta.learners
 from litemeta.bench.personalise import personalise_learners
 from litemeta.bench.step import StepConfig, measure_step
 from litemeta.config import ConfigError
-from litemeta.jobs import personalise
+from litemeta.experiment.jobs import personalise
 from litemeta.learners import (
     LEARNERS,
     BackboneLearner,

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from litemeta.cli import main
-from litemeta.jobs import personalise
+from litemeta.experiment.jobs import personalise
 from litemeta.learners import build_learner
 from litemeta.serve.export import export_onnx
 from tests.learners.helpers import colour_task

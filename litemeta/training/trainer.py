@@ -13,7 +13,6 @@ before the step. Runs checkpoint atomically and resume exactly where they stoppe
 from __future__ import annotations
 
 import random
-import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -26,25 +25,27 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from litemeta.checkpoint import (
-    check_model_config,
+    BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    TrainingState,
     describe_model,
-    load_checkpoint,
-    model_fingerprint,
+    read_training_checkpoint,
     remove_stale_temporaries,
     restore_rng_state,
     rng_state,
-    save_atomically,
+    save_model,
 )
 from litemeta.data.loading import Workers, resolve_workers, task_loader
-from litemeta.distributed import ProcessGroup, place_on_device, synchronize
+from litemeta.device import Stopwatch, place_on_device
 from litemeta.evaluation import EvaluationResult, evaluate
 from litemeta.learners.base import FewShotLearner
 from litemeta.lite import DeferredBackward, LiteSettings
 from litemeta.precision import Precision, autocast, grad_scaler
-from litemeta.run_log import RunLog
-from litemeta.task_stream import TaskSource, seeded_generator, stream_index
 from litemeta.tasks import Task
-from litemeta.training_config import ConfigError, OptimConfig, TrainingConfig
+from litemeta.training.distributed import ProcessGroup
+from litemeta.training.run_log import RunLog
+from litemeta.training.settings import ConfigError, OptimConfig, TrainingConfig
+from litemeta.training.task_stream import TaskSource, seeded_generator, stream_index
 
 __all__ = [
     "PendingOutcome",
@@ -58,9 +59,6 @@ __all__ = [
     "seed_everything",
     "train",
 ]
-
-LAST_CHECKPOINT = "last.pt"
-BEST_CHECKPOINT = "best.pt"
 
 
 @dataclass(frozen=True)
@@ -250,7 +248,8 @@ class Trainer:
     Args:
         config: the training settings.
         learner: a meta-trainable :class:`FewShotLearner`.
-        train_tasks: task ``i`` of a deterministic stream (see :mod:`litemeta.task_stream`).
+        train_tasks: task ``i`` of a deterministic stream (see
+            :mod:`litemeta.training.task_stream`).
         validation_tasks: fixed tasks (a sequence, or a dataset that loads them on demand)
             scored every ``config.validate_every`` steps;
             the best accuracy so far is kept in ``best.pt``.
@@ -336,26 +335,25 @@ class Trainer:
             self.group.broadcast_module(self.learner)
 
     def _resume_from(self, path: Path) -> None:
-        checkpoint = load_checkpoint(path, map_location=self.group.device)
-        check_model_config(checkpoint, self.model_config, path)
-        if checkpoint["world_size"] != self.group.world_size:
+        weights, state = read_training_checkpoint(
+            path, self.model_config, map_location=self.group.device
+        )
+        if state.world_size != self.group.world_size:
             raise RuntimeError(
-                f"{path} was written by {checkpoint['world_size']} processes, but "
+                f"{path} was written by {state.world_size} processes, but "
                 f"{self.group.world_size} are running: resume with the same number of processes"
             )
         changed = sorted(
-            key
-            for key, value in self.config.to_dict().items()
-            if checkpoint["config"].get(key) != value
+            key for key, value in self.config.to_dict().items() if state.config.get(key) != value
         )
         if changed:
             warnings.warn(f"resuming with changed training settings: {changed}", stacklevel=3)
-        self.learner.load_state_dict(checkpoint["model"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.scaler.load_state_dict(checkpoint["grad_scaler"])
-        self.start_step = checkpoint["step"]
-        self.best_validation_accuracy = checkpoint["best_validation_accuracy"]
-        restore_rng_state(checkpoint["rng"][self.group.rank], self.group.device)
+        self.learner.load_state_dict(weights)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.scaler.load_state_dict(state.grad_scaler)
+        self.start_step = state.step
+        self.best_validation_accuracy = state.best_validation_accuracy
+        restore_rng_state(state.rng[self.group.rank], self.group.device)
 
     def _loop(self, log: RunLog | None) -> list[StepMetrics]:
         config = self.config
@@ -438,7 +436,7 @@ class Trainer:
         """One optimiser step (``step`` counts from 1) over this process's next tasks from
         ``tasks``, which deliver them in stream order."""
         config, group = self.config, self.group
-        started = time.perf_counter()
+        clock = Stopwatch(group.device)
         self.optimizer.zero_grad(set_to_none=True)
         totals = torch.zeros(4, dtype=torch.float64)
         pending = [
@@ -466,8 +464,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         loss, correct, queries, images = group.all_sum(totals).tolist()
-        synchronize(group.device)
-        elapsed = time.perf_counter() - started
+        elapsed = clock.elapsed()
         tasks = config.tasks_per_step * group.world_size
         return StepMetrics(
             step=step,
@@ -508,19 +505,16 @@ class Trainer:
         states = self.group.gather(rng_state(self.group.device))
         if not self.group.is_main:
             return
-        payload = {
-            "step": step,
-            "model": self.learner.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "grad_scaler": self.scaler.state_dict(),
-            "rng": states,
-            "world_size": self.group.world_size,
-            "config": self.config.to_dict(),
-            "model_config": self.model_config,
-            "model_fingerprint": model_fingerprint(self.model_config),
-            "best_validation_accuracy": self.best_validation_accuracy,
-        }
-        save_atomically(payload, self.output_dir / name)
+        training = TrainingState(
+            step=step,
+            optimizer=self.optimizer.state_dict(),
+            grad_scaler=self.scaler.state_dict(),
+            rng=states,
+            world_size=self.group.world_size,
+            config=self.config.to_dict(),
+            best_validation_accuracy=self.best_validation_accuracy,
+        )
+        save_model(self.output_dir / name, self.learner, self.model_config, training)
 
 
 def train(

@@ -14,10 +14,16 @@ from litemeta.checkpoint import (
     rng_state,
     save_atomically,
 )
+from litemeta.config import ConfigError
 from litemeta.lite import LiteSettings
-from litemeta.task_stream import seeded_generator
-from litemeta.training import Trainer, backward_task, build_optimizer, train
-from litemeta.training_config import ConfigError, TrainingConfig
+from litemeta.training import (
+    Trainer,
+    TrainingConfig,
+    backward_task,
+    build_optimizer,
+    seeded_generator,
+    train,
+)
 
 
 def _config(tmp_path, name="run", **overrides) -> TrainingConfig:

@@ -1,14 +1,14 @@
 """The jobs behind the command line: meta-train, evaluate, personalise.
 
-Each job takes an :class:`~litemeta.experiment.ExperimentConfig` (or plain paths) and wires
-the data, learner, training and evaluation layers together; ``cli.py`` only parses.
+Each job takes an :class:`~litemeta.experiment.settings.ExperimentConfig` (or plain paths)
+and wires the data, learner, training and evaluation layers together; ``cli.py`` only
+parses.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -18,17 +18,18 @@ import torch
 import yaml
 from torch.utils.data import Dataset
 
-from litemeta.checkpoint import load_checkpoint, load_model_weights
+from litemeta.checkpoint import LAST_CHECKPOINT, find_checkpoint, load_model_weights
+from litemeta.config import ConfigError
 from litemeta.data.images import IMAGE_EXTENSIONS, ImageLoadError, read_image_file
 from litemeta.data.loading import resolve_workers
-from litemeta.distributed import pick_device, place_on_device
+from litemeta.device import pick_device, place_on_device
 from litemeta.evaluation import EvaluationResult, evaluate, write_report
-from litemeta.experiment import ExperimentConfig, build_model, max_support_size, task_dataset
-from litemeta.learners import learner_from_config
+from litemeta.experiment.builders import build_model, max_support_size, task_dataset
+from litemeta.experiment.settings import ExperimentConfig
+from litemeta.learners import load_learner
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.tasks import Task
-from litemeta.training import BEST_CHECKPOINT, LAST_CHECKPOINT, seed_everything, train
-from litemeta.training_config import ConfigError
+from litemeta.training import seed_everything, torchrun_environment, train
 
 __all__ = ["Prediction", "evaluate_experiment", "personalise", "train_experiment"]
 
@@ -53,7 +54,7 @@ def _test_tasks(
 def _evaluate(
     learner: BackboneLearner, tasks: Iterable[Task], config: ExperimentConfig, name: str
 ) -> EvaluationResult:
-    device = pick_device(int(os.environ.get("LOCAL_RANK", "0")))
+    device = pick_device(torchrun_environment().local_rank)
     place_on_device(learner, device)
     return evaluate(
         learner,
@@ -112,14 +113,14 @@ def train_experiment(
     (output_dir / EXPERIMENT_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
     # Under torchrun every process trains; only the first evaluates and reports.
-    evaluate_now = config.evaluation.tasks > 0 and int(os.environ.get("RANK", "0")) == 0
+    launch = torchrun_environment()
+    evaluate_now = config.evaluation.tasks > 0 and launch.rank == 0
     test_tasks = _test_tasks(config, config.data.test_split, None) if evaluate_now else []
     results: dict[str, EvaluationResult] = {}
     if evaluate_now and compare_baseline:  # the learner is still the pretrained one
         results[BASELINE] = _evaluate(learner, test_tasks, config, BASELINE)
 
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun
-    total_tasks = config.training.steps * config.training.tasks_per_step * world_size
+    total_tasks = config.training.steps * config.training.tasks_per_step * launch.world_size
     image_size = config.model.image_size
     train_tasks = task_dataset(
         config.data, config.data.train_split, total_tasks, image_size, config.training.seed
@@ -176,30 +177,12 @@ def evaluate_experiment(
     return results
 
 
-def find_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or the best (else last) one of a training output directory."""
-    path = Path(path)
-    if path.is_dir():
-        for name in (BEST_CHECKPOINT, LAST_CHECKPOINT):
-            if (path / name).is_file():
-                return path / name
-        raise FileNotFoundError(f"no {BEST_CHECKPOINT} or {LAST_CHECKPOINT} in {path}")
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    return path
-
-
 def load_trained_learner(checkpoint: str | Path) -> BackboneLearner:
-    """Rebuild a learner from a training checkpoint alone (its model config and weights)."""
-    saved = load_checkpoint(find_checkpoint(checkpoint), map_location=pick_device())
-    if "model_config" not in saved or "learner" not in (saved["model_config"] or {}):
-        raise ConfigError(
-            f"{checkpoint} holds no learner description; pass a checkpoint written by "
-            "`litemeta train`"
-        )
-    learner = learner_from_config(saved["model_config"])
-    learner.load_state_dict(saved["model"])
-    return learner.to(pick_device())
+    """Rebuild a learner from a checkpoint alone (its model description and weights): a
+    training checkpoint, a run's output directory (its best, else last, checkpoint) or a file
+    of :func:`~litemeta.learners.save_learner`; on the device to use."""
+    device = pick_device()
+    return load_learner(find_checkpoint(checkpoint), map_location=device).to(device)
 
 
 @dataclass(frozen=True)

@@ -23,22 +23,13 @@ model that could run online on a live video.
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Iterable, Mapping, Sequence, Sized
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
-from tqdm.auto import tqdm
-
-from litemeta.data.loading import task_loader
-from litemeta.learners.base import FewShotLearner
-from litemeta.precision import Precision, autocast
-from litemeta.tasks import Task
+from torch import Tensor
 
 __all__ = [
     "ORBIT_METRICS",
@@ -46,17 +37,12 @@ __all__ = [
     "MeanCI",
     "OrbitSummary",
     "VideoScore",
-    "evaluate",
     "frames_to_recognition",
-    "markdown_table",
     "mean_with_ci",
-    "plot_results",
-    "predict_queries",
     "score_video",
     "score_videos",
     "summarise_orbit",
     "video_prediction",
-    "write_report",
 ]
 
 ORBIT_METRICS: tuple[str, ...] = ("frame_accuracy", "frames_to_recognition", "video_accuracy")
@@ -211,168 +197,3 @@ class EvaluationResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@contextmanager
-def _eval_mode(module: nn.Module):
-    was_training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was_training)
-
-
-def _device_of(module: nn.Module) -> torch.device:
-    parameter = next(module.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
-
-
-def _task_user(users: Sequence[str] | None, number: int) -> str:
-    if users is None:
-        return f"task {number}"
-    if number >= len(users):
-        raise ValueError(f"users names {len(users)} tasks but there are more to evaluate")
-    return users[number]
-
-
-def predict_queries(classifier: Any, query_images: Tensor, batch_size: int) -> Tensor:
-    """Predicted class of every query image, classifying ``batch_size`` images at a time."""
-    return torch.cat([classifier(batch).argmax(dim=-1) for batch in query_images.split(batch_size)])
-
-
-def evaluate(
-    learner: FewShotLearner,
-    tasks: Iterable[Task],
-    *,
-    query_batch_size: int = 256,
-    precision: Precision = "fp32",
-    device: torch.device | None = None,
-    progress: bool = True,
-    description: str = "evaluating",
-    workers: int = 0,
-    users: Sequence[str] | None = None,
-) -> EvaluationResult:
-    """Adapt ``learner`` to every task (LITE off, no gradients) and score its queries.
-
-    The learner runs in eval mode (its previous mode is restored afterwards) on ``device``,
-    by default the device of its parameters. Tasks that carry ``query_groups`` are also
-    scored with the ORBIT video metrics, pooled per user: ``users`` names the user of each
-    task (by default ``tasks.user_of(i)`` where the dataset has it, else each task is its own
-    user). Learners that optimise during adaptation (fine-tuning) must enable gradients
-    inside ``adapt`` themselves. A dataset (or list) of tasks is loaded by ``workers``
-    processes ahead of the model.
-    """
-    if query_batch_size < 1:
-        raise ValueError(f"query_batch_size must be positive, got {query_batch_size}")
-    device = device or _device_of(learner)
-    accuracies: list[float] = []
-    videos_per_task: list[list[VideoScore]] = []
-    video_task_users: list[str] = []
-    total = len(tasks) if isinstance(tasks, Sized) else None
-    user_of = getattr(tasks, "user_of", None)
-    if users is None and user_of is not None and total is not None:
-        users = [user_of(i) for i in range(total)]
-    if total is not None and hasattr(tasks, "__getitem__"):
-        tasks = task_loader(tasks, range(total), workers=workers, pin_memory=device.type == "cuda")
-    with _eval_mode(learner), torch.no_grad(), autocast(device, precision):
-        for number, task in enumerate(
-            tqdm(tasks, total=total, desc=description, disable=not progress)
-        ):
-            on_device = task.to(device, non_blocking=True)
-            classifier = learner.adapt(
-                on_device.support_images, on_device.support_labels, lite=None
-            )
-            predictions = predict_queries(
-                classifier, on_device.query_images, query_batch_size
-            ).cpu()
-            accuracies.append(float((predictions == task.query_labels.cpu()).double().mean()))
-            if task.query_groups is not None:
-                videos_per_task.append(
-                    score_videos(predictions, task.query_labels, task.query_groups)
-                )
-                video_task_users.append(_task_user(users, number))
-    if not accuracies:
-        raise ValueError("no tasks to evaluate: the task iterable was empty")
-    if users is not None and len(users) != len(accuracies):
-        raise ValueError(f"users names {len(users)} tasks but {len(accuracies)} were evaluated")
-    orbit = summarise_orbit(videos_per_task, video_task_users) if videos_per_task else None
-    return EvaluationResult(accuracies, mean_with_ci(accuracies), orbit)
-
-
-def _percent(summary: MeanCI) -> str:
-    return f"{100 * summary.mean:.2f} ± {100 * summary.ci95:.2f}"
-
-
-def markdown_table(results: Mapping[str, EvaluationResult]) -> str:
-    """Accuracy per named result (e.g. per dataset) and, where present, the ORBIT metrics."""
-    lines = [
-        "| Dataset | Tasks | Accuracy (%) ± 95% CI |",
-        "|---|---:|---:|",
-        *(f"| {name} | {r.accuracy.n} | {_percent(r.accuracy)} |" for name, r in results.items()),
-    ]
-    orbit = {name: r.orbit for name, r in results.items() if r.orbit is not None}
-    if orbit:
-        header = " | ".join(f"{metric.replace('_', ' ')} (%)" for metric in ORBIT_METRICS)
-        lines += ["", f"| Dataset | Averaged over | {header} |", "|---|---|---:|---:|---:|"]
-        for name, summary in orbit.items():
-            for label, stats in (
-                ("users", summary.over_users),
-                ("tasks (per task)", summary.over_tasks),
-                ("videos", summary.over_videos),
-            ):
-                cells = " | ".join(_percent(stats[metric]) for metric in ORBIT_METRICS)
-                n = stats[ORBIT_METRICS[0]].n
-                lines.append(f"| {name} | {n} {label} | {cells} |")
-    return "\n".join(lines) + "\n"
-
-
-def plot_results(results: Mapping[str, EvaluationResult], path: str | Path) -> Path:
-    """Save a figure: mean accuracy per result with 95% CI whiskers, and per-task histograms."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(results)
-    figure, (bars, histogram) = plt.subplots(1, 2, figsize=(10, 4))
-    bars.bar(
-        names,
-        [100 * results[n].accuracy.mean for n in names],
-        yerr=[100 * results[n].accuracy.ci95 for n in names],
-        capsize=4,
-    )
-    bars.set_ylabel("accuracy (%)")
-    bars.set_ylim(0, 100)
-    bars.set_title("mean accuracy ± 95% CI")
-    bars.tick_params(axis="x", labelrotation=30)
-    for name in names:
-        values = [100 * a for a in results[name].task_accuracies]
-        histogram.hist(values, bins=20, range=(0, 100), alpha=0.6, label=name)
-    histogram.set_xlabel("task accuracy (%)")
-    histogram.set_ylabel("tasks")
-    histogram.set_title("per-task accuracy")
-    histogram.legend()
-    figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
-
-
-def write_report(results: Mapping[str, EvaluationResult], directory: str | Path) -> dict[str, Path]:
-    """Write ``results.json``, ``results.md`` and ``accuracy.png`` into ``directory``."""
-    if not results:
-        raise ValueError("no results to report")
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "json": directory / "results.json",
-        "markdown": directory / "results.md",
-        "plot": directory / "accuracy.png",
-    }
-    serialisable = {name: result.to_dict() for name, result in results.items()}
-    paths["json"].write_text(json.dumps(serialisable, indent=2) + "\n")
-    paths["markdown"].write_text(markdown_table(results))
-    plot_results(results, paths["plot"])
-    return paths

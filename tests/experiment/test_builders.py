@@ -5,8 +5,7 @@ import pytest
 
 from litemeta.evaluation import evaluate
 from litemeta.experiment import DataConfig, build_model, load_experiment, task_dataset
-
-from .test_orbit import write_orbit
+from tests.data.test_orbit import write_orbit
 
 
 def test_orbit_tasks_cycle_over_users_and_get_video_metrics_per_user(tmp_path):

@@ -1,23 +1,16 @@
-import json
 import math
 
 import pytest
 import torch
-from train_helpers import SyntheticTasks, TinyProtoNet
 
 from litemeta.evaluation import (
-    EvaluationResult,
-    evaluate,
     frames_to_recognition,
-    markdown_table,
     mean_with_ci,
     score_video,
     score_videos,
     summarise_orbit,
     video_prediction,
-    write_report,
 )
-from litemeta.tasks import Task
 
 
 def test_mean_with_ci_by_hand():
@@ -119,102 +112,3 @@ def test_orbit_pools_each_users_videos_over_their_tasks():
     assert summary.over_videos["frame_accuracy"].mean == pytest.approx(2.5 / 4)
     with pytest.raises(ValueError, match="user of each task"):
         summarise_orbit([task_a1, task_b], users=["A"])
-
-
-class _UserTasks(torch.utils.data.Dataset):
-    """Tasks that know their user, like ORBIT's task datasets."""
-
-    def __init__(self, tasks: list[Task], users: list[str]) -> None:
-        self.tasks, self.users = tasks, users
-
-    def __len__(self) -> int:
-        return len(self.tasks)
-
-    def __getitem__(self, index: int) -> Task:
-        return self.tasks[index]
-
-    def user_of(self, index: int) -> str:
-        return self.users[index]
-
-
-class _FixedPredictions(TinyProtoNet):
-    """Predicts, for query image i, the class stored in pixel [0, 0, 0] of that image."""
-
-    def adapt(self, support_images, support_labels, *, lite=None):
-        assert not torch.is_grad_enabled() and lite is None and not self.training
-        way = int(support_labels.max()) + 1
-
-        def classify(query):
-            return torch.nn.functional.one_hot(query[:, 0, 0, 0].long(), way).float()
-
-        return classify
-
-
-def _video_task(predicted: list[int], labels: list[int], groups: list[int]) -> Task:
-    query = torch.zeros(len(predicted), 3, 2, 2)
-    query[:, 0, 0, 0] = torch.tensor(predicted, dtype=torch.float32)
-    return Task(
-        support_images=torch.zeros(3, 3, 2, 2),
-        support_labels=torch.arange(3),
-        query_images=query,
-        query_labels=torch.tensor(labels),
-        class_names=["a", "b", "c"],
-        query_groups=torch.tensor(groups),
-    )
-
-
-def test_evaluate_scores_tasks_and_videos_with_batched_queries():
-    tasks = [
-        _video_task([1, 0, 0, 2, 0, 0, 2], [0, 0, 0, 0, 1, 1, 1], [0, 0, 0, 0, 1, 1, 1]),
-        _video_task([2, 2], [2, 2], [4, 4]),
-    ]
-    learner = _FixedPredictions()
-    learner.train()
-    result = evaluate(learner, tasks, query_batch_size=3, progress=False)
-    assert learner.training  # mode restored
-    assert result.task_accuracies == pytest.approx([2 / 7, 1.0])
-    assert result.accuracy.mean == pytest.approx((2 / 7 + 1) / 2)
-    assert result.orbit is not None
-    assert result.orbit.over_videos["frame_accuracy"].mean == pytest.approx(0.5)
-    assert result.orbit.over_users["frames_to_recognition"].mean == pytest.approx(0.3125)
-
-
-def test_evaluate_pools_orbit_metrics_per_user_of_the_dataset():
-    tasks = [
-        _video_task([0, 1, 1, 1], [0, 0, 1, 1], [0, 0, 1, 1]),  # videos: acc 0.5 and 1
-        _video_task([2, 2], [2, 2], [4, 4]),  # acc 1
-        _video_task([0, 0], [1, 1], [5, 5]),  # acc 0
-    ]
-    result = evaluate(_FixedPredictions(), _UserTasks(tasks, ["A", "B", "A"]), progress=False)
-    assert result.orbit is not None and result.orbit.users == ["A", "B"]
-    assert result.orbit.per_user[0]["frame_accuracy"] == pytest.approx(1.5 / 3)
-    assert result.orbit.over_users["frame_accuracy"].mean == pytest.approx((0.5 + 1) / 2)
-    assert result.orbit.over_tasks["frame_accuracy"].mean == pytest.approx((0.75 + 1 + 0) / 3)
-    same = evaluate(_FixedPredictions(), tasks, progress=False, users=["A", "B", "A"])
-    assert same.orbit == result.orbit
-    with pytest.raises(ValueError, match="users names 2 tasks"):
-        evaluate(_FixedPredictions(), tasks, progress=False, users=["A", "B"])
-
-
-def test_evaluate_tasks_without_videos_has_no_orbit_metrics():
-    learner = TinyProtoNet()
-    result = evaluate(learner, [SyntheticTasks()(i) for i in range(3)], progress=False)
-    assert result.orbit is None and len(result.task_accuracies) == 3
-    assert all(0.0 <= a <= 1.0 for a in result.task_accuracies)
-    with pytest.raises(ValueError, match="empty"):
-        evaluate(learner, [], progress=False)
-
-
-def test_report_files(tmp_path):
-    plain = EvaluationResult([0.5, 1.0], mean_with_ci([0.5, 1.0]))
-    videos = evaluate(_FixedPredictions(), [_video_task([2, 2], [2, 2], [4, 4])], progress=False)
-    paths = write_report({"emoji": plain, "orbit": videos}, tmp_path)
-    data = json.loads(paths["json"].read_text())
-    assert data["emoji"]["accuracy"]["mean"] == pytest.approx(0.75)
-    assert data["orbit"]["orbit"]["over_videos"]["video_accuracy"]["mean"] == 1.0
-    table = paths["markdown"].read_text()
-    assert "| emoji | 2 | 75.00 ± 34.65 |" in table
-    assert "| orbit | 1 videos | 100.00 ± 0.00 | 0.00 ± 0.00 | 100.00 ± 0.00 |" in table
-    assert "| orbit | 1 tasks (per task) | 100.00 ± 0.00 |" in table
-    assert table == markdown_table({"emoji": plain, "orbit": videos})
-    assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -17,30 +17,29 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["ProcessGroup", "pick_device", "place_on_device", "synchronize"]
+from litemeta.device import pick_device
+
+__all__ = ["ProcessGroup", "TorchrunEnvironment", "torchrun_environment"]
 
 
-def pick_device(local_rank: int = 0) -> torch.device:
-    """``cuda:<local_rank>`` when CUDA is available, else the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
+@dataclass(frozen=True)
+class TorchrunEnvironment:
+    """This process's place in a ``torchrun`` launch: its global ``rank``, the number of
+    processes ``world_size`` and its ``local_rank`` on this machine (which picks its GPU)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
 
 
-def synchronize(device: torch.device) -> None:
-    """Wait for the work queued on ``device`` (a no-op on the CPU), before reading a clock."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def place_on_device(module: nn.Module, device: torch.device) -> nn.Module:
-    """Move ``module`` to ``device``; on a GPU also store its convolution weights
-    channels-last (NHWC), the layout Tensor Cores convolve fastest, which the activations
-    then follow."""
-    module.to(device)
-    if device.type == "cuda":
-        module.to(memory_format=torch.channels_last)
-    return module
+def torchrun_environment() -> TorchrunEnvironment:
+    """The RANK, WORLD_SIZE and LOCAL_RANK variables that ``torchrun`` sets; a process
+    started otherwise is rank 0 of 1."""
+    return TorchrunEnvironment(
+        rank=int(os.environ.get("RANK", "0")),
+        world_size=int(os.environ.get("WORLD_SIZE", "1")),
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+    )
 
 
 @dataclass
@@ -55,10 +54,9 @@ class ProcessGroup:
     @classmethod
     def from_environment(cls) -> ProcessGroup:
         """Join the group that ``torchrun`` describes (RANK, WORLD_SIZE, LOCAL_RANK), if any."""
-        world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        device = pick_device(local_rank)
-        if world_size == 1:
+        launch = torchrun_environment()
+        device = pick_device(launch.local_rank)
+        if launch.world_size == 1:
             return cls(rank=0, world_size=1, device=device, owns_group=False)
         if device.type == "cuda":
             torch.cuda.set_device(device)

@@ -14,8 +14,7 @@ import torch.multiprocessing as mp
 from train_helpers import SyntheticTasks, TinyProtoNet
 
 from litemeta.checkpoint import load_checkpoint
-from litemeta.training import train
-from litemeta.training_config import TrainingConfig
+from litemeta.training import TorchrunEnvironment, TrainingConfig, torchrun_environment, train
 
 TASKS_PER_PROCESS = 2
 
@@ -115,8 +114,7 @@ def test_torchrun_launch_matches_one_process(tmp_path):
             f"""
             import torch
             from train_helpers import SyntheticTasks, TinyProtoNet
-            from litemeta.training import train
-            from litemeta.training_config import TrainingConfig
+            from litemeta.training import TrainingConfig, train
 
             torch.set_num_threads(1)
             torch.manual_seed(100)
@@ -126,7 +124,7 @@ def test_torchrun_launch_matches_one_process(tmp_path):
             """
         )
     )
-    tests = Path(__file__).parent
+    tests = Path(__file__).parents[1]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests.parent), str(tests)])}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     subprocess.run(
@@ -136,3 +134,13 @@ def test_torchrun_launch_matches_one_process(tmp_path):
     single = _settings(tmp_path / "single", 2 * TASKS_PER_PROCESS)
     train(TrainingConfig.from_dict(single), TinyProtoNet(), SyntheticTasks(), progress=False)
     _assert_same_weights(tmp_path / "single", tmp_path / "torchrun")
+
+
+def test_the_torchrun_variables_are_read_in_one_place(monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert torchrun_environment() == TorchrunEnvironment(rank=0, world_size=1, local_rank=0)
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert torchrun_environment() == TorchrunEnvironment(rank=3, world_size=4, local_rank=1)

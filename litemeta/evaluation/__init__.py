@@ -1,0 +1,41 @@
+"""Evaluation of few-shot learners: metrics (accuracy with a 95% confidence interval, the
+ORBIT frame / video / frames-to-recognition metrics), the evaluate loop, and the report.
+
+Layer: imports the base, ``data`` (the task loader) and ``learners``; ``training`` and the
+layers above import it.
+"""
+
+from litemeta.evaluation.loop import evaluate, predict_queries
+from litemeta.evaluation.metrics import (
+    ORBIT_METRICS,
+    EvaluationResult,
+    MeanCI,
+    OrbitSummary,
+    VideoScore,
+    frames_to_recognition,
+    mean_with_ci,
+    score_video,
+    score_videos,
+    summarise_orbit,
+    video_prediction,
+)
+from litemeta.evaluation.report import markdown_table, plot_results, write_report
+
+__all__ = [
+    "ORBIT_METRICS",
+    "EvaluationResult",
+    "MeanCI",
+    "OrbitSummary",
+    "VideoScore",
+    "evaluate",
+    "frames_to_recognition",
+    "markdown_table",
+    "mean_with_ci",
+    "plot_results",
+    "predict_queries",
+    "score_video",
+    "score_videos",
+    "summarise_orbit",
+    "video_prediction",
+    "write_report",
+]

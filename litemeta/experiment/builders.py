@@ -1,0 +1,159 @@
+"""One YAML file describes a whole experiment: the model, the data, training, evaluation.
+
+This module turns that description (:mod:`litemeta.experiment.settings`) into a learner and
+task sources, for the command line and for library users who prefer one settings file to
+wiring the layers by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from litemeta.config import ConfigError
+from litemeta.data import (
+    ClassFolderDataset,
+    EpisodicTaskDataset,
+    FixedWaySampler,
+    InterleavedOrbitTasks,
+    MetaDatasetRecords,
+    OrbitDataset,
+    OrbitTaskDataset,
+    OrbitTaskSampler,
+    VariableWaySampler,
+    load_emoji,
+)
+from litemeta.data.samplers import EpisodeSampler
+from litemeta.data.vtab import vtab_task
+from litemeta.experiment.settings import DataConfig, ModelConfig, SamplerConfig
+from litemeta.learners import LEARNERS, build_learner
+from litemeta.learners.backbone_learner import BackboneLearner
+from litemeta.tasks import Task
+
+__all__ = [
+    "build_model",
+    "decode_size",
+    "max_support_size",
+    "task_dataset",
+]
+
+
+def build_model(model: ModelConfig) -> BackboneLearner:
+    """The learner that ``model`` describes, with its pretrained weights if asked."""
+    unknown = sorted(set(model.learner_options) - set(LEARNERS))
+    if unknown:
+        raise ConfigError(
+            f"model.learner_options names unknown learners {unknown}; use names from "
+            f"{sorted(LEARNERS)}"
+        )
+    options = {**model.learner_options.get(model.learner, {}), **model.options}
+    return build_learner(
+        model.learner,
+        model.backbone,
+        model.image_size,
+        pretrained=model.pretrained,
+        weights_file=model.weights_file,
+        **options,
+    )
+
+
+def max_support_size(data: DataConfig) -> int | None:
+    """The most support images a task of ``data`` can have, where the sampler bounds it."""
+    if data.dataset in ("orbit", "vtab"):
+        return None
+    if data.sampler.kind == "variable":
+        return VariableWaySampler().max_support
+    return data.sampler.way * data.sampler.shot
+
+
+def _episode_sampler(config: SamplerConfig, collection: Any) -> EpisodeSampler:
+    if config.kind == "variable":
+        use = config.hierarchy and isinstance(collection, MetaDatasetRecords)
+        return VariableWaySampler(hierarchy=collection.hierarchy if use else None)
+    return FixedWaySampler(config.way, config.shot, config.query)
+
+
+def _collection(data: DataConfig, split: str, size: int | None) -> Any:
+    """The reader of ``split``, decoding images at ``size`` (``None``: stored size)."""
+    if data.dataset == "emoji":
+        collection = load_emoji(split, data.root, on_error=data.on_error, decode_size=size)
+    elif data.root is None:
+        raise ConfigError(f"data.root is required for the '{data.dataset}' dataset")
+    elif data.dataset == "folders":
+        collection = ClassFolderDataset(
+            data.root, split=split, on_error=data.on_error, decode_size=size
+        )
+    elif data.dataset == "meta-dataset":
+        collection = MetaDatasetRecords(
+            data.root,
+            split=split,
+            on_error=data.on_error,
+            verify_crc=data.verify_crc,
+            decode_size=size,
+        )
+    else:
+        collection = OrbitDataset(data.root, split, on_error=data.on_error, decode_size=size)
+    if data.cache_decoded is True or (data.cache_decoded == "auto" and data.dataset == "emoji"):
+        collection.cache_decoded()
+    return collection
+
+
+def decode_size(data: DataConfig, image_size: int) -> int | None:
+    """The size tasks' images are decoded to: the built-in emoji set's images share one
+    stored size and are resized on the model's device (``None``); others on the CPU."""
+    return None if data.dataset == "emoji" else image_size
+
+
+def task_dataset(
+    data: DataConfig, split: str, num_tasks: int, image_size: int, seed: int
+) -> Dataset[Task] | list[Task]:
+    """``num_tasks`` reproducible tasks of ``split``; item ``i`` depends only on ``(seed, i)``.
+
+    For ORBIT, items cycle over the users so that consecutive tasks come from different
+    users.
+    """
+    if data.dataset == "vtab":
+        if data.root is None:
+            raise ConfigError("data.root is required for the 'vtab' dataset")
+        if split != data.test_split:
+            raise ConfigError(
+                "vtab is a transfer-evaluation dataset (one task per dataset): meta-train on "
+                "another dataset and evaluate on vtab with `litemeta evaluate`"
+            )
+        task = vtab_task(
+            data.root,
+            decode_size=decode_size(data, image_size),
+            support_size=data.vtab_support_size,
+            query_limit=data.vtab_query_limit,
+            seed=seed,
+            on_error=data.on_error,
+        )
+        return [task]
+    collection = _collection(data, split, decode_size(data, image_size))
+    if isinstance(collection, OrbitDataset):
+        sampler = OrbitTaskSampler(
+            target=data.orbit_target,
+            mode="train" if split == data.train_split else "test",
+            clip_length=data.orbit_clip_length,
+            frame_cap=data.orbit_frame_cap,
+            context_clip_stride=data.orbit_context_clip_stride,
+            max_context_clips=data.orbit_max_context_clips,
+            target_frames=data.orbit_target_frames,
+            max_way=data.orbit_max_way,
+            min_target_frames=data.orbit_min_target_frames,
+        )
+        index = collection.index
+        users = sum(1 for user in range(len(index.users)) if sampler.objects(index, user))
+        per_user = math.ceil(num_tasks / max(users, 1))
+        by_user = OrbitTaskDataset(collection, sampler, tasks_per_user=per_user, seed=seed)
+        return InterleavedOrbitTasks(by_user, num_tasks)
+    return EpisodicTaskDataset(
+        collection,
+        _episode_sampler(data.sampler, collection),
+        num_tasks=num_tasks,
+        seed=seed,
+        support_styles=data.support_styles,
+        query_styles=data.query_styles,
+    )

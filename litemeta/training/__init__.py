@@ -1,0 +1,47 @@
+"""Meta-training with LITE: the trainer, its settings, the task stream, the run log and the
+processes of a data-parallel run.
+
+Layer: imports the base (``litemeta.lite``, ``tasks``, ``config``, ``precision``,
+``checkpoint``, ``device``), ``data``, ``learners`` and ``evaluation``; nothing above.
+"""
+
+from litemeta.training.distributed import ProcessGroup, TorchrunEnvironment, torchrun_environment
+from litemeta.training.run_log import CsvLog, RunLog
+from litemeta.training.settings import LiteConfig, OptimConfig, TrainingConfig
+from litemeta.training.task_stream import TaskSource, seeded_generator, stream_index
+from litemeta.training.trainer import (
+    PendingOutcome,
+    StepMetrics,
+    TaskOutcome,
+    Trainer,
+    TrainingResult,
+    backward_task,
+    build_optimizer,
+    queue_backward_task,
+    seed_everything,
+    train,
+)
+
+__all__ = [
+    "CsvLog",
+    "LiteConfig",
+    "OptimConfig",
+    "PendingOutcome",
+    "ProcessGroup",
+    "RunLog",
+    "StepMetrics",
+    "TaskOutcome",
+    "TaskSource",
+    "TorchrunEnvironment",
+    "Trainer",
+    "TrainingConfig",
+    "TrainingResult",
+    "backward_task",
+    "build_optimizer",
+    "queue_backward_task",
+    "seed_everything",
+    "seeded_generator",
+    "stream_index",
+    "torchrun_environment",
+    "train",
+]

@@ -1,0 +1,34 @@
+"""The experiment settings: shipped configs, overrides, and what a bad override says."""
+
+from __future__ import annotations
+
+import pytest
+
+from litemeta.config import ConfigError
+from litemeta.experiment import load_experiment
+
+
+def test_shipped_configs_load_with_overrides() -> None:
+    for name in ("default", "orbit", "meta-dataset", "vtab"):
+        assert load_experiment(name).model.learner in {"protonets", "simple_cnaps"}
+    config = load_experiment("default", ["training.lite.h=7", "data.query_styles=[google]"])
+    assert config.training.lite.h == 7 and config.data.query_styles == ["google"]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.lerner=cnaps", "did you mean 'learner'"),
+        ("training.steps=many", "steps must be of type int"),
+        ("data.dataset=imagenet", "data.dataset must be one of"),
+        ("data.query_styles=google", "must be a list"),
+    ],
+)
+def test_bad_overrides_say_what_is_wrong(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_experiment("default", [override])
+
+
+def test_unknown_config_names_the_shipped_ones() -> None:
+    with pytest.raises(ConfigError, match=r"choose one of .*default"):
+        load_experiment("defualt")
