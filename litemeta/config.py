@@ -14,12 +14,18 @@ from typing import Any, Literal, TypeVar, Union
 import yaml
 
 __all__ = [
+    "RUNTIME",
     "ConfigError",
     "apply_overrides",
     "config_from_dict",
     "config_from_yaml",
+    "config_to_dict",
     "load_yaml",
 ]
+
+#: Field metadata of a dataclass field that holds run-time state (a random generator, a
+#: collector), not a setting: it is neither read from nor written to a settings file.
+RUNTIME = {"runtime": True}
 
 Config = TypeVar("Config")
 
@@ -32,6 +38,23 @@ def config_from_dict(cls: type[Config], data: Mapping[str, Any]) -> Config:
     """Build dataclass ``cls`` from nested mappings; unknown keys and ill-typed values raise
     :class:`ConfigError`."""
     return _build(cls, data, prefix="")
+
+
+def _settings(cls: type) -> list[dataclasses.Field]:
+    """The fields of dataclass ``cls`` that are settings (not :data:`RUNTIME` state)."""
+    return [f for f in dataclasses.fields(cls) if not f.metadata.get("runtime")]
+
+
+def config_to_dict(config: Any) -> Any:
+    """Dataclass ``config`` as nested plain data (its settings only, see :data:`RUNTIME`);
+    YAML, JSON and ``torch.load(weights_only=True)`` safe."""
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return {f.name: config_to_dict(getattr(config, f.name)) for f in _settings(type(config))}
+    if isinstance(config, dict):
+        return {key: config_to_dict(value) for key, value in config.items()}
+    if isinstance(config, list | tuple):
+        return [config_to_dict(value) for value in config]
+    return config
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -84,7 +107,7 @@ def config_from_yaml(cls: type[Config], path: str | Path) -> Config:
 def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
     """A copy of dataclass ``config`` with ``dotted.key=value`` overrides (values parsed as
     YAML, then type-checked like the file)."""
-    data = dataclasses.asdict(config)  # type: ignore[call-overload]
+    data = config_to_dict(config)
     for override in overrides:
         key, sep, text = override.partition("=")
         if not sep or not key:
@@ -125,7 +148,7 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    names = [f.name for f in _settings(cls)]
     values = {}
     for key, value in data.items():
         _check_known(key, dict.fromkeys(names), prefix.rstrip("."))

@@ -35,13 +35,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
+from litemeta.config import RUNTIME
 from litemeta.precision import effective_precision
 
 __all__ = [
@@ -402,37 +403,57 @@ def lite_map(
 
 @dataclass
 class LiteSettings:
-    """How a learner maps its support set during meta-training.
+    """LITE's settings (Bronskill et al., 2021), and how a learner maps its support set
+    during meta-training. The settings are also the ``training.lite`` section of a
+    training config; ``generator`` and ``deferred`` are run-time state, set per task.
+
+    Args:
+        h: support images back-propagated per set function; ``None``: all of them (full
+            back-propagation).
+        stratified: draw the subset per class (see :func:`draw_subset`).
+        gradient_checkpointing: with full back-propagation, recompute each chunk's
+            activations in the backward pass instead of keeping them.
+        unbiased_scaling: ``False`` drops the N/h gradient scale, as the published
+            reference code does (biased; for comparisons only).
+        row_tolerance: see :func:`lite_map` (default: by the precision in effect).
+        rows_with_queries: ask :func:`litemeta.training.backward_task` to recompute the
+            backbone's drawn rows in the last query batch's forward pass: one pass fewer
+            (faster where kernel launches dominate, as on a GPU with small batches), but
+            that batch then holds ``h`` more images' activations.
+        generator: random source of the draws.
+        deferred: collects every map's drawn rows, which ``deferred.backward()``
+            back-propagates once the loss's gradient is known (as ``backward_task``
+            does); each recomputed chunk is then back-propagated at once.
 
     Each call of :meth:`map` draws a fresh subset, so nested set functions (CNAPs' set
     encoder, then the adapted backbone on the same support set) get independent subsets:
     the product of two estimates is unbiased only when their draws are independent.
-    With ``deferred`` set (as :func:`litemeta.training.backward_task` does) every map's
-    drawn rows are back-propagated by ``deferred.backward()`` once the loss's gradient is
-    known; ``gradient_checkpointing`` is then moot, as each recomputed chunk is
-    back-propagated at once. ``rows_with_queries`` asks ``backward_task`` to recompute the
-    backbone's drawn rows in the last query batch's forward pass instead: one pass fewer
-    (faster where kernel launches dominate, as on a GPU with small batches), but that batch
-    then holds ``h`` more images' activations.
     """
 
-    h: int | None
-    chunk_size: int | None = None
+    h: int | None = 40
     stratified: bool = False
-    generator: torch.Generator | None = None
     gradient_checkpointing: bool = False
     unbiased_scaling: bool = True
     row_tolerance: float | None = None
-    deferred: DeferredBackward | None = None
     rows_with_queries: bool = False
+    generator: torch.Generator | None = field(default=None, metadata=RUNTIME)
+    deferred: DeferredBackward | None = field(default=None, metadata=RUNTIME)
 
-    def map(self, fn: SetFunction, inputs: Tensor, labels: Tensor | None = None) -> Tensor:
-        """:func:`lite_map` with these settings and an independent draw."""
+    def map(
+        self,
+        fn: SetFunction,
+        inputs: Tensor,
+        labels: Tensor | None = None,
+        *,
+        chunk_size: int | None = None,
+    ) -> Tensor:
+        """:func:`lite_map` with these settings and an independent draw; ``chunk_size``
+        rows per forward call (the learner's)."""
         return lite_map(
             fn,
             inputs,
             self.h,
-            chunk_size=self.chunk_size,
+            chunk_size=chunk_size,
             labels=labels,
             stratified=self.stratified,
             generator=self.generator,

@@ -74,7 +74,6 @@ def gradient_fidelity(
     *,
     draws: int = 50,
     seed: int = 0,
-    chunk_size: int | None = None,
 ) -> list[Row]:
     """Rows of cosine similarity and relative error for each ``h`` and estimator variant.
 
@@ -83,7 +82,7 @@ def gradient_fidelity(
     unbiased estimator (bias).
     """
     num_support = task.support_images.shape[0]
-    exact = _gradient(learner, task, LiteSettings(h=None, chunk_size=chunk_size))
+    exact = _gradient(learner, task, LiteSettings(h=None))
     rows: list[Row] = []
     for h in subset_sizes:
         if h >= num_support:
@@ -95,9 +94,7 @@ def gradient_fidelity(
             # The same subset for both variants: two generators in the same state.
             for unbiased, target in ((True, ours), (False, unscaled)):
                 generator = torch.Generator().manual_seed(seed * 1_000_003 + draw)
-                lite = LiteSettings(
-                    h=h, chunk_size=chunk_size, generator=generator, unbiased_scaling=unbiased
-                )
+                lite = LiteSettings(h=h, generator=generator, unbiased_scaling=unbiased)
                 target.append(_gradient(learner, task, lite))
         query_scaled = [g * (num_support / h) for g in unscaled]
         for variant, estimates in zip(VARIANTS, (ours, unscaled, query_scaled), strict=True):
@@ -176,10 +173,10 @@ def run_gradient_benchmark(
     write ``gradient.csv/.md/.png`` into ``output`` and return the table."""
     rows: list[Row] = []
     for name in tqdm(learners, desc="gradient", disable=not progress):
-        learner = build_learner(name, backbone, image_size, pretrained=pretrained).eval()
-        fidelity = gradient_fidelity(
-            learner, task, subset_sizes, draws=draws, chunk_size=chunk_size
-        )
+        learner = build_learner(
+            name, backbone, image_size, pretrained=pretrained, chunk_size=chunk_size
+        ).eval()
+        fidelity = gradient_fidelity(learner, task, subset_sizes, draws=draws)
         rows += [{"learner": name, **row} for row in fidelity]
     support = task.support_labels.numel()
     table = (

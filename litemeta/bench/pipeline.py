@@ -35,7 +35,6 @@ from litemeta.backbones.preprocessing import normalise_images
 from litemeta.data.loading import task_loader
 from litemeta.device import Stopwatch, synchronize
 from litemeta.experiment import DataConfig, ExperimentConfig, build_model, task_dataset
-from litemeta.lite import LiteSettings
 from litemeta.tasks import Task
 from litemeta.training import backward_task
 
@@ -137,15 +136,8 @@ def _step_function(config: PipelineConfig, device: torch.device) -> Callable[[Ta
     experiment = config.experiment
     model = dataclasses.replace(experiment.model, image_size=config.image_size)
     learner = build_model(model).to(device).train()
-    lite = experiment.training.lite
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    settings = LiteSettings(
-        h=lite.h,
-        chunk_size=lite.chunk_size,
-        stratified=lite.stratified,
-        generator=generator,
-        gradient_checkpointing=lite.gradient_checkpointing,
-    )
+    settings = dataclasses.replace(experiment.training.lite, generator=generator)
 
     def step(task: Task) -> None:
         backward_task(

@@ -66,7 +66,7 @@ class StepConfig:
 
     The task is ``way``-way with ``support // way`` shots and ``queries_per_class``
     queries per class, of random images (memory and time do not depend on content).
-    ``chunk_size`` bounds every pass without autograd (inference, LITE's first pass).
+    ``chunk_size`` (the learner's) bounds every pass over the support set.
     ``threads`` sets torch's intra-op threads (default: torch's own choice); one thread per
     process keeps timings stable on a CPU shared with other work. ``precision`` as in
     training (``auto``: bf16 autocast on a GPU, fp32 on the CPU).
@@ -99,7 +99,6 @@ class StepConfig:
             return None
         return LiteSettings(
             h=parse_mode(self.mode),
-            chunk_size=self.chunk_size,
             gradient_checkpointing=self.mode == "checkpoint",
             generator=torch.Generator().manual_seed(0),
             rows_with_queries=self.mode.endswith(FUSED),

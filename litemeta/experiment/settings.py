@@ -7,14 +7,19 @@ turns it into a learner and task sources.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from litemeta.config import ConfigError, apply_overrides, config_from_yaml
+from litemeta.config import (
+    ConfigError,
+    apply_overrides,
+    config_from_yaml,
+    config_to_dict,
+    load_yaml,
+)
 from litemeta.data.loading import Workers
 from litemeta.training.settings import TrainingConfig
 
@@ -146,7 +151,8 @@ class ExperimentConfig:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Nested plain dict of the settings (YAML safe)."""
+        return config_to_dict(self)
 
 
 def shipped_config(name: str) -> Path:
@@ -158,9 +164,30 @@ def shipped_config(name: str) -> Path:
     return path
 
 
+#: Settings that moved, by old dotted key: where they are now, and why.
+MOVED_SETTINGS = {
+    "training.lite.chunk_size": (
+        "model.options.chunk_size: one chunk size now bounds every pass over a support set, "
+        "with LITE and without"
+    ),
+}
+
+
+def _refuse_moved_settings(data: Any, overrides: Sequence[str], source: str) -> None:
+    for old, new in MOVED_SETTINGS.items():
+        section = data
+        for part in old.split("."):
+            section = section.get(part) if isinstance(section, dict) else None
+        given = section is not None or any(o.split("=")[0].strip() == old for o in overrides)
+        if given:
+            raise ConfigError(f"{source}: {old} is now {new}")
+
+
 def load_experiment(config: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
     """Read a YAML file (or a shipped config's name) and apply ``key=value`` overrides."""
     path = Path(config)
     if not path.suffix and not path.exists():
         path = shipped_config(str(config))
+    if path.is_file():
+        _refuse_moved_settings(load_yaml(path.read_text(), str(path)), overrides, str(path))
     return apply_overrides(config_from_yaml(ExperimentConfig, path), overrides)

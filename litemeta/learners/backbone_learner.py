@@ -82,8 +82,8 @@ class BackboneLearner(FewShotLearner):
         train_backbone: meta-train the backbone weights (otherwise they are frozen).
         backbone_lr_scale: the backbone's learning rate relative to the rest; default 0.1
             for a pretrained backbone, 1 for a randomly initialised one.
-        chunk_size: support images per forward call when adapting without LITE (with LITE,
-            :class:`~litemeta.lite.LiteSettings` sets it); bounds test-time memory.
+        chunk_size: support images per forward call, with LITE and without (the no-grad
+            pass, and the recomputation of LITE's drawn images); bounds memory.
     """
 
     #: The name :func:`litemeta.learners.build_learner` knows this learner by. A subclass
@@ -132,7 +132,7 @@ class BackboneLearner(FewShotLearner):
         from it (means, covariances, their factorisations) run in float32.
         """
         if lite is not None:
-            return at_least_float32(lite.map(fn, images, labels))
+            return at_least_float32(lite.map(fn, images, labels, chunk_size=self.chunk_size))
         return at_least_float32(lite_map(fn, images, None, chunk_size=self.chunk_size))
 
     def parameter_groups(self, base_lr: float) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ Layer: imports the base (``litemeta.lite``, ``tasks``, ``config``, ``precision``
 
 from litemeta.training.distributed import ProcessGroup, TorchrunEnvironment, torchrun_environment
 from litemeta.training.run_log import CsvLog, RunLog
-from litemeta.training.settings import LiteConfig, OptimConfig, TrainingConfig
+from litemeta.training.settings import OptimConfig, TrainingConfig
 from litemeta.training.task_stream import TaskSource, seeded_generator, stream_index
 from litemeta.training.trainer import (
     PendingOutcome,
@@ -24,7 +24,6 @@ from litemeta.training.trainer import (
 
 __all__ = [
     "CsvLog",
-    "LiteConfig",
     "OptimConfig",
     "PendingOutcome",
     "ProcessGroup",

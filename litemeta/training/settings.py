@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,29 +9,17 @@ from typing import Any
 
 import yaml
 
-from litemeta.config import ConfigError, apply_overrides, config_from_dict, config_from_yaml
+from litemeta.config import (
+    ConfigError,
+    apply_overrides,
+    config_from_dict,
+    config_from_yaml,
+    config_to_dict,
+)
+from litemeta.lite import LiteSettings
 from litemeta.precision import Precision
 
-__all__ = ["ConfigError", "LiteConfig", "OptimConfig", "TrainingConfig"]
-
-
-@dataclass
-class LiteConfig:
-    """LITE settings (Bronskill et al., 2021): ``h`` support images back-propagated per task.
-
-    ``h: null`` back-propagates the whole support set; ``chunk_size`` bounds the images per
-    forward call; ``stratified`` draws the subset per class; ``gradient_checkpointing``
-    recomputes the back-propagated rows' activations in the backward pass (full
-    back-propagation only: LITE's rows are always recomputed after the queries);
-    ``rows_with_queries`` recomputes them in the last query batch's pass instead (one pass
-    fewer, h more images' activations in that batch).
-    """
-
-    h: int | None = 40
-    chunk_size: int | None = None
-    stratified: bool = False
-    gradient_checkpointing: bool = False
-    rows_with_queries: bool = False
+__all__ = ["ConfigError", "OptimConfig", "TrainingConfig"]
 
 
 @dataclass
@@ -71,7 +58,7 @@ class TrainingConfig:
     log_every: int = 10
     seed: int = 0
     output_dir: str = "runs/train"
-    lite: LiteConfig = field(default_factory=LiteConfig)
+    lite: LiteSettings = field(default_factory=LiteSettings)
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def __post_init__(self) -> None:
@@ -91,10 +78,8 @@ class TrainingConfig:
                 raise ConfigError(f"{key} must be at least 1, got {value}")
         if self.validate_every < 0:
             raise ConfigError(f"validate_every must be >= 0 (0: never), got {self.validate_every}")
-        for key in ("h", "chunk_size"):
-            value = getattr(self.lite, key)
-            if value is not None and value < 1:
-                raise ConfigError(f"lite.{key} must be null or at least 1, got {value}")
+        if self.lite.h is not None and self.lite.h < 1:
+            raise ConfigError(f"lite.h must be null or at least 1, got {self.lite.h}")
         if self.optim.lr <= 0:
             raise ConfigError(f"optim.lr must be positive, got {self.optim.lr}")
         if self.optim.grad_clip is not None and self.optim.grad_clip <= 0:
@@ -109,7 +94,7 @@ class TrainingConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict (YAML / JSON / ``torch.load(weights_only=True)`` safe)."""
-        return dataclasses.asdict(self)
+        return config_to_dict(self)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainingConfig:

@@ -409,14 +409,9 @@ class Trainer:
         return history
 
     def _lite_settings(self, index: int) -> LiteSettings:
-        lite = self.config.lite
-        return LiteSettings(
-            h=lite.h,
-            chunk_size=lite.chunk_size,
-            stratified=lite.stratified,
-            generator=seeded_generator(self.config.seed, "lite", index),
-            gradient_checkpointing=lite.gradient_checkpointing,
-            rows_with_queries=lite.rows_with_queries,
+        """The LITE settings with the draws of task ``index`` of the stream."""
+        return replace(
+            self.config.lite, generator=seeded_generator(self.config.seed, "lite", index)
         )
 
     def _stream_positions(self, step: int) -> list[int]:

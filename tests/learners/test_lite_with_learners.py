@@ -44,9 +44,9 @@ class SameSubsetForBothMaps(LiteSettings):
 
     seed: int = 0
 
-    def map(self, fn, inputs, labels=None):
+    def map(self, fn, inputs, labels=None, **options):
         self.generator = torch.Generator().manual_seed(self.seed)
-        return super().map(fn, inputs, labels)
+        return super().map(fn, inputs, labels, **options)
 
 
 @pytest.fixture
@@ -139,12 +139,11 @@ def test_deferred_support_rows_give_the_spliced_gradient(name, rows_with_queries
         for scale in [*learner.film_generator.gamma_regularizers]:
             nn.init.normal_(scale, 0.0, 0.5)  # generated FiLM far from the identity
 
+    learner.chunk_size = 2
+
     def lite():
         return LiteSettings(
-            h=5,
-            chunk_size=2,
-            generator=torch.Generator().manual_seed(4),
-            rows_with_queries=rows_with_queries,
+            h=5, generator=torch.Generator().manual_seed(4), rows_with_queries=rows_with_queries
         )
 
     expected_loss, expected = _spliced_gradient(learner, task, lite())
@@ -241,3 +240,18 @@ def test_deferred_rows_still_refuse_active_dropout():
             lite=LiteSettings(h=5, generator=torch.Generator().manual_seed(0)),
             query_batch_size=6,
         )
+
+
+def test_lite_maps_use_the_learners_chunk_size():
+    """One chunk size: the learner's bounds LITE's first pass and its recomputation too."""
+    support, labels, query, query_labels = colour_task(way=3, shots=4, queries=5)
+    learner = LEARNERS["protonets"](tiny_backbone(16), chunk_size=5)
+    sizes = []
+    learner.backbone.register_forward_hook(lambda module, inputs, output: sizes.append(len(output)))
+    backward_task(
+        learner,
+        _task(support, labels, query, query_labels),
+        lite=LiteSettings(h=7, generator=torch.Generator().manual_seed(0)),
+        query_batch_size=100,
+    )
+    assert sizes == [5, 5, 2, 15, 5, 2]  # first pass, the queries, then the 7 drawn rows
