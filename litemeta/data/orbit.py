@@ -20,7 +20,7 @@ import json
 import os
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +28,7 @@ import numpy as np
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from litemeta.config import RUNTIME
 from litemeta.data.base import ImageCollection
 from litemeta.data.episodic import load_task, task_rng
 from litemeta.data.images import IMAGE_EXTENSIONS, check_decode_size, read_image_file
@@ -299,7 +300,7 @@ class OrbitTaskSampler:
     """
 
     target: Literal["clean", "clutter"] = "clutter"
-    mode: Mode = "test"
+    mode: Mode = field(default="test", metadata=RUNTIME)  # chosen per split
     clip_length: int = 1
     frame_cap: int = 1000
     context_clip_stride: int = 30

@@ -7,6 +7,7 @@ wiring the layers by hand.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -21,7 +22,6 @@ from litemeta.data import (
     MetaDatasetRecords,
     OrbitDataset,
     OrbitTaskDataset,
-    OrbitTaskSampler,
     VariableWaySampler,
     load_emoji,
 )
@@ -133,17 +133,8 @@ def task_dataset(
         return [task]
     collection = _collection(data, split, decode_size(data, image_size))
     if isinstance(collection, OrbitDataset):
-        sampler = OrbitTaskSampler(
-            target=data.orbit_target,
-            mode="train" if split == data.train_split else "test",
-            clip_length=data.orbit_clip_length,
-            frame_cap=data.orbit_frame_cap,
-            context_clip_stride=data.orbit_context_clip_stride,
-            max_context_clips=data.orbit_max_context_clips,
-            target_frames=data.orbit_target_frames,
-            max_way=data.orbit_max_way,
-            min_target_frames=data.orbit_min_target_frames,
-        )
+        mode = "train" if split == data.train_split else "test"
+        sampler = dataclasses.replace(data.orbit, mode=mode)
         index = collection.index
         users = sum(1 for user in range(len(index.users)) if sampler.objects(index, user))
         per_user = math.ceil(num_tasks / max(users, 1))

@@ -21,6 +21,7 @@ from litemeta.config import (
     load_yaml,
 )
 from litemeta.data.loading import Workers
+from litemeta.data.orbit import OrbitTaskSampler
 from litemeta.training.settings import TrainingConfig
 
 __all__ = [
@@ -80,13 +81,13 @@ class DataConfig:
     ``vtab_support_size`` images of ``root/train/<class>/``, queries from ``root/test/``;
     evaluation only). ``support_styles`` and
     ``query_styles`` take a task's support and query images from different styles.
-    ``orbit_target`` picks clean (CLE-VE) or clutter (CLU-VE) target videos; target videos
-    with fewer than ``orbit_min_target_frames`` valid frames are skipped. ORBIT's training
-    split gets the benchmark's training sampler (way up to ``orbit_max_way``), the others its
-    test protocol: every ``orbit_context_clip_stride``-th context clip up to
-    ``orbit_max_context_clips`` per video, at most ``orbit_frame_cap`` frames per video, and
-    all valid target frames (``orbit_target_frames: all``) or 200 random ones (``sampled``);
-    see ``OrbitTaskSampler``. ``on_error: skip``
+    ``orbit`` is the saved form of :class:`~litemeta.data.OrbitTaskSampler`: ``target``
+    picks clean (CLE-VE) or clutter (CLU-VE) target videos; target videos with fewer than
+    ``min_target_frames`` valid frames are skipped. ORBIT's training split gets the
+    benchmark's training sampler (way up to ``max_way``), the others its test protocol:
+    every ``context_clip_stride``-th context clip up to ``max_context_clips`` per video, at
+    most ``frame_cap`` frames per video, and all valid target frames (``target_frames:
+    all``) or ``max_target_clips`` random ones (``sampled``). ``on_error: skip``
     replaces an unreadable image by another of its class (with a warning naming it).
     ``verify_crc`` checks each Meta-Dataset record's CRC32C when it is read.
 
@@ -105,14 +106,7 @@ class DataConfig:
     support_styles: list[str] | None = None
     query_styles: list[str] | None = None
     validation_tasks: int = 50
-    orbit_target: Literal["clean", "clutter"] = "clutter"
-    orbit_clip_length: int = 1
-    orbit_min_target_frames: int = 50
-    orbit_target_frames: Literal["all", "sampled"] = "all"
-    orbit_context_clip_stride: int = 30
-    orbit_max_context_clips: int = 200
-    orbit_frame_cap: int = 1000
-    orbit_max_way: int = 15
+    orbit: OrbitTaskSampler = field(default_factory=OrbitTaskSampler)
     on_error: Literal["raise", "skip"] = "raise"
     verify_crc: bool = True
     vtab_support_size: int = 1000
@@ -170,6 +164,19 @@ MOVED_SETTINGS = {
         "model.options.chunk_size: one chunk size now bounds every pass over a support set, "
         "with LITE and without"
     ),
+    **{
+        f"data.orbit_{name}": f"data.orbit.{name} (the section of ORBIT's sampler settings)"
+        for name in (
+            "target",
+            "clip_length",
+            "min_target_frames",
+            "target_frames",
+            "context_clip_stride",
+            "max_context_clips",
+            "frame_cap",
+            "max_way",
+        )
+    },
 }
 
 

@@ -3,6 +3,7 @@ training sampler, and evaluation pools the video metrics per user."""
 
 import pytest
 
+from litemeta.data import OrbitTaskSampler
 from litemeta.evaluation import evaluate
 from litemeta.experiment import DataConfig, build_model, load_experiment, task_dataset
 from tests.data.test_orbit import write_orbit
@@ -10,7 +11,7 @@ from tests.data.test_orbit import write_orbit
 
 def test_orbit_tasks_cycle_over_users_and_get_video_metrics_per_user(tmp_path):
     root = write_orbit(tmp_path, split="test")
-    data = DataConfig(dataset="orbit", root=str(root), orbit_min_target_frames=4)
+    data = DataConfig(dataset="orbit", root=str(root), orbit=OrbitTaskSampler(min_target_frames=4))
     tasks = task_dataset(data, "test", num_tasks=4, image_size=16, seed=0)
     assert len(tasks) == 4
     way = [task.way for task in tasks]
@@ -37,11 +38,13 @@ def test_orbit_options_reach_the_sampler(tmp_path):
         root=str(root),
         test_split="train",
         train_split="none",
-        orbit_min_target_frames=4,
-        orbit_target_frames="sampled",
-        orbit_context_clip_stride=2,
-        orbit_max_context_clips=2,
-        orbit_frame_cap=5,
+        orbit=OrbitTaskSampler(
+            min_target_frames=4,
+            target_frames="sampled",
+            context_clip_stride=2,
+            max_context_clips=2,
+            frame_cap=5,
+        ),
     )
     tasks = task_dataset(data, "train", num_tasks=2, image_size=8, seed=0)
     sampler = tasks.by_user.sampler
@@ -49,7 +52,11 @@ def test_orbit_options_reach_the_sampler(tmp_path):
     # frames 0 and 2 of each of the 5 clean videos of P100
     assert len(tasks[0].support_labels) == 5 * 2
     train = task_dataset(
-        DataConfig(dataset="orbit", root=str(root), orbit_min_target_frames=4, orbit_max_way=7),
+        DataConfig(
+            dataset="orbit",
+            root=str(root),
+            orbit=OrbitTaskSampler(min_target_frames=4, max_way=7, mode="test"),
+        ),
         "train",
         num_tasks=2,
         image_size=8,
@@ -61,6 +68,6 @@ def test_orbit_options_reach_the_sampler(tmp_path):
 def test_shipped_orbit_config_evaluates_50_tasks_per_test_user():
     config = load_experiment("orbit")
     assert config.evaluation.tasks == 50 * 17  # ORBIT's test split has 17 users
-    assert config.data.orbit_target_frames == "all"
-    with pytest.raises(Exception, match="orbit_target_frames"):
-        load_experiment("orbit", ["data.orbit_target_frames=some"])
+    assert config.data.orbit.target_frames == "all"
+    with pytest.raises(Exception, match="orbit.target_frames"):
+        load_experiment("orbit", ["data.orbit.target_frames=some"])

@@ -319,3 +319,6 @@ def test_a_moved_setting_says_where_it_is_now(tmp_path):
         load_experiment(path)
     with pytest.raises(ConfigError, match=r"training.lite.chunk_size is now model.options"):
         load_experiment("default", ["training.lite.chunk_size=32"])
+    with pytest.raises(ConfigError, match=r"data.orbit_max_way is now data.orbit.max_way"):
+        load_experiment("orbit", ["data.orbit_max_way=5"])
+    assert load_experiment("orbit", ["data.orbit.max_way=5"]).data.orbit.max_way == 5
