@@ -156,7 +156,8 @@ def queue_backward_task(
     with autocast(device, precision):
         classifier = learner.adapt(task.support_images, task.support_labels, lite=lite)
     rows = None
-    same_kind = task.support_images.dtype == task.query_images.dtype
+    support, query = task.support_images, task.query_images
+    same_kind = support.dtype == query.dtype and support.shape[1:] == query.shape[1:]
     if deferred is not None and lite.rows_with_queries and same_kind:
         rows = deferred.take(getattr(classifier, "embed", None))
     n_query = task.query_labels.numel()
@@ -184,7 +185,7 @@ def queue_backward_task(
         if last:
             loss = loss + classifier.regularizer
         scaled = loss / tasks_per_step
-        keep_graph = not last or rows is not None or (deferred is not None and deferred.waiting)
+        keep_graph = not last or (deferred is not None and deferred.waiting)
         (scaler.scale(scaled) if scaler is not None else scaled).backward(retain_graph=keep_graph)
         total_loss += loss.detach()
         correct += (logits.detach().argmax(dim=-1) == labels).sum()
