@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .report import Row, markdown_table, plot_by_mode, write_outputs
+from .report import Row, plot_by_mode, titled_table, write_outputs
 from .sweep import MIB, Grid, ratio_to_inference, run_grid, target_point, verdict
 
 __all__ = [
@@ -74,12 +74,10 @@ def memory_report(rows: list[Row], output: Path, *, on_gpu: bool) -> str:
     which hold the peak memory too) into ``output``; return the table."""
     ratio_to_inference(rows, "peak_bytes", "peak_vs_inference", fallback="estimated_peak_bytes")
     peak = "GPU max allocated" if on_gpu else "process peak RSS"
-    table = (
-        f"Peak memory ({peak}) of one meta-training step.\n\n"
-        + markdown_table([_table_row(r) for r in rows])
-        + "\n"
-        + "\n".join(memory_targets(rows))
-        + "\n"
+    table = titled_table(
+        f"Peak memory ({peak}) of one meta-training step.",
+        [_table_row(r) for r in rows],
+        memory_targets(rows),
     )
     write_outputs(
         rows,

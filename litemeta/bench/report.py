@@ -59,6 +59,11 @@ def markdown_table(rows: Sequence[Row], columns: Sequence[str] | None = None) ->
     return "\n".join(lines) + "\n"
 
 
+def titled_table(title: str, rows: Sequence[Row], notes: Sequence[str]) -> str:
+    """``title``, the markdown table of ``rows`` and one line per note (e.g. targets)."""
+    return f"{title}\n\n" + markdown_table(rows) + "\n" + "\n".join(notes) + "\n"
+
+
 def plot_by_mode(
     rows: Sequence[Row],
     value: str,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .report import Row, markdown_table, plot_by_mode, write_outputs
+from .report import Row, plot_by_mode, titled_table, write_outputs
 from .sweep import Grid, ratio_to_inference, run_grid, target_point, verdict
 
 __all__ = ["LITE_SPEED_TARGET", "run_speed_benchmark", "speed_targets"]
@@ -51,13 +51,11 @@ def run_speed_benchmark(
     rows = run_grid(grid.configs(), repeats=repeats, progress=progress, description="speed")
     ratio_to_inference(rows, "seconds", "seconds_vs_inference")
     threads = grid.template.threads or "torch's default"
-    table = (
+    table = titled_table(
         f"Seconds per meta-training step (median of {repeats} after one warm-up; "
-        f"torch threads per process: {threads}).\n\n"
-        + markdown_table([_table_row(r) for r in rows])
-        + "\n"
-        + "\n".join(speed_targets(rows))
-        + "\n"
+        f"torch threads per process: {threads}).",
+        [_table_row(r) for r in rows],
+        speed_targets(rows),
     )
     write_outputs(
         rows,
