@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .report import Row, plot_by_mode, titled_table, write_outputs
+from .report import Row, configuration_columns, plot_by_mode, titled_table, write_outputs
 from .sweep import MIB, Grid, ratio_to_inference, run_grid, target_point, verdict
 
 __all__ = [
@@ -33,11 +33,7 @@ def _table_row(row: Row) -> Row:
         return value / MIB if value is not None else None
 
     return {
-        "learner": row["learner"],
-        "px": row["image_size"],
-        "N": row["support"],
-        "mode": row["mode"],
-        "status": row["status"],
+        **configuration_columns(row),
         "peak MiB": mib("peak_bytes"),
         "est. peak MiB": mib("estimated_peak_bytes"),
         "saved for backward MiB": mib("saved_bytes"),

@@ -59,6 +59,17 @@ def markdown_table(rows: Sequence[Row], columns: Sequence[str] | None = None) ->
     return "\n".join(lines) + "\n"
 
 
+def configuration_columns(row: Row) -> Row:
+    """The table columns that name a grid row's configuration and its status."""
+    return {
+        "learner": row["learner"],
+        "px": row["image_size"],
+        "N": row["support"],
+        "mode": row["mode"],
+        "status": row["status"],
+    }
+
+
 def titled_table(title: str, rows: Sequence[Row], notes: Sequence[str]) -> str:
     """``title``, the markdown table of ``rows`` and one line per note (e.g. targets)."""
     return f"{title}\n\n" + markdown_table(rows) + "\n" + "\n".join(notes) + "\n"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .report import Row, plot_by_mode, titled_table, write_outputs
+from .report import Row, configuration_columns, plot_by_mode, titled_table, write_outputs
 from .sweep import Grid, ratio_to_inference, run_grid, target_point, verdict
 
 __all__ = ["LITE_SPEED_TARGET", "run_speed_benchmark", "speed_targets"]
@@ -21,11 +21,7 @@ LITE_SPEED_TARGET = 1.3
 
 def _table_row(row: Row) -> Row:
     return {
-        "learner": row["learner"],
-        "px": row["image_size"],
-        "N": row["support"],
-        "mode": row["mode"],
-        "status": row["status"],
+        **configuration_columns(row),
         "seconds / step": row.get("seconds"),
         "time / inference": row.get("seconds_vs_inference"),
     }

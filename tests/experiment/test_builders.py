@@ -69,5 +69,5 @@ def test_shipped_orbit_config_evaluates_50_tasks_per_test_user():
     config = load_experiment("orbit")
     assert config.evaluation.tasks == 50 * 17  # ORBIT's test split has 17 users
     assert config.data.orbit.target_frames == "all"
-    with pytest.raises(Exception, match="orbit.target_frames"):
+    with pytest.raises(Exception, match=r"orbit\.target_frames"):
         load_experiment("orbit", ["data.orbit.target_frames=some"])
