@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -180,12 +180,20 @@ def _map_in_chunks(
     fn: SetFunction, inputs: Tensor, chunk_size: int, *, checkpointed: bool = False
 ) -> Tensor:
     """``fn`` over ``chunk_size`` rows at a time; ``checkpointed`` keeps only each chunk's
-    input for backward and recomputes its activations there (Chen et al., 2016)."""
-    if checkpointed and torch.is_grad_enabled():
-        return torch.cat(
-            [checkpoint(fn, chunk, use_reentrant=False) for chunk in inputs.split(chunk_size)]
-        )
-    return torch.cat([fn(chunk) for chunk in inputs.split(chunk_size)])
+    input for backward and recomputes its activations there (Chen et al., 2016).
+
+    The first chunk runs under :func:`_refuse_batch_statistics`, which every module that
+    ``fn`` calls passes through; the other chunks run the same modules without the watch,
+    whose per-module hook would otherwise cost host time on every call.
+    """
+    outputs = []
+    for position, chunk in enumerate(inputs.split(chunk_size)):
+        with _refuse_batch_statistics(fn) if position == 0 else nullcontext():
+            if checkpointed and torch.is_grad_enabled():
+                outputs.append(checkpoint(fn, chunk, use_reentrant=False))
+            else:
+                outputs.append(fn(chunk))
+    return torch.cat(outputs)
 
 
 #: Largest relative difference (per row, in norm) allowed between a row's first-pass value
@@ -375,25 +383,24 @@ def lite_map(
     chunk = chunk_size or num_rows
     if chunk < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    with _refuse_batch_statistics(fn):
-        if h is None or h >= num_rows or not torch.is_grad_enabled():
-            return _map_in_chunks(fn, inputs, chunk, checkpointed=gradient_checkpointing)
-        indices, scales = draw_subset(
-            num_rows, h, labels=labels, stratified=stratified, generator=generator
-        )
-        if not unbiased_scaling:
-            scales = torch.ones_like(scales)
-        # Moved before the first pass is queued, so that the copy does not wait for it.
-        indices = _on_device(indices, inputs.device)
-        scales = _on_device(scales.float(), inputs.device)
-        with torch.no_grad():
-            outputs = _map_in_chunks(fn, inputs, chunk)
-        if deferred is not None:
-            outputs.requires_grad_()
-            drawn = inputs[indices]
-            deferred.add(_DeferredRows(fn, drawn, indices, scales, outputs, chunk, row_tolerance))
-            return outputs
-        recomputed = _map_in_chunks(fn, inputs[indices], chunk, checkpointed=gradient_checkpointing)
+    if h is None or h >= num_rows or not torch.is_grad_enabled():
+        return _map_in_chunks(fn, inputs, chunk, checkpointed=gradient_checkpointing)
+    indices, scales = draw_subset(
+        num_rows, h, labels=labels, stratified=stratified, generator=generator
+    )
+    if not unbiased_scaling:
+        scales = torch.ones_like(scales)
+    # Moved before the first pass is queued, so that the copy does not wait for it.
+    indices = _on_device(indices, inputs.device)
+    scales = _on_device(scales.float(), inputs.device)
+    with torch.no_grad():
+        outputs = _map_in_chunks(fn, inputs, chunk)
+    if deferred is not None:
+        outputs.requires_grad_()
+        drawn = inputs[indices]
+        deferred.add(_DeferredRows(fn, drawn, indices, scales, outputs, chunk, row_tolerance))
+        return outputs
+    recomputed = _map_in_chunks(fn, inputs[indices], chunk, checkpointed=gradient_checkpointing)
     first_pass = outputs[indices]
     _check_rows_agree(first_pass, recomputed, row_tolerance)
     zero_valued = recomputed - recomputed.detach()
