@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from PIL import Image
+
 from litemeta.cli import main
+from litemeta.experiment.jobs import personalise
 from tests.cli_helpers import STYLED_OVERRIDES as TINY
 from tests.cli_helpers import write_emoji as _write_emoji
 
@@ -39,6 +42,32 @@ def test_personalise_reports_a_missing_query_folder(trained_run: Path, tmp_path:
     )
     assert code == 1
     assert "query folder" in capsys.readouterr().err
+
+
+def test_personalise_prints_the_label_of_each_query_image(
+    trained_run: Path, tmp_path: Path, capsys
+) -> None:
+    support, query = tmp_path / "support", tmp_path / "query"
+    colours = {"green": [(30, 200, 40), (50, 220, 60)], "red": [(220, 30, 30), (200, 50, 40)]}
+    for label, shades in colours.items():
+        for shot, shade in enumerate(shades):
+            _solid(support / label / f"{shot}.png", shade)
+    _solid(query / "a.png", (210, 40, 35))  # red
+    _solid(query / "b.png", (40, 210, 50))  # green
+    argv = ["personalise", "--checkpoint", str(trained_run), "--support", str(support)]
+    assert main([*argv, "--query", str(query)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[:2] for line in lines] == [
+        [str(query / "a.png"), "red"],
+        [str(query / "b.png"), "green"],
+    ]
+    expected = personalise(trained_run, support, query)
+    assert lines == [f"{p.path}\t{p.label}\t{p.probability:.3f}" for p in expected]
+
+
+def _solid(path: Path, colour: tuple[int, int, int]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (20, 20), colour).save(path)
 
 
 def test_train_refuses_to_overwrite_a_run(trained_run: Path, capsys) -> None:

@@ -1,8 +1,9 @@
+import numpy as np
 import pytest
 import torch
 from train_helpers import SyntheticTasks, TinyProtoNet
 
-from litemeta.evaluation import evaluate
+from litemeta.evaluation import evaluate, mean_with_ci
 from litemeta.tasks import Task
 
 
@@ -81,10 +82,32 @@ def test_evaluate_pools_orbit_metrics_per_user_of_the_dataset():
         evaluate(_FixedPredictions(), tasks, progress=False, users=["A", "B"])
 
 
+def _nearest_prototype_accuracy(learner: TinyProtoNet, task: Task) -> float:
+    """The accuracy of a prototypical network by hand, in numpy: class means of the support
+    embeddings, each query labelled with its nearest mean."""
+    with torch.no_grad():
+        support = learner.embed(task.support_images).double().numpy()
+        query = learner.embed(task.query_images).double().numpy()
+    labels = task.support_labels.numpy()
+    means = np.stack([support[labels == c].mean(axis=0) for c in range(task.way)])
+    distances = ((query[:, None, :] - means[None]) ** 2).sum(axis=-1)
+    return float((distances.argmin(axis=1) == task.query_labels.numpy()).mean())
+
+
 def test_evaluate_tasks_without_videos_has_no_orbit_metrics():
+    torch.manual_seed(0)
     learner = TinyProtoNet()
-    result = evaluate(learner, [SyntheticTasks()(i) for i in range(3)], progress=False)
-    assert result.orbit is None and len(result.task_accuracies) == 3
-    assert all(0.0 <= a <= 1.0 for a in result.task_accuracies)
+    tasks = [SyntheticTasks(query_per_class=7)(i) for i in range(3)]
+    result = evaluate(learner, tasks, query_batch_size=5, progress=False)
+    assert result.orbit is None
+    expected = [_nearest_prototype_accuracy(learner, task) for task in tasks]
+    assert result.task_accuracies == pytest.approx(expected)
+    assert len(set(expected)) > 1, "tasks of different accuracies would show a mix-up"
+    reference = mean_with_ci(expected)
+    assert (result.accuracy.mean, result.accuracy.ci95, result.accuracy.n) == (
+        pytest.approx(reference.mean),
+        pytest.approx(reference.ci95),
+        3,
+    )
     with pytest.raises(ValueError, match="empty"):
         evaluate(learner, [], progress=False)

@@ -2,6 +2,7 @@
 training sampler, and evaluation pools the video metrics per user."""
 
 import pytest
+import torch
 
 from litemeta.data import OrbitTaskSampler
 from litemeta.evaluation import evaluate
@@ -24,11 +25,34 @@ def test_orbit_tasks_cycle_over_users_and_get_video_metrics_per_user(tmp_path):
     model = load_experiment(
         "default", ["model.backbone=resnet18", "model.pretrained=false", "model.image_size=16"]
     ).model
-    result = evaluate(build_model(model), tasks, progress=False)
+    learner = build_model(model).eval()
+    result = evaluate(learner, tasks, progress=False)
     assert result.orbit is not None
     assert result.orbit.users == ["P100", "P200"]
     assert result.orbit.over_users["frame_accuracy"].n == 2
     assert result.orbit.over_tasks["frame_accuracy"].n == 4
+
+    # By hand: classify each frame on its own, score each video, pool per task and per user.
+    task_accuracies, task_frame_accuracies, user_videos = [], [], {"P100": [], "P200": []}
+    with torch.no_grad():
+        for index, task in enumerate(tasks):
+            classifier = learner.adapt(task.support_images, task.support_labels)
+            predicted = [int(classifier(frame[None]).argmax()) for frame in task.query_images]
+            right = [p == int(y) for p, y in zip(predicted, task.query_labels, strict=True)]
+            task_accuracies.append(sum(right) / len(right))
+            videos = [
+                [r for r, g in zip(right, task.query_groups.tolist(), strict=True) if g == video]
+                for video in dict.fromkeys(task.query_groups.tolist())
+            ]
+            video_accuracies = [sum(frames) / len(frames) for frames in videos]
+            task_frame_accuracies.append(sum(video_accuracies) / len(video_accuracies))
+            user_videos[tasks.user_of(index)] += video_accuracies
+    assert result.task_accuracies == pytest.approx(task_accuracies)
+    assert result.orbit.over_tasks["frame_accuracy"].mean == pytest.approx(
+        sum(task_frame_accuracies) / 4
+    )
+    per_user = [sum(v) / len(v) for v in user_videos.values()]
+    assert [u["frame_accuracy"] for u in result.orbit.per_user] == pytest.approx(per_user)
 
 
 def test_orbit_options_reach_the_sampler(tmp_path):

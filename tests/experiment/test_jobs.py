@@ -7,6 +7,12 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from litemeta.data.images import read_image_file
 from litemeta.experiment.jobs import BASELINE, META_TRAINED, load_trained_learner, personalise
 from litemeta.learners import save_learner
 from tests.cli_helpers import write_emoji as _write_emoji
@@ -19,19 +25,64 @@ def test_train_writes_checkpoints_logs_and_a_report(trained_run: Path) -> None:
     assert set(report) == {BASELINE, META_TRAINED}
 
 
+#: Solid colours per class: two shades for the support set and, for the query, a third
+#: shade between them, far from the other class's colours.
+SHADES = {
+    "red": [(230, 20, 20), (200, 40, 30), (215, 30, 25)],
+    "blue": [(20, 30, 230), (40, 50, 200), (30, 40, 215)],
+}
+
+
+def _solid(path: Path, colour: tuple[int, int, int]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (24, 24), colour).save(path)
+
+
+def _reference_probabilities(learner, support: Path, queries: list[Path]) -> np.ndarray:
+    """ProtoNets by hand in numpy: class means of the support features, then the softmax
+    of ``-scale * squared distance`` for each query."""
+    size = learner.backbone.image_size
+
+    def features(paths: list[Path]) -> np.ndarray:
+        images = torch.stack([read_image_file(str(p), size) for p in paths])
+        with torch.no_grad():
+            return learner.backbone(images).double().numpy()
+
+    prototypes = np.stack(
+        [features(sorted((support / name).iterdir())).mean(axis=0) for name in sorted(SHADES)]
+    )
+    distances = ((features(queries)[:, None, :] - prototypes[None]) ** 2).sum(axis=-1)
+    scale = learner.log_distance_scale  # the meta-learned metric scale, if any
+    logits = -(1.0 if scale is None else scale.exp().item()) * distances
+    logits -= logits.max(axis=1, keepdims=True)
+    return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+
+
 def test_personalise_labels_every_query_image(trained_run: Path, tmp_path: Path) -> None:
     support, query = tmp_path / "support", tmp_path / "query"
-    for class_id, name in ((0, "seedling"), (40, "other")):
-        for style in ("google", "twitter"):
-            _write_emoji(support / name, class_id, style)
-        _write_emoji(query, class_id, "openmoji")
+    for name, (first, second, held_out) in SHADES.items():
+        _solid(support / name / "a.png", first)
+        _solid(support / name / "b.png", second)
+        for copy in range(2):
+            _solid(query / f"{name}{copy}.png", held_out)
     predictions = personalise(trained_run, support, query, output_dir=tmp_path / "out")
-    assert [Path(p.path).parent for p in predictions] == [query, query]
-    assert {p.label for p in predictions} <= {"seedling", "other"}
-    assert all(0.5 <= p.probability <= 1 for p in predictions)
+    files = sorted(query.iterdir())  # blue0, blue1, red0, red1
+    assert [p.path for p in predictions] == [str(f) for f in files]
+    assert [p.label for p in predictions] == ["blue", "blue", "red", "red"]
+    assert [p.error for p in predictions] == [""] * 4
+    expected = _reference_probabilities(load_trained_learner(trained_run), support, files)
+    assert expected.argmax(axis=1).tolist() == [0, 0, 1, 1]
+    assert [p.probability for p in predictions] == pytest.approx(
+        expected.max(axis=1).tolist(), abs=1e-5
+    )
     with (tmp_path / "out" / "predictions.csv").open() as handle:
-        assert len(list(csv.DictReader(handle))) == 2
-    assert len(json.loads((tmp_path / "out" / "predictions.json").read_text())) == 2
+        rows = list(csv.DictReader(handle))
+    assert [(r["path"], r["label"]) for r in rows] == [(p.path, p.label) for p in predictions]
+    assert [float(r["probability"]) for r in rows] == pytest.approx(
+        [p.probability for p in predictions]
+    )
+    saved = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert saved == [vars(p) for p in predictions]
 
 
 def test_a_learner_file_personalises_like_the_run_it_was_saved_from(trained_run, tmp_path):
