@@ -35,9 +35,10 @@ def test_loader_rows_count_the_requested_tasks_and_images():
     for row in rows:
         # 2-way 1-shot with 1 query per class: 4 images per task.
         assert (row["tasks"], row["images"]) == (2, 8)
-        assert row["tasks_per_second"] > 0 and row["images_per_second"] > 0
-        assert row["images_per_second"] == pytest.approx(4 * row["tasks_per_second"])
-        assert 0 <= row["wait_fraction"] <= 1
+        assert row["tasks_per_second"] == pytest.approx(2 / row["seconds"])
+        assert row["images_per_second"] == pytest.approx(8 / row["seconds"])
+        assert 0 < row["wait_seconds"] <= row["seconds"]
+        assert row["wait_fraction"] == pytest.approx(row["wait_seconds"] / row["seconds"])
 
 
 def test_model_rows_report_a_wait_fraction_per_worker_count():
@@ -46,8 +47,8 @@ def test_model_rows_report_a_wait_fraction_per_worker_count():
     assert [r["workers"] for r in stepped] == [0, 1]
     for row in stepped:
         assert (row["tasks"], row["images"]) == (2, 8)
-        assert 0 <= row["wait_seconds"] <= row["seconds"]
-        assert 0 <= row["wait_fraction"] <= 1
+        assert 0 < row["wait_seconds"] <= row["seconds"]
+        assert row["wait_fraction"] == pytest.approx(row["wait_seconds"] / row["seconds"])
 
 
 def test_cache_and_decode_rows():

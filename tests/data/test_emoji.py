@@ -37,3 +37,15 @@ def test_emoji_tasks_with_style_transfer():
     assert task.support_images.shape == (15, 3, 32, 32)
     assert task.query_images.shape == (10, 3, 32, 32)
     assert task.support_images.dtype == torch.uint8
+    spec, collection = tasks.spec(1), tasks.collection
+    assert task.class_names == [collection.class_names[c] for c in spec.classes]
+
+    def styles(pairs):
+        return {collection.item_styles(spec.classes[label])[item] for label, item in pairs}
+
+    assert styles(spec.support) == {"google", "twitter", "openmoji"}  # 3 shots: one each
+    assert styles(spec.query) <= {"fluent-3d", "fluent-flat"}
+    # Rows follow the spec: query row 0 is the image of its (class, item).
+    label, item = spec.query[0]
+    assert torch.equal(task.query_images[0], collection.load_image(spec.classes[label], item))
+    assert torch.equal(task.query_labels, torch.tensor([label for label, _ in spec.query]))
