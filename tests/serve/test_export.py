@@ -66,6 +66,7 @@ def test_litemeta_export_agrees_with_personalise(tiny_run, tmp_path, capsys):
     )
     probabilities = _run(out.read_bytes(), images)
     expected = personalise(tiny_run, tmp_path / "support", tmp_path / "query")
+    assert [p.label for p in expected] == list(COLOURS)  # q0 red, q1 green, q2 blue
     labels = ["blue", "green", "red"]
     for row, prediction in zip(probabilities, expected, strict=True):
         assert labels[int(row.argmax())] == prediction.label
