@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch import nn
 
 from litemeta.backbones import SUPPORTED_BACKBONES, create_backbone
 
@@ -24,7 +25,14 @@ def test_unknown_backbone_lists_the_supported_names_and_the_timm_escape():
 
 def test_any_timm_cnn_by_prefixed_name():
     backbone = create_backbone("timm:mobilenetv3_small_050", image_size=SMALL, pretrained=False)
-    assert len(backbone.film_layers) > 0
+    norms = [n for n, m in backbone.model.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    assert backbone.film_placement == "all" and len(norms) > 10  # nothing published for it
+    assert [layer.name for layer in backbone.film_layers] == norms
+    assert backbone.config() == {
+        "name": "timm:mobilenetv3_small_050",
+        "image_size": SMALL,
+        "film_placement": "all",
+    }
     assert backbone(torch.rand(2, 3, SMALL, SMALL)).shape == (2, backbone.feature_dim)
 
 
