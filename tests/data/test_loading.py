@@ -58,16 +58,6 @@ def test_decoded_cache_gives_the_same_images_and_decodes_each_once(monkeypatch):
     assert all(_same(a, b) and _same(b, c) for a, b, c in zip(first, again, reference, strict=True))
 
 
-def test_decoded_cache_is_kept_per_decode_size():
-    collection = load_emoji("validation")
-    collection.cache_decoded()
-    stored = collection.load_image(0, 0)
-    collection.decode_size = 20
-    assert collection.load_image(0, 0).shape == (3, 20, 20)
-    collection.decode_size = None
-    assert collection.load_image(0, 0) is stored
-
-
 def test_stored_size_is_kept_when_no_decode_size_is_given():
     task = _emoji_tasks(load_emoji("validation"))[0]
     assert task.support_images.shape[1:] == (3, 64, 64)  # the built-in set is stored at 64 px

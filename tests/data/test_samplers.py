@@ -1,11 +1,8 @@
 import numpy as np
 import pytest
-import torch
-from torch.utils.data import DataLoader
 
 from litemeta.data.base import class_pools
 from litemeta.data.episodic import EpisodicTaskDataset, task_rng
-from litemeta.data.images import ImageLoadError
 from litemeta.data.samplers import FixedWaySampler, VariableWaySampler
 from tests.data.synthetic import SyntheticCollection
 
@@ -118,48 +115,3 @@ def test_style_pools_take_support_and_query_from_different_styles():
             assert all(item == 3 for _, item in spec.query)
             assert all(item != 3 for _, item in spec.support)
             assert_disjoint_and_valid(spec, pools)
-
-
-def test_style_options_are_validated():
-    collection = SyntheticCollection([4] * 3, styles=[["a", "b", "c", "d"]] * 3)
-    with pytest.raises(ValueError, match="unknown styles"):
-        class_pools(collection, support_styles=["zz"])
-    with pytest.raises(ValueError, match="both support_styles and query_styles"):
-        class_pools(collection, support_styles=["a"], query_styles=["a", "b"])
-    with pytest.raises(ValueError, match="no per-image styles"):
-        class_pools(SyntheticCollection([4]), support_styles=["a"])
-
-
-def test_load_task_builds_a_valid_task():
-    collection = SyntheticCollection([6] * 6)
-    dataset = EpisodicTaskDataset(collection, FixedWaySampler(3, 2, 2), 4)
-    task = dataset[0]
-    assert task.support_images.shape == (6, 3, 8, 8) and task.support_images.dtype == torch.uint8
-    assert task.query_images.shape == (6, 3, 8, 8)
-    spec = dataset.spec(0)
-    for row, (label, item) in enumerate(spec.support):
-        assert task.support_labels[row] == label
-        assert task.support_images[row, 0, 0, 0] == spec.classes[label]
-        assert task.support_images[row, 1, 0, 0] == item
-    assert task.class_names == [f"class{c}" for c in spec.classes]
-
-
-def test_same_seed_same_tasks_across_worker_counts():
-    collection = SyntheticCollection(SIZES, decode_size=4)
-    make = lambda seed: EpisodicTaskDataset(collection, VariableWaySampler(), 6, seed=seed)  # noqa: E731
-    serial = [task.support_images for task in DataLoader(make(7), batch_size=None)]
-    parallel = [task.support_images for task in DataLoader(make(7), batch_size=None, num_workers=2)]
-    assert all(torch.equal(a, b) for a, b in zip(serial, parallel, strict=True))
-    other = [task.support_images for task in DataLoader(make(8), batch_size=None)]
-    same = [a.shape == b.shape and torch.equal(a, b) for a, b in zip(serial, other, strict=True)]
-    assert not all(same)
-
-
-def test_unreadable_image_policy():
-    collection = SyntheticCollection([3] * 5, broken={(0, 0)}, on_error="skip")
-    with pytest.warns(UserWarning, match="synthetic/0/0"):
-        image = collection.load_image(0, 0)
-    assert image[1, 0, 0] == 1, "the next readable image of the class is used"
-    strict = SyntheticCollection([3] * 5, broken={(0, 0)})
-    with pytest.raises(ImageLoadError, match="synthetic/0/0"):
-        strict.load_image(0, 0)
