@@ -37,3 +37,29 @@ def test_decoded_cache_is_kept_per_decode_size():
     assert collection.load_image(0, 0).shape == (3, 20, 20)
     collection.decode_size = None
     assert collection.load_image(0, 0) is stored
+
+
+def test_pools_hold_the_items_of_each_side_by_style():
+    styles = [["b", "a", "c", "a"], ["c", "c", "a", "b"]]
+    collection = SyntheticCollection([4, 4], styles=styles)
+    shared = class_pools(collection)
+    assert [p.support.tolist() for p in shared] == [[0, 1, 2, 3]] * 2
+    assert all(p.shared and p.query is None for p in shared)
+    split = class_pools(collection, support_styles=["a"])  # query: every other style
+    assert [(p.support.tolist(), p.query.tolist()) for p in split] == [
+        ([1, 3], [0, 2]),
+        ([2], [0, 1, 3]),
+    ]
+    chosen = class_pools(collection, support_styles=["a", "b"], query_styles=["c"], classes=[1])
+    assert [(p.class_id, p.name) for p in chosen] == [(1, "class1")]
+    assert (chosen[0].support.tolist(), chosen[0].query.tolist()) == ([2, 3], [0, 1])
+    with pytest.raises(ValueError, match="no styles left for the query set"):
+        class_pools(collection, support_styles=["a", "b", "c"])
+
+
+def test_skipping_gives_up_when_no_image_of_the_class_reads():
+    collection = SyntheticCollection([2, 2], broken={(1, 0), (1, 1)}, on_error="skip")
+    warns = pytest.warns(UserWarning, match=r"skipping unreadable image.*synthetic/1/[01]")
+    with warns, pytest.raises(ImageLoadError, match="no readable image in class 'class1'"):
+        collection.load_image(1, 0)
+    assert collection.load_image(0, 1)[1, 0, 0] == 1  # other classes are unaffected

@@ -1,10 +1,11 @@
 """Episode specs into tasks: the images and labels of each spec, the same tasks for a seed
 whatever the loader workers."""
 
+import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from litemeta.data.episodic import EpisodicTaskDataset
+from litemeta.data.episodic import EpisodicTaskDataset, load_task, task_rng
 from litemeta.data.samplers import FixedWaySampler, VariableWaySampler
 from tests.data.synthetic import SyntheticCollection
 from tests.data.test_samplers import SIZES
@@ -33,3 +34,43 @@ def test_same_seed_same_tasks_across_worker_counts():
     other = [task.support_images for task in DataLoader(make(8), batch_size=None)]
     same = [a.shape == b.shape and torch.equal(a, b) for a, b in zip(serial, other, strict=True)]
     assert not all(same)
+
+
+class _MixedSizes(SyntheticCollection):
+    """Class 1's images are stored at 6 px, the others at 8 px."""
+
+    def read_item(self, class_id: int, item: int) -> torch.Tensor:
+        image = super().read_item(class_id, item)
+        return image[:, :6, :6] if class_id == 1 and self.decode_size is None else image
+
+
+def test_task_i_depends_only_on_the_seed_and_i():
+    first = task_rng(3, 5).integers(0, 2**31, size=4)
+    assert first.tolist() == task_rng(3, 5).integers(0, 2**31, size=4).tolist()
+    assert first.tolist() != task_rng(3, 6).integers(0, 2**31, size=4).tolist()
+    assert first.tolist() != task_rng(4, 5).integers(0, 2**31, size=4).tolist()
+    dataset = EpisodicTaskDataset(SyntheticCollection([9] * 8), FixedWaySampler(4, 2, 1), 5)
+    backwards = [dataset.spec(i) for i in reversed(range(5))][::-1]
+    assert backwards == [dataset.spec(i) for i in range(5)]
+    assert len({spec.classes for spec in backwards}) > 1, "tasks differ from one another"
+
+
+def test_the_dataset_checks_its_size_and_indices():
+    collection, sampler = SyntheticCollection([4] * 4), FixedWaySampler(2, 1, 1)
+    with pytest.raises(ValueError, match="num_tasks must be at least 1, got 0"):
+        EpisodicTaskDataset(collection, sampler, 0)
+    dataset = EpisodicTaskDataset(collection, sampler, 3)
+    with pytest.raises(IndexError, match=r"task index 3 out of range 0\.\.2"):
+        dataset[3]
+
+
+def test_images_of_different_stored_sizes_need_a_decode_size():
+    collection = _MixedSizes([3, 3])
+    spec = EpisodicTaskDataset(collection, FixedWaySampler(2, 1, 1), 1).spec(0)
+    with pytest.raises(
+        ValueError, match=r"different stored sizes .* give the collection a decode_size"
+    ):
+        load_task(collection, spec)
+    collection.decode_size = 5
+    task = load_task(collection, spec)
+    assert task.support_images.shape == (2, 3, 5, 5) and task.query_images.shape == (2, 3, 5, 5)

@@ -1,0 +1,113 @@
+"""`litemeta data info`'s summaries: counts, styles, splits and sizes of each kind of dataset,
+and with ``verify`` the images that do not decode."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from litemeta.data.class_folders import ClassFolderDataset
+from litemeta.data.info import VERIFY_SIZE, describe, unreadable_images
+from litemeta.data.tfrecord import write_records
+from tests.data.test_orbit import LAYOUT, write_orbit
+from tests.data.tf_example import make_example
+
+
+def _image(path: Path, size: tuple[int, int] = (20, 14)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (90, 20, 160)).save(path)
+
+
+@pytest.fixture
+def folders(tmp_path: Path) -> Path:
+    """Classes of 2, 3 and 1 images; the first image of class c is 30x30, the rest 20x14."""
+    root = tmp_path / "folders"
+    for name, count in (("a", 2), ("b", 3), ("c", 1)):
+        for item in range(count):
+            _image(root / name / f"{item}.png", (30, 30) if name == "c" else (20, 14))
+    return root
+
+
+def test_class_folders_are_counted_and_their_sizes_sampled(folders: Path):
+    assert describe(str(folders)).splitlines() == [
+        f"class folders: {folders}",
+        "classes: 3",
+        "images: 6 (1-3 per class)",
+        "image sizes (sampled): 20x14 (2), 30x30 (1)",
+    ]
+
+
+def test_verify_lists_each_image_that_does_not_decode(folders: Path):
+    assert describe(str(folders), verify=True).endswith("\nverified: all 6 images decode")
+    (folders / "b" / "1.png").write_bytes(b"\x89PNG cut short")
+    lines = describe(str(folders), verify=True).splitlines()
+    assert lines[-2] == "unreadable: 1 of 6 images"
+    assert lines[-1].startswith(f"  cannot decode image {folders / 'b' / '1.png'}: ")
+    collection = ClassFolderDataset(folders, decode_size=VERIFY_SIZE)
+    [error] = unreadable_images(collection)
+    assert error.startswith(f"cannot decode image {folders / 'b' / '1.png'}: ")
+
+
+def test_styles_and_splits_of_class_folders_are_listed(tmp_path: Path):
+    for name in ("cat", "dog", "owl"):
+        for style in ("photo", "sketch"):
+            _image(tmp_path / name / style / "0.png")
+    (tmp_path / "splits.json").write_text(json.dumps({"train": ["cat", "dog"], "test": ["owl"]}))
+    lines = describe(str(tmp_path)).splitlines()
+    assert lines[1:5] == [
+        "classes: 3",
+        "images: 6 (2-2 per class)",
+        "styles: 2: photo, sketch",
+        "splits: train 2, test 1",
+    ]
+
+
+def test_orbit_splits_are_summarised_per_split(tmp_path: Path):
+    root = write_orbit(tmp_path, "train")
+    write_orbit(tmp_path, "test")
+    clean = sum(len(counts[0]) for objects in LAYOUT.values() for counts in objects.values())
+    clutter = sum(len(counts[1]) for objects in LAYOUT.values() for counts in objects.values())
+    frames = sum(sum(c[0]) + sum(c[1]) for objects in LAYOUT.values() for c in objects.values())
+    summary = f"2 users, 3 objects, videos {clean} clean, {clutter} clutter, {frames} frames"
+    assert describe(str(root), verify=True).splitlines() == [
+        f"ORBIT: {root}",
+        f"train: {summary}, first frame 12x12",
+        f"test: {summary}, first frame 12x12",
+        f"verified: all {2 * frames} images decode",
+    ]
+
+
+def test_meta_dataset_records_are_counted_per_split(tmp_path: Path):
+    counts = {0: 3, 1: 4, 2: 2, 3: 5}  # classes 0-1 train, 2 valid, 3 test
+    for class_id, count in counts.items():
+        buffer = io.BytesIO()
+        Image.new("RGB", (24, 18), (40 * class_id, 0, 0)).save(buffer, "PNG")
+        write_records(
+            tmp_path / f"{class_id}.tfrecords",
+            [make_example(image=buffer.getvalue(), label=class_id)] * count,
+        )
+    spec = {
+        "name": "toy",
+        "classes_per_split": {"TRAIN": 2, "VALID": 1, "TEST": 1},
+        "images_per_class": {str(c): n for c, n in counts.items()},
+        "class_names": {str(c): f"n{c}" for c in counts},
+        "file_pattern": "{}.tfrecords",
+    }
+    (tmp_path / "dataset_spec.json").write_text(json.dumps(spec))
+    assert describe(str(tmp_path), verify=True).splitlines() == [
+        f"Meta-Dataset records: {tmp_path}",
+        "train: 2 classes, 7 images",
+        "valid: 1 classes, 2 images",
+        "test: 1 classes, 5 images",
+        "first image: 24x18",
+        "verified: all 14 images decode",
+    ]
+
+
+def test_a_missing_dataset_says_what_to_pass(tmp_path: Path):
+    with pytest.raises(FileNotFoundError, match="pass 'emoji' or a dataset path"):
+        describe(str(tmp_path / "nowhere"))
