@@ -48,3 +48,33 @@ def test_simple_cnaps_one_shot_covariance(task, single_example):
         expected = 0.5 * sigma + 0.5 * torch.cov(features.T) + torch.eye(d)
         factor = classifier.cholesky_factors[k]
         torch.testing.assert_close(factor @ factor.T, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_simple_cnaps_logits_equal_mahalanobis_distances_computed_by_hand(task):
+    """Q_k = n_k/(n_k+1) Sigma_k + 1/(n_k+1) Sigma_task + I from the FiLM-adapted support
+    features; logits -(x - mu_k)^T Q_k^-1 (x - mu_k), with explicit inverses in float64."""
+    torch.manual_seed(0)
+    learner = build_learner("simple_cnaps", image_size=BACKBONE_SIZE, **TINY_ENCODER).eval()
+    support, support_labels, query, _ = task
+    with torch.no_grad():
+        classifier = learner.adapt(support, support_labels)
+        features = learner.backbone(support, classifier.film).double()
+        queries = learner.backbone(query, classifier.film).double()
+        logits = classifier(query)
+    d = features.shape[1]
+    task_cov = torch.cov(features.T)
+    expected = torch.empty(len(query), 3, dtype=torch.float64)
+    for k in range(3):
+        rows = features[support_labels == k]
+        blend = len(rows) / (len(rows) + 1)
+        q = blend * torch.cov(rows.T) + (1 - blend) * task_cov + torch.eye(d)
+        inverse = torch.linalg.inv(q)
+        for n, x in enumerate(queries):
+            centred = x - rows.mean(dim=0)
+            expected[n, k] = -(centred @ inverse @ centred)
+    torch.testing.assert_close(logits.double(), expected, rtol=1e-3, atol=1e-3)
+
+
+def test_an_unknown_single_example_covariance_is_refused():
+    with pytest.raises(ValueError, match="single_example_covariance must be one of"):
+        build_learner("simple_cnaps", image_size=BACKBONE_SIZE, single_example_covariance="one")

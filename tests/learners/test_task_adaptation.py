@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from litemeta.learners import build_learner
+from litemeta.learners.task_adaptation import FilmGenerator, SetEncoder
 
 from .helpers import BACKBONE_SIZE, meta_train
 
@@ -44,3 +45,44 @@ def test_film_differs_between_tasks(learner, task):
         first = learner.adapt(support, support_labels).film
         second = learner.adapt(255 - support, support_labels).film
     assert not torch.allclose(first[0][0], second[0][0])
+
+
+def test_the_set_encoder_embeds_each_image_on_its_own():
+    torch.manual_seed(0)
+    encoder = SetEncoder(image_size=32, channels=8).eval()
+    images = torch.randint(0, 256, (5, 3, 40, 40), dtype=torch.uint8)
+    with torch.no_grad():
+        batch = encoder(images)
+        alone = torch.cat([encoder(image[None]) for image in images])
+    assert batch.shape == (5, 8)
+    torch.testing.assert_close(batch, alone)
+    with pytest.raises(ValueError, match="encoder_image_size must be at least 32, got 16"):
+        SetEncoder(image_size=16)
+
+
+def test_generated_film_fits_every_layer_and_the_regulariser_is_a_sum_of_squares():
+    torch.manual_seed(0)
+    generator = FilmGenerator([4, 6, 2], embedding_dim=5)
+    film = generator(torch.randn(5))
+    assert [(gamma.shape, beta.shape) for gamma, beta in film] == [((c,), (c,)) for c in (4, 6, 2)]
+    by_hand = sum(
+        float((r.detach() ** 2).sum())
+        for r in [*generator.gamma_regularizers, *generator.beta_regularizers]
+    )
+    assert generator.regularization_term().item() == pytest.approx(by_hand)
+    with torch.no_grad():
+        for scale in generator.gamma_regularizers:
+            scale.zero_()
+        for gamma, _ in generator(torch.randn(5)):
+            assert torch.equal(gamma, torch.ones_like(gamma))  # r_gamma = 0: identity scale
+
+
+def test_the_task_film_does_not_depend_on_the_order_of_the_support_set(learner, task):
+    support, support_labels, *_ = task
+    order = torch.randperm(len(support_labels), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        film = learner.adapt(support, support_labels).film
+        shuffled = learner.adapt(support[order], support_labels[order]).film
+    for (gamma, beta), (gamma2, beta2) in zip(film, shuffled, strict=True):
+        torch.testing.assert_close(gamma, gamma2)
+        torch.testing.assert_close(beta, beta2)

@@ -1,0 +1,98 @@
+"""The task classifiers on backbone features, each against a loop over queries and classes in
+float64 numpy: prototypes, a linear head, Mahalanobis distance; their task parameters."""
+
+import numpy as np
+import pytest
+import torch
+
+from litemeta.learners.classifiers import (
+    LinearClassifier,
+    MahalanobisClassifier,
+    PrototypeClassifier,
+)
+
+from .helpers import tiny_backbone
+
+WAY, DIM = 3, 6  # TinyCNN has 6 features
+
+
+@pytest.fixture
+def setting():
+    """A tiny backbone, query images and their features in float64."""
+    torch.manual_seed(0)
+    backbone = tiny_backbone().eval()
+    queries = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
+    with torch.no_grad():
+        features = backbone(queries).double().numpy()
+    return backbone, queries, features
+
+
+def test_prototype_logits_are_scaled_negative_squared_distances(setting):
+    backbone, queries, features = setting
+    prototypes = torch.randn(WAY, DIM)
+    plain = PrototypeClassifier(backbone, queries.shape[1:], prototypes)
+    scaled = PrototypeClassifier(
+        backbone, queries.shape[1:], prototypes, distance_scale=torch.tensor(0.25)
+    )
+    expected = np.array(
+        [[-sum((f - p) ** 2) for p in prototypes.double().numpy()] for f in features]
+    )
+    with torch.no_grad():
+        np.testing.assert_allclose(plain(queries).numpy(), expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(scaled(queries).numpy(), 0.25 * expected, rtol=1e-5, atol=1e-5)
+    assert plain.task_parameters() == {"prototypes": prototypes}
+    assert float(plain.regularizer) == 0.0
+
+
+def test_linear_logits_are_dot_products_plus_bias(setting):
+    backbone, queries, features = setting
+    weight, bias = torch.randn(WAY, DIM), torch.randn(WAY)
+    film = backbone.identity_film()
+    classifier = LinearClassifier(backbone, queries.shape[1:], weight, bias, film, task_film=True)
+    w, b = weight.double().numpy(), bias.double().numpy()
+    expected = np.array([[f @ w[k] + b[k] for k in range(WAY)] for f in features])
+    with torch.no_grad():
+        np.testing.assert_allclose(classifier(queries).numpy(), expected, rtol=1e-5, atol=1e-5)
+    parameters = classifier.task_parameters()
+    assert set(parameters) == {"film", "weight", "bias"}
+    film_size = 2 * sum(layer.channels for layer in backbone.film_layers)
+    assert parameters["film"].shape == (film_size,)
+    shared = LinearClassifier(backbone, queries.shape[1:], weight, bias, film, task_film=False)
+    assert set(shared.task_parameters()) == {"weight", "bias"}  # shared FiLM is not learned
+
+
+def test_mahalanobis_logits_use_each_class_covariance(setting):
+    backbone, queries, features = setting
+    generator = torch.Generator().manual_seed(1)
+    means = torch.randn(WAY, DIM, generator=generator)
+    factors = torch.randn(WAY, DIM, DIM, generator=generator)
+    covariances = factors @ factors.transpose(1, 2) + torch.eye(DIM)
+    classifier = MahalanobisClassifier(backbone, queries.shape[1:], means, covariances)
+    inverses = [np.linalg.inv(c) for c in covariances.double().numpy()]
+    mu = means.double().numpy()
+    expected = np.array(
+        [[-(f - mu[k]) @ inverses[k] @ (f - mu[k]) for k in range(WAY)] for f in features]
+    )
+    with torch.no_grad():
+        np.testing.assert_allclose(classifier(queries).numpy(), expected, rtol=1e-4, atol=1e-4)
+    lower = classifier.task_parameters()["cholesky_factors"]
+    torch.testing.assert_close(lower @ lower.transpose(1, 2), covariances)
+
+
+def test_half_precision_features_are_scored_in_float32(setting):
+    backbone, queries, features = setting
+    prototypes = torch.randn(WAY, DIM)
+    classifier = PrototypeClassifier(backbone, queries.shape[1:], prototypes)
+    half = torch.from_numpy(features).to(torch.bfloat16)
+    logits = classifier.classify(half)
+    assert logits.dtype == torch.float32
+    torch.testing.assert_close(logits, classifier.logits(half.float()))
+
+
+def test_queries_must_look_like_the_support_images(setting):
+    backbone, queries, _ = setting
+    classifier = PrototypeClassifier(backbone, queries.shape[1:], torch.zeros(WAY, DIM))
+    with pytest.raises(
+        ValueError, match=r"\[channels, height, width\] \(3, 8, 8\), got \(3, 9, 9\)"
+    ):
+        classifier(torch.zeros(2, 3, 9, 9, dtype=torch.uint8))
