@@ -10,10 +10,12 @@ from typing import Literal
 import pytest
 
 from litemeta.config import (
+    RUNTIME,
     ConfigError,
     apply_overrides,
     config_from_dict,
     config_from_yaml,
+    config_to_dict,
     load_yaml,
 )
 
@@ -122,3 +124,27 @@ def test_overrides_set_dotted_keys_with_yaml_values_and_leave_the_original():
 def test_bad_overrides_say_what_is_wrong(override, message):
     with pytest.raises(ConfigError, match=message):
         apply_overrides(Settings(), [override])
+
+
+@dataclass
+class WithState:
+    seed: int = 0
+    pairs: list[list[int]] = field(default_factory=list)
+    generator: object = field(default=None, metadata=RUNTIME)
+
+
+def test_run_time_state_is_neither_written_nor_read():
+    config = WithState(seed=3, pairs=[[1, 2]], generator=object())
+    assert config_to_dict(config) == {"seed": 3, "pairs": [[1, 2]]}
+    assert config_to_dict(Settings(inner=Inner(names=["a"]))) == {
+        "steps": 10,
+        "mode": "fast",
+        "limit": None,
+        "verbose": False,
+        "inner": {"rate": 0.5, "names": ["a"], "weights": {}},
+    }
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'generator' in the config \(known: seed, pairs\)"
+    ):
+        config_from_dict(WithState, {"generator": 1})
+    assert apply_overrides(config, ["seed=4"]) == WithState(seed=4, pairs=[[1, 2]])

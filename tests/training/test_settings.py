@@ -10,13 +10,14 @@ import pytest
 import torch
 
 from litemeta.config import ConfigError
-from litemeta.training.settings import LiteConfig, OptimConfig, TrainingConfig
+from litemeta.lite import LiteSettings
+from litemeta.training.settings import OptimConfig, TrainingConfig
 
 
 def test_the_defaults_are_valid_and_documented_values():
     config = TrainingConfig()
     assert (config.steps, config.tasks_per_step, config.precision) == (10_000, 16, "auto")
-    assert config.lite == LiteConfig(h=40, chunk_size=None)
+    assert config.lite == LiteSettings(h=40)
     assert config.optim == OptimConfig(lr=5e-4, group_lr={}, weight_decay=0.0, grad_clip=None)
 
 
@@ -29,7 +30,6 @@ def test_the_defaults_are_valid_and_documented_values():
         ("log_every=0", "log_every must be at least 1, got 0"),
         ("validate_every=-1", r"validate_every must be >= 0 \(0: never\), got -1"),
         ("lite.h=0", "lite.h must be null or at least 1, got 0"),
-        ("lite.chunk_size=0", "lite.chunk_size must be null or at least 1, got 0"),
         ("optim.lr=0", "optim.lr must be positive, got 0.0"),
         ("optim.grad_clip=-1", "optim.grad_clip must be null or positive, got -1.0"),
     ],
@@ -55,10 +55,11 @@ def test_settings_round_trip_through_yaml_json_and_a_weights_only_checkpoint(tmp
     torch.save({"config": as_dict}, tmp_path / "c.pt")
     loaded = torch.load(tmp_path / "c.pt", weights_only=True)["config"]
     assert TrainingConfig.from_dict(loaded) == config
-    assert as_dict["lite"] == {
+    assert as_dict["lite"] == {  # the settings only: no generator or collector
         "h": 40,
-        "chunk_size": None,
         "stratified": True,
         "gradient_checkpointing": False,
+        "unbiased_scaling": True,
+        "row_tolerance": None,
         "rows_with_queries": False,
     }
