@@ -1,7 +1,10 @@
 """The gradient benchmark: `litemeta bench gradient` writes its CSV, table and plot."""
 
 import pytest
+import torch
+from train_helpers import SyntheticTasks, TinyProtoNet
 
+from litemeta.bench.gradient import VARIANTS, gradient_fidelity
 from litemeta.cli import main
 
 from .helpers import TINY_EMOJI_TASK, TINY_MODEL, written_outputs
@@ -17,3 +20,42 @@ def test_bench_gradient_writes_csv_markdown_and_plot(tmp_path):
     ]
     # h = N is the exact gradient.
     assert float(rows[-1]["mean_cosine"]) == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def fidelity():
+    torch.manual_seed(0)
+    task = SyntheticTasks(way=3, shot=4)(0)  # N = 12 support images
+    rows = gradient_fidelity(TinyProtoNet(), task, [2, 6, 12, 20], draws=40, seed=1)
+    return {(row["h"], row["variant"]): row for row in rows}
+
+
+def test_h_of_n_or_more_is_the_exact_gradient_for_every_variant(fidelity):
+    assert sorted({h for h, _ in fidelity}) == [2, 6, 12]  # h = 20 is reported as N = 12
+    for variant in VARIANTS:
+        row = fidelity[12, variant]
+        assert row["draws"] == 1
+        assert row["mean_cosine"] == pytest.approx(1.0)
+        assert row["single_relative_error"] == row["mean_relative_error"] == 0.0
+
+
+@pytest.mark.parametrize("h", [2, 6])
+def test_only_the_unbiased_estimator_averages_to_the_exact_gradient(fidelity, h):
+    ours, unscaled, query_scaled = (fidelity[h, variant] for variant in VARIANTS)
+    assert ours["draws"] == unscaled["draws"] == 40
+    # Scaling the whole query loss by N/h scales each draw: same directions, other lengths.
+    for key in ("single_cosine_mean", "mean_cosine"):
+        assert query_scaled[key] == pytest.approx(unscaled[key], abs=1e-6)
+    assert query_scaled["single_relative_error"] != pytest.approx(unscaled["single_relative_error"])
+    # The mean of 40 unbiased draws is close to the exact gradient; the biased ones are not.
+    assert ours["mean_relative_error"] < 0.1
+    assert min(unscaled["mean_relative_error"], query_scaled["mean_relative_error"]) > 0.2
+    assert ours["mean_cosine"] > max(unscaled["mean_cosine"], query_scaled["mean_cosine"])
+
+
+def test_fewer_back_propagated_images_give_noisier_single_draws(fidelity):
+    unbiased = VARIANTS[0]
+    assert (
+        fidelity[2, unbiased]["single_relative_error"]
+        > fidelity[6, unbiased]["single_relative_error"]
+    )

@@ -1,5 +1,9 @@
 """The memory benchmark: `litemeta bench memory` writes its CSV, table and plot."""
 
+import pytest
+
+from litemeta.bench.memory import memory_report, memory_targets
+from litemeta.bench.sweep import DOES_NOT_FIT, MIB
 from litemeta.cli import main
 
 from .helpers import TINY_MODEL, written_outputs
@@ -17,3 +21,54 @@ def test_bench_memory_writes_csv_markdown_and_plot(tmp_path, capsys):
     assert int(rows[0]["peak_bytes"]) > 0
     assert "| protonets | 32 | 4 | lite-1 | ok |" in table
     assert table in capsys.readouterr().out
+
+
+def _rows() -> list[dict]:
+    """ProtoNets measured at the target point; Simple CNAPs on a smaller grid."""
+
+    def row(learner, size, support, mode, peak=None, estimate=None):
+        status = "ok" if peak is not None else DOES_NOT_FIT
+        values = {"peak_bytes": peak, "estimated_peak_bytes": estimate}
+        return {
+            "learner": learner,
+            "image_size": size,
+            "support": support,
+            "mode": mode,
+            "status": status,
+            **{k: v * MIB for k, v in values.items() if v is not None},
+        }
+
+    return [
+        row("protonets", 224, 1000, "inference", peak=100),
+        row("protonets", 224, 1000, "lite-8", peak=110),
+        row("protonets", 224, 1000, "backprop", estimate=3000),
+        row("simple_cnaps", 84, 50, "inference", peak=200),
+        row("simple_cnaps", 84, 50, "lite-8", peak=300),
+        row("simple_cnaps", 84, 50, "backprop", peak=3000),
+    ]
+
+
+def test_the_report_compares_each_peak_with_inference_against_the_targets(tmp_path):
+    rows = _rows()
+    table = memory_report(rows, tmp_path, on_gpu=False)
+    assert [row["peak_vs_inference"] for row in rows] == pytest.approx([1, 1.1, 30, 1, 1.5, 15])
+    assert table.startswith("Peak memory (process peak RSS) of one meta-training step.\n")
+    assert "| protonets | 224 | 1000 | backprop | does not fit |  | 3,000 |  | 30 |" in table
+    assert table.endswith(
+        "- protonets, 224 px, N = 1000: LITE h = 8 peak / inference 1.10x (met), target <= "
+        "1.25x; full back-propagation (estimated) 30.00x (met), target >= 20x\n"
+        "- simple_cnaps, 84 px, N = 50 (the targets are stated at 224 px, N = 1000): LITE h = "
+        "8 peak / inference 1.50x (not met), target <= 1.25x; full back-propagation 15.00x "
+        "(not met), target >= 20x\n"
+    )
+    written, markdown = written_outputs(tmp_path, "memory")
+    assert markdown == table
+    assert [r["mode"] for r in written] == [r["mode"] for r in rows]
+    assert (tmp_path / "memory.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_targets_say_not_measured_without_an_inference_row():
+    rows = [r for r in _rows() if r["mode"] != "inference"]
+    for row in rows:
+        row["peak_vs_inference"] = None
+    assert "peak / inference not measured" in memory_targets(rows)[0]
