@@ -1,0 +1,90 @@
+"""The personaliser behind the web app: uploads checked by decoding, teaching in one pass,
+and predictions equal to the learner's own softmax over the taught classes."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from PIL import Image
+
+from litemeta.data.images import ImageLoadError, decode_image
+from litemeta.experiment.jobs import load_trained_learner
+from litemeta.serve.recogniser import CPU_CHUNK_SIZE, Personaliser, check_image
+from litemeta.serve.store import Store
+from tests.serve.conftest import COLOURS, photo
+
+
+@pytest.fixture(scope="module")
+def personaliser(tiny_run) -> Personaliser:
+    return Personaliser.from_checkpoint(tiny_run)
+
+
+def _encoded(kind: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (9, 7), (10, 200, 30)).save(buffer, kind)
+    return buffer.getvalue()
+
+
+def test_uploads_are_decoded_and_named_by_their_format():
+    assert check_image(_encoded("PNG"), "a.png") == (".png", "image/png")
+    assert check_image(_encoded("JPEG"), "a.bin") == (".jpg", "image/jpeg")  # by content
+    assert check_image(_encoded("WEBP"), "a") == (".webp", "image/webp")
+    with pytest.raises(ImageLoadError, match=r"scan\.tif is a TIFF image; upload JPEG, PNG"):
+        check_image(_encoded("TIFF"), "scan.tif")
+    with pytest.raises(ImageLoadError, match=r"blank\.png is empty"):
+        check_image(b"", "blank.png")
+    with pytest.raises(ImageLoadError, match=r"cannot decode image notes\.txt"):
+        check_image(b"plain text", "notes.txt")
+
+
+def test_teaching_adapts_once_to_every_example_and_predictions_are_the_softmax(
+    personaliser, tiny_run, tmp_path
+):
+    store = Store(tmp_path)
+    recogniser = store.create("colours")
+    for label, colour in COLOURS.items():
+        store.add_examples(
+            recogniser, label, [(photo(colour, shot), ".png", "image/png") for shot in range(3)]
+        )
+    adapted, taught = personaliser.teach(store.get(recogniser))
+    assert adapted.classes == taught.classes == list(COLOURS)
+    assert taught.examples == 9 and taught.seconds >= 0
+
+    query = photo(COLOURS["blue"], variant=5, kind="JPEG")
+    ranked = personaliser.predict(adapted, query, "q.jpg")
+    assert ranked[0]["label"] == "blue"
+    # By hand: the checkpoint's learner adapted to the decoded examples, class by class.
+    learner = load_trained_learner(tiny_run).eval()
+    size = learner.backbone.image_size
+    support = torch.stack(
+        [decode_image(photo(c, shot), size, "s") for c in COLOURS.values() for shot in range(3)]
+    )
+    labels = torch.arange(3).repeat_interleave(3)
+    with torch.no_grad():
+        image = decode_image(query, size, "q")[None]
+        probabilities = learner.adapt(support, labels)(image).softmax(-1)[0].tolist()
+    expected = sorted(zip(COLOURS, probabilities, strict=True), key=lambda p: -p[1])
+    assert [p["label"] for p in ranked] == [label for label, _ in expected]
+    assert [p["probability"] for p in ranked] == pytest.approx([p for _, p in expected], abs=1e-5)
+    store.close()
+
+
+def test_teaching_needs_two_classes_with_examples(personaliser, tmp_path):
+    store = Store(tmp_path)
+    recogniser = store.create("r")
+    store.add_examples(recogniser, "red", [(photo(COLOURS["red"]), ".png", "image/png")])
+    with pytest.raises(ValueError, match="at least two classes to tell apart, it has 1"):
+        personaliser.teach(store.get(recogniser))
+    store.add_class(recogniser, "green")
+    with pytest.raises(ValueError, match=r"class\(es\) green have no examples"):
+        personaliser.teach(store.get(recogniser))
+    store.close()
+
+
+def test_support_images_go_through_the_backbone_in_small_chunks_on_a_cpu(tiny_run):
+    assert Personaliser(load_trained_learner(tiny_run)).learner.chunk_size == CPU_CHUNK_SIZE
+    assert Personaliser(load_trained_learner(tiny_run), chunk_size=5).learner.chunk_size == 5
+    with pytest.raises(ValueError, match="chunk_size must be at least 1 image, got 0"):
+        Personaliser(load_trained_learner(tiny_run), chunk_size=0)
