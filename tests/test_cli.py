@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from PIL import Image
 
 from litemeta.cli import main
-from litemeta.experiment.jobs import personalise
+from litemeta.experiment import load_experiment, task_dataset
+from litemeta.experiment.jobs import load_trained_learner, personalise
 from tests.cli_helpers import STYLED_OVERRIDES as TINY
 from tests.cli_helpers import write_emoji as _write_emoji
 
@@ -17,7 +19,23 @@ def test_evaluate_command_prints_the_table(trained_run: Path, tmp_path: Path, ca
     overrides = [*TINY, f"training.output_dir={trained_run}"]
     code = main(["evaluate", "--checkpoint", str(trained_run), "--tasks", "2", *overrides])
     assert code == 0
-    assert "meta-trained with LITE (best.pt) | 2 |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    # By hand: the best checkpoint's learner on the first 2 test tasks of the same settings.
+    config = load_experiment("default", overrides)
+    tasks = task_dataset(
+        config.data, config.data.test_split, 2, config.model.image_size, config.evaluation.seed
+    )
+    learner = load_trained_learner(trained_run / "best.pt").eval()
+    accuracies = []
+    with torch.no_grad():
+        for task in tasks:
+            classifier = learner.adapt(task.support_images, task.support_labels)
+            predicted = classifier(task.query_images).argmax(dim=1)
+            accuracies.append((predicted == task.query_labels).double().mean().item())
+    mean = sum(accuracies) / 2
+    ci95 = 1.96 * (sum((a - mean) ** 2 for a in accuracies) / 2) ** 0.5 / 2**0.5
+    row = f"| meta-trained with LITE (best.pt) | 2 | {100 * mean:.2f} ± {100 * ci95:.2f} |"
+    assert row in out.splitlines()
 
 
 def test_evaluate_refuses_a_checkpoint_of_another_model(trained_run: Path, capsys) -> None:
