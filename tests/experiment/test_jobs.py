@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from litemeta.data.images import read_image_file
+from litemeta.experiment import load_experiment, task_dataset
 from litemeta.experiment.jobs import BASELINE, META_TRAINED, load_trained_learner, personalise
 from litemeta.learners import save_learner
 from tests.cli_helpers import write_emoji as _write_emoji
@@ -23,6 +24,22 @@ def test_train_writes_checkpoints_logs_and_a_report(trained_run: Path) -> None:
         assert (trained_run / name).is_file(), name
     report = json.loads((trained_run / "test" / "results.json").read_text())
     assert set(report) == {BASELINE, META_TRAINED}
+    with (trained_run / "train.csv").open() as handle:
+        assert [row["step"] for row in csv.DictReader(handle)] == ["1", "2"]  # log_every=1
+    saved = load_experiment(str(trained_run / "experiment.yaml"))
+    assert saved.training.steps == 2 and saved.data.query_styles == ["openmoji"]
+    # The report's meta-trained accuracies: the best checkpoint on the test tasks, by hand.
+    tasks = task_dataset(
+        saved.data, saved.data.test_split, 3, saved.model.image_size, saved.evaluation.seed
+    )
+    learner = load_trained_learner(trained_run / "best.pt").eval()
+    accuracies = []
+    with torch.no_grad():
+        for task in tasks:
+            predicted = learner.adapt(task.support_images, task.support_labels)(task.query_images)
+            accuracies.append((predicted.argmax(1) == task.query_labels).double().mean().item())
+    assert report[META_TRAINED]["task_accuracies"] == pytest.approx(accuracies)
+    assert report[META_TRAINED]["accuracy"]["mean"] == pytest.approx(sum(accuracies) / 3)
 
 
 #: Solid colours per class: two shades for the support set and, for the query, a third
