@@ -143,8 +143,8 @@ def class_pools(
     """Build the per-class pools, optionally taking support and query from given styles.
 
     With neither style list, support and query share each class's items. With either,
-    support comes from ``support_styles`` (all styles if ``None``) and query from
-    ``query_styles`` (all styles not in ``support_styles`` if ``None``).
+    support comes from ``support_styles`` and query from ``query_styles``; the one not
+    given takes every style the other leaves out.
     """
     class_ids = range(collection.num_classes) if classes is None else classes
     use_styles = support_styles is not None or query_styles is not None
@@ -159,7 +159,10 @@ def class_pools(
             unknown = sorted(set(requested) - set(known))
             if unknown:
                 raise ValueError(f"unknown styles {unknown}; {collection.name} has {known}")
-        support_set = set(support_styles) if support_styles is not None else set(known)
+        if support_styles is None:
+            support_set = set(known) - set(query_styles or [])
+        else:
+            support_set = set(support_styles)
         query_set = set(query_styles) if query_styles is not None else set(known) - support_set
         overlap = sorted(support_set & query_set)
         if overlap:
@@ -171,6 +174,11 @@ def class_pools(
             raise ValueError(
                 "no styles left for the query set: pass query_styles, or leave some styles "
                 "out of support_styles"
+            )
+        if not support_set:
+            raise ValueError(
+                "no styles left for the support set: pass support_styles, or leave some "
+                "styles out of query_styles"
             )
     pools = []
     for class_id in class_ids:

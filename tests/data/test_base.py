@@ -55,6 +55,13 @@ def test_pools_hold_the_items_of_each_side_by_style():
     assert (chosen[0].support.tolist(), chosen[0].query.tolist()) == ([2, 3], [0, 1])
     with pytest.raises(ValueError, match="no styles left for the query set"):
         class_pools(collection, support_styles=["a", "b", "c"])
+    queries_only = class_pools(collection, query_styles=["c"])  # support: every other style
+    assert [(p.support.tolist(), p.query.tolist()) for p in queries_only] == [
+        ([0, 1, 3], [2]),
+        ([2, 3], [0, 1]),
+    ]
+    with pytest.raises(ValueError, match="no styles left for the support set"):
+        class_pools(collection, query_styles=["a", "b", "c"])
 
 
 def test_skipping_gives_up_when_no_image_of_the_class_reads():
