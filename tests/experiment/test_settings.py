@@ -32,3 +32,15 @@ def test_bad_overrides_say_what_is_wrong(override: str, message: str) -> None:
 def test_unknown_config_names_the_shipped_ones() -> None:
     with pytest.raises(ConfigError, match=r"choose one of .*default"):
         load_experiment("defualt")
+
+
+def test_a_moved_setting_says_where_it_is_now(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text("training:\n  lite: {h: 8, chunk_size: 32}\n")
+    with pytest.raises(ConfigError, match=r"training.lite.chunk_size is now model.options"):
+        load_experiment(path)
+    with pytest.raises(ConfigError, match=r"training.lite.chunk_size is now model.options"):
+        load_experiment("default", ["training.lite.chunk_size=32"])
+    with pytest.raises(ConfigError, match=r"data.orbit_max_way is now data.orbit.max_way"):
+        load_experiment("orbit", ["data.orbit_max_way=5"])
+    assert load_experiment("orbit", ["data.orbit.max_way=5"]).data.orbit.max_way == 5

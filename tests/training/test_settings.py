@@ -63,3 +63,21 @@ def test_settings_round_trip_through_yaml_json_and_a_weights_only_checkpoint(tmp
         "row_tolerance": None,
         "rows_with_queries": False,
     }
+
+
+def test_the_lite_section_is_the_saved_form_of_lite_settings():
+    config = TrainingConfig.from_dict({"lite": {"h": 7, "rows_with_queries": True}})
+    assert isinstance(config.lite, LiteSettings)
+    saved = config.to_dict()["lite"]
+    assert saved == {
+        "h": 7,
+        "stratified": False,
+        "gradient_checkpointing": False,
+        "unbiased_scaling": True,
+        "row_tolerance": None,
+        "rows_with_queries": True,
+    }  # the run-time generator and collector are not settings
+    assert TrainingConfig.from_dict(config.to_dict()) == config
+    for runtime in ("generator", "deferred"):
+        with pytest.raises(ConfigError, match=f"unknown key '{runtime}'"):
+            config.apply_overrides([f"lite.{runtime}=1"])

@@ -15,7 +15,6 @@ from litemeta.checkpoint import (
     save_atomically,
 )
 from litemeta.config import ConfigError
-from litemeta.experiment.settings import load_experiment
 from litemeta.lite import LiteSettings
 from litemeta.training import (
     Trainer,
@@ -292,33 +291,3 @@ def test_loader_workers_do_not_change_training(tmp_path):
     assert serial.best_validation_accuracy == parallel.best_validation_accuracy
     for key, value in serial_weights.items():
         assert torch.equal(value, parallel_weights[key]), key
-
-
-def test_the_lite_section_is_the_saved_form_of_lite_settings():
-    config = TrainingConfig.from_dict({"lite": {"h": 7, "rows_with_queries": True}})
-    assert isinstance(config.lite, LiteSettings)
-    saved = config.to_dict()["lite"]
-    assert saved == {
-        "h": 7,
-        "stratified": False,
-        "gradient_checkpointing": False,
-        "unbiased_scaling": True,
-        "row_tolerance": None,
-        "rows_with_queries": True,
-    }  # the run-time generator and collector are not settings
-    assert TrainingConfig.from_dict(config.to_dict()) == config
-    for runtime in ("generator", "deferred"):
-        with pytest.raises(ConfigError, match=f"unknown key '{runtime}'"):
-            config.apply_overrides([f"lite.{runtime}=1"])
-
-
-def test_a_moved_setting_says_where_it_is_now(tmp_path):
-    path = tmp_path / "old.yaml"
-    path.write_text("training:\n  lite: {h: 8, chunk_size: 32}\n")
-    with pytest.raises(ConfigError, match=r"training.lite.chunk_size is now model.options"):
-        load_experiment(path)
-    with pytest.raises(ConfigError, match=r"training.lite.chunk_size is now model.options"):
-        load_experiment("default", ["training.lite.chunk_size=32"])
-    with pytest.raises(ConfigError, match=r"data.orbit_max_way is now data.orbit.max_way"):
-        load_experiment("orbit", ["data.orbit_max_way=5"])
-    assert load_experiment("orbit", ["data.orbit.max_way=5"]).data.orbit.max_way == 5
