@@ -17,6 +17,7 @@ FeatureValue = list[bytes] | list[float] | list[int]
 
 _SCHEMA_FILE = "litemeta/tf_example.proto"
 _LISTS = ("bytes_list", "float_list", "int64_list")
+_LIST_MESSAGES = ("BytesList", "FloatList", "Int64List")
 
 
 class ProtobufDecodeError(ValueError):
@@ -33,55 +34,40 @@ def _example_class() -> Any:
         ) from error
     field = descriptor_pb2.FieldDescriptorProto
     repeated, optional = field.LABEL_REPEATED, field.LABEL_OPTIONAL
+
+    def add_message_field(
+        message: Any, name: str, number: int, type_name: str, label: int = optional, **extra: Any
+    ) -> None:
+        """A field of message type ``tensorflow.<type_name>``."""
+        message.field.add(
+            name=name,
+            number=number,
+            type=field.TYPE_MESSAGE,
+            label=label,
+            type_name=f".tensorflow.{type_name}",
+            **extra,
+        )
+
     schema = descriptor_pb2.FileDescriptorProto(
         name=_SCHEMA_FILE, package="tensorflow", syntax="proto3"
     )
     for name, value_type in zip(
-        ("BytesList", "FloatList", "Int64List"),
-        (field.TYPE_BYTES, field.TYPE_FLOAT, field.TYPE_INT64),
-        strict=True,
+        _LIST_MESSAGES, (field.TYPE_BYTES, field.TYPE_FLOAT, field.TYPE_INT64), strict=True
     ):
         message = schema.message_type.add(name=name)
         message.field.add(name="value", number=1, type=value_type, label=repeated)
     feature = schema.message_type.add(name="Feature")
     feature.oneof_decl.add(name="kind")
-    for number, (name, list_type) in enumerate(
-        zip(_LISTS, ("BytesList", "FloatList", "Int64List"), strict=True), start=1
-    ):
-        feature.field.add(
-            name=name,
-            number=number,
-            type=field.TYPE_MESSAGE,
-            label=optional,
-            type_name=f".tensorflow.{list_type}",
-            oneof_index=0,
-        )
+    for number, (name, list_type) in enumerate(zip(_LISTS, _LIST_MESSAGES, strict=True), start=1):
+        add_message_field(feature, name, number, list_type, oneof_index=0)
     features = schema.message_type.add(name="Features")
     entry = features.nested_type.add(name="FeatureEntry")
     entry.options.map_entry = True
     entry.field.add(name="key", number=1, type=field.TYPE_STRING, label=optional)
-    entry.field.add(
-        name="value",
-        number=2,
-        type=field.TYPE_MESSAGE,
-        label=optional,
-        type_name=".tensorflow.Feature",
-    )
-    features.field.add(
-        name="feature",
-        number=1,
-        type=field.TYPE_MESSAGE,
-        label=repeated,
-        type_name=".tensorflow.Features.FeatureEntry",
-    )
+    add_message_field(entry, "value", 2, "Feature")
+    add_message_field(features, "feature", 1, "Features.FeatureEntry", label=repeated)
     example = schema.message_type.add(name="Example")
-    example.field.add(
-        name="features",
-        number=1,
-        type=field.TYPE_MESSAGE,
-        label=optional,
-        type_name=".tensorflow.Features",
-    )
+    add_message_field(example, "features", 1, "Features")
     pool = descriptor_pool.DescriptorPool()
     pool.Add(schema)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.Example"))
