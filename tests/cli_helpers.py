@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from PIL import Image
 
 from litemeta.data import load_emoji
 from litemeta.experiment import load_experiment
-from litemeta.experiment.jobs import train_experiment
+from litemeta.experiment.jobs import load_trained_learner, train_experiment
 
 TINY_OVERRIDES = [
     "model.backbone=resnet18",
@@ -54,3 +55,16 @@ def write_emoji(folder: Path, class_id: int, style: str) -> Path:
     path = folder / f"{collection.class_names[class_id]}-{style}.png"
     Image.fromarray(image).save(path)
     return path
+
+
+def accuracies_by_hand(checkpoint: Path, tasks) -> list[float]:
+    """Each task's query accuracy of the learner in ``checkpoint``, adapting without LITE:
+    the reference the evaluation reports are checked against."""
+    learner = load_trained_learner(checkpoint).eval()
+    accuracies = []
+    with torch.no_grad():
+        for task in tasks:
+            classifier = learner.adapt(task.support_images, task.support_labels)
+            predicted = classifier(task.query_images).argmax(dim=1)
+            accuracies.append((predicted == task.query_labels).double().mean().item())
+    return accuracies

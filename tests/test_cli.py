@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from PIL import Image
 
 from litemeta.cli import main
 from litemeta.experiment import load_experiment, task_dataset
-from litemeta.experiment.jobs import load_trained_learner, personalise
+from litemeta.experiment.jobs import personalise
 from tests.cli_helpers import STYLED_OVERRIDES as TINY
+from tests.cli_helpers import accuracies_by_hand
 from tests.cli_helpers import write_emoji as _write_emoji
 
 
@@ -25,13 +25,7 @@ def test_evaluate_command_prints_the_table(trained_run: Path, tmp_path: Path, ca
     tasks = task_dataset(
         config.data, config.data.test_split, 2, config.model.image_size, config.evaluation.seed
     )
-    learner = load_trained_learner(trained_run / "best.pt").eval()
-    accuracies = []
-    with torch.no_grad():
-        for task in tasks:
-            classifier = learner.adapt(task.support_images, task.support_labels)
-            predicted = classifier(task.query_images).argmax(dim=1)
-            accuracies.append((predicted == task.query_labels).double().mean().item())
+    accuracies = accuracies_by_hand(trained_run / "best.pt", tasks)
     mean = sum(accuracies) / 2
     ci95 = 1.96 * (sum((a - mean) ** 2 for a in accuracies) / 2) ** 0.5 / 2**0.5
     row = f"| meta-trained with LITE (best.pt) | 2 | {100 * mean:.2f} ± {100 * ci95:.2f} |"

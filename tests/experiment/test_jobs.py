@@ -16,6 +16,7 @@ from litemeta.data.images import read_image_file
 from litemeta.experiment import load_experiment, task_dataset
 from litemeta.experiment.jobs import BASELINE, META_TRAINED, load_trained_learner, personalise
 from litemeta.learners import save_learner
+from tests.cli_helpers import accuracies_by_hand
 from tests.cli_helpers import write_emoji as _write_emoji
 
 
@@ -32,12 +33,7 @@ def test_train_writes_checkpoints_logs_and_a_report(trained_run: Path) -> None:
     tasks = task_dataset(
         saved.data, saved.data.test_split, 3, saved.model.image_size, saved.evaluation.seed
     )
-    learner = load_trained_learner(trained_run / "best.pt").eval()
-    accuracies = []
-    with torch.no_grad():
-        for task in tasks:
-            predicted = learner.adapt(task.support_images, task.support_labels)(task.query_images)
-            accuracies.append((predicted.argmax(1) == task.query_labels).double().mean().item())
+    accuracies = accuracies_by_hand(trained_run / "best.pt", tasks)
     assert report[META_TRAINED]["task_accuracies"] == pytest.approx(accuracies)
     assert report[META_TRAINED]["accuracy"]["mean"] == pytest.approx(sum(accuracies) / 3)
 
