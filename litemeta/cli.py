@@ -336,6 +336,7 @@ def _step_grid(args: argparse.Namespace) -> Grid:
         pretrained=not args.no_pretrained,
         device=args.device or str(pick_device()),
         threads=args.threads,
+        precision=args.precision,
     )
     return Grid(args.learners, args.sizes, args.support, args.modes, template)
 
@@ -440,6 +441,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     from litemeta.bench.step import MODES
     from litemeta.bench.sweep import GRID_LEARNERS, IMAGE_SIZES, SUPPORT_SIZES
+    from litemeta.precision import PRECISIONS
 
     parser.add_argument("--learners", nargs="+", default=list(GRID_LEARNERS))
     parser.add_argument("--sizes", nargs="+", type=int, default=list(IMAGE_SIZES))
@@ -462,6 +464,12 @@ def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads per configuration's process"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="as training.precision (default: auto, bf16 autocast on a GPU, fp32 on the CPU)",
     )
     _add_model_arguments(parser)
 

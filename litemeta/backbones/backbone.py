@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -14,6 +15,7 @@ from litemeta.backbones.film import (
     FilmPlacement,
     default_film_placement,
 )
+from litemeta.backbones.frozen_layers import FrozenLayerBackward
 from litemeta.backbones.preprocessing import normalise_images
 
 __all__ = ["Backbone", "FilmedBackbone"]
@@ -69,8 +71,15 @@ class Backbone(nn.Module):
         return normalise_images(images, self.image_size, self.mean, self.std)
 
     def forward(self, images: Tensor, film: FilmParameters | None = None) -> Tensor:
-        with self._film.applied(film):
+        with self._film.applied(film), self._frozen_layer_backward():
             return self.model(self.preprocess(images))
+
+    def _frozen_layer_backward(self) -> AbstractContextManager:
+        """:class:`FrozenLayerBackward` when autograd records and some weights are frozen
+        (FiLM-adapted learners): their layers then keep no activations for backward."""
+        if torch.is_grad_enabled() and not all(p.requires_grad for p in self.model.parameters()):
+            return FrozenLayerBackward()
+        return nullcontext()
 
     def with_film(self, film: FilmParameters | None) -> FilmedBackbone:
         """This backbone under fixed FiLM parameters, as a function of the images alone."""

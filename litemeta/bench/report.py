@@ -60,14 +60,17 @@ def markdown_table(rows: Sequence[Row], columns: Sequence[str] | None = None) ->
 
 
 def configuration_columns(row: Row) -> Row:
-    """The table columns that name a grid row's configuration and its status."""
-    return {
+    """The table columns that name a grid row's configuration and its status; the
+    precision only where it was chosen (not ``auto``)."""
+    columns = {
         "learner": row["learner"],
         "px": row["image_size"],
         "N": row["support"],
         "mode": row["mode"],
-        "status": row["status"],
     }
+    if row.get("precision", "auto") != "auto":
+        columns["precision"] = row["precision"]
+    return {**columns, "status": row["status"]}
 
 
 def titled_table(title: str, rows: Sequence[Row], notes: Sequence[str]) -> str:

@@ -158,6 +158,7 @@ def run_grid(
             "image_size": config.image_size,
             "support": config.support,
             "mode": config.mode,
+            "precision": config.precision,
             "available_bytes": available,
         }
         basis = measured.get(series)

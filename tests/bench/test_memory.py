@@ -23,6 +23,23 @@ def test_bench_memory_writes_csv_markdown_and_plot(tmp_path, capsys):
     assert table in capsys.readouterr().out
 
 
+def test_bench_memory_runs_the_step_at_the_chosen_precision(tmp_path):
+    argv = ["bench", "memory", *TINY_MODEL, "--device", "cpu", "--learners", "protonets"]
+    argv += ["--sizes", "32", "--support", "2", "--way", "2", "--queries-per-class", "1"]
+    argv += ["--modes", "lite-1", "--threads", "1"]
+    saved = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / precision
+        assert main([*argv, "--precision", precision, "--out", str(out)]) == 0
+        rows, table = written_outputs(out, "memory")
+        assert rows[0]["precision"] == precision
+        assert f"| protonets | 32 | 2 | lite-1 | {precision} | ok |" in table
+        saved[precision] = int(rows[0]["saved_bytes"])
+    # Under bf16 autocast the step also keeps the bf16 copies of the trained weights
+    # (ResNet-18: 11.2M parameters, 22 MB), which float32 does not need.
+    assert saved["bf16"] > 2 * 11_000_000 > saved["fp32"]
+
+
 def _rows() -> list[dict]:
     """ProtoNets measured at the target point; Simple CNAPs on a smaller grid."""
 

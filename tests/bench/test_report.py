@@ -48,6 +48,10 @@ def test_a_grid_row_is_named_by_its_configuration():
         "mode": "lite-8",
         "status": "ok",
     }
+    chosen = configuration_columns({**row, "precision": "bf16", "status": "ok"})
+    assert list(chosen) == ["learner", "px", "N", "mode", "precision", "status"]
+    assert chosen["precision"] == "bf16"
+    assert "precision" not in configuration_columns({**row, "precision": "auto", "status": "ok"})
 
 
 def test_csv_columns_are_every_key_in_first_seen_order(tmp_path: Path):
