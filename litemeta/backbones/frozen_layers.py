@@ -7,7 +7,7 @@ and batch norm keep their input for backward whatever needs a gradient, but with
 weights only the gradient with respect to the input is needed, and that depends on the
 weights alone (a convolution's is the transposed convolution of the incoming gradient; an
 eval-mode batch norm's is a per-channel scale). :class:`FrozenLayerBackward` routes such
-calls through autograd functions that keep only the weights, which roughly halves the
+calls through autograd functions that keep only the weights, which more than halves the
 activations a FiLM-adapted EfficientNet keeps for backward: under LITE (Bronskill et al.,
 NeurIPS 2021) they are what a step holds beyond an inference pass. Forward results are
 unchanged bit for bit: the same functions compute them.
@@ -86,7 +86,8 @@ class _FrozenBatchNorm(torch.autograd.Function):
         (scale,) = ctx.saved_tensors
         shape = [1] * grad.dim()
         shape[1] = scale.numel()
-        grad_input = grad * scale.view(shape).to(grad.dtype)
+        # Multiplied in float32 (type promotion) and rounded once, as the batch norm kernels do.
+        grad_input = grad * scale.view(shape)
         return grad_input.to(ctx.input_dtype), None, None, None, None, None
 
 
