@@ -1,0 +1,38 @@
+"""`scripts/gpu-check` runs its quick sections on the CPU (its trial mode) and reports them."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).parents[1] / "scripts" / "gpu-check"
+
+
+def test_the_quick_sections_run_on_the_cpu_and_report_agreement(tmp_path):
+    sections = "frozen_layers row_agreement simple_cnaps_half_precision"
+    environment = {
+        **os.environ,
+        "GPU_CHECK_DEVICE": "cpu",
+        "GPU_CHECK_TINY": "1",
+        "GPU_CHECK_SECTIONS": sections,
+    }
+    completed = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    summary = (tmp_path / "summary.md").read_text()
+    frozen = re.search(
+        r"frozen-layer backward.*relative difference ([0-9.e+-]+) \| saved for backward "
+        r"(\d+) vs (\d+) MiB",
+        summary,
+    )
+    assert frozen is not None, summary
+    assert float(frozen[1]) < 1e-5  # float32 on the CPU: the same gradients
+    assert int(frozen[2]) < int(frozen[3])  # the frozen layers kept fewer bytes
+    assert re.search(r"row agreement, fp32 .* relative difference 0\.00e\+00", summary)
+    assert "Simple CNAPs LITE step, bf16" in summary and "all finite: True" in summary
