@@ -1,18 +1,10 @@
 """The backbone module: frozen normalisation statistics in train mode."""
 
-import pytest
 import torch
 
-from litemeta.backbones import create_backbone
 from litemeta.lite import lite_map
 
-SMALL = 32
-
-
-@pytest.fixture(scope="module")
-def backbone():
-    torch.manual_seed(0)
-    return create_backbone("resnet18", image_size=SMALL, pretrained=False)
+from .helpers import SMALL
 
 
 def test_normalisation_statistics_stay_frozen_in_train_mode(backbone):

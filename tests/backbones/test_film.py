@@ -9,7 +9,7 @@ from torch import nn
 from litemeta.backbones import create_backbone
 from litemeta.backbones.film import FilmHooks
 
-SMALL = 32
+from .helpers import SMALL
 
 
 @pytest.fixture(scope="module", params=["efficientnet_lite0", "efficientnet_b0", "resnet18"])

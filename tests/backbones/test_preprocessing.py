@@ -5,16 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from litemeta.backbones import create_backbone
 from litemeta.backbones.preprocessing import normalise_images
 
-SMALL = 32
-
-
-@pytest.fixture(scope="module")
-def backbone():
-    torch.manual_seed(0)
-    return create_backbone("resnet18", image_size=SMALL, pretrained=False)
+from .helpers import SMALL
 
 
 def test_uint8_and_unit_float_images_give_the_same_features(backbone):

@@ -6,13 +6,7 @@ from torch import nn
 
 from litemeta.backbones import SUPPORTED_BACKBONES, create_backbone
 
-SMALL = 32
-
-
-@pytest.fixture(scope="module")
-def backbone():
-    torch.manual_seed(0)
-    return create_backbone("resnet18", image_size=SMALL, pretrained=False)
+from .helpers import SMALL
 
 
 def test_unknown_backbone_lists_the_supported_names_and_the_timm_escape():
