@@ -8,11 +8,14 @@ only the queueing; :class:`Stopwatch` waits for the device before every reading.
 from __future__ import annotations
 
 import time
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 __all__ = ["Stopwatch", "pick_device", "place_on_device", "synchronize"]
+
+ModuleType = TypeVar("ModuleType", bound=nn.Module)
 
 
 def pick_device(local_rank: int = 0) -> torch.device:
@@ -35,13 +38,12 @@ def synchronize(device: torch.device | None = None) -> None:
         torch.cuda.synchronize(device)
 
 
-def place_on_device(module: nn.Module, device: torch.device) -> nn.Module:
-    """Move ``module`` to ``device``; on a GPU also store its convolution weights
-    channels-last (NHWC), the layout Tensor Cores convolve fastest, which the activations
-    then follow."""
+def place_on_device(module: ModuleType, device: torch.device) -> ModuleType:
+    """Move ``module`` to ``device`` and store its convolution weights channels-last (NHWC),
+    which the activations then follow: the layout Tensor Cores convolve fastest on a GPU,
+    and oneDNN on the CPU (see docs/benchmarks.md, "Channels-last on the CPU")."""
     module.to(device)
-    if device.type == "cuda":
-        module.to(memory_format=torch.channels_last)
+    module.to(memory_format=torch.channels_last)
     return module
 
 

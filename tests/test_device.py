@@ -17,11 +17,13 @@ def test_the_stopwatch_counts_the_time_since_it_started():
     assert clock.host_elapsed() >= first  # on the CPU nothing is left queued
 
 
-def test_on_the_cpu_placing_keeps_the_layout_and_synchronising_returns(monkeypatch):
+def test_on_the_cpu_placing_stores_channels_last_and_synchronising_returns(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert pick_device(local_rank=3) == torch.device("cpu")
-    module = nn.Conv2d(3, 4, 3)
+    module = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Linear(4, 2))
     assert place_on_device(module, torch.device("cpu")) is module
-    assert module.weight.is_contiguous()  # channels-last only on a GPU
+    assert module[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not module[0].weight.is_contiguous()
+    assert module[1].weight.is_contiguous()  # only 4-d tensors have a channels-last layout
     synchronize(torch.device("cpu"))
     synchronize()

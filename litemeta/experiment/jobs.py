@@ -182,7 +182,8 @@ def load_trained_learner(checkpoint: str | Path) -> BackboneLearner:
     training checkpoint, a run's output directory (its best, else last, checkpoint) or a file
     of :func:`~litemeta.learners.save_learner`; on the device to use."""
     device = pick_device()
-    return load_learner(find_checkpoint(checkpoint), map_location=device).to(device)
+    learner = load_learner(find_checkpoint(checkpoint), map_location=device)
+    return place_on_device(learner, device)
 
 
 @dataclass(frozen=True)
