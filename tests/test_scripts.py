@@ -1,4 +1,5 @@
-"""`scripts/gpu-check` runs its quick sections on the CPU (its trial mode) and reports them."""
+"""The scripts in scripts/: `gpu-check`'s quick sections in its CPU trial mode, and
+`alternate-steps`."""
 
 import os
 import re
@@ -6,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).parents[1] / "scripts" / "gpu-check"
+SCRIPTS = Path(__file__).parents[1] / "scripts"
 
 
 def test_the_quick_sections_run_on_the_cpu_and_report_agreement(tmp_path):
@@ -18,7 +19,7 @@ def test_the_quick_sections_run_on_the_cpu_and_report_agreement(tmp_path):
         "GPU_CHECK_SECTIONS": sections,
     }
     completed = subprocess.run(
-        [sys.executable, str(SCRIPT), str(tmp_path)],
+        [sys.executable, str(SCRIPTS / "gpu-check"), str(tmp_path)],
         env=environment,
         capture_output=True,
         text=True,
@@ -36,3 +37,18 @@ def test_the_quick_sections_run_on_the_cpu_and_report_agreement(tmp_path):
     assert int(frozen[2]) < int(frozen[3])  # the frozen layers kept fewer bytes
     assert re.search(r"row agreement, fp32 .* relative difference 0\.00e\+00", summary)
     assert "Simple CNAPs LITE step, bf16" in summary and "all finite: True" in summary
+
+
+def test_alternate_steps_times_each_mode_in_turn():
+    completed = subprocess.run(
+        [sys.executable, str(SCRIPTS / "alternate-steps"), "protonets", "32", "20", "1", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    lines = completed.stdout.splitlines()
+    modes = [line.rsplit(" ", 2)[0] for line in lines]
+    expected = ["round 1 inference", "round 1 lite-8", "round 2 inference", "round 2 lite-8"]
+    assert modes == expected
+    assert all(float(line.split()[-2]) > 0 for line in lines)
