@@ -9,7 +9,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import ExifTags, Image, ImageOps
 from torch import Tensor
 
 OnError = Literal["skip", "raise"]
@@ -42,7 +42,10 @@ def check_decode_size(size: int | None) -> int | None:
 
 
 def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
-    """Convert to RGB, compositing any transparency onto ``background``."""
+    """Convert to RGB, compositing any transparency onto ``background`` and scaling 16-bit
+    and floating-point images to 8 bits (see :func:`_to_eight_bits`)."""
+    if image.mode.startswith("I") or image.mode == "F":
+        image = _to_eight_bits(image)
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA"):
@@ -52,20 +55,40 @@ def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255
     return image.convert("RGB")
 
 
+def _to_eight_bits(image: Image.Image) -> Image.Image:
+    """A single-channel image of 16-bit or 32-bit integers (modes ``I;16*``, ``I``) or of
+    floats (``F``) as 8-bit grayscale (``L``).
+
+    Integers are read as 16-bit samples (0..65535, as in 16-bit PNG and TIFF); floats as
+    0..1. PIL's own conversion clips instead, which turns most 16-bit images white. Values
+    outside those ranges have no agreed meaning and are refused.
+    """
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        full_scale, kind = 1.0, "floating-point samples outside 0..1"
+    else:
+        full_scale, kind = 65535.0, "integer samples outside 0..65535 (not 16-bit)"
+    if values.size and (values.min() < 0 or values.max() > full_scale):
+        raise ValueError(f"{image.mode} image with {kind}: convert it to 8 or 16 bits")
+    eight_bits = np.rint(values * (255.0 / full_scale)).astype(np.uint8)
+    return Image.fromarray(eight_bits)
+
+
 def decode_image(data: bytes, image_size: int | None, source: str) -> Tensor:
     """Decode encoded image bytes to a uint8 tensor ``[3, S, S]`` (``[3, H, W]`` with
     ``image_size=None``).
 
-    The image is resized directly to ``image_size`` x ``image_size`` (no crop), as
-    Meta-Dataset's decoder does; ``None`` keeps its stored size (the backbone resizes on
-    its device). ``source`` names the image in error messages.
+    The image is turned upright as its EXIF orientation says (photos from phones are
+    often stored sideways), then resized directly to ``image_size`` x ``image_size`` (no
+    crop), as Meta-Dataset's decoder does; ``None`` keeps its stored size (the backbone
+    resizes on its device). ``source`` names the image in error messages.
     """
     if image_size is not None and image_size <= 0:
         raise ValueError(f"image_size must be positive, got {image_size}")
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
-            rgb = to_rgb(image)
+            rgb = to_rgb(_upright(image))
     except Image.DecompressionBombError as error:
         raise ImageLoadError(
             f"image {source} is too large to decode safely ({error}); shrink or remove it"
@@ -79,6 +102,13 @@ def decode_image(data: bytes, image_size: int | None, source: str) -> Tensor:
         rgb = rgb.resize((image_size, image_size), Image.Resampling.BILINEAR, reducing_gap=None)
     array = np.asarray(rgb, dtype=np.uint8)
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """``image`` turned as its EXIF orientation tag says (itself when there is none)."""
+    if image.getexif().get(ExifTags.Base.Orientation, 1) == 1:
+        return image
+    return ImageOps.exif_transpose(image)
 
 
 def read_image_file(path: str, image_size: int | None) -> Tensor:

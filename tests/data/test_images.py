@@ -1,5 +1,6 @@
 """Decoding images to uint8 ``[3, H, W]`` tensors: stored pixels, resizing without a crop,
-transparency on white, and errors that name the image."""
+transparency on white, EXIF orientation, 16-bit and float samples, and errors that name
+the image."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import ExifTags, Image
 
 from litemeta.data.images import (
     ImageLoadError,
@@ -112,3 +113,58 @@ def test_decode_size_and_error_policy_are_checked():
     assert check_on_error("skip") == "skip" and check_on_error("raise") == "raise"
     with pytest.raises(ValueError, match="on_error must be 'skip' or 'raise', got 'ignore'"):
         check_on_error("ignore")
+
+
+@pytest.mark.parametrize(("orientation", "dark_side"), [(6, "top"), (8, "bottom"), (3, "right")])
+def test_exif_orientation_turns_a_photo_upright(orientation: int, dark_side: str):
+    """A 60x40 JPEG stored with its left half black: EXIF 6 (turn 90 degrees clockwise
+    to view) shows the black half on top, 8 at the bottom, 3 (180 degrees) on the right."""
+    stored = np.full((40, 60, 3), 255, dtype=np.uint8)
+    stored[:, :30] = 0
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    buffer = io.BytesIO()
+    Image.fromarray(stored).save(buffer, format="JPEG", quality=95, exif=exif)
+    image = decode_image(buffer.getvalue(), None, "photo.jpg").float()
+    expected_shape = (3, 40, 60) if orientation == 3 else (3, 60, 40)
+    assert tuple(image.shape) == expected_shape
+    halves = {
+        "top": (image[:, : image.shape[1] // 2], image[:, image.shape[1] // 2 :]),
+        "bottom": (image[:, image.shape[1] // 2 :], image[:, : image.shape[1] // 2]),
+        "right": (image[:, :, image.shape[2] // 2 :], image[:, :, : image.shape[2] // 2]),
+    }
+    dark, light = halves[dark_side]
+    assert dark.mean() < 20 and light.mean() > 235
+
+
+@pytest.mark.parametrize(
+    ("mode", "samples", "expected"),
+    [
+        ("I;16", np.array([[0, 8000, 32768, 65535]], dtype=np.uint16), [0, 31, 128, 255]),
+        ("I", np.array([[0, 8000, 32768, 65535]], dtype=np.int32), [0, 31, 128, 255]),
+        ("F", np.array([[0.0, 0.125, 0.5, 1.0]], dtype=np.float32), [0, 32, 128, 255]),
+    ],
+)
+def test_sixteen_bit_and_float_images_are_scaled_not_clipped(mode, samples, expected):
+    """PIL's own conversion clips 16-bit samples at 255 (a 12% grey becomes white)."""
+    image = Image.fromarray(samples)
+    assert image.mode == mode
+    buffer = io.BytesIO()
+    image.save(buffer, format="TIFF")
+    decoded = decode_image(buffer.getvalue(), None, "deep.tif")
+    for channel in decoded:  # grey: the same in R, G and B
+        assert channel[0].tolist() == expected
+
+
+def test_sixteen_bit_png_keeps_its_grey_level():
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((8, 8), 8000, dtype=np.uint16)).save(buffer, format="PNG")
+    decoded = decode_image(buffer.getvalue(), None, "dark16.png")
+    assert decoded.unique().tolist() == [31]  # 8000 / 65535 * 255
+
+
+def test_integer_samples_beyond_sixteen_bits_are_refused():
+    buffer = io.BytesIO()
+    Image.fromarray(np.array([[0, 1_000_000]], dtype=np.int32)).save(buffer, format="TIFF")
+    with pytest.raises(ImageLoadError, match=r"outside 0\.\.65535.*convert it to 8 or 16 bits"):
+        decode_image(buffer.getvalue(), None, "wide.tif")
