@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +39,7 @@ class ImageCollection(ABC):
         self.on_error: OnError = check_on_error(on_error)
         self.decode_size = decode_size
         self._decoded: dict[tuple[int, int, int | None], Tensor] | None = None
+        self._unreadable: dict[tuple[int, int, int | None], str] = {}
 
     @property
     def decode_size(self) -> int | None:
@@ -84,35 +85,54 @@ class ImageCollection(ABC):
             found.update(self.item_styles(class_id) or [])
         return sorted(found)
 
-    def load_image(self, class_id: int, item: int) -> Tensor:
+    def load_image(
+        self, class_id: int, item: int, alternatives: Iterable[int] | None = None
+    ) -> Tensor:
         """Load an image, applying the ``on_error`` policy (and the cache, if enabled).
 
         With ``on_error='skip'`` an unreadable image is reported with its path in a
-        warning and the next readable image of the same class is used instead.
+        warning and the first readable image of ``alternatives`` (other items of the same
+        class; default: the class's next items in turn) is used instead. A task passes
+        the items of the same side that it does not already use, so a replacement never
+        duplicates one of its images (see :func:`litemeta.data.episodic.load_task`).
         """
-        if self._decoded is None:
-            return self._load_uncached(class_id, item)
-        key = (class_id, item, self.decode_size)
-        if key not in self._decoded:
-            self._decoded[key] = self._load_uncached(class_id, item)
-        return self._decoded[key]
-
-    def _load_uncached(self, class_id: int, item: int) -> Tensor:
         try:
-            return self.read_item(class_id, item)
+            return self._read(class_id, item)
         except ImageLoadError as error:
             if self.on_error == "raise":
                 raise
-            warnings.warn(f"skipping unreadable image: {error}", stacklevel=2)
-            count = self.num_items(class_id)
-            for offset in range(1, count):
+            if alternatives is None:
+                count = self.num_items(class_id)
+                alternatives = ((item + offset) % count for offset in range(1, count))
+            for other in alternatives:
                 try:
-                    return self.read_item(class_id, (item + offset) % count)
-                except ImageLoadError as other:
-                    warnings.warn(f"skipping unreadable image: {other}", stacklevel=2)
+                    return self._read(class_id, other)
+                except ImageLoadError:
+                    continue
             raise ImageLoadError(
-                f"no readable image in class {self.class_names[class_id]!r} of {self.name}"
+                f"no readable image in class {self.class_names[class_id]!r} of {self.name} "
+                f"to replace {self.item_source(class_id, item)} (a replacement must be an "
+                "image of the same class and side that the task does not already use)"
             ) from error
+
+    def _read(self, class_id: int, item: int) -> Tensor:
+        """One image, from the cache when enabled; with ``on_error='skip'`` an unreadable
+        one is warned about once and remembered, not read again."""
+        key = (class_id, item, self.decode_size)
+        if key in self._unreadable:
+            raise ImageLoadError(self._unreadable[key])
+        if self._decoded is not None and key in self._decoded:
+            return self._decoded[key]
+        try:
+            image = self.read_item(class_id, item)
+        except ImageLoadError as error:
+            if self.on_error == "skip":
+                warnings.warn(f"skipping unreadable image: {error}", stacklevel=4)
+                self._unreadable[key] = str(error)
+            raise
+        if self._decoded is not None:
+            self._decoded[key] = image
+        return image
 
 
 @dataclass(frozen=True)

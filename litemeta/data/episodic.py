@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -19,12 +19,40 @@ def task_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, index])
 
 
-def load_task(collection: ImageCollection, spec: EpisodeSpec) -> Task:
+def load_task(
+    collection: ImageCollection, spec: EpisodeSpec, pools: Sequence[ClassPool] | None = None
+) -> Task:
     """Load the images of an episode spec as uint8, at the collection's decode size (at
-    their stored size, which must then be the same for all of them, when it has none)."""
+    their stored size, which must then be the same for all of them, when it has none).
 
-    def load(pairs: Sequence[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        images = [collection.load_image(spec.classes[label], item) for label, item in pairs]
+    With the collection's ``on_error='skip'``, an unreadable image is replaced by an image
+    of the same class that the task does not use, from the same side's pool in ``pools``
+    (the pools the spec was drawn from; without them, any of the class's items): never by
+    one of the task's own images, which would put the same image in support and query.
+    """
+    by_class = {pool.class_id: pool for pool in pools or ()}
+    used: dict[int, set[int]] = {}
+    for label, item in (*spec.support, *spec.query):
+        used.setdefault(spec.classes[label], set()).add(item)
+
+    def alternatives(class_id: int, item: int, side: str) -> Iterator[int]:
+        pool = by_class.get(class_id)
+        if pool is None:
+            candidates = np.arange(collection.num_items(class_id))
+        else:
+            candidates = pool.query if side == "query" and not pool.shared else pool.support
+        after = candidates > item  # the next items first, then the earlier ones
+        for other in (*candidates[after].tolist(), *candidates[~after].tolist()):
+            if other not in used[class_id]:
+                yield other
+
+    def load(pairs: Sequence[tuple[int, int]], side: str) -> tuple[torch.Tensor, torch.Tensor]:
+        images = [
+            collection.load_image(
+                spec.classes[label], item, alternatives(spec.classes[label], item, side)
+            )
+            for label, item in pairs
+        ]
         sizes = {tuple(image.shape) for image in images}
         if len(sizes) > 1:
             raise ValueError(
@@ -34,8 +62,8 @@ def load_task(collection: ImageCollection, spec: EpisodeSpec) -> Task:
         labels = torch.tensor([label for label, _ in pairs], dtype=torch.int64)
         return (torch.stack(images) if images else torch.zeros(0, dtype=torch.uint8)), labels
 
-    support_images, support_labels = load(spec.support)
-    query_images, query_labels = load(spec.query)
+    support_images, support_labels = load(spec.support, "support")
+    query_images, query_labels = load(spec.query, "query")
     if not query_images.numel():
         query_images = support_images.new_zeros(0, *support_images.shape[1:])
     groups = None
@@ -93,4 +121,4 @@ class EpisodicTaskDataset(Dataset):
         return self.sampler.sample(self.pools, task_rng(self.seed, index))
 
     def __getitem__(self, index: int) -> Task:
-        return load_task(self.collection, self.spec(index))
+        return load_task(self.collection, self.spec(index), self.pools)

@@ -1,12 +1,15 @@
 """Episode specs into tasks: the images and labels of each spec, the same tasks for a seed
-whatever the loader workers."""
+whatever the loader workers, and replacements for unreadable images that never repeat one
+of the task's images."""
 
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from litemeta.data.base import class_pools
 from litemeta.data.episodic import EpisodicTaskDataset, load_task, task_rng
-from litemeta.data.samplers import FixedWaySampler, VariableWaySampler
+from litemeta.data.images import ImageLoadError
+from litemeta.data.samplers import EpisodeSpec, FixedWaySampler, VariableWaySampler
 from tests.data.synthetic import SyntheticCollection
 from tests.data.test_samplers import SIZES
 
@@ -74,3 +77,45 @@ def test_images_of_different_stored_sizes_need_a_decode_size():
     collection.decode_size = 5
     task = load_task(collection, spec)
     assert task.support_images.shape == (2, 3, 5, 5) and task.query_images.shape == (2, 3, 5, 5)
+
+
+def _items_in(images: torch.Tensor) -> list[int]:
+    return images[:, 1, 0, 0].tolist()  # SyntheticCollection writes the item into channel 1
+
+
+def test_a_skipped_image_is_never_replaced_by_one_the_task_uses():
+    """Item 0 is unreadable; the task's query is item 1, the class's next item, so the
+    support image must come from item 2: item 1 in both sets would inflate accuracy."""
+    collection = SyntheticCollection([4], broken={(0, 0)}, on_error="skip")
+    spec = EpisodeSpec(classes=(0,), support=((0, 0),), query=((0, 1),))
+    with pytest.warns(UserWarning, match="synthetic/0/0"):
+        task = load_task(collection, spec)
+    assert _items_in(task.support_images) == [2]
+    assert _items_in(task.query_images) == [1]
+
+
+def test_a_replacement_comes_from_the_same_sides_pool():
+    """Support styles {a}, query styles {b}: a broken support image is replaced by an unused
+    style-a image (item 4), not by the nearer style-b item 1."""
+    styles = [["a", "b", "a", "b", "a"]]
+    collection = SyntheticCollection([5], styles=styles, broken={(0, 0)}, on_error="skip")
+    pools = class_pools(collection, support_styles=["a"], query_styles=["b"])
+    spec = EpisodeSpec(classes=(0,), support=((0, 0), (0, 2)), query=((0, 3),))
+    with pytest.warns(UserWarning, match="synthetic/0/0"):
+        task = load_task(collection, spec, pools)
+    assert _items_in(task.support_images) == [4, 2]
+    spent = EpisodeSpec(classes=(0,), support=((0, 0), (0, 2), (0, 4)), query=((0, 3),))
+    with pytest.raises(ImageLoadError, match=r"no readable image in class 'class0'.*synthetic/0/0"):
+        load_task(collection, spent, pools)
+
+
+def test_an_episodic_dataset_replaces_from_its_own_pools():
+    collection = SyntheticCollection([3] * 3, broken={(c, 0) for c in range(3)}, on_error="skip")
+    dataset = EpisodicTaskDataset(collection, FixedWaySampler(3, 1, 1), 10)
+    with pytest.warns(UserWarning):
+        for index in range(len(dataset)):
+            task = dataset[index]
+            for label in range(3):
+                support = _items_in(task.support_images[task.support_labels == label])
+                query = _items_in(task.query_images[task.query_labels == label])
+                assert not set(support) & set(query)
