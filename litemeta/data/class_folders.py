@@ -7,7 +7,6 @@ names to class lists, e.g. ``{"train": [...], "validation": [...], "test": [...]
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -16,7 +15,6 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from PIL import Image
 from torch import Tensor
 
 from litemeta.data.base import ImageCollection
@@ -46,14 +44,23 @@ class FileTree:
         self._zip_pid = -1
 
     def files(self) -> list[str]:
+        """Every file's relative path, sorted; hidden files and folders (a name starting with
+        a dot, e.g. macOS's ``.DS_Store`` and ``._*``) and ``__MACOSX`` folders are left out,
+        and symbolic links to folders are followed (each folder once)."""
         if self.is_zip:
             with zipfile.ZipFile(self.root) as archive:
-                return sorted(n for n in archive.namelist() if not n.endswith("/"))
-        found = []
-        for directory, subdirs, names in os.walk(self.root):
-            subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+                names = [n for n in archive.namelist() if not n.endswith("/")]
+            return sorted(n for n in names if not any(map(_hidden, n.split("/"))))
+        found, seen = [], set()
+        for directory, subdirs, names in os.walk(self.root, followlinks=True):
+            status = os.stat(directory)
+            if (status.st_dev, status.st_ino) in seen:  # a link back to a folder above
+                subdirs[:] = []
+                continue
+            seen.add((status.st_dev, status.st_ino))
+            subdirs[:] = sorted(d for d in subdirs if not _hidden(d))
             relative = Path(directory).relative_to(self.root)
-            found.extend((relative / n).as_posix() for n in names if not n.startswith("."))
+            found.extend((relative / n).as_posix() for n in names if not _hidden(n))
         return sorted(found)
 
     def describe(self, relative: str) -> str:
@@ -75,6 +82,11 @@ class FileTree:
         state = dict(self.__dict__)
         state["_zip"], state["_zip_pid"] = None, -1
         return state
+
+
+def _hidden(name: str) -> bool:
+    """A file or folder that no dataset means to hold: hidden, or macOS's archive metadata."""
+    return name.startswith(".") or name == "__MACOSX"
 
 
 def _style_function(rule: StyleRule) -> Callable[[PurePosixPath], str | None]:
@@ -111,6 +123,23 @@ def read_splits(
         raise ValueError(f"cannot read the split file of {tree.root}: {error}") from error
     if not isinstance(splits, dict) or not all(isinstance(v, list) for v in splits.values()):
         raise ValueError('the split file must map split names to class lists: {"train": [...]}')
+    for split, classes in splits.items():
+        repeated = sorted({name for name in classes if classes.count(name) > 1})
+        if repeated:
+            raise ValueError(
+                f"split {split!r} of {tree.root}'s split file lists classes {repeated[:5]} more "
+                "than once; list each class once (a repeated class would become two classes)"
+            )
+    names = list(splits)
+    for position, first in enumerate(names):
+        for second in names[position + 1 :]:
+            shared = sorted(set(splits[first]) & set(splits[second]))
+            if shared:
+                raise ValueError(
+                    f"splits {first!r} and {second!r} of {tree.root}'s split file share "
+                    f"classes {shared[:5]}; few-shot splits must hold disjoint classes, or a "
+                    "test class is seen in meta-training"
+                )
     return splits
 
 
@@ -177,14 +206,12 @@ class ClassFolderDataset(ImageCollection):
             kept = []
             for relative, style in items:
                 try:
-                    with Image.open(io.BytesIO(self.tree.read(relative))) as image:
-                        image.verify()
+                    decode_image(self.tree.read(relative), 1, self.tree.describe(relative))
                     kept.append((relative, style))
-                except Exception as error:  # PIL raises many types for corrupt files
-                    message = f"unreadable image {self.tree.describe(relative)}: {error}"
+                except ImageLoadError as error:
                     if self.on_error == "raise":
-                        raise ImageLoadError(f"{message}; replace or delete it") from error
-                    warnings.warn(f"skipping {message}", stacklevel=3)
+                        raise
+                    warnings.warn(f"skipping unreadable image: {error}", stacklevel=3)
             if not kept:
                 raise ValueError(f"class {self.class_names[class_id]!r} has no readable images")
             self._items[class_id] = kept

@@ -128,3 +128,56 @@ def test_too_few_images_fails_before_training(styled_root):
     pools = class_pools(collection, support_styles=["sketch"], query_styles=["photo"])
     with pytest.raises(ValueError, match="4 classes have fewer images"):
         FixedWaySampler(way=2, shot=3, query=1).check(pools)
+
+
+def test_macos_metadata_and_hidden_files_in_a_zip_are_left_out(styled_root, tmp_path):
+    """A zip made on macOS holds ``__MACOSX/`` resource forks, ``._*`` files and
+    ``.DS_Store``: none of them is a class or an image."""
+    archive = tmp_path / "mac.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        for path in sorted(styled_root.rglob("*")):
+            if path.is_file():
+                relative = path.relative_to(styled_root).as_posix()
+                out.write(path, relative)
+                if path.suffix == ".png":
+                    parent, _, name = relative.rpartition("/")
+                    out.writestr(f"__MACOSX/{parent}/._{name}", b"\x00\x05\x16\x07")
+                    out.writestr(f"{parent}/._{name}", b"\x00\x05\x16\x07")
+        out.writestr("class0/.DS_Store", b"\x00\x00\x00\x01Bud1")
+        out.writestr(".hidden/x.png", b"")
+    from_zip = ClassFolderDataset(archive)
+    assert from_zip.class_names == ClassFolderDataset(styled_root).class_names
+    assert from_zip.num_items(0) == 6
+    assert from_zip.styles() == sorted(STYLES)
+
+
+def test_symbolic_links_to_class_folders_are_followed_once(styled_root, tmp_path):
+    root = tmp_path / "linked"
+    root.mkdir()
+    for c in range(3):
+        (root / f"class{c}").symlink_to(styled_root / f"class{c}", target_is_directory=True)
+    (root / "class0" / "sketch" / "loop").symlink_to(root, target_is_directory=True)
+    collection = ClassFolderDataset(root)
+    assert collection.class_names == ["class0", "class1", "class2"]
+    assert [collection.num_items(c) for c in range(3)] == [6, 6, 6]
+
+
+def test_a_class_listed_twice_or_in_two_splits_is_refused(styled_root):
+    splits = styled_root / "splits.json"
+    splits.write_text(json.dumps({"train": ["class0", "class1", "class1"], "test": ["class4"]}))
+    with pytest.raises(ValueError, match=r"split 'train'.*\['class1'\] more than once"):
+        ClassFolderDataset(styled_root, split="train")
+    splits.write_text(json.dumps({"train": ["class0", "class4"], "test": ["class4", "class5"]}))
+    with pytest.raises(ValueError, match=r"'train' and 'test'.*share classes \['class4'\]"):
+        ClassFolderDataset(styled_root, split="test")
+
+
+def test_verify_decodes_every_image_so_a_truncated_jpeg_is_caught(styled_root):
+    """``Image.verify`` reads headers only: a JPEG cut short passes it and fails later."""
+    path = styled_root / "class2" / "photo" / "0.jpg"
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(path, quality=95)
+    path.write_bytes(path.read_bytes()[:-200])
+    with pytest.warns(UserWarning, match=r"class2/photo/0\.jpg.*truncated"):
+        checked = ClassFolderDataset(styled_root, split="train", verify=True, on_error="skip")
+    assert checked.num_items(2) == 6  # the 6 PNGs; the JPEG is dropped
