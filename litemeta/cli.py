@@ -126,6 +126,11 @@ def _evaluate(args: argparse.Namespace) -> None:
     _print_results(results)
 
 
+def _printable(path: str) -> str:
+    """A file name for any terminal: bytes that are not UTF-8 shown as ``\\xe9``."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _personalise(args: argparse.Namespace) -> None:
     from litemeta.experiment.jobs import personalise
 
@@ -139,7 +144,8 @@ def _personalise(args: argparse.Namespace) -> None:
     skipped = [p for p in predictions if p.error]
     for prediction in predictions:
         if not prediction.error:
-            print(f"{prediction.path}\t{prediction.label}\t{prediction.probability:.3f}")
+            path = _printable(prediction.path)
+            print(f"{path}\t{prediction.label}\t{prediction.probability:.3f}")
     for prediction in skipped:
         print(f"skipped unreadable image: {prediction.error}", file=sys.stderr)
     if skipped:

@@ -156,6 +156,61 @@ def test_personalise_ignores_hidden_files_and_can_skip_unreadable_ones(run, fold
     assert set(rows) == {"q.png", "broken.png"} and rows["broken.png"]["error"]
 
 
+def test_personalise_follows_linked_class_folders(run, folders, tmp_path, capsys):
+    support, query = folders
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    for name in ("red", "blue"):
+        (linked / name).symlink_to(support / name, target_is_directory=True)
+    assert _personalise(run, linked, query) == 0
+    assert "q.png\t" in capsys.readouterr().out
+
+
+def test_personalise_names_files_it_cannot_read_as_images(run, folders, capsys):
+    support, query = folders
+    (query / "IMG_1.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    with pytest.warns(UserWarning, match=r"left out 1 file.*IMG_1\.HEIC.*convert them"):
+        assert _personalise(run, support, query) == 0
+
+
+def test_personalise_says_a_file_is_not_a_folder(run, folders, capsys):
+    support, query = folders
+    assert _personalise(run, support, query / "q.png") == 1
+    line = _one_line_error(capsys)
+    assert "must be a folder of images" in line and "q.png is a file" in line
+
+
+def test_a_bad_output_folder_fails_before_the_work(run, folders, capsys, monkeypatch):
+    support, query = folders
+    taken = query.parent / "taken"
+    taken.write_text("a file")
+    monkeypatch.setattr(jobs, "load_trained_learner", lambda *_: pytest.fail("work started"))
+    assert _personalise(run, support, query, "--output", str(taken)) == 1
+    assert "is a file; give a folder" in _one_line_error(capsys)
+
+
+def test_unreadable_support_images_are_warned_about_not_listed_as_predictions(run, folders, capsys):
+    support, query = folders
+    (support / "red" / "c.png").write_bytes(b"not a png")
+    out = query.parent / "out"
+    with pytest.warns(UserWarning, match=r"left out unreadable support image.*red/c\.png"):
+        argv = ("--skip-unreadable", "--output", str(out))
+        assert _personalise(run, support, query, *argv) == 0
+    with (out / "predictions.csv").open() as handle:
+        assert [Path(r["path"]).name for r in csv.DictReader(handle)] == ["q.png"]
+
+
+def test_file_names_that_are_not_utf8_keep_their_bytes_in_the_csv(run, folders, capsys):
+    support, query = folders
+    name = b"caf\xe9.png"  # Latin-1, not UTF-8: Python sees a lone surrogate
+    shutil.copy(query / "q.png", bytes(query) + b"/" + name)
+    out = query.parent / "out"
+    assert _personalise(run, support, query, "--output", str(out)) == 0
+    rows = (out / "predictions.csv").read_bytes().splitlines()[1:]
+    assert sorted(row.split(b",")[0].rsplit(b"/", 1)[1] for row in rows) == [name, b"q.png"]
+    assert not list(out.glob("*.partial"))
+
+
 # 6. Silently accepted nonsense
 
 

@@ -50,7 +50,7 @@ class FileTree:
         if self.is_zip:
             with zipfile.ZipFile(self.root) as archive:
                 names = [n for n in archive.namelist() if not n.endswith("/")]
-            return sorted(n for n in names if not any(map(_hidden, n.split("/"))))
+            return sorted(n for n in names if not any(map(hidden_name, n.split("/"))))
         found, seen = [], set()
         for directory, subdirs, names in os.walk(self.root, followlinks=True):
             status = os.stat(directory)
@@ -58,9 +58,9 @@ class FileTree:
                 subdirs[:] = []
                 continue
             seen.add((status.st_dev, status.st_ino))
-            subdirs[:] = sorted(d for d in subdirs if not _hidden(d))
+            subdirs[:] = sorted(d for d in subdirs if not hidden_name(d))
             relative = Path(directory).relative_to(self.root)
-            found.extend((relative / n).as_posix() for n in names if not _hidden(n))
+            found.extend((relative / n).as_posix() for n in names if not hidden_name(n))
         return sorted(found)
 
     def describe(self, relative: str) -> str:
@@ -84,7 +84,7 @@ class FileTree:
         return state
 
 
-def _hidden(name: str) -> bool:
+def hidden_name(name: str) -> bool:
     """A file or folder that no dataset means to hold: hidden, or macOS's archive metadata."""
     return name.startswith(".") or name == "__MACOSX"
 

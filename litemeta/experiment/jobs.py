@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from litemeta.checkpoint import LAST_CHECKPOINT, find_checkpoint, load_model_weights
 from litemeta.config import ConfigError
+from litemeta.data.class_folders import FileTree, hidden_name
 from litemeta.data.images import IMAGE_EXTENSIONS, ImageLoadError, read_image_file
 from litemeta.data.loading import resolve_workers
 from litemeta.device import pick_device, place_on_device
@@ -196,19 +197,26 @@ class Prediction:
     error: str = ""
 
 
-def _hidden(path: Path, root: Path) -> bool:
-    """Dotfiles and files in dot-folders (``._x.png`` of macOS, ``.git``) are not images."""
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
-
-
 def _image_files(folder: Path, what: str) -> list[Path]:
+    """The images under ``folder``, sorted, following linked folders; hidden files (macOS's
+    ``._x.png``, ``.git``) are not images, and other files are named in a warning."""
+    if folder.is_file():
+        raise NotADirectoryError(
+            f"{what} must be a folder of images, but {folder} is a file; give the folder "
+            "that holds it"
+        )
     if not folder.is_dir():
         raise FileNotFoundError(f"{what} folder {folder} does not exist")
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not _hidden(p, folder)
-    )
+    files = [folder / relative for relative in FileTree(folder).files()]
+    others = [p for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
+    if others:
+        warnings.warn(
+            f"left out {len(others)} file(s) of {what} folder {folder} that are not images "
+            f"litemeta reads (e.g. {others[0].name}; it reads "
+            f"{', '.join(IMAGE_EXTENSIONS)}): convert them to JPEG or PNG to use them",
+            stacklevel=3,
+        )
+    return [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
 
 
 def _query_files(folder: Path) -> list[Path]:
@@ -246,7 +254,7 @@ def read_support_set(
             f"support images must be in one sub-folder per class, but {len(stray)} lie in "
             f"{folder} itself (e.g. {stray[0].name}); move them into {folder}/<class>/"
         )
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not hidden_name(p.name))
     by_class = {
         name: [p for p in files if p.relative_to(folder).parts[0] == name] for name in classes
     }
@@ -284,17 +292,22 @@ def personalise(
 ) -> list[Prediction]:
     """Adapt a meta-trained learner to a user's class folders in one pass and label every
     image of the query folder. Hidden files are ignored. With ``skip_unreadable``, images
-    that cannot be read are left out and returned as predictions with an ``error``;
-    otherwise they raise :class:`ImageLoadError`. Writes ``predictions.csv`` and
-    ``predictions.json`` to ``output_dir`` when given."""
+    that cannot be read are left out: query images are returned as predictions with an
+    ``error``, support images named in a warning; otherwise they raise
+    :class:`ImageLoadError`. Writes ``predictions.csv`` and ``predictions.json`` to
+    ``output_dir`` when given (checked before any work)."""
+    output = _output_folder(output_dir) if output_dir is not None else None
     learner = load_trained_learner(checkpoint).eval()
     image_size = learner.backbone.image_size
-    class_names, images, labels, skipped = read_support_set(
+    class_names, images, labels, skipped_support = read_support_set(
         Path(support), image_size, skip_unreadable
     )
+    for skipped_image in skipped_support:
+        warnings.warn(f"left out unreadable support image: {skipped_image.error}", stacklevel=2)
     device = pick_device()
     query_files = _query_files(Path(query))
     predictions: list[Prediction] = []
+    skipped: list[Prediction] = []
     with torch.no_grad():
         classifier = learner.adapt(
             torch.stack(images).to(device), torch.tensor(labels, device=device)
@@ -313,16 +326,33 @@ def personalise(
                 best = int(row.argmax())
                 predictions.append(Prediction(str(path), class_names[best], float(row[best])))
     predictions += skipped
-    if output_dir is not None:
-        _write_predictions(predictions, Path(output_dir))
+    if output is not None:
+        _write_predictions(predictions, output)
     return predictions
 
 
+def _output_folder(output_dir: str | Path) -> Path:
+    """``output_dir``, created now, so that a bad one fails before the work, not after."""
+    folder = Path(output_dir)
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(
+            f"output {folder} is a file; give a folder for predictions.csv and .json"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def _write_predictions(predictions: Sequence[Prediction], directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write ``predictions.json`` and ``predictions.csv`` atomically (each written in full
+    to a temporary file, then renamed). File names that are not valid UTF-8 keep their bytes
+    in the CSV (``surrogateescape``) and are escaped in the JSON."""
     rows = [vars(p) for p in predictions]
-    (directory / "predictions.json").write_text(json.dumps(rows, indent=2))
-    with (directory / "predictions.csv").open("w", newline="") as handle:
+    json_file = directory / "predictions.json.partial"
+    json_file.write_text(json.dumps(rows, indent=2))
+    csv_file = directory / "predictions.csv.partial"
+    with csv_file.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         writer = csv.DictWriter(handle, fieldnames=["path", "label", "probability", "error"])
         writer.writeheader()
         writer.writerows(rows)
+    json_file.replace(directory / "predictions.json")
+    csv_file.replace(directory / "predictions.csv")
