@@ -9,7 +9,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from PIL import ExifTags, Image, ImageOps
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 OnError = Literal["skip", "raise"]
@@ -85,6 +85,8 @@ def decode_image(data: bytes, image_size: int | None, source: str) -> Tensor:
     """
     if image_size is not None and image_size <= 0:
         raise ValueError(f"image_size must be positive, got {image_size}")
+    if not data:
+        raise ImageLoadError(f"image {source} is an empty file (0 bytes); replace or delete it")
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
@@ -93,6 +95,11 @@ def decode_image(data: bytes, image_size: int | None, source: str) -> Tensor:
         raise ImageLoadError(
             f"image {source} is too large to decode safely ({error}); shrink or remove it"
         ) from None
+    except UnidentifiedImageError as error:
+        raise ImageLoadError(
+            f"cannot decode image {source}: not an image format PIL reads (or a corrupt "
+            "header); replace or delete the file"
+        ) from error
     except Exception as error:  # PIL raises many types for corrupt files
         raise ImageLoadError(
             f"cannot decode image {source}: {type(error).__name__}: {error}; replace or "

@@ -89,6 +89,14 @@ def test_unreadable_bytes_and_files_name_the_image(tmp_path: Path):
         decode_image(b"", 0, "any")
 
 
+def test_empty_and_unknown_files_say_what_they_are_without_internals():
+    with pytest.raises(ImageLoadError, match=r"empty\.png is an empty file \(0 bytes\)"):
+        decode_image(b"", None, "empty.png")
+    with pytest.raises(ImageLoadError, match="not an image format PIL reads") as raised:
+        decode_image(b"plain text, not a picture", None, "notes.png")
+    assert "BytesIO" not in str(raised.value)
+
+
 def test_a_decompression_bomb_is_refused_before_decoding():
     bomb = _encode(Image.new("1", (14_000, 14_000)))
     with pytest.raises(ImageLoadError, match=r"bomb\.png is too large to decode safely"):
