@@ -186,10 +186,14 @@ def _export(args: argparse.Namespace) -> None:
     _require_serve_extra("export")
     from litemeta.serve.export import export_folders
 
-    model, labels = export_folders(args.checkpoint, args.support)
     out = Path(args.out)
+    if out.is_dir():  # before the work, not after it
+        raise IsADirectoryError(f"--out {out} is a folder; give a file, e.g. {out}/model.onnx")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(model)
+    model, labels = export_folders(args.checkpoint, args.support)
+    partial = out.with_name(out.name + ".partial")
+    partial.write_bytes(model)
+    partial.replace(out)
     print(f"wrote {out} ({len(model) / 2**20:.1f} MB): uint8 images in, probabilities of {labels}")
 
 

@@ -71,3 +71,12 @@ def test_litemeta_export_agrees_with_personalise(tiny_run, tmp_path, capsys):
     for row, prediction in zip(probabilities, expected, strict=True):
         assert labels[int(row.argmax())] == prediction.label
         assert float(row.max()) == pytest.approx(prediction.probability, abs=1e-4)
+
+
+def test_export_to_a_folder_fails_before_the_work(tmp_path, capsys, monkeypatch):
+    import litemeta.serve.export as export
+
+    monkeypatch.setattr(export, "export_folders", lambda *_: pytest.fail("work started"))
+    argv = ["export", "--checkpoint", "any", "--support", "any", "--out", str(tmp_path)]
+    assert main(argv) == 1
+    assert "is a folder; give a file, e.g." in capsys.readouterr().err
