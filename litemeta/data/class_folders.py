@@ -169,11 +169,21 @@ class ClassFolderDataset(ImageCollection):
         style_of = _style_function(style_rule)
         by_class: dict[str, list[tuple[str, str | None]]] = {}
         files = self.tree.files()
+        loose = []
         for relative in files:
             path = PurePosixPath(relative)
-            if len(path.parts) < 2 or path.suffix.lower() not in IMAGE_EXTENSIONS:
+            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            if len(path.parts) < 2:
+                loose.append(relative)
                 continue
             by_class.setdefault(path.parts[0], []).append((relative, style_of(path)))
+        if loose:
+            warnings.warn(
+                f"{len(loose)} image(s) lie in {self.tree.root} itself, outside any class "
+                f"folder, and are left out (e.g. {loose[0]}); move them into <class>/ folders",
+                stacklevel=2,
+            )
         if not by_class:
             raise ValueError(
                 f"no images found in {self.tree.root}: expected <class>/<image> or "

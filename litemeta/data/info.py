@@ -32,7 +32,15 @@ def _class_folder_lines(collection: ClassFolderDataset) -> list[str]:
     ]
     styles = collection.styles()
     if styles:
-        lines.append(f"styles: {len(styles)}: {', '.join(styles)}")
+        named = [style or "(none: directly in the class folder)" for style in styles]
+        lines.append(f"styles: {len(styles)}: {', '.join(named)}")
+    if collection.num_classes == 1 and styles:
+        only = collection.class_names[0]
+        lines.append(
+            f"note: one class folder, {only!r}, holding sub-folders; if {only!r} only wraps "
+            "the class folders, point at it instead (for a zip, zip the class folders "
+            "themselves)"
+        )
     if collection.splits:
         lines.append("splits: " + ", ".join(f"{k} {len(v)}" for k, v in collection.splits.items()))
     sizes: Counter = Counter()

@@ -140,11 +140,14 @@ def task_dataset(
         per_user = math.ceil(num_tasks / max(users, 1))
         by_user = OrbitTaskDataset(collection, sampler, tasks_per_user=per_user, seed=seed)
         return InterleavedOrbitTasks(by_user, num_tasks)
-    return EpisodicTaskDataset(
-        collection,
-        _episode_sampler(data.sampler, collection),
-        num_tasks=num_tasks,
-        seed=seed,
-        support_styles=data.support_styles,
-        query_styles=data.query_styles,
-    )
+    try:
+        return EpisodicTaskDataset(
+            collection,
+            _episode_sampler(data.sampler, collection),
+            num_tasks=num_tasks,
+            seed=seed,
+            support_styles=data.support_styles,
+            query_styles=data.query_styles,
+        )
+    except ValueError as error:  # say which split cannot make the tasks
+        raise ValueError(f"the {split!r} split of {collection.name}: {error}") from error

@@ -111,3 +111,20 @@ def test_meta_dataset_records_are_counted_per_split(tmp_path: Path):
 def test_a_missing_dataset_says_what_to_pass(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="pass 'emoji' or a dataset path"):
         describe(str(tmp_path / "nowhere"))
+
+
+def test_images_beside_sub_folders_and_a_wrapping_folder_are_explained(tmp_path: Path):
+    root = tmp_path / "wrapped"
+    for name in ("cat", "dog"):
+        _image(root / "photos" / name / "0.png")
+    _image(root / "photos" / "loose.png")
+    lines = describe(str(root)).splitlines()
+    assert "styles: 3: (none: directly in the class folder), cat, dog" in lines
+    assert any(line.startswith("note: one class folder, 'photos'") for line in lines)
+
+
+def test_images_outside_class_folders_are_named_in_a_warning(folders: Path):
+    _image(folders / "stray.png")
+    with pytest.warns(UserWarning, match=r"1 image\(s\) lie in .* left out \(e\.g\. stray\.png\)"):
+        collection = ClassFolderDataset(folders)
+    assert collection.class_names == ["a", "b", "c"]

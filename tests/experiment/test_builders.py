@@ -1,5 +1,6 @@
 """ORBIT through the experiment layer: tasks cycle over users, the training split gets the
-training sampler, and evaluation pools the video metrics per user."""
+training sampler, and evaluation pools the video metrics per user; a split that cannot make
+the tasks is named."""
 
 import pytest
 import torch
@@ -95,3 +96,16 @@ def test_shipped_orbit_config_evaluates_50_tasks_per_test_user():
     assert config.data.orbit.target_frames == "all"
     with pytest.raises(Exception, match=r"orbit\.target_frames"):
         load_experiment("orbit", ["data.orbit.target_frames=some"])
+
+
+def test_a_split_too_small_for_the_tasks_is_named(tmp_path):
+    from PIL import Image
+
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+        for item in range(3):
+            Image.new("RGB", (8, 8), (item, 0, 0)).save(tmp_path / name / f"{item}.png")
+    (tmp_path / "splits.json").write_text('{"train": ["a", "b"], "test": ["c"]}')
+    data = DataConfig(dataset="folders", root=str(tmp_path))
+    with pytest.raises(ValueError, match=r"the 'train' split of .*5-way tasks need at least 5"):
+        task_dataset(data, "train", num_tasks=1, image_size=8, seed=0)
