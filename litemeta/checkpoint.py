@@ -21,7 +21,8 @@ import io
 import json
 import os
 import random
-import tempfile
+import secrets
+import shutil
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -101,17 +102,24 @@ def save_atomically(payload: Mapping[str, Any], path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sealed = _serialise(payload)
-    handle, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX
-    )
+    # A fresh name opened exclusively: created with the usual permissions (mkstemp's are 0600).
+    temporary = path.parent / f".{path.name}.{secrets.token_hex(8)}{TEMPORARY_SUFFIX}"
     try:
-        with os.fdopen(handle, "wb") as stream:
+        with temporary.open("xb") as stream:
             torch.save(sealed, stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
+    except (OSError, RuntimeError) as error:  # torch reports a full disk as a RuntimeError
+        temporary.unlink(missing_ok=True)
+        free = shutil.disk_usage(path.parent).free
+        raise CheckpointError(
+            f"cannot write checkpoint {path} ({len(sealed['payload']) / 2**20:.0f} MB; "
+            f"{free / 2**20:.0f} MB free on its disk): {' '.join(str(error).split())}; the "
+            "previous checkpoint is untouched"
+        ) from error
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
     _fsync_directory(path.parent)
     return path

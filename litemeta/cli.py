@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -106,7 +107,7 @@ def _resume_advice(args: argparse.Namespace, output_dir: str) -> str:
     command = ["litemeta", "train", "--config", args.config, *args.overrides]
     if args.no_baseline:
         command.append("--no-baseline")
-    return f"the last checkpoint is {last}; continue with: {' '.join(command)} --resume"
+    return f"the last checkpoint is {last}; continue with: {shlex.join(command)} --resume"
 
 
 def _evaluate(args: argparse.Namespace) -> None:

@@ -3,6 +3,7 @@ naming it, through the library and through `litemeta evaluate` / `personalise`."
 
 from __future__ import annotations
 
+import io
 import os
 import random
 from pathlib import Path
@@ -117,6 +118,36 @@ def test_a_good_checkpoint_round_trips(tmp_path):
     payload = {"step": 3, "weights": torch.arange(5.0), "nested": {"x": [1, 2]}}
     save_atomically(payload, tmp_path / "a.pt")
     assert _payloads_equal(load_checkpoint(tmp_path / "a.pt"), payload)
+
+
+def test_a_checkpoint_is_readable_as_the_other_outputs_are(tmp_path):
+    """Created with the process's usual permissions (a temporary file's 0600 is not)."""
+    mask = os.umask(0o022)
+    try:
+        save_atomically({"step": 1}, tmp_path / "a.pt")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "a.pt").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_failed_write_says_how_much_room_is_left_and_keeps_the_old_checkpoint(
+    tmp_path, monkeypatch
+):
+    save_atomically({"step": 1}, tmp_path / "last.pt")
+
+    save = torch.save
+
+    def full_disk(payload, target):  # what torch raises when the disk fills up
+        if isinstance(target, io.BytesIO):  # serialising in memory works
+            return save(payload, target)
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 832 vs 726")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(CheckpointError, match=r"cannot write checkpoint .*last\.pt .*MB free"):
+        save_atomically({"step": 2}, tmp_path / "last.pt")
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "last.pt") == {"step": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
 def test_temporaries_of_a_killed_write_are_removed_on_the_next_start(run, tmp_path):

@@ -4,6 +4,7 @@ a non-zero exit, and no silently wrong result."""
 from __future__ import annotations
 
 import csv
+import shlex
 import shutil
 from pathlib import Path
 
@@ -81,10 +82,13 @@ def test_ctrl_c_says_where_the_checkpoint_is_and_how_to_resume(run, tmp_path, mo
 
     monkeypatch.setattr(jobs, "train", interrupted)
     argv = ["train", "--no-baseline", *TINY_OVERRIDES, f"training.output_dir={output}"]
-    assert main([*argv, "--resume"]) == 130
+    argv.append("training.log_every=1")  # the spaces of the next one need quotes in a shell
+    assert main([*argv, "data.support_styles=[google, twitter]", "--resume"]) == 130
     line = _one_line_error(capsys)
     assert f"{output / 'last.pt'}" in line and line.endswith("--resume")
-    assert "training.steps=1" in line and "--no-baseline" in line
+    command = shlex.split(line.split("continue with: ")[1])
+    assert command[-3:] == ["data.support_styles=[google, twitter]", "--no-baseline", "--resume"]
+    assert "training.steps=1" in command
 
 
 def _personalise(run: Path, support: Path, query: Path, *extra: str) -> int:
