@@ -301,6 +301,51 @@ def test_resumed_run_keeps_the_baseline_and_validates_its_extra_steps(run, tmp_p
     assert "validating at step 2" in captured.err  # a progress bar, not silence
 
 
+def test_a_best_checkpoint_left_by_an_earlier_run_is_not_taken_for_this_ones(run, tmp_path):
+    output = tmp_path / "run"
+    output.mkdir()
+    shutil.copy(run / "best.pt", output / "best.pt")
+    argv = ["train", "--no-baseline", *TINY_OVERRIDES, f"training.output_dir={output}"]
+    with pytest.raises(FileExistsError, match=r"already holds a training run \(best\.pt\)"):
+        main([*argv, "--debug"])
+    assert sorted(p.name for p in output.iterdir()) == ["best.pt"]
+
+
+def test_a_refused_resume_changes_nothing_and_runs_nothing(run, tmp_path, capsys, monkeypatch):
+    output = tmp_path / "run"
+    shutil.copytree(run, output)
+    saved = (output / "experiment.yaml").read_text()
+    monkeypatch.setattr(jobs, "_evaluate", lambda *_: pytest.fail("the baseline was evaluated"))
+    argv = ["train", *TINY_OVERRIDES, f"training.output_dir={output}", "--resume"]
+    assert main([*argv, "model.learner=simple_cnaps"]) == 1
+    assert "different model configuration" in _one_line_error(capsys)
+    assert main([*argv, "training.steps=0"]) == 1  # refused by the settings
+    capsys.readouterr()
+    assert (output / "experiment.yaml").read_text() == saved
+    empty = tmp_path / "never-trained"
+    assert main([*argv[:-2], f"training.output_dir={empty}", "--resume"]) == 1
+    assert "no checkpoint at" in _one_line_error(capsys) and not empty.exists()
+
+
+def test_resuming_past_the_checkpoints_step_is_refused_with_what_to_do(run, tmp_path, capsys):
+    output = tmp_path / "run"
+    shutil.copytree(run, output)  # at step 1
+    argv = ["train", "--no-baseline", *TINY_OVERRIDES, f"training.output_dir={output}"]
+    assert main([*argv, "training.steps=2", "evaluation.tasks=0", "--resume"]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 1  # training.steps=1 again
+    line = _one_line_error(capsys)
+    assert "is at step 2, beyond training.steps=1" in line and "litemeta evaluate" in line
+
+
+def test_resuming_with_other_data_settings_names_them(run, tmp_path):
+    output = tmp_path / "run"
+    shutil.copytree(run, output)
+    argv = ["train", "--no-baseline", *TINY_OVERRIDES, f"training.output_dir={output}"]
+    with pytest.warns(UserWarning, match=r"changed data settings \(data\.sampler\.shot: 2 -> 1\)"):
+        assert main([*argv, "data.sampler.shot=1", "--resume"]) == 0
+
+
 # 9. data info --verify
 
 

@@ -18,7 +18,13 @@ import torch
 import yaml
 from torch.utils.data import Dataset
 
-from litemeta.checkpoint import LAST_CHECKPOINT, find_checkpoint, load_model_weights
+from litemeta.checkpoint import (
+    BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    describe_model,
+    find_checkpoint,
+    load_model_weights,
+)
 from litemeta.config import ConfigError
 from litemeta.data.class_folders import FileTree, hidden_name
 from litemeta.data.images import IMAGE_EXTENSIONS, ImageLoadError, read_image_file
@@ -30,7 +36,12 @@ from litemeta.experiment.settings import ExperimentConfig
 from litemeta.learners import load_learner
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.tasks import Task
-from litemeta.training import seed_everything, torchrun_environment, train
+from litemeta.training import (
+    read_resumable_checkpoint,
+    seed_everything,
+    torchrun_environment,
+    train,
+)
 
 __all__ = ["Prediction", "evaluate_experiment", "personalise", "train_experiment"]
 
@@ -90,6 +101,40 @@ def _warn_about_full_backpropagation(config: ExperimentConfig) -> None:
         )
 
 
+def _warn_about_changed_settings(config: ExperimentConfig, saved_file: Path) -> None:
+    """Name the data settings a resumed run changes: the tasks after the checkpoint then
+    differ from those the run would have seen (the trainer names changed training settings;
+    a changed model is refused)."""
+    if not saved_file.is_file():
+        return
+    saved = yaml.safe_load(saved_file.read_text()) or {}
+    changed = [
+        f"data.{key}: {before!r} -> {after!r}"
+        for key, (before, after) in _differences(
+            saved.get("data", {}), config.to_dict()["data"]
+        ).items()
+    ]
+    if changed:
+        warnings.warn(
+            f"resuming with changed data settings ({'; '.join(changed)}): the tasks from here "
+            f"on differ from those the run would have seen; {saved_file} will record the new "
+            "ones",
+            stacklevel=3,
+        )
+
+
+def _differences(before: dict, after: dict, prefix: str = "") -> dict[str, tuple]:
+    """``{dotted key: (before, after)}`` for the values that differ, nested mappings walked."""
+    found = {}
+    for key in sorted(before.keys() | after.keys()):
+        old, new = before.get(key), after.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            found.update(_differences(old, new, f"{prefix}{key}."))
+        elif old != new:
+            found[f"{prefix}{key}"] = (old, new)
+    return found
+
+
 def train_experiment(
     config: ExperimentConfig, *, resume: bool = False, compare_baseline: bool = True
 ) -> dict[str, EvaluationResult]:
@@ -101,15 +146,23 @@ def train_experiment(
     written to ``<output_dir>/test``.
     """
     output_dir = Path(config.training.output_dir)
-    if not resume and (output_dir / LAST_CHECKPOINT).exists():
+    earlier = [name for name in (LAST_CHECKPOINT, BEST_CHECKPOINT) if (output_dir / name).exists()]
+    if not resume and earlier:
         raise FileExistsError(
-            f"{output_dir} already holds a training run: continue it with --resume, or start "
-            f"a new one elsewhere with training.output_dir=DIR"
+            f"{output_dir} already holds a training run ({', '.join(earlier)}): continue it "
+            "with --resume, or start a new one elsewhere with training.output_dir=DIR"
         )
     _warn_about_full_backpropagation(config)
     seed_everything(config.training.seed)
     _tune_cuda(config)
     learner = build_model(config.model)
+    if resume:  # refuse a checkpoint that cannot be resumed before any work or any write
+        read_resumable_checkpoint(
+            output_dir / LAST_CHECKPOINT,
+            describe_model(learner, learner.config()),
+            config.training.steps,
+        )
+        _warn_about_changed_settings(config, output_dir / EXPERIMENT_FILE)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / EXPERIMENT_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 

@@ -18,6 +18,7 @@ from litemeta.training.trainer import (
     backward_task,
     build_optimizer,
     queue_backward_task,
+    read_resumable_checkpoint,
     seed_everything,
     train,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "backward_task",
     "build_optimizer",
     "queue_backward_task",
+    "read_resumable_checkpoint",
     "seed_everything",
     "seeded_generator",
     "stream_index",

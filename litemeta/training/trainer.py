@@ -56,6 +56,7 @@ __all__ = [
     "backward_task",
     "build_optimizer",
     "queue_backward_task",
+    "read_resumable_checkpoint",
     "seed_everything",
     "train",
 ]
@@ -326,26 +327,29 @@ class Trainer:
         if self.group.is_main:
             remove_stale_temporaries(self.output_dir)
         last = self.output_dir / LAST_CHECKPOINT
+        earlier = [p for p in (last, self.output_dir / BEST_CHECKPOINT) if p.exists()]
         if resume:
             self._resume_from(last)
-        elif last.exists():
+        elif earlier:
             raise FileExistsError(
-                f"{last} exists: resume that run (resume=True) or choose another output_dir"
+                f"{earlier[0]} exists: resume that run (resume=True) or choose another output_dir"
             )
         else:
             self.group.broadcast_module(self.learner)
 
     def _resume_from(self, path: Path) -> None:
-        weights, state = read_training_checkpoint(
-            path, self.model_config, map_location=self.group.device
+        weights, state = read_resumable_checkpoint(
+            path, self.model_config, self.config.steps, self.group.device
         )
         if state.world_size != self.group.world_size:
             raise RuntimeError(
                 f"{path} was written by {state.world_size} processes, but "
                 f"{self.group.world_size} are running: resume with the same number of processes"
             )
-        changed = sorted(
-            key for key, value in self.config.to_dict().items() if state.config.get(key) != value
+        changed = sorted(  # a run may move: its output_dir is where it is now
+            key
+            for key, value in self.config.to_dict().items()
+            if state.config.get(key) != value and key != "output_dir"
         )
         if changed:
             warnings.warn(f"resuming with changed training settings: {changed}", stacklevel=3)
@@ -511,6 +515,30 @@ class Trainer:
             best_validation_accuracy=self.best_validation_accuracy,
         )
         save_model(self.output_dir / name, self.learner, self.model_config, training)
+
+
+def read_resumable_checkpoint(
+    path: Path,
+    model_description: Mapping[str, Any],
+    steps: int,
+    map_location: str | torch.device = "cpu",
+) -> tuple[dict[str, Any], TrainingState]:
+    """The weights and training state of the checkpoint at ``path``, to resume a model
+    (described by :func:`~litemeta.checkpoint.describe_model`) up to ``steps``; refused when
+    it was written for another model or has already gone past ``steps``."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no checkpoint at {path} to resume from: start the run without --resume (resume "
+            "continues a run from its last.pt)"
+        )
+    weights, state = read_training_checkpoint(path, model_description, map_location=map_location)
+    if state.step > steps:
+        raise ValueError(
+            f"{path} is at step {state.step}, beyond training.steps={steps}: raise "
+            f"training.steps to train on, or evaluate it with litemeta evaluate --checkpoint "
+            f"{path.parent}"
+        )
+    return weights, state
 
 
 def train(
