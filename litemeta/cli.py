@@ -115,8 +115,9 @@ def _evaluate(args: argparse.Namespace) -> None:
     from litemeta.experiment import load_experiment
     from litemeta.experiment.jobs import evaluate_experiment
 
-    config = load_experiment(args.config, args.overrides)
     checkpoint = find_checkpoint(args.checkpoint) if args.checkpoint else None
+    config_name = args.config or _run_settings(checkpoint) or "default"
+    config = load_experiment(config_name, args.overrides)
     results = evaluate_experiment(
         config,
         checkpoint=checkpoint,
@@ -125,6 +126,17 @@ def _evaluate(args: argparse.Namespace) -> None:
         output_dir=args.output,
     )
     _print_results(results)
+
+
+def _run_settings(checkpoint: Path | None) -> str | None:
+    """The ``experiment.yaml`` of the run ``checkpoint`` belongs to, if there is one."""
+    from litemeta.experiment.jobs import EXPERIMENT_FILE
+
+    saved = checkpoint.parent / EXPERIMENT_FILE if checkpoint is not None else None
+    if saved is None or not saved.is_file():
+        return None
+    print(f"settings of the run: {saved} (--config to use others)", file=sys.stderr)
+    return str(saved)
 
 
 def _printable(path: str) -> str:
@@ -208,12 +220,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_experiment_arguments(
+    parser: argparse.ArgumentParser,
+    default: str | None = "default",
+    default_help: str = "default, the built-in emoji set on a CPU",
+) -> None:
     parser.add_argument(
         "--config",
-        default="default",
-        help="a YAML file, or a shipped config: default, orbit, meta-dataset, vtab "
-        "(default: default, the built-in emoji set on a CPU)",
+        default=default,
+        help="a YAML file, or a shipped config: default, gpu, orbit, meta-dataset, vtab "
+        f"(default: {default_help})",
     )
     parser.add_argument(
         "overrides",
@@ -242,7 +258,9 @@ def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
     evaluate = subparsers.add_parser(
         "evaluate", help="accuracy with 95%% confidence interval over test tasks"
     )
-    _add_experiment_arguments(evaluate)
+    _add_experiment_arguments(
+        evaluate, None, "the experiment.yaml of the run --checkpoint belongs to, else default"
+    )
     evaluate.add_argument(
         "--checkpoint",
         default=None,

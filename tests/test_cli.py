@@ -32,6 +32,18 @@ def test_evaluate_command_prints_the_table(trained_run: Path, tmp_path: Path, ca
     assert row in out.splitlines()
 
 
+def test_evaluate_takes_the_runs_settings_without_repeating_them(trained_run, tmp_path, capsys):
+    """The run was trained with overrides; its experiment.yaml holds them."""
+    argv = ["evaluate", "--tasks", "2", "--output", str(tmp_path / "a")]
+    assert main([*argv, "--checkpoint", str(trained_run), *TINY]) == 0
+    with_overrides = capsys.readouterr().out
+    argv[-1] = str(tmp_path / "b")
+    assert main([*argv, "--checkpoint", str(trained_run / "best.pt")]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == with_overrides
+    assert f"settings of the run: {trained_run / 'experiment.yaml'}" in captured.err
+
+
 def test_evaluate_refuses_a_checkpoint_of_another_model(trained_run: Path, capsys) -> None:
     overrides = [*TINY, "model.image_size=40"]
     assert main(["evaluate", "--checkpoint", str(trained_run), *overrides]) == 1

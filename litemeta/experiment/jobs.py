@@ -218,6 +218,8 @@ def evaluate_experiment(
     pretrained model when it is ``None``) on ``num_tasks`` tasks of ``split``."""
     if (num_tasks or config.evaluation.tasks) < 1:
         raise ConfigError("evaluation.tasks is 0: pass --tasks N (N >= 1) to evaluate N tasks")
+    if output_dir is not None:  # a bad output folder fails now, not after the evaluation
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
     _tune_cuda(config)
     learner = build_model(config.model)
     name = BASELINE
