@@ -10,6 +10,7 @@ import argparse
 import os
 import shlex
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -655,12 +656,19 @@ def _hint(error: Exception, args: argparse.Namespace) -> str:
     return f" ({hint})" if hint and isinstance(error, ImageLoadError) else ""
 
 
+def _one_line_warning(message: Warning | str, *_where: object, **_line: object) -> str:
+    return f"litemeta: warning: {' '.join(str(message).split())}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. An error prints one line (``litemeta: error: ...``) and returns 1,
     Ctrl-C returns 130; with ``--debug`` or ``LITEMETA_DEBUG=1`` the traceback is shown."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
     args = _parse(build_parser(), [a for a in argv if a != "--debug"])
+    library_format = warnings.formatwarning
+    if not debug:  # one line, like the errors; --debug keeps where the warning came from
+        warnings.formatwarning = _one_line_warning
     try:
         args.handler(args)
     except KeyboardInterrupt as interrupt:
@@ -674,6 +682,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"litemeta: error: {_one_line(error)}{_hint(error, args)}", file=sys.stderr)
         return 1
+    finally:
+        warnings.formatwarning = library_format
     return 0
 
 

@@ -358,3 +358,22 @@ def test_data_info_verify_lists_unreadable_images(tmp_path, capsys):
     assert main(["data", "info", str(tmp_path), "--verify"]) == 0
     out = capsys.readouterr().out
     assert "unreadable: 1 of 3 images" in out and str(tmp_path / "b" / "bad.png") in out
+
+
+def test_warnings_are_one_line_like_the_errors(tmp_path):
+    import subprocess
+    import sys
+
+    for name in ("a", "b"):
+        _image(tmp_path / name / "0.png")
+    _image(tmp_path / "stray.png")
+    completed = subprocess.run(
+        [sys.executable, "-m", "litemeta.cli", "data", "info", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert completed.stderr.splitlines() == [
+        f"litemeta: warning: 1 image(s) lie in {tmp_path} itself, outside any class folder, "
+        "and are left out (e.g. stray.png); move them into <class>/ folders"
+    ]
