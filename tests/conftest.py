@@ -22,12 +22,12 @@ def trained_run(tmp_path_factory) -> Path:
     shared by the tests of the jobs (tests/experiment/test_jobs.py) and of the commands
     (tests/test_cli.py)."""
     from litemeta.experiment import load_experiment
-    from litemeta.experiment.jobs import BASELINE, META_TRAINED, train_experiment
+    from litemeta.experiment.jobs import META_TRAINED, UNTRAINED_BASELINE, train_experiment
     from tests.cli_helpers import STYLED_OVERRIDES as TINY
 
     output = tmp_path_factory.mktemp("run")
     config = load_experiment("default", [*TINY, f"training.output_dir={output}"])
     results = train_experiment(config)
-    assert list(results) == [BASELINE, META_TRAINED]
+    assert list(results) == [UNTRAINED_BASELINE, META_TRAINED]  # resnet18, random weights
     assert all(r.accuracy.n == 3 for r in results.values())
     return output

@@ -294,7 +294,7 @@ def test_resumed_run_keeps_the_baseline_and_validates_its_extra_steps(run, tmp_p
     argv = ["train", *TINY_OVERRIDES, "training.validate_every=5", f"training.output_dir={output}"]
     assert main([*argv, "training.steps=2", "--resume"]) == 0
     captured = capsys.readouterr()
-    assert "pretrained, no meta-training" in captured.out
+    assert "random weights, no meta-training" in captured.out
     assert "meta-trained with LITE" in captured.out
     with (output / "validation.csv").open() as handle:
         assert [row["step"] for row in csv.DictReader(handle)] == ["1", "2"]

@@ -43,10 +43,18 @@ from litemeta.training import (
     train,
 )
 
-__all__ = ["Prediction", "evaluate_experiment", "personalise", "train_experiment"]
+__all__ = [
+    "Prediction",
+    "baseline_name",
+    "evaluate_experiment",
+    "personalise",
+    "train_experiment",
+]
 
 EXPERIMENT_FILE = "experiment.yaml"
 BASELINE = "pretrained, no meta-training"
+#: The baseline's name when the backbone starts from random weights.
+UNTRAINED_BASELINE = "random weights, no meta-training"
 META_TRAINED = "meta-trained with LITE"
 
 
@@ -99,6 +107,13 @@ def _warn_about_full_backpropagation(config: ExperimentConfig) -> None:
             "LITE; lower h to save memory, or set it to null to say so",
             stacklevel=3,
         )
+
+
+def baseline_name(config: ExperimentConfig) -> str:
+    """What the learner is before meta-training: a pretrained or a randomly initialised
+    backbone with the learner's classifier."""
+    pretrained = config.model.pretrained or config.model.weights_file is not None
+    return BASELINE if pretrained else UNTRAINED_BASELINE
 
 
 def _warn_about_changed_settings(config: ExperimentConfig, saved_file: Path) -> None:
@@ -172,7 +187,8 @@ def train_experiment(
     test_tasks = _test_tasks(config, config.data.test_split, None) if evaluate_now else []
     results: dict[str, EvaluationResult] = {}
     if evaluate_now and compare_baseline:  # the learner is still the pretrained one
-        results[BASELINE] = _evaluate(learner, test_tasks, config, BASELINE)
+        name = baseline_name(config)
+        results[name] = _evaluate(learner, test_tasks, config, name)
 
     total_tasks = config.training.steps * config.training.tasks_per_step * launch.world_size
     image_size = config.model.image_size
@@ -222,7 +238,7 @@ def evaluate_experiment(
         Path(output_dir).mkdir(parents=True, exist_ok=True)
     _tune_cuda(config)
     learner = build_model(config.model)
-    name = BASELINE
+    name = baseline_name(config)
     if checkpoint is not None:
         load_model_weights(learner, checkpoint, learner.config())
         name = f"{META_TRAINED} ({Path(checkpoint).name})"

@@ -14,7 +14,14 @@ from PIL import Image
 
 from litemeta.data.images import read_image_file
 from litemeta.experiment import load_experiment, task_dataset
-from litemeta.experiment.jobs import BASELINE, META_TRAINED, load_trained_learner, personalise
+from litemeta.experiment.jobs import (
+    BASELINE,
+    META_TRAINED,
+    UNTRAINED_BASELINE,
+    baseline_name,
+    load_trained_learner,
+    personalise,
+)
 from litemeta.learners import save_learner
 from tests.cli_helpers import accuracies_by_hand
 from tests.cli_helpers import write_emoji as _write_emoji
@@ -24,7 +31,7 @@ def test_train_writes_checkpoints_logs_and_a_report(trained_run: Path) -> None:
     for name in ("last.pt", "best.pt", "train.csv", "experiment.yaml", "test/results.md"):
         assert (trained_run / name).is_file(), name
     report = json.loads((trained_run / "test" / "results.json").read_text())
-    assert set(report) == {BASELINE, META_TRAINED}
+    assert set(report) == {UNTRAINED_BASELINE, META_TRAINED}
     with (trained_run / "train.csv").open() as handle:
         assert [row["step"] for row in csv.DictReader(handle)] == ["1", "2"]  # log_every=1
     saved = load_experiment(str(trained_run / "experiment.yaml"))
@@ -36,6 +43,14 @@ def test_train_writes_checkpoints_logs_and_a_report(trained_run: Path) -> None:
     accuracies = accuracies_by_hand(trained_run / "best.pt", tasks)
     assert report[META_TRAINED]["task_accuracies"] == pytest.approx(accuracies)
     assert report[META_TRAINED]["accuracy"]["mean"] == pytest.approx(sum(accuracies) / 3)
+
+
+def test_the_baseline_is_named_for_how_the_backbone_starts() -> None:
+    assert baseline_name(load_experiment("default")) == BASELINE
+    random = load_experiment("default", ["model.pretrained=false"])
+    assert baseline_name(random) == UNTRAINED_BASELINE
+    own = load_experiment("default", ["model.pretrained=false", "model.weights_file=w.pt"])
+    assert baseline_name(own) == BASELINE
 
 
 #: Solid colours per class: two shades for the support set and, for the query, a third
