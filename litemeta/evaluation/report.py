@@ -16,16 +16,17 @@ def _percent(summary: MeanCI) -> str:
 
 
 def markdown_table(results: Mapping[str, EvaluationResult]) -> str:
-    """Accuracy per named result (e.g. per dataset) and, where present, the ORBIT metrics."""
+    """Accuracy per named result (a model: the baseline, the meta-trained learner) and, where
+    present, the ORBIT metrics."""
     lines = [
-        "| Dataset | Tasks | Accuracy (%) ± 95% CI |",
+        "| Model | Tasks | Accuracy (%) ± 95% CI |",
         "|---|---:|---:|",
         *(f"| {name} | {r.accuracy.n} | {_percent(r.accuracy)} |" for name, r in results.items()),
     ]
     orbit = {name: r.orbit for name, r in results.items() if r.orbit is not None}
     if orbit:
         header = " | ".join(f"{metric.replace('_', ' ')} (%)" for metric in ORBIT_METRICS)
-        lines += ["", f"| Dataset | Averaged over | {header} |", "|---|---|---:|---:|---:|"]
+        lines += ["", f"| Model | Averaged over | {header} |", "|---|---|---:|---:|---:|"]
         for name, summary in orbit.items():
             for label, stats in (
                 ("users", summary.over_users),
