@@ -7,7 +7,7 @@ import dataclasses
 import difflib
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
@@ -37,7 +37,7 @@ class ConfigError(ValueError):
 def config_from_dict(cls: type[Config], data: Mapping[str, Any]) -> Config:
     """Build dataclass ``cls`` from nested mappings; unknown keys and ill-typed values raise
     :class:`ConfigError`."""
-    return _build(cls, data, prefix="")
+    return _build(cls, data, prefix="", root=cls)
 
 
 def _settings(cls: type) -> list[dataclasses.Field]:
@@ -119,48 +119,83 @@ def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
 
 def _set_dotted(data: dict[str, Any], root: type, path: list[str], value: Any) -> None:
     """Set ``data[path[0]][path[1]]... = value``; dataclass sections accept only their fields,
-    mapping-valued settings (``optim.group_lr``) any key."""
+    mapping-valued settings (``optim.group_lr``, ``model.learner_options``) any key, and a
+    missing entry of one becomes a new section."""
     section: dict[str, Any] = data
     schema: Any = root
     for depth, part in enumerate(path):
         if schema is not None:
-            _check_known(part, section, ".".join(path[:depth]))
+            _check_known(path[depth:], section, ".".join(path[:depth]), root)
             hint = typing.get_type_hints(schema)[part]
             schema = hint if dataclasses.is_dataclass(hint) else None
         if depth == len(path) - 1:
             section[part] = value
-        elif not isinstance(section.get(part), dict):
-            raise ConfigError(f"{'.'.join(path[: depth + 1])} is not a section")
         else:
-            section = section[part]
+            section = section.setdefault(part, {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"{'.'.join(path[: depth + 1])} is not a section")
 
 
-def _check_known(key: str, section: Mapping[str, Any], where: str) -> None:
+def _check_known(path: Sequence[str], section: Mapping[str, Any], where: str, root: type) -> None:
+    """Refuse a first key of ``path`` that ``section`` lacks, suggesting the full key where
+    ``path`` is a setting elsewhere in ``root``'s tree, else a close name."""
+    key = path[0]
     if key in section:
         return
     place = f"section '{where}'" if where else "the config"
+    elsewhere = _full_keys(root, path)
     close = difflib.get_close_matches(key, list(section), n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
+    if elsewhere:
+        hint = f"; did you mean {' or '.join(elsewhere)}?"
+    else:
+        hint = f"; did you mean '{close[0]}'?" if close else ""
     raise ConfigError(f"unknown key '{key}' in {place}{hint} (known: {', '.join(section)})")
 
 
-def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+def _setting_paths(
+    cls: type, prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], bool]]:
+    """The path of every setting in dataclass ``cls``'s tree (sections included), and
+    whether it is a mapping that takes any key."""
+    hints = typing.get_type_hints(cls)
+    for field in _settings(cls):
+        path, hint = (*prefix, field.name), hints[field.name]
+        yield path, typing.get_origin(hint) is dict
+        if dataclasses.is_dataclass(hint):
+            yield from _setting_paths(hint, path)
+
+
+def _full_keys(root: type, path: Sequence[str]) -> list[str]:
+    """The dotted keys of ``root``'s tree that end with ``path``, or with its start where
+    the rest is an entry of a mapping-valued setting."""
+    for size in range(len(path), 0, -1):
+        head, rest = tuple(path[:size]), list(path[size:])
+        found = [
+            ".".join([*setting, *rest])
+            for setting, mapping in _setting_paths(root)
+            if setting[-size:] == head and (mapping or not rest)
+        ]
+        if found:
+            return found
+    return []
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str, root: type) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in _settings(cls)]
     values = {}
     for key, value in data.items():
-        _check_known(key, dict.fromkeys(names), prefix.rstrip("."))
-        values[key] = _coerce(value, hints[key], f"{prefix}{key}")
+        _check_known([key], dict.fromkeys(names), prefix.rstrip("."), root)
+        values[key] = _coerce(value, hints[key], f"{prefix}{key}", root)
     return cls(**values)
 
 
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """Check ``value`` against the type ``hint``; convert ints and numeric strings to float."""
+def _coerce(value: Any, hint: Any, key: str, root: type) -> Any:
     origin = typing.get_origin(hint)
     if dataclasses.is_dataclass(hint):
-        return _build(hint, value, f"{key}.")
+        return _build(hint, value, f"{key}.", root)
     if origin in (Union, types.UnionType):
         options = typing.get_args(hint)
         if value is None and type(None) in options:
@@ -168,7 +203,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         errors = []
         for option in (o for o in options if o is not type(None)):
             try:
-                return _coerce(value, option, key)
+                return _coerce(value, option, key, root)
             except ConfigError as error:
                 errors.append(str(error))
         raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} fits no option")
@@ -181,13 +216,13 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{key} must be a list, got {value!r}")
         (item_type,) = typing.get_args(hint)
-        return [_coerce(item, item_type, f"{key}[{n}]") for n, item in enumerate(value)]
+        return [_coerce(item, item_type, f"{key}[{n}]", root) for n, item in enumerate(value)]
     if origin is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key} must be a mapping, got {value!r}")
         key_type, value_type = typing.get_args(hint)
         return {
-            _coerce(k, key_type, f"{key} key"): _coerce(v, value_type, f"{key}.{k}")
+            _coerce(k, key_type, f"{key} key", root): _coerce(v, value_type, f"{key}.{k}", root)
             for k, v in value.items()
         }
     if hint is float:

@@ -91,6 +91,25 @@ def test_a_settings_file_is_read_into_the_dataclass(tmp_path: Path):
         config_from_yaml(Settings, tmp_path / "missing.yaml")
 
 
+def test_a_key_of_another_section_is_suggested_with_its_full_path():
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'rate' in the config; did you mean inner\.rate\?"
+    ):
+        config_from_dict(Settings, {"rate": 1})
+
+
+@dataclass
+class Nested:
+    tables: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def test_an_override_adds_a_section_to_a_mapping_valued_setting():
+    changed = apply_overrides(Nested(tables={"a": {"x": 1.0}}), ["tables.b.y=2", "tables.a.z=3"])
+    assert changed == Nested(tables={"a": {"x": 1.0, "z": 3.0}, "b": {"y": 2.0}})
+    with pytest.raises(ConfigError, match=r"tables\.a\.x is not a section"):
+        apply_overrides(changed, ["tables.a.x.deeper=1"])
+
+
 def test_overrides_set_dotted_keys_with_yaml_values_and_leave_the_original():
     base = Settings()
     changed = apply_overrides(
@@ -116,6 +135,8 @@ def test_overrides_set_dotted_keys_with_yaml_values_and_leave_the_original():
         ("steps", "override 'steps' is not of the form key=value"),
         ("=3", "override '=3' is not of the form key=value"),
         ("inner.rat=3", r"unknown key 'rat' in section 'inner'; did you mean 'rate'"),
+        ("rate=3", r"unknown key 'rate' in the config; did you mean inner\.rate\?"),
+        ("weights.x=3", r"unknown key 'weights' .*did you mean inner\.weights\.x\?"),
         ("steps.x=1", "steps is not a section"),
         ("steps=[1", r"override 'steps=\[1': .*invalid YAML"),
         ("mode=medium", "mode must be one of"),

@@ -22,6 +22,11 @@ def test_shipped_configs_load_with_overrides() -> None:
         ("training.steps=many", "steps must be of type int"),
         ("data.dataset=imagenet", "data.dataset must be one of"),
         ("data.query_styles=google", "must be a list"),
+        ("optim.lr=1", r"unknown key 'optim' in the config; did you mean training\.optim\.lr\?"),
+        (
+            "model.lite.h=3",
+            r"unknown key 'lite' in section 'model'; did you mean training\.lite\.h",
+        ),
     ],
 )
 def test_bad_overrides_say_what_is_wrong(override: str, message: str) -> None:
@@ -44,3 +49,10 @@ def test_a_moved_setting_says_where_it_is_now(tmp_path):
     with pytest.raises(ConfigError, match=r"data.orbit_max_way is now data.orbit.max_way"):
         load_experiment("orbit", ["data.orbit_max_way=5"])
     assert load_experiment("orbit", ["data.orbit.max_way=5"]).data.orbit.max_way == 5
+
+
+def test_an_override_can_set_options_of_a_learner_the_config_does_not_list() -> None:
+    override = "model.learner_options.simple_cnaps.film_regularization=0.01"
+    config = load_experiment("default", [override])
+    assert config.model.learner_options["simple_cnaps"] == {"film_regularization": 0.01}
+    assert config.model.learner_options["protonets"] == {"distance_scale": 0.01}
