@@ -17,6 +17,7 @@ __all__ = [
     "RUNTIME",
     "ConfigError",
     "apply_overrides",
+    "coerce_value",
     "config_from_dict",
     "config_from_yaml",
     "config_to_dict",
@@ -190,6 +191,12 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, root: type) -> Any:
         _check_known([key], dict.fromkeys(names), prefix.rstrip("."), root)
         values[key] = _coerce(value, hints[key], f"{prefix}{key}", root)
     return cls(**values)
+
+
+def coerce_value(value: Any, hint: Any, key: str) -> Any:
+    """``value`` checked against the type ``hint`` (ints and numeric strings converted to
+    float); a mismatch raises :class:`ConfigError` naming ``key``."""
+    return _coerce(value, hint, key, root=hint)
 
 
 def _coerce(value: Any, hint: Any, key: str, root: type) -> Any:

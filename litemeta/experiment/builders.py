@@ -28,7 +28,7 @@ from litemeta.data import (
 from litemeta.data.samplers import EpisodeSampler
 from litemeta.data.vtab import vtab_task
 from litemeta.experiment.settings import DataConfig, ModelConfig, SamplerConfig
-from litemeta.learners import LEARNERS, build_learner
+from litemeta.learners import build_learner
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.tasks import Task
 
@@ -42,12 +42,6 @@ __all__ = [
 
 def build_model(model: ModelConfig) -> BackboneLearner:
     """The learner that ``model`` describes, with its pretrained weights if asked."""
-    unknown = sorted(set(model.learner_options) - set(LEARNERS))
-    if unknown:
-        raise ConfigError(
-            f"model.learner_options names unknown learners {unknown}; use names from "
-            f"{sorted(LEARNERS)}"
-        )
     options = {**model.learner_options.get(model.learner, {}), **model.options}
     return build_learner(
         model.learner,

@@ -22,6 +22,7 @@ from litemeta.config import (
 )
 from litemeta.data.loading import Workers
 from litemeta.data.orbit import OrbitTaskSampler
+from litemeta.learners.factory import LEARNERS, checked_options
 from litemeta.training.settings import TrainingConfig
 
 __all__ = [
@@ -54,6 +55,28 @@ class ModelConfig:
     weights_file: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     learner_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Refuse a size, learner or option that cannot be built; check option types."""
+        if self.image_size < 1:
+            raise ConfigError(
+                f"model.image_size must be at least 1 (pixels), got {self.image_size}"
+            )
+        if self.learner not in LEARNERS:
+            raise ConfigError(
+                f"model.learner: unknown learner '{self.learner}'; choose one of {sorted(LEARNERS)}"
+            )
+        unknown = sorted(set(self.learner_options) - set(LEARNERS))
+        if unknown:
+            raise ConfigError(
+                f"model.learner_options names unknown learners {unknown}; use names from "
+                f"{sorted(LEARNERS)}"
+            )
+        self.learner_options = {
+            name: checked_options(name, options, f"model.learner_options.{name}")
+            for name, options in self.learner_options.items()
+        }
+        self.options = checked_options(self.learner, self.options)
 
 
 @dataclass

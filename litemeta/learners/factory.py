@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +14,14 @@ import torch
 
 from litemeta.backbones import DEFAULT_BACKBONE, FilmPlacement, create_backbone
 from litemeta.checkpoint import read_model, save_model
-from litemeta.config import ConfigError
+from litemeta.config import ConfigError, coerce_value
 from litemeta.learners.backbone_learner import BackboneLearner, option_parameters
 from litemeta.learners.registry import LEARNERS
 
 __all__ = [
     "LEARNERS",
     "build_learner",
+    "checked_options",
     "learner_from_config",
     "learner_options",
     "load_learner",
@@ -40,20 +43,38 @@ def _required_options(name: str) -> list[str]:
     ]
 
 
-def _check_options(name: str, options: dict[str, Any]) -> None:
+def checked_options(
+    name: str, options: Mapping[str, Any], where: str = "model.options"
+) -> dict[str, Any]:
+    """``options`` of learner ``name`` with each value checked against the constructor's
+    type (ints to float where it takes a float); an unknown option or ill-typed value
+    raises :class:`ConfigError` naming ``where``."""
+    learner = LEARNERS[name]
     known = learner_options(name)
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise ConfigError(
             f"learner '{name}' has no option {', '.join(repr(u) for u in unknown)} "
-            f"(its options: {', '.join(known)}); fix or remove it in model.options"
+            f"(its options: {', '.join(known)}); fix or remove it in {where}"
         )
+    hints: dict[str, Any] = {}
+    for klass in reversed(learner.__mro__):
+        if "__init__" in vars(klass):
+            hints |= typing.get_type_hints(vars(klass)["__init__"])
+    return {
+        key: coerce_value(value, hints[key], f"{where}.{key}") for key, value in options.items()
+    }
+
+
+def _check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    options = checked_options(name, options)
     missing = [option for option in _required_options(name) if option not in options]
     if missing:
         raise ConfigError(
             f"learner '{name}' needs option {', '.join(repr(m) for m in missing)} "
             "(it has no default); set it in model.options"
         )
+    return options
 
 
 def build_learner(
@@ -73,7 +94,7 @@ def build_learner(
     """
     if name not in LEARNERS:
         raise ConfigError(f"unknown learner '{name}': choose one of {sorted(LEARNERS)}")
-    _check_options(name, options)
+    options = _check_options(name, options)
     return LEARNERS[name](
         create_backbone(
             backbone,

@@ -22,6 +22,17 @@ def test_shipped_configs_load_with_overrides() -> None:
         ("training.steps=many", "steps must be of type int"),
         ("data.dataset=imagenet", "data.dataset must be one of"),
         ("data.query_styles=google", "must be a list"),
+        ("model.image_size=0", r"model\.image_size must be at least 1 \(pixels\), got 0"),
+        ("model.image_size=-8", r"model\.image_size must be at least 1 \(pixels\), got -8"),
+        ("model.learner=protonet", r"model\.learner: unknown learner 'protonet'; choose one of"),
+        ("model.options.distance_scale=abc", r"model\.options\.distance_scale must be a number"),
+        ("model.options.meta_train=all", r"model\.options\.meta_train must be one of"),
+        (
+            "model.learner_options.simple_cnaps.film_regularisation=0.1",
+            r"no option 'film_regularisation' \(its options: .*film_regularization.*\); "
+            r"fix or remove it in model\.learner_options\.simple_cnaps",
+        ),
+        ("model.learner_options.cnap.chunk_size=8", r"unknown learners \['cnap'\]"),
         ("optim.lr=1", r"unknown key 'optim' in the config; did you mean training\.optim\.lr\?"),
         (
             "model.lite.h=3",
@@ -56,3 +67,8 @@ def test_an_override_can_set_options_of_a_learner_the_config_does_not_list() -> 
     config = load_experiment("default", [override])
     assert config.model.learner_options["simple_cnaps"] == {"film_regularization": 0.01}
     assert config.model.learner_options["protonets"] == {"distance_scale": 0.01}
+
+
+def test_learner_options_are_type_checked_when_the_config_is_loaded() -> None:
+    config = load_experiment("default", ["model.options.distance_scale=1e-3"])  # YAML: a string
+    assert config.model.options == {"distance_scale": 0.001}
