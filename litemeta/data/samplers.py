@@ -73,16 +73,17 @@ def _assemble(chosen: list[tuple[int, np.ndarray, np.ndarray]]) -> EpisodeSpec:
 
 @dataclass(frozen=True)
 class FixedWaySampler:
-    """Classic N-way K-shot episodes with Q queries per class (Vinyals et al., 2016)."""
+    """Classic N-way K-shot episodes with Q queries per class (Vinyals et al., 2016); a
+    task is scored on its queries, so there is at least one per class."""
 
     way: int
     shot: int
     query: int
 
     def __post_init__(self) -> None:
-        if self.way < 1 or self.shot < 1 or self.query < 0:
+        if self.way < 1 or self.shot < 1 or self.query < 1:
             raise ValueError(
-                f"need way >= 1, shot >= 1, query >= 0; got {self.way}, {self.shot}, {self.query}"
+                f"need way >= 1, shot >= 1, query >= 1; got {self.way}, {self.shot}, {self.query}"
             )
 
     def check(self, pools: Sequence[ClassPool]) -> None:

@@ -93,6 +93,14 @@ class SamplerConfig:
     query: int = 2
     hierarchy: bool = True
 
+    def __post_init__(self) -> None:
+        """A fixed-way task needs a class, a support image and a query image to be scored."""
+        if self.kind != "fixed":
+            return
+        for key, value in (("way", self.way), ("shot", self.shot), ("query", self.query)):
+            if value < 1:
+                raise ConfigError(f"data.sampler.{key} must be at least 1, got {value}")
+
 
 @dataclass
 class DataConfig:
@@ -136,6 +144,13 @@ class DataConfig:
     vtab_query_limit: int | None = None
     workers: Workers = "auto"
     cache_decoded: bool | Literal["auto"] = "auto"
+
+    def __post_init__(self) -> None:
+        if self.validation_tasks < 0:
+            raise ConfigError(
+                "data.validation_tasks must be >= 0 (0: no validation), "
+                f"got {self.validation_tasks}"
+            )
 
 
 @dataclass

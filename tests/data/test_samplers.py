@@ -45,6 +45,11 @@ def test_fixed_way_needs_enough_classes():
         FixedWaySampler(5, 1, 1).check(class_pools(SyntheticCollection([5, 5, 5])))
 
 
+def test_fixed_way_tasks_have_queries_to_be_scored_on():
+    with pytest.raises(ValueError, match=r"query >= 1; got 5, 1, 0"):
+        FixedWaySampler(5, 1, 0)
+
+
 def test_variable_way_invariants_over_many_episodes():
     pools = class_pools(SyntheticCollection(SIZES))
     sampler = VariableWaySampler()

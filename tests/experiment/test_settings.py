@@ -33,6 +33,10 @@ def test_shipped_configs_load_with_overrides() -> None:
             r"fix or remove it in model\.learner_options\.simple_cnaps",
         ),
         ("model.learner_options.cnap.chunk_size=8", r"unknown learners \['cnap'\]"),
+        ("data.sampler.query=0", r"data\.sampler\.query must be at least 1, got 0"),
+        ("data.sampler.way=0", r"data\.sampler\.way must be at least 1, got 0"),
+        ("data.sampler.shot=-1", r"data\.sampler\.shot must be at least 1, got -1"),
+        ("data.validation_tasks=-1", r"data\.validation_tasks must be >= 0 \(0: no validation\)"),
         ("optim.lr=1", r"unknown key 'optim' in the config; did you mean training\.optim\.lr\?"),
         (
             "model.lite.h=3",
@@ -72,3 +76,9 @@ def test_an_override_can_set_options_of_a_learner_the_config_does_not_list() -> 
 def test_learner_options_are_type_checked_when_the_config_is_loaded() -> None:
     config = load_experiment("default", ["model.options.distance_scale=1e-3"])  # YAML: a string
     assert config.model.options == {"distance_scale": 0.001}
+
+
+def test_a_variable_way_sampler_ignores_the_fixed_way_numbers() -> None:
+    config = load_experiment("meta-dataset", ["data.sampler.query=0"])
+    assert config.data.sampler.kind == "variable"
+    assert load_experiment("default", ["data.validation_tasks=0"]).data.validation_tasks == 0
