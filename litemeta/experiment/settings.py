@@ -171,6 +171,8 @@ class EvaluationConfig:
             raise ConfigError(
                 f"evaluation.query_batch_size must be at least 1, got {self.query_batch_size}"
             )
+        if self.seed < 0:
+            raise ConfigError(f"evaluation.seed must be >= 0, got {self.seed}")
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,10 +79,20 @@ class TrainingConfig:
                 raise ConfigError(f"{key} must be at least 1, got {value}")
         if self.validate_every < 0:
             raise ConfigError(f"validate_every must be >= 0 (0: never), got {self.validate_every}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
         if self.lite.h is not None and self.lite.h < 1:
             raise ConfigError(f"lite.h must be null or at least 1, got {self.lite.h}")
-        if self.optim.lr <= 0:
-            raise ConfigError(f"optim.lr must be positive, got {self.optim.lr}")
+        tolerance = self.lite.row_tolerance
+        if tolerance is not None and not 0 <= tolerance < math.inf:
+            raise ConfigError(
+                f"lite.row_tolerance must be null (by precision) or a finite number >= 0, "
+                f"got {tolerance}"
+            )
+        rates = {f"optim.group_lr.{name}": lr for name, lr in self.optim.group_lr.items()}
+        for key, lr in {"optim.lr": self.optim.lr, **rates}.items():
+            if not 0 < lr < math.inf:
+                raise ConfigError(f"{key} must be positive and finite, got {lr}")
         if self.optim.grad_clip is not None and self.optim.grad_clip <= 0:
             raise ConfigError(
                 f"optim.grad_clip must be null or positive, got {self.optim.grad_clip}"

@@ -37,6 +37,8 @@ def test_shipped_configs_load_with_overrides() -> None:
         ("data.sampler.way=0", r"data\.sampler\.way must be at least 1, got 0"),
         ("data.sampler.shot=-1", r"data\.sampler\.shot must be at least 1, got -1"),
         ("data.validation_tasks=-1", r"data\.validation_tasks must be >= 0 \(0: no validation\)"),
+        ("evaluation.seed=-1", r"evaluation\.seed must be >= 0, got -1"),
+        ("training.seed=-1", r"seed must be >= 0, got -1"),
         ("optim.lr=1", r"unknown key 'optim' in the config; did you mean training\.optim\.lr\?"),
         (
             "model.lite.h=3",
