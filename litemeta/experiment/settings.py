@@ -7,6 +7,7 @@ turns it into a learner and task sources.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -58,6 +59,8 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         """Refuse a size, learner or option that cannot be built; check option types."""
+        if self.weights_file is not None:
+            self.weights_file = os.path.expanduser(self.weights_file)
         if self.image_size < 1:
             raise ConfigError(
                 f"model.image_size must be at least 1 (pixels), got {self.image_size}"
@@ -146,6 +149,8 @@ class DataConfig:
     cache_decoded: bool | Literal["auto"] = "auto"
 
     def __post_init__(self) -> None:
+        if self.root is not None:
+            self.root = os.path.expanduser(self.root)
         if self.validation_tasks < 0:
             raise ConfigError(
                 "data.validation_tasks must be >= 0 (0: no validation), "

@@ -84,3 +84,11 @@ def test_a_variable_way_sampler_ignores_the_fixed_way_numbers() -> None:
     config = load_experiment("meta-dataset", ["data.sampler.query=0"])
     assert config.data.sampler.kind == "variable"
     assert load_experiment("default", ["data.validation_tasks=0"]).data.validation_tasks == 0
+
+
+def test_paths_starting_with_a_tilde_are_in_the_home_folder(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    paths = ["training.output_dir=~/run", "data.root=~/data", "model.weights_file=~/w.pt"]
+    config = load_experiment("default", paths)
+    assert config.training.output_dir == f"{tmp_path}/run"
+    assert (config.data.root, config.model.weights_file) == (f"{tmp_path}/data", f"{tmp_path}/w.pt")
