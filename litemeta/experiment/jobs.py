@@ -150,6 +150,18 @@ def _differences(before: dict, after: dict, prefix: str = "") -> dict[str, tuple
     return found
 
 
+def _warn_about_unused_checkpointing(config: ExperimentConfig) -> None:
+    lite = config.training.lite
+    if lite.gradient_checkpointing and lite.h is not None:
+        warnings.warn(
+            f"training.lite.gradient_checkpointing=true does nothing with lite.h={lite.h}: "
+            "LITE recomputes and back-propagates the h drawn support images a chunk at a time "
+            "after the queries, without checkpoints; checkpointing applies to full "
+            "back-propagation only (lite.h: null, or a support set of at most h images)",
+            stacklevel=3,
+        )
+
+
 def train_experiment(
     config: ExperimentConfig, *, resume: bool = False, compare_baseline: bool = True
 ) -> dict[str, EvaluationResult]:
@@ -168,6 +180,7 @@ def train_experiment(
             "with --resume, or start a new one elsewhere with training.output_dir=DIR"
         )
     _warn_about_full_backpropagation(config)
+    _warn_about_unused_checkpointing(config)
     seed_everything(config.training.seed)
     _tune_cuda(config)
     learner = build_model(config.model)

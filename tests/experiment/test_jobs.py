@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+import litemeta.experiment.jobs as jobs
 from litemeta.data.images import read_image_file
 from litemeta.experiment import load_experiment, task_dataset
 from litemeta.experiment.jobs import (
@@ -122,3 +124,21 @@ def test_a_learner_file_personalises_like_the_run_it_was_saved_from(trained_run,
         _write_emoji(query, class_id, "openmoji")
     from_file = personalise(tmp_path / "learner.pt", support, query)
     assert from_file == personalise(trained_run, support, query)
+
+
+def test_gradient_checkpointing_with_lite_h_warns_that_it_does_nothing(tmp_path, monkeypatch):
+    def stop(*args, **kwargs):
+        raise RuntimeError("stopped before building the model")
+
+    monkeypatch.setattr(jobs, "build_model", stop)
+    overrides = ["training.lite.gradient_checkpointing=true", f"training.output_dir={tmp_path}"]
+    config = load_experiment("default", overrides)
+    with (
+        pytest.warns(UserWarning, match=r"gradient_checkpointing=true does nothing with lite.h=10"),
+        pytest.raises(RuntimeError, match="stopped"),
+    ):
+        jobs.train_experiment(config)
+    config = load_experiment("default", [*overrides, "training.lite.h=null"])
+    with warnings.catch_warnings(), pytest.raises(RuntimeError, match="stopped"):
+        warnings.simplefilter("error")
+        jobs.train_experiment(config)
