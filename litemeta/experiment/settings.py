@@ -240,6 +240,10 @@ def load_experiment(config: str | Path, overrides: Sequence[str] = ()) -> Experi
     path = Path(config)
     if not path.suffix and not path.exists():
         path = shipped_config(str(config))
+    if path.is_dir():
+        saved = path / "experiment.yaml"
+        hint = f"; a run's settings are in {saved}" if saved.is_file() else ""
+        raise ConfigError(f"config {path} is a folder: give a YAML file{hint}")
     if path.is_file():
         _refuse_moved_settings(load_yaml(path.read_text(), str(path)), overrides, str(path))
     return apply_overrides(config_from_yaml(ExperimentConfig, path), overrides)

@@ -56,6 +56,14 @@ def test_unknown_config_names_the_shipped_ones() -> None:
         load_experiment("defualt")
 
 
+def test_a_folder_given_as_the_config_says_so_and_points_at_a_runs_settings(tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"is a folder: give a YAML file$"):
+        load_experiment(str(tmp_path))
+    (tmp_path / "experiment.yaml").write_text("training: {steps: 3}\n")
+    with pytest.raises(ConfigError, match=r"a run's settings are in .*experiment\.yaml"):
+        load_experiment(str(tmp_path))
+
+
 def test_a_moved_setting_says_where_it_is_now(tmp_path):
     path = tmp_path / "old.yaml"
     path.write_text("training:\n  lite: {h: 8, chunk_size: 32}\n")
