@@ -190,7 +190,13 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, root: type) -> Any:
     for key, value in data.items():
         _check_known([key], dict.fromkeys(names), prefix.rstrip("."), root)
         values[key] = _coerce(value, hints[key], f"{prefix}{key}", root)
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError as error:  # a section's own check names its keys without the section
+        first = str(error).split(" ", 1)[0].split(".", 1)[0]
+        if prefix and first in names:
+            raise ConfigError(f"{prefix}{error}") from None
+        raise
 
 
 def coerce_value(value: Any, hint: Any, key: str) -> Any:

@@ -61,8 +61,9 @@ def checked_options(
     for klass in reversed(learner.__mro__):
         if "__init__" in vars(klass):
             hints |= typing.get_type_hints(vars(klass)["__init__"])
-    return {
-        key: coerce_value(value, hints[key], f"{where}.{key}") for key, value in options.items()
+    return {  # an option without a type hint (a user's learner) is passed as it is
+        key: coerce_value(value, hints[key], f"{where}.{key}") if key in hints else value
+        for key, value in options.items()
     }
 
 

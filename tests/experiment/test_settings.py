@@ -38,7 +38,9 @@ def test_shipped_configs_load_with_overrides() -> None:
         ("data.sampler.shot=-1", r"data\.sampler\.shot must be at least 1, got -1"),
         ("data.validation_tasks=-1", r"data\.validation_tasks must be >= 0 \(0: no validation\)"),
         ("evaluation.seed=-1", r"evaluation\.seed must be >= 0, got -1"),
-        ("training.seed=-1", r"seed must be >= 0, got -1"),
+        ("training.seed=-1", r"^training\.seed must be >= 0, got -1"),
+        ("training.lite.h=0", r"^training\.lite\.h must be null or at least 1"),
+        ("training.optim.group_lr.backbone=-1", r"^training\.optim\.group_lr\.backbone must be"),
         ("optim.lr=1", r"unknown key 'optim' in the config; did you mean training\.optim\.lr\?"),
         (
             "model.lite.h=3",
