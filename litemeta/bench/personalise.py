@@ -13,6 +13,7 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
 from litemeta.backbones import DEFAULT_BACKBONE
@@ -30,9 +31,9 @@ __all__ = [
 
 
 def personalise_learners() -> list[str]:
-    """Every registered learner: the meta-learners, then the baselines with nothing to
-    meta-train."""
-    return sorted(LEARNERS, key=lambda name: not LEARNERS[name].meta_trainable)
+    """Every registered learner by name: the meta-learners, then the baselines with nothing
+    to meta-train."""
+    return sorted(LEARNERS, key=lambda name: (not LEARNERS[name].meta_trainable, name))
 
 
 def _table_row(row: Row) -> Row:
@@ -87,6 +88,7 @@ def run_personalise_benchmark(
     rows: list[Row] = []
     bar = tqdm(total=len(learners) * len(tasks), desc="personalise", disable=not progress)
     for name in learners:
+        torch.manual_seed(0)  # each learner's random initialisation, whatever the order
         learner = build_learner(name, backbone, image_size, pretrained=pretrained).eval()
         costs = []
         for task in tasks:
