@@ -46,8 +46,8 @@ def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255
     and floating-point images to 8 bits (see :func:`_to_eight_bits`)."""
     if image.mode.startswith("I") or image.mode == "F":
         image = _to_eight_bits(image)
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
+    if image.mode in ("P", "L", "RGB") and "transparency" in image.info:
+        image = image.convert("RGBA")  # a palette entry or colour marked transparent (tRNS)
     if image.mode in ("RGBA", "LA"):
         image = image.convert("RGBA")
         canvas = Image.new("RGBA", image.size, (*background, 255))

@@ -77,6 +77,21 @@ def test_transparency_is_composited_onto_white(mode):
     np.testing.assert_allclose(rgb[0, 1], expected, atol=1)
 
 
+@pytest.mark.parametrize(
+    ("mode", "key", "other"), [("RGB", (10, 20, 30), (200, 0, 0)), ("L", 77, 150)]
+)
+def test_a_colour_marked_transparent_becomes_white(mode, key, other):
+    """PNG's tRNS chunk marks one colour of an RGB or grey image transparent."""
+    image = Image.new(mode, (2, 1), key)
+    image.putpixel((1, 0), other)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", transparency=key)
+    decoded = decode_image(buffer.getvalue(), None, "keyed.png")
+    assert decoded[:, 0, 0].tolist() == [255, 255, 255]
+    expected = list(other) if mode == "RGB" else [other] * 3
+    assert decoded[:, 0, 1].tolist() == expected
+
+
 def test_unreadable_bytes_and_files_name_the_image(tmp_path: Path):
     with pytest.raises(ImageLoadError, match=r"cannot decode image holiday\.png: .*replace"):
         decode_image(b"\x89PNG but not really", 8, "holiday.png")
