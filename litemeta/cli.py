@@ -211,6 +211,16 @@ def _export(args: argparse.Namespace) -> None:
     print(f"wrote {out} ({len(model) / 2**20:.1f} MB): uint8 images in, probabilities of {labels}")
 
 
+def _upload_megabytes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of MB, got {text!r}") from None
+    if not 1 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be at least 1 (MB), got {text}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -322,7 +332,7 @@ def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     serve.add_argument(
         "--max-upload-mb",
-        type=float,
+        type=_upload_megabytes,
         default=20,
         help="largest request body (default: %(default)s)",
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 
+import pytest
+
 from litemeta.cli import main
 
 
@@ -22,3 +24,12 @@ def test_a_missing_extra_names_the_install_command(tmp_path, monkeypatch, capsys
     argv = ["export", "--checkpoint", str(tmp_path), "--support", str(tmp_path), "--out", "m.onnx"]
     assert main(argv) == 1
     assert "needs fastapi: pip install 'litemeta[serve]'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("megabytes", ["0", "-1", "0.5", "nan", "inf"])
+def test_serve_refuses_an_upload_limit_under_one_mb(tmp_path, capsys, megabytes):
+    argv = ["serve", "--checkpoint", str(tmp_path), "--max-upload-mb", megabytes]
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert f"--max-upload-mb: must be at least 1 (MB), got {megabytes}" in capsys.readouterr().err
