@@ -9,16 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from litemeta.data.images import ImageLoadError, decode_image
 from litemeta.experiment.jobs import load_trained_learner
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.learners.base import TaskClassifier
 from litemeta.serve.export import export_onnx
-from litemeta.serve.store import Recogniser, Taught
+from litemeta.serve.store import Example, Recogniser, Taught
 
-__all__ = ["Adapted", "Personaliser", "check_image"]
+__all__ = ["Adapted", "Personaliser", "UnreadableExample", "check_image"]
 
 #: The image formats the app accepts, by the name Pillow gives them.
 MEDIA_TYPES = {
@@ -28,20 +28,36 @@ MEDIA_TYPES = {
     "GIF": (".gif", "image/gif"),
     "BMP": (".bmp", "image/bmp"),
 }
+#: Pillow calls phones' JPEGs with extra frames (an MPF block) MPO; its JPEG reader opens
+#: them, and they are kept as JPEG and read by their first frame.
+ALIASES = {"MPO": "JPEG"}
+ACCEPTED = "JPEG, PNG, WebP, GIF or BMP"
+
+
+class UnreadableExample(RuntimeError):
+    """A stored example whose image file is missing or cannot be decoded; the message names
+    it and says to delete it."""
 
 
 def check_image(data: bytes, source: str) -> tuple[str, str]:
     """``(extension, media type)`` of an upload that decodes fully as an image in one of
-    :data:`MEDIA_TYPES`; :class:`ImageLoadError` otherwise."""
+    :data:`MEDIA_TYPES`; :class:`ImageLoadError` otherwise. Only those formats' headers are
+    parsed, and the image is decoded only once its format and size are accepted."""
     if not data:
         raise ImageLoadError(f"{source} is empty; choose an image file")
-    decode_image(data, 8, source)
-    with Image.open(io.BytesIO(data)) as image:
-        kind = image.format or ""
-    if kind not in MEDIA_TYPES:
+    try:
+        with Image.open(io.BytesIO(data), formats=list(MEDIA_TYPES)) as image:
+            kind = ALIASES.get(image.format or "", image.format or "")
+    except UnidentifiedImageError:
         raise ImageLoadError(
-            f"{source} is a {kind or 'unknown'} image; upload {', '.join(MEDIA_TYPES)}"
-        )
+            f"cannot decode image {source}: it is not a {ACCEPTED} image (or it is corrupt); "
+            "upload one of those"
+        ) from None
+    except Image.DecompressionBombError as error:
+        raise ImageLoadError(f"{source} has too many pixels ({error}); shrink it") from None
+    except OSError as error:  # a header Pillow's reader for the format refuses
+        raise ImageLoadError(f"cannot decode image {source}: {error}") from None
+    decode_image(data, 8, source)
     return MEDIA_TYPES[kind]
 
 
@@ -105,13 +121,24 @@ class Personaliser:
                 f"class(es) {', '.join(empty)} have no examples; add a few photos or delete them"
             )
         start = time.perf_counter()
-        paths = [e.path for label in classes for e in recogniser.classes[label]]
+        examples = [e for label in classes for e in recogniser.classes[label]]
         labels = [i for i, label in enumerate(classes) for _ in recogniser.classes[label]]
-        images = self.images([p.read_bytes() for p in paths], [p.name for p in paths])
+        images = torch.stack([self._example(e) for e in examples]).to(self.device)
         with self._lock, torch.no_grad():
             classifier = self.learner.adapt(images, torch.tensor(labels, device=self.device))
         seconds = time.perf_counter() - start
-        return Adapted(classes, classifier), Taught(classes, len(paths), round(seconds, 4))
+        return Adapted(classes, classifier), Taught(classes, len(examples), round(seconds, 4))
+
+    def _example(self, example: Example) -> torch.Tensor:
+        """A stored example decoded; :class:`UnreadableExample` names it if that fails."""
+        try:
+            return decode_image(example.path.read_bytes(), self.image_size, example.path.name)
+        except (OSError, ImageLoadError) as error:
+            problem = "its image file is missing" if not example.path.exists() else str(error)
+            raise UnreadableExample(
+                f"example {example.id} of class {example.label!r} cannot be used ({problem}); "
+                "delete it and teach again"
+            ) from None
 
     def predict(self, adapted: Adapted, data: bytes, source: str) -> list[dict[str, object]]:
         """Every class with its probability for one image, most probable first."""

@@ -31,12 +31,40 @@ def test_uploads_are_decoded_and_named_by_their_format():
     assert check_image(_encoded("PNG"), "a.png") == (".png", "image/png")
     assert check_image(_encoded("JPEG"), "a.bin") == (".jpg", "image/jpeg")  # by content
     assert check_image(_encoded("WEBP"), "a") == (".webp", "image/webp")
-    with pytest.raises(ImageLoadError, match=r"scan\.tif is a TIFF image; upload JPEG, PNG"):
+    with pytest.raises(ImageLoadError, match=r"scan\.tif: it is not a JPEG, PNG, WebP, GIF"):
         check_image(_encoded("TIFF"), "scan.tif")
     with pytest.raises(ImageLoadError, match=r"blank\.png is empty"):
         check_image(b"", "blank.png")
     with pytest.raises(ImageLoadError, match=r"cannot decode image notes\.txt"):
         check_image(b"plain text", "notes.txt")
+
+
+def test_a_phone_jpeg_with_extra_frames_is_a_jpeg():
+    first, second = Image.new("RGB", (9, 7), (10, 200, 30)), Image.new("RGB", (9, 7), "blue")
+    buffer = io.BytesIO()
+    first.save(buffer, format="MPO", save_all=True, append_images=[second])
+    assert check_image(buffer.getvalue(), "photo.jpg") == (".jpg", "image/jpeg")
+    assert decode_image(buffer.getvalue(), None, "photo.jpg")[:, 0, 0].tolist() == [10, 200, 30]
+
+
+@pytest.mark.parametrize(
+    ("kind", "reader"),
+    [
+        ("TGA", "TgaImagePlugin.TgaImageFile"),
+        ("PCX", "PcxImagePlugin.PcxImageFile"),
+        ("ICO", "IcoImagePlugin.IcoImageFile"),
+        ("TIFF", "TiffImagePlugin.TiffImageFile"),
+    ],
+)
+def test_other_formats_are_refused_without_parsing_or_decoding(kind, reader, monkeypatch):
+    def not_allowed(*args):
+        raise AssertionError("parsed or decoded")
+
+    data = _encoded(kind)
+    monkeypatch.setattr(f"PIL.{reader}._open", not_allowed)
+    monkeypatch.setattr("litemeta.serve.recogniser.decode_image", not_allowed)
+    with pytest.raises(ImageLoadError, match="it is not a JPEG, PNG, WebP, GIF or BMP image"):
+        check_image(data, f"a.{kind.lower()}")
 
 
 def test_teaching_adapts_once_to_every_example_and_predictions_are_the_softmax(
