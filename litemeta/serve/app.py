@@ -8,24 +8,28 @@ import secrets
 import threading
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders, QueryParams, UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from litemeta.data.images import ImageLoadError
-from litemeta.serve.recogniser import Adapted, Personaliser, check_image
-from litemeta.serve.store import NotFound, Store, Taught, check_name
+from litemeta.serve.recogniser import Adapted, Personaliser, UnreadableExample, check_image
+from litemeta.serve.store import NotFound, Recogniser, Store, Taught, check_name
 
 __all__ = ["DEFAULT_MAX_UPLOAD_MB", "create_app", "needs_token"]
 
 DEFAULT_MAX_UPLOAD_MB = 20
 MAX_FILES_PER_REQUEST = 100
+#: Seconds Ctrl-C waits for open requests before closing them.
+GRACEFUL_SHUTDOWN_SECONDS = 3
 STATIC = resources.files("litemeta.serve") / "static"
+UPLOAD_HINT = "send the images as multipart/form-data with field 'file'"
 
 
 class Refused(Exception):
@@ -45,6 +49,22 @@ def needs_token(host: str) -> bool:
     except ValueError:
         return True
     return str(address) not in ("127.0.0.1", "::1")
+
+
+class TextFieldParser(MultiPartParser):
+    """Starlette's multipart parser, refusing text fields that are not valid in the form's
+    charset (UTF-8 unless it says otherwise) instead of reading them as latin-1."""
+
+    def on_part_end(self) -> None:
+        part = self._current_part
+        if part.file is None:
+            try:
+                bytes(part.data).decode(self._charset)
+            except UnicodeDecodeError:
+                raise MultiPartException(
+                    f"form field {part.field_name!r} is not {self._charset} text"
+                ) from None
+        super().on_part_end()
 
 
 class BodyLimit:
@@ -99,10 +119,10 @@ class Guard:
     def _allowed(self, scope: Scope) -> bool:
         if self.token is None or not scope["path"].startswith("/api/"):
             return True
-        header = Headers(scope=scope).get("authorization", "")
+        scheme, _, credentials = Headers(scope=scope).get("authorization", "").partition(" ")
         given = (
-            header.removeprefix("Bearer ")
-            if header.startswith("Bearer ")
+            credentials.strip()
+            if scheme.lower() == "bearer"
             else QueryParams(scope["query_string"]).get("token", "")
         )
         return secrets.compare_digest(given.encode(), self.token.encode())
@@ -140,7 +160,7 @@ def create_app(
     """The ASGI app. With ``token``, every ``/api`` request must send it (header
     ``Authorization: Bearer TOKEN`` or query ``?token=TOKEN``) or gets 401."""
     app = FastAPI(title="litemeta", docs_url=None, redoc_url=None, openapi_url=None)
-    adapted: dict[str, tuple[Taught, Adapted]] = {}
+    adapted: dict[str, tuple[int, Adapted]] = {}  # by recogniser: its version, classifier
     adapting = threading.Lock()
 
     @app.exception_handler(Refused)
@@ -155,56 +175,96 @@ def create_app(
     async def _bad_value(request: Request, error: ValueError) -> JSONResponse:
         return JSONResponse({"error": str(error)}, status_code=400)
 
-    app.add_middleware(Guard, token=token)
+    @app.exception_handler(UnreadableExample)
+    async def _unreadable(request: Request, error: UnreadableExample) -> JSONResponse:
+        return JSONResponse({"error": str(error)}, status_code=409)
+
+    @app.exception_handler(HTTPException)
+    async def _no_route(request: Request, error: HTTPException) -> JSONResponse:
+        messages = {
+            404: f"no page or API route {request.url.path}; the API is in docs/serve.md",
+            405: f"{request.url.path} does not take {request.method} requests",
+        }
+        return JSONResponse(
+            {"error": messages.get(error.status_code, str(error.detail))},
+            status_code=error.status_code,
+            headers=error.headers,
+        )
+
     app.add_middleware(BodyLimit, limit=int(max_upload_mb * 2**20))
+    app.add_middleware(Guard, token=token)  # outermost: no token, no 413 either
 
     async def _json(request: Request, key: str) -> object:
         try:
             body = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # too deeply nested for the JSON parser
             raise Refused(400, f'send a JSON object like {{"{key}": "..."}}') from None
         if not isinstance(body, dict) or key not in body:
             raise Refused(400, f'send a JSON object like {{"{key}": "..."}}')
         return body[key]
 
-    async def _images(request: Request, one: bool) -> tuple[dict[str, Any], list[tuple]]:
-        """The form's fields and its ``file`` uploads as ``(data, extension, media type)``."""
+    async def _form(request: Request, one: bool) -> tuple[dict[str, str], list[tuple[str, bytes]]]:
+        """The form's text fields and its ``file`` uploads as ``(file name, data)``."""
+        content_type = request.headers.get("content-type", "")
+        if not content_type.lower().startswith("multipart/form-data"):
+            raise Refused(400, UPLOAD_HINT)
+        parser = TextFieldParser(request.headers, request.stream(), max_files=MAX_FILES_PER_REQUEST)
         try:
-            form = await request.form(max_files=MAX_FILES_PER_REQUEST)
+            form = await parser.parse()
         except Refused:
             raise
         except Exception as error:  # the multipart parser raises several types
-            raise Refused(
-                400, f"send the images as multipart/form-data with field 'file' ({error})"
-            ) from None
-        files = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
-        if not files:
-            raise Refused(400, "no image received: attach one or more files in field 'file'")
-        if one and len(files) > 1:
-            raise Refused(400, f"send one image at a time, got {len(files)}")
+            raise Refused(400, f"{UPLOAD_HINT} ({error})") from None
+        try:
+            files = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
+            if not files:
+                raise Refused(400, "no image received: attach one or more files in field 'file'")
+            if one and len(files) > 1:
+                raise Refused(400, f"send one image at a time, got {len(files)}")
+            uploads = [(f.filename or "the upload", await f.read()) for f in files]
+        finally:
+            await form.close()
+        fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+        return fields, uploads
+
+    async def _images(uploads: list[tuple[str, bytes]]) -> list[tuple[bytes, str, str]]:
+        """Each upload decoded and checked, as ``(data, extension, media type)``."""
         images = []
-        for upload in files:
-            data = await upload.read()
-            name = upload.filename or "the upload"
+        for name, data in uploads:
             try:
                 images.append((data, *await run_in_threadpool(check_image, data, name)))
             except ImageLoadError as error:
                 raise Refused(400, str(error)) from None
-        fields = {k: v for k, v in form.items() if not isinstance(v, UploadFile)}
-        return fields, images
+        return images
+
+    def _taught(recogniser: Recogniser) -> Taught:
+        """What the recogniser was taught; 409 if it changed since."""
+        if recogniser.taught is None:
+            raise Refused(
+                409,
+                f"teach {recogniser.name!r} first: it has not been taught since its classes or "
+                "examples last changed",
+            )
+        return recogniser.taught
 
     def _adapted(recogniser_id: str) -> Adapted:
+        """The taught classifier; adapted again from the stored examples after a restart,
+        which must give the classes and example count that were taught."""
         with adapting:
             recogniser = store.get(recogniser_id)
-            if recogniser.taught is None:
-                raise Refused(
-                    409,
-                    f"teach {recogniser.name!r} first: it has not been taught since its classes or "
-                    "examples last changed",
-                )
+            taught = _taught(recogniser)
             cached = adapted.get(recogniser_id)
-            if cached is None or cached[0] != recogniser.taught:
-                adapted[recogniser_id] = (recogniser.taught, personaliser.teach(recogniser)[0])
+            if cached is None or cached[0] != recogniser.version:
+                result, again = personaliser.teach(recogniser)
+                if (again.classes, again.examples) != (taught.classes, taught.examples):
+                    store.set_taught(recogniser_id, None, recogniser.version)
+                    raise Refused(
+                        409,
+                        f"{recogniser.name!r} was taught {taught.examples} examples of "
+                        f"{', '.join(taught.classes)} but now has {again.examples} of "
+                        f"{', '.join(again.classes)}; teach it again",
+                    )
+                adapted[recogniser_id] = (recogniser.version, result)
             return adapted[recogniser_id][1]
 
     @app.get("/", include_in_schema=False)
@@ -257,13 +317,19 @@ def create_app(
     @app.post("/api/recognisers/{recogniser_id}/examples")
     async def add_examples(recogniser_id: str, request: Request) -> dict[str, int]:
         store.get(recogniser_id)
-        fields, images = await _images(request, one=False)
+        fields, uploads = await _form(request, one=False)
         label = check_name(fields.get("label", ""), "class label")
+        images = await _images(uploads)
         return await run_in_threadpool(store.add_examples, recogniser_id, label, images)
 
     @app.get("/api/recognisers/{recogniser_id}/examples/{example_id}/image")
     def example_image(recogniser_id: str, example_id: str) -> FileResponse:
         example = store.example(recogniser_id, example_id)
+        if not example.path.is_file():
+            raise NotFound(
+                f"the image file of example {example_id} of class {example.label!r} is missing "
+                "from the store; delete the example"
+            )
         return FileResponse(example.path, media_type=example.media_type)
 
     @app.delete("/api/recognisers/{recogniser_id}/examples/{example_id}")
@@ -276,16 +342,22 @@ def create_app(
         with adapting:
             recogniser = store.get(recogniser_id)
             result, taught = personaliser.teach(recogniser)
-            store.set_taught(recogniser_id, taught)
-            adapted[recogniser_id] = (taught, result)
+            if not store.set_taught(recogniser_id, taught, recogniser.version):
+                raise Refused(
+                    409,
+                    f"the classes or examples of {recogniser.name!r} changed while it was "
+                    "being taught; teach it again",
+                )
+            adapted[recogniser_id] = (recogniser.version, result)
         return vars(taught)
 
     @app.post("/api/recognisers/{recogniser_id}/predict")
     async def predict(recogniser_id: str, request: Request) -> list[dict[str, object]]:
-        store.get(recogniser_id)
-        _, images = await _images(request, one=True)
+        _taught(store.get(recogniser_id))  # before reading the upload
+        _, uploads = await _form(request, one=True)
+        [(data, _, _)] = await _images(uploads)
         return await run_in_threadpool(
-            lambda: personaliser.predict(_adapted(recogniser_id), images[0][0], "the image")
+            lambda: personaliser.predict(_adapted(recogniser_id), data, "the image")
         )
 
     @app.get("/api/recognisers/{recogniser_id}/export")
@@ -338,4 +410,10 @@ def run_server(
     address = f"[{host}]" if ":" in host else host
     page = f"http://{address}:{port}/" + (f"?token={token}" if token else "")
     print(f"litemeta: serving {page} (store {store}); Ctrl-C stops", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )

@@ -34,13 +34,17 @@ __all__ = [
 MAX_NAME_LENGTH = 64
 #: Characters refused in names and labels: path separators and markup.
 FORBIDDEN_CHARACTERS = set("/\\<>\"'`&")
+#: Invisible format characters that real text needs: zero-width joiner (emoji sequences)
+#: and non-joiner (Persian, Indic scripts).
+JOINERS = {"\u200c", "\u200d"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS recognisers (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
     created REAL NOT NULL,
-    taught TEXT
+    taught TEXT,
+    version INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS classes (
     recogniser_id TEXT NOT NULL REFERENCES recognisers(id) ON DELETE CASCADE,
@@ -77,11 +81,16 @@ def default_store_dir() -> Path:
     return base / "litemeta" / "serve"
 
 
+def normalise_name(text: str) -> str:
+    """``text`` as names and labels are stored: NFC, without surrounding spaces."""
+    return unicodedata.normalize("NFC", text).strip()
+
+
 def check_name(text: object, what: str) -> str:
-    """A recogniser name or class label, stripped; ``ValueError`` says what to change."""
+    """A recogniser name or class label, normalised; ``ValueError`` says what to change."""
     if not isinstance(text, str):
         raise ValueError(f"the {what} must be text")
-    name = unicodedata.normalize("NFC", text).strip()
+    name = normalise_name(text)
     if not name:
         raise ValueError(f"the {what} is empty: type a few letters")
     if len(name) > MAX_NAME_LENGTH:
@@ -92,7 +101,7 @@ def check_name(text: object, what: str) -> str:
             f"the {what} {name!r} contains {' '.join(bad)}; use letters, digits, spaces and "
             "simple punctuation (. , - _ + ( ) !) only"
         )
-    if any(unicodedata.category(c).startswith("C") for c in name):
+    if any(unicodedata.category(c).startswith("C") and c not in JOINERS for c in name):
         raise ValueError(f"the {what} contains control characters; type it again")
     if name.startswith("."):
         raise ValueError(f"the {what} {name!r} starts with a dot; start with a letter or digit")
@@ -120,13 +129,17 @@ class Taught:
 
 @dataclass(frozen=True)
 class Recogniser:
-    """A recogniser with its classes (in creation order) and examples per class."""
+    """A recogniser with its classes (in creation order) and examples per class.
+
+    ``version`` counts the changes to its classes and examples.
+    """
 
     id: str
     name: str
     created: float
     classes: dict[str, list[Example]]
     taught: Taught | None
+    version: int
 
     def summary(self) -> dict[str, object]:
         """The JSON the API returns for this recogniser."""
@@ -146,7 +159,8 @@ class Store:
     """Recognisers, classes and example images under ``root`` (created if missing).
 
     Safe to share between threads. Any change to a recogniser's classes or examples forgets
-    what it was taught, so a prediction never uses examples that are no longer shown.
+    what it was taught and raises its version, so a prediction never uses examples that are
+    no longer shown, and a teaching that overlapped a change is not recorded.
     """
 
     def __init__(self, root: str | Path) -> None:
@@ -159,6 +173,11 @@ class Store:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(recognisers)")}
+        if "version" not in columns:  # a store made before versions were kept
+            self._db.execute(
+                "ALTER TABLE recognisers ADD COLUMN version INTEGER NOT NULL DEFAULT 0"
+            )
         self._remove_orphan_files()
 
     def close(self) -> None:
@@ -168,6 +187,14 @@ class Store:
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock, self._db:
             yield self._db
+
+    @staticmethod
+    def _changed(db: sqlite3.Connection, recogniser_id: str) -> None:
+        """Forget what the recogniser was taught and raise its version."""
+        db.execute(
+            "UPDATE recognisers SET taught = NULL, version = version + 1 WHERE id = ?",
+            (recogniser_id,),
+        )
 
     def _remove_orphan_files(self) -> None:
         with self._lock:
@@ -195,13 +222,20 @@ class Store:
             ]
             return [self.get(i) for i in ids]
 
+    def _require(self, recogniser_id: str) -> None:
+        """``NotFound`` unless the recogniser exists."""
+        with self._lock:
+            query = "SELECT 1 FROM recognisers WHERE id = ?"
+            if self._db.execute(query, (recogniser_id,)).fetchone() is None:
+                raise NotFound(f"no recogniser with id {recogniser_id!r}; reload the list")
+
     def get(self, recogniser_id: str) -> Recogniser:
         with self._lock:
+            self._require(recogniser_id)
             row = self._db.execute(
-                "SELECT name, created, taught FROM recognisers WHERE id = ?", (recogniser_id,)
+                "SELECT name, created, taught, version FROM recognisers WHERE id = ?",
+                (recogniser_id,),
             ).fetchone()
-            if row is None:
-                raise NotFound(f"no recogniser with id {recogniser_id!r}; reload the list")
             classes: dict[str, list[Example]] = {
                 label: []
                 for (label,) in self._db.execute(
@@ -216,7 +250,7 @@ class Store:
             ):
                 classes[label].append(Example(example_id, label, self.images / file, media_type))
         taught = None if row[2] is None else Taught(**json.loads(row[2]))
-        return Recogniser(recogniser_id, row[0], row[1], classes, taught)
+        return Recogniser(recogniser_id, row[0], row[1], classes, taught, row[3])
 
     def delete(self, recogniser_id: str) -> None:
         recogniser = self.get(recogniser_id)
@@ -229,46 +263,83 @@ class Store:
                 example.path.unlink(missing_ok=True)
         shutil.rmtree(self.images / recogniser_id, ignore_errors=True)
 
-    def set_taught(self, recogniser_id: str, taught: Taught | None) -> None:
-        self.get(recogniser_id)
+    def set_taught(self, recogniser_id: str, taught: Taught | None, version: int) -> bool:
+        """Record ``taught`` if the recogniser is still at ``version``; False if it changed."""
         text = None if taught is None else json.dumps(vars(taught))
         with self._transaction() as db:
-            db.execute("UPDATE recognisers SET taught = ? WHERE id = ?", (text, recogniser_id))
+            updated = db.execute(
+                "UPDATE recognisers SET taught = ? WHERE id = ? AND version = ?",
+                (text, recogniser_id, version),
+            ).rowcount
+        if not updated:
+            self._require(recogniser_id)
+        return bool(updated)
 
     # Classes
+
+    def _label_taken(self, db: sqlite3.Connection, recogniser_id: str, label: str) -> str | None:
+        """The existing label that equals ``label`` ignoring case, if any."""
+        for (existing,) in db.execute(
+            "SELECT label FROM classes WHERE recogniser_id = ?", (recogniser_id,)
+        ):
+            if existing.casefold() == label.casefold():
+                return existing
+        return None
+
+    def _add_class(self, db: sqlite3.Connection, recogniser_id: str, label: str) -> bool:
+        """Add class ``label`` unless it exists; True if added. ``ValueError`` if a class
+        with the same label in another case exists, ``NotFound`` without the recogniser."""
+        self._require(recogniser_id)
+        existing = self._label_taken(db, recogniser_id, label)
+        if existing == label:
+            return False
+        if existing is not None:
+            raise ValueError(
+                f"a class {existing!r} exists already; use that label or pick another name"
+            )
+        db.execute(
+            "INSERT INTO classes (recogniser_id, label, position) VALUES (?, ?, "
+            "(SELECT COALESCE(MAX(position), -1) + 1 FROM classes WHERE recogniser_id = ?))",
+            (recogniser_id, label, recogniser_id),
+        )
+        return True
 
     def add_class(self, recogniser_id: str, label: str) -> str:
         """Add class ``label`` (a no-op when it exists); returns the checked label."""
         label = check_name(label, "class label")
-        self.get(recogniser_id)
         with self._transaction() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO classes (recogniser_id, label, position) VALUES (?, ?, "
-                "(SELECT COALESCE(MAX(position), -1) + 1 FROM classes WHERE recogniser_id = ?))",
-                (recogniser_id, label, recogniser_id),
-            )
-            db.execute("UPDATE recognisers SET taught = NULL WHERE id = ?", (recogniser_id,))
+            if self._add_class(db, recogniser_id, label):
+                self._changed(db, recogniser_id)
         return label
 
-    def rename_class(self, recogniser_id: str, label: str, new_label: str) -> str:
-        new_label = check_name(new_label, "class label")
+    def _classes(self, recogniser_id: str, label: str) -> tuple[str, dict[str, list[Example]]]:
+        """``label`` as stored (normalised) and the recogniser's classes; ``NotFound`` if it
+        has no such class."""
+        label = normalise_name(label)
         classes = self.get(recogniser_id).classes
         if label not in classes:
             raise NotFound(f"the recogniser has no class {label!r}; reload the page")
-        if new_label != label and new_label in classes:
-            raise ValueError(f"a class {new_label!r} exists already; pick another name")
+        return label, classes
+
+    def rename_class(self, recogniser_id: str, label: str, new_label: str) -> str:
+        """Rename class ``label`` (a no-op when the name is unchanged); returns the new label."""
+        new_label = check_name(new_label, "class label")
         with self._transaction() as db:
+            label, _ = self._classes(recogniser_id, label)
+            if new_label == label:
+                return new_label
+            existing = self._label_taken(db, recogniser_id, new_label)
+            if existing is not None and existing != label:
+                raise ValueError(f"a class {existing!r} exists already; pick another name")
             db.execute(
                 "UPDATE classes SET label = ? WHERE recogniser_id = ? AND label = ?",
                 (new_label, recogniser_id, label),
             )
-            db.execute("UPDATE recognisers SET taught = NULL WHERE id = ?", (recogniser_id,))
+            self._changed(db, recogniser_id)
         return new_label
 
     def delete_class(self, recogniser_id: str, label: str) -> None:
-        classes = self.get(recogniser_id).classes
-        if label not in classes:
-            raise NotFound(f"the recogniser has no class {label!r}; reload the page")
+        label, classes = self._classes(recogniser_id, label)
         with self._transaction() as db:
             db.execute(
                 "DELETE FROM examples WHERE recogniser_id = ? AND label = ?", (recogniser_id, label)
@@ -276,7 +347,7 @@ class Store:
             db.execute(
                 "DELETE FROM classes WHERE recogniser_id = ? AND label = ?", (recogniser_id, label)
             )
-            db.execute("UPDATE recognisers SET taught = NULL WHERE id = ?", (recogniser_id,))
+            self._changed(db, recogniser_id)
         for example in classes[label]:
             example.path.unlink(missing_ok=True)
 
@@ -286,13 +357,14 @@ class Store:
         self, recogniser_id: str, label: str, images: list[tuple[bytes, str, str]]
     ) -> dict[str, int]:
         """Store ``(data, extension, media type)`` images as examples of ``label`` (created if
-        new), all or none; returns the number of examples per class."""
+        new), all or none; returns the number of examples per class. ``NotFound`` (and
+        nothing left behind) if the recogniser is deleted meanwhile."""
         label = check_name(label, "class label")
-        self.get(recogniser_id)
+        self._require(recogniser_id)
         folder = self.images / recogniser_id
-        folder.mkdir(exist_ok=True)
         rows, written = [], []
         try:
+            folder.mkdir(exist_ok=True)
             for data, extension, media_type in images:
                 example_id = uuid.uuid4().hex
                 path = folder / f"{example_id}{extension}"
@@ -301,17 +373,17 @@ class Store:
                 relative = str(path.relative_to(self.images))
                 rows.append((example_id, recogniser_id, label, relative, media_type, time.time()))
             with self._transaction() as db:
-                db.execute(
-                    "INSERT OR IGNORE INTO classes (recogniser_id, label, position) VALUES "
-                    "(?, ?, (SELECT COALESCE(MAX(position), -1) + 1 FROM classes "
-                    "WHERE recogniser_id = ?))",
-                    (recogniser_id, label, recogniser_id),
-                )
+                self._add_class(db, recogniser_id, label)
                 db.executemany("INSERT INTO examples VALUES (?, ?, ?, ?, ?, ?)", rows)
-                db.execute("UPDATE recognisers SET taught = NULL WHERE id = ?", (recogniser_id,))
+                self._changed(db, recogniser_id)
         except BaseException:
             for path in written:
                 path.unlink(missing_ok=True)
+            try:
+                self._require(recogniser_id)
+            except NotFound:  # deleted meanwhile: its folder goes too
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
             raise
         return self.counts(recogniser_id)
 
@@ -329,7 +401,7 @@ class Store:
         example = self.example(recogniser_id, example_id)
         with self._transaction() as db:
             db.execute("DELETE FROM examples WHERE id = ?", (example_id,))
-            db.execute("UPDATE recognisers SET taught = NULL WHERE id = ?", (recogniser_id,))
+            self._changed(db, recogniser_id)
         example.path.unlink(missing_ok=True)
 
 

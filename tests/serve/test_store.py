@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -67,6 +68,7 @@ def test_files_without_a_row_are_removed_on_open(tmp_path):
         ("<img src=x>", "contains < >"),
         (".hidden", "starts with a dot"),
         ("tab\there", "control characters"),
+        ("right\u202eto left", "control characters"),
         ("", "is empty"),
         (7, "must be text"),
     ],
@@ -80,3 +82,17 @@ def test_check_name_refuses_with_a_reason(text, message):
 def test_check_name_keeps_ordinary_names():
     assert check_name("  Mug (blue), no. 2!  ", "label") == "Mug (blue), no. 2!"
     assert check_name("Café", "label") == "Café"
+    assert check_name("\U0001f469\u200d\U0001f4bb", "label") == "\U0001f469\u200d\U0001f4bb"
+    assert check_name("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645", "label")  # Persian
+
+
+def test_a_store_made_before_versions_opens(tmp_path):
+    store = Store(tmp_path)
+    recogniser = store.create("r")
+    store.close()
+    with sqlite3.connect(tmp_path / "store.sqlite3") as db:
+        db.execute("ALTER TABLE recognisers DROP COLUMN version")
+    reopened = Store(tmp_path)
+    assert reopened.get(recogniser).version == 0
+    reopened.add_class(recogniser, "red")
+    assert reopened.get(recogniser).version == 1
