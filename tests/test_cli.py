@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from PIL import Image
 
 from litemeta.cli import main
@@ -42,6 +43,23 @@ def test_evaluate_takes_the_runs_settings_without_repeating_them(trained_run, tm
     captured = capsys.readouterr()
     assert captured.out == with_overrides
     assert f"settings of the run: {trained_run / 'experiment.yaml'}" in captured.err
+
+
+def test_evaluating_random_weights_is_seeded_like_training() -> None:
+    """resnet18 without pretraining: the random initialisation follows ``training.seed``,
+    not whatever drew random numbers before."""
+    from litemeta.experiment.jobs import evaluate_experiment
+    from tests.cli_helpers import TINY_OVERRIDES
+
+    def accuracies(before: int, training_seed: int) -> list[float]:
+        torch.manual_seed(before)
+        overrides = ["data.sampler.way=5", "data.sampler.query=4", f"training.seed={training_seed}"]
+        config = load_experiment("default", [*TINY_OVERRIDES, *overrides])
+        (result,) = evaluate_experiment(config, checkpoint=None).values()
+        return result.task_accuracies
+
+    assert accuracies(1, training_seed=0) == accuracies(2, training_seed=0)
+    assert accuracies(1, training_seed=0) != accuracies(1, training_seed=5)  # init matters
 
 
 def test_evaluate_refuses_a_checkpoint_of_another_model(trained_run: Path, capsys) -> None:

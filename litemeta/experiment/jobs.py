@@ -244,11 +244,14 @@ def evaluate_experiment(
     output_dir: str | Path | None = None,
 ) -> dict[str, EvaluationResult]:
     """Evaluate the learner of ``config`` (meta-trained weights from ``checkpoint``, or the
-    pretrained model when it is ``None``) on ``num_tasks`` tasks of ``split``."""
+    pretrained model when it is ``None``) on ``num_tasks`` tasks of ``split``. The learner
+    is built after seeding with ``training.seed``, as :func:`train_experiment` builds it, so
+    randomly initialised parts give the training run's baseline, run after run."""
     if (num_tasks or config.evaluation.tasks) < 1:
         raise ConfigError("evaluation.tasks is 0: pass --tasks N (N >= 1) to evaluate N tasks")
     if output_dir is not None:  # a bad output folder fails now, not after the evaluation
         Path(output_dir).mkdir(parents=True, exist_ok=True)
+    seed_everything(config.training.seed)
     _tune_cuda(config)
     learner = build_model(config.model)
     name = baseline_name(config)

@@ -156,6 +156,15 @@ class DataConfig:
                 "data.validation_tasks must be >= 0 (0: no validation), "
                 f"got {self.validation_tasks}"
             )
+        if self.vtab_support_size < 1:
+            raise ConfigError(
+                f"data.vtab_support_size must be at least 1, got {self.vtab_support_size}"
+            )
+        if self.vtab_query_limit is not None and self.vtab_query_limit < 1:
+            raise ConfigError(
+                "data.vtab_query_limit must be null (every test image) or at least 1, "
+                f"got {self.vtab_query_limit}"
+            )
 
 
 @dataclass
@@ -192,6 +201,11 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict of the settings (YAML safe)."""
         return config_to_dict(self)
+
+
+def is_shipped(name: str) -> bool:
+    """Whether ``name`` is a config shipped with the package."""
+    return (resources.files("litemeta") / "configs" / f"{name}.yaml").is_file()
 
 
 def shipped_config(name: str) -> Path:
@@ -238,8 +252,8 @@ def _refuse_moved_settings(data: Any, overrides: Sequence[str], source: str) -> 
 def load_experiment(config: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
     """Read a YAML file (or a shipped config's name) and apply ``key=value`` overrides."""
     path = Path(config)
-    if not path.suffix and not path.exists():
-        path = shipped_config(str(config))
+    if not path.suffix and (not path.exists() or (path.is_dir() and is_shipped(str(config)))):
+        path = shipped_config(str(config))  # a shipped name wins over a folder named like it
     if path.is_dir():
         saved = path / "experiment.yaml"
         hint = f"; a run's settings are in {saved}" if saved.is_file() else ""

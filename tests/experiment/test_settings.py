@@ -39,6 +39,8 @@ def test_shipped_configs_load_with_overrides() -> None:
         ("data.validation_tasks=-1", r"data\.validation_tasks must be >= 0 \(0: no validation\)"),
         ("evaluation.seed=-1", r"evaluation\.seed must be >= 0, got -1"),
         ("training.seed=-1", r"^training\.seed must be >= 0, got -1"),
+        ("data.vtab_support_size=-5", r"data\.vtab_support_size must be at least 1, got -5"),
+        ("data.vtab_query_limit=0", r"data\.vtab_query_limit must be null .* at least 1"),
         ("training.lite.h=0", r"^training\.lite\.h must be null or at least 1"),
         ("training.optim.group_lr.backbone=-1", r"^training\.optim\.group_lr\.backbone must be"),
         ("optim.lr=1", r"unknown key 'optim' in the config; did you mean training\.optim\.lr\?"),
@@ -64,6 +66,12 @@ def test_a_folder_given_as_the_config_says_so_and_points_at_a_runs_settings(tmp_
     (tmp_path / "experiment.yaml").write_text("training: {steps: 3}\n")
     with pytest.raises(ConfigError, match=r"a run's settings are in .*experiment\.yaml"):
         load_experiment(str(tmp_path))
+
+
+def test_a_shipped_config_wins_over_a_data_folder_of_the_same_name(tmp_path, monkeypatch):
+    (tmp_path / "orbit").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert load_experiment("orbit").data.dataset == "orbit"
 
 
 def test_a_moved_setting_says_where_it_is_now(tmp_path):
