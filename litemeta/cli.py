@@ -659,11 +659,13 @@ def _one_line(error: BaseException) -> str:
 
 
 def _hint(error: Exception, args: argparse.Namespace) -> str:
-    """What the command offers for an unreadable image, after its message."""
-    from litemeta.data.images import ImageLoadError
+    """What the command offers for an unreadable image, after its message (not when it was
+    already skipping them)."""
+    from litemeta.data.images import ImageLoadError, NoReplacementError
 
     hint = getattr(args, "unreadable_hint", None)
-    return f" ({hint})" if hint and isinstance(error, ImageLoadError) else ""
+    unreadable = isinstance(error, ImageLoadError) and not isinstance(error, NoReplacementError)
+    return f" ({hint})" if hint and unreadable else ""
 
 
 def _one_line_warning(message: Warning | str, *_where: object, **_line: object) -> str:

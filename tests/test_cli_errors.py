@@ -377,3 +377,14 @@ def test_warnings_are_one_line_like_the_errors(tmp_path):
         f"litemeta: warning: 1 image(s) lie in {tmp_path} itself, outside any class folder, "
         "and are left out (e.g. stray.png); move them into <class>/ folders"
     ]
+
+
+def test_the_skip_hint_is_not_offered_when_skipping_already_ran_out():
+    import argparse
+
+    from litemeta.cli import _hint
+    from litemeta.data.images import ImageLoadError, NoReplacementError
+
+    args = argparse.Namespace(unreadable_hint="to skip unreadable images: data.on_error=skip")
+    assert _hint(ImageLoadError("cannot decode image x.png"), args).endswith("on_error=skip)")
+    assert _hint(NoReplacementError("no readable image in class 'a'"), args) == ""

@@ -10,7 +10,13 @@ from dataclasses import dataclass
 import numpy as np
 from torch import Tensor
 
-from litemeta.data.images import ImageLoadError, OnError, check_decode_size, check_on_error
+from litemeta.data.images import (
+    ImageLoadError,
+    NoReplacementError,
+    OnError,
+    check_decode_size,
+    check_on_error,
+)
 
 
 class ImageCollection(ABC):
@@ -109,11 +115,19 @@ class ImageCollection(ABC):
                     return self._read(class_id, other)
                 except ImageLoadError:
                     continue
-            raise ImageLoadError(
+            raise NoReplacementError(
                 f"no readable image in class {self.class_names[class_id]!r} of {self.name} "
-                f"to replace {self.item_source(class_id, item)} (a replacement must be an "
-                "image of the same class and side that the task does not already use)"
+                f"to replace {self._source_or_index(class_id, item)} (a replacement must be "
+                "an image of the same class and side that the task does not already use)"
             ) from error
+
+    def _source_or_index(self, class_id: int, item: int) -> str:
+        """Where the image lives, or its index where that cannot be read either (a reader
+        that indexes a damaged file to find it)."""
+        try:
+            return self.item_source(class_id, item)
+        except ImageLoadError:
+            return f"image {item}"
 
     def _read(self, class_id: int, item: int) -> Tensor:
         """One image, from the cache when enabled; with ``on_error='skip'`` an unreadable

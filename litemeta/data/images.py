@@ -23,6 +23,11 @@ class ImageLoadError(RuntimeError):
     such images with ``on_error='skip'`` (``data.on_error=skip`` on the command line)."""
 
 
+class NoReplacementError(ImageLoadError):
+    """Skipping unreadable images (``on_error='skip'``) found no readable image to use
+    instead: the class has too few readable images left for the task."""
+
+
 def check_on_error(on_error: str) -> OnError:
     if on_error not in ("skip", "raise"):
         raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")

@@ -5,7 +5,7 @@ import pytest
 
 from litemeta.data import load_emoji
 from litemeta.data.base import class_pools
-from litemeta.data.images import ImageLoadError
+from litemeta.data.images import ImageLoadError, NoReplacementError
 from tests.data.synthetic import SyntheticCollection
 
 
@@ -70,3 +70,18 @@ def test_skipping_gives_up_when_no_image_of_the_class_reads():
     with warns, pytest.raises(ImageLoadError, match="no readable image in class 'class1'"):
         collection.load_image(1, 0)
     assert collection.load_image(0, 1)[1, 0, 0] == 1  # other classes are unaffected
+
+
+class _DamagedIndex(SyntheticCollection):
+    """A reader that must read a damaged file even to say where an image lives."""
+
+    def item_source(self, class_id: int, item: int) -> str:
+        if (class_id, item) in self.broken:
+            raise ImageLoadError("cannot index synthetic.records: truncated")
+        return super().item_source(class_id, item)
+
+
+def test_giving_up_says_so_even_where_the_image_cannot_be_located():
+    collection = _DamagedIndex([2], broken={(0, 0), (0, 1)}, on_error="skip")
+    with pytest.warns(UserWarning), pytest.raises(NoReplacementError, match="to replace image 0"):
+        collection.load_image(0, 0)
