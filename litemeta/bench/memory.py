@@ -13,7 +13,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .report import Row, configuration_columns, plot_by_mode, titled_table, write_outputs
-from .sweep import MIB, Grid, ratio_to_inference, run_grid, target_point, verdict
+from .sweep import (
+    MIB,
+    Grid,
+    ratio_to_inference,
+    report_failures,
+    run_grid,
+    target_point,
+    verdict,
+)
 
 __all__ = [
     "BACKPROP_TARGET",
@@ -60,9 +68,12 @@ def memory_targets(rows: Sequence[Row]) -> list[str]:
 
 
 def run_memory_benchmark(grid: Grid, output: Path, *, progress: bool = True) -> str:
-    """Measure the grid, write ``memory.csv/.md/.png`` into ``output``; return the table."""
+    """Measure the grid, write ``memory.csv/.md/.png`` into ``output``; return the table
+    (see :func:`sweep.report_failures` for configurations that failed)."""
     rows = run_grid(grid.configs(), progress=progress, description="memory")
-    return memory_report(rows, output, on_gpu=grid.template.device.startswith("cuda"))
+    table = memory_report(rows, output, on_gpu=grid.template.device.startswith("cuda"))
+    report_failures(rows, output / "memory.csv")
+    return table
 
 
 def memory_report(rows: list[Row], output: Path, *, on_gpu: bool) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .report import Row, configuration_columns, plot_by_mode, titled_table, write_outputs
-from .sweep import Grid, ratio_to_inference, run_grid, target_point, verdict
+from .sweep import Grid, ratio_to_inference, report_failures, run_grid, target_point, verdict
 
 __all__ = ["LITE_SPEED_TARGET", "run_speed_benchmark", "speed_targets"]
 
@@ -43,7 +43,8 @@ def speed_targets(rows: Sequence[Row]) -> list[str]:
 def run_speed_benchmark(
     grid: Grid, output: Path, *, repeats: int = 3, progress: bool = True
 ) -> str:
-    """Time the grid, write ``speed.csv/.md/.png`` into ``output``; return the table."""
+    """Time the grid, write ``speed.csv/.md/.png`` into ``output``; return the table (see
+    :func:`sweep.report_failures` for configurations that failed)."""
     rows = run_grid(grid.configs(), repeats=repeats, progress=progress, description="speed")
     ratio_to_inference(rows, "seconds", "seconds_vs_inference")
     threads = grid.template.threads or "torch's default"
@@ -60,4 +61,5 @@ def run_speed_benchmark(
         table,
         lambda path: plot_by_mode(rows, "seconds", "seconds per step", path),
     )
+    report_failures(rows, output / "speed.csv")
     return table

@@ -12,6 +12,7 @@ instead of being run (and crashing, or pushing other processes out of memory).
 from __future__ import annotations
 
 import itertools
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -33,12 +34,15 @@ __all__ = [
     "available_memory_bytes",
     "peak_key",
     "ratio_to_inference",
+    "report_failures",
     "run_grid",
     "target_point",
     "verdict",
 ]
 
 DOES_NOT_FIT = "does not fit"
+#: Statuses that are results, not failures: measured, or too large for the memory there is.
+MEASURED = ("ok", DOES_NOT_FIT, "out of memory")
 MIB = 2**20
 
 #: The full grid of the memory and speed benchmarks: the learners the LITE paper measures
@@ -135,7 +139,8 @@ def run_grid(
     progress: bool = True,
     description: str = "configurations",
 ) -> list[Row]:
-    """Measure every configuration (see :func:`litemeta.bench.step.measure_step`).
+    """Measure every configuration once (see :func:`litemeta.bench.step.measure_step`);
+    repeated configurations are measured once.
 
     Each row holds the configuration, ``status`` (``ok``, ``does not fit``, ``out of
     memory``, ...), ``peak_bytes`` (process RSS on the CPU, allocated GPU memory on CUDA),
@@ -145,7 +150,7 @@ def run_grid(
     measured: dict[tuple, Measurement] = {}
     rows: list[Row] = []
     bar = tqdm(
-        sorted(configs, key=lambda c: (c.learner, c.image_size, c.mode, c.support)),
+        sorted(dict.fromkeys(configs), key=lambda c: (c.learner, c.image_size, c.mode, c.support)),
         desc=description,
         disable=not progress,
     )
@@ -179,6 +184,22 @@ def run_grid(
             )
         rows.append(row)
     return rows
+
+
+def report_failures(rows: Sequence[Row], csv_path: Path) -> None:
+    """Print one line per configuration that failed (a status not in :data:`MEASURED`) to
+    stderr: its settings, status and the last line of its error. Raise ``RuntimeError`` if
+    every configuration failed."""
+    failed = [row for row in rows if row["status"] not in MEASURED]
+    for row in failed:
+        error = row.get("error", "").strip().splitlines()
+        print(
+            f"failed: {row['learner']}, {row['image_size']} px, N = {row['support']}, "
+            f"{row['mode']}: {row['status']}{': ' + error[-1] if error else ''}",
+            file=sys.stderr,
+        )
+    if failed and len(failed) == len(rows):
+        raise RuntimeError(f"every configuration failed (reasons above, tracebacks in {csv_path})")
 
 
 def ratio_to_inference(

@@ -2,6 +2,7 @@
 
 import pytest
 
+import litemeta.bench.memory as memory
 from litemeta.bench.memory import memory_report, memory_targets
 from litemeta.bench.sweep import DOES_NOT_FIT, MIB
 from litemeta.cli import main
@@ -89,3 +90,52 @@ def test_targets_say_not_measured_without_an_inference_row():
     for row in rows:
         row["peak_vs_inference"] = None
     assert "peak / inference not measured" in memory_targets(rows)[0]
+
+
+def _failing_grid(monkeypatch, statuses):
+    """Make the memory benchmark's grid end in ``statuses`` at N = 2, 4, ... without running."""
+
+    def run_grid(configs, **kwargs):
+        rows = [
+            {"learner": "protonets", "image_size": 32, "support": 2 * (i + 1), "mode": "lite-1"}
+            for i in range(len(statuses))
+        ]
+        for row, status in zip(rows, statuses, strict=True):
+            row["status"] = status
+            if status == "error":
+                row["error"] = "Traceback (most recent call last):\n  ...\nValueError: bad step\n"
+            else:
+                row.update(peak_bytes=MIB, saved_bytes=0)
+        return rows
+
+    monkeypatch.setattr(memory, "run_grid", run_grid)
+
+
+ARGV = ["bench", "memory", *TINY_MODEL, "--device", "cpu", "--learners", "protonets"]
+ARGV += ["--sizes", "32", "--support", "2", "--way", "2", "--modes", "lite-1"]
+
+
+def test_failed_configurations_are_named_on_stderr_and_the_rest_reported(
+    monkeypatch, tmp_path, capsys
+):
+    _failing_grid(monkeypatch, ["ok", "error", "crashed (exit code -11)"])
+    assert main([*ARGV, "--out", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines()[-2:] == [
+        "failed: protonets, 32 px, N = 4, lite-1: error: ValueError: bad step",
+        "failed: protonets, 32 px, N = 6, lite-1: crashed (exit code -11)",
+    ]
+    assert "| protonets | 32 | 2 | lite-1 | ok |" in captured.out
+
+
+def test_a_grid_where_every_configuration_failed_exits_1(monkeypatch, tmp_path, capsys):
+    _failing_grid(monkeypatch, ["error", "error"])
+    assert main([*ARGV, "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("failed: protonets") == 2
+    assert err.splitlines()[-1] == (
+        f"litemeta: error: every configuration failed (reasons above, tracebacks in "
+        f"{tmp_path / 'memory.csv'})"
+    )
+    rows, _ = written_outputs(tmp_path, "memory")
+    assert [r["status"] for r in rows] == ["error", "error"]

@@ -70,3 +70,17 @@ def test_ratio_to_inference_uses_the_estimate_where_not_run():
     assert by_key["inference", 40] == 1.0
     assert by_key["backprop", 10] == 2.0
     assert by_key["backprop", 40] == 5.0
+
+
+def test_repeated_values_in_the_grid_are_measured_once():
+    calls = []
+    template = StepConfig("protonets", 32, 10, "inference", way=2)
+    grid = Grid(["protonets"] * 2, [32, 32], [10, 20, 10], ["backprop", "backprop"], template)
+    rows = run_grid(
+        grid.configs(),
+        available_bytes=lambda device: 10**12,
+        measure=_fake_measure(calls),
+        progress=False,
+    )
+    assert calls == [("backprop", 10), ("backprop", 20)]
+    assert [(r["support"], r["status"]) for r in rows] == [(10, "ok"), (20, "ok")]
