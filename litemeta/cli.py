@@ -221,14 +221,22 @@ def _upload_megabytes(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
+def _at_least(minimum: int, text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _at_least(1, text)
+
+
+def _count(text: str) -> int:
+    return _at_least(0, text)
 
 
 def _add_experiment_arguments(
@@ -363,6 +371,13 @@ def _step_grid(args: argparse.Namespace) -> Grid:
     from litemeta.bench.sweep import Grid
     from litemeta.device import pick_device
 
+    uneven = [n for n in args.support if n % args.way]
+    if uneven:
+        raise ValueError(
+            f"--support {uneven[0]} is not a multiple of --way {args.way}: give support "
+            "sizes that are (N / way shots per class)"
+        )
+
     template = StepConfig(
         learner=args.learners[0],
         image_size=args.sizes[0],
@@ -401,12 +416,17 @@ def _bench_gradient(args: argparse.Namespace) -> None:
     from litemeta.bench.gradient import run_gradient_benchmark
     from litemeta.bench.real_tasks import emoji_test_tasks
 
+    support = args.way * args.shot
+    if max(args.h) > support:
+        raise ValueError(
+            f"--h {max(args.h)} is more than the task's N = {support} support images "
+            f"(--way {args.way} x --shot {args.shot}): give h of at most {support}"
+        )
     (task,) = emoji_test_tasks(1, args.way, args.shot, args.queries, args.size, seed=args.seed)
-    subset_sizes = [*args.h, task.support_labels.numel()]
     table = run_gradient_benchmark(
         args.learners,
         task,
-        subset_sizes,
+        [*args.h, support],
         _output(args),
         image_size=args.size,
         backbone=args.backbone,
@@ -439,34 +459,95 @@ def _bench_pipeline(args: argparse.Namespace) -> None:
     from litemeta.device import pick_device
     from litemeta.experiment import load_experiment
 
-    overrides = [f"model.image_size={args.size}"]
-    for option, key in (("way", "way"), ("shot", "shot"), ("queries", "query")):
-        if getattr(args, option) is not None:
-            overrides += ["data.sampler.kind=fixed", f"data.sampler.{key}={getattr(args, option)}"]
+    overrides = [f"model.image_size={args.size}"] if args.size is not None else []
+    shape = [(option, key) for option, key in PIPELINE_SHAPE if getattr(args, option) is not None]
+    for option, key in shape:
+        overrides += ["data.sampler.kind=fixed", f"data.sampler.{key}={getattr(args, option)}"]
     if args.backbone is not None:
         overrides.append(f"model.backbone={args.backbone}")
     if args.no_pretrained:
         overrides.append("model.pretrained=false")
+    experiment = load_experiment(args.config, overrides)
+    if shape and experiment.data.dataset == "orbit":
+        raise ValueError(
+            f"--{shape[0][0]} does not apply to orbit tasks, which each user's objects shape: "
+            "leave out --way, --shot and --queries"
+        )
+    size = experiment.model.image_size
     config = PipelineConfig(
-        experiment=load_experiment(args.config, overrides),
-        workers=tuple(args.workers),
-        image_size=args.size,
+        experiment=experiment,
+        workers=tuple(dict.fromkeys(args.workers)),
+        image_size=size,
         tasks=args.tasks,
         device=args.device or str(pick_device()),
         seed=args.seed,
         model=not args.no_model,
         cache=not args.no_cache,
         decode=not args.no_decode,
-        decode_sizes=tuple(dict.fromkeys(args.decode_sizes or [args.size, 224])),
+        decode_sizes=tuple(dict.fromkeys(args.decode_sizes or [size, 224])),
         threads=args.threads,
     )
     print(run_pipeline_benchmark(config, Path(args.out)))
 
 
+#: The pipeline options that set a fixed-way sampler, and its keys.
+PIPELINE_SHAPE = (("way", "way"), ("shot", "shot"), ("queries", "query"))
+
+
+def _backbone(name: str) -> str:
+    from litemeta.backbones import check_backbone
+
+    try:
+        check_backbone(name)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return name
+
+
+def _mode(name: str) -> str:
+    from litemeta.bench.step import parse_mode
+
+    try:
+        parse_mode(name)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return name
+
+
+def _device(text: str) -> str:
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:<index>, got {text!r}")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(
+            f"{text} is not available here ({torch.cuda.device_count()} CUDA devices); use cpu"
+        )
+    return str(device)
+
+
+def _add_device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device", type=_device, default=None, help="cpu or cuda (default: cuda when available)"
+    )
+
+
+def _add_learners_argument(parser: argparse.ArgumentParser, default: Sequence[str]) -> None:
+    from litemeta.learners import LEARNERS
+
+    parser.add_argument("--learners", nargs="+", choices=sorted(LEARNERS), default=list(default))
+
+
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     from litemeta.backbones import DEFAULT_BACKBONE
 
-    parser.add_argument("--backbone", default=DEFAULT_BACKBONE, help="backbone name")
+    parser.add_argument(
+        "--backbone", type=_backbone, default=DEFAULT_BACKBONE, help="backbone name"
+    )
     parser.add_argument(
         "--no-pretrained", action="store_true", help="random backbone weights (no weight file)"
     )
@@ -483,27 +564,37 @@ def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     from litemeta.bench.sweep import GRID_LEARNERS, IMAGE_SIZES, SUPPORT_SIZES
     from litemeta.precision import PRECISIONS
 
-    parser.add_argument("--learners", nargs="+", default=list(GRID_LEARNERS))
-    parser.add_argument("--sizes", nargs="+", type=int, default=list(IMAGE_SIZES))
+    _add_learners_argument(parser, GRID_LEARNERS)
+    parser.add_argument("--sizes", nargs="+", type=_positive_int, default=list(IMAGE_SIZES))
     parser.add_argument(
-        "--support", nargs="+", type=int, default=list(SUPPORT_SIZES), help="support sizes N"
+        "--support",
+        nargs="+",
+        type=_positive_int,
+        default=list(SUPPORT_SIZES),
+        help="support sizes N",
     )
     parser.add_argument(
         "--modes",
         nargs="+",
+        type=_mode,
         default=list(MODES),
         help="inference, backprop, checkpoint, lite-<h>, lite-<h>-fused (the drawn rows in "
         "the last query batch's pass) (default: %(default)s)",
     )
-    parser.add_argument("--way", type=int, default=10, help="classes per task (N / way shots)")
-    parser.add_argument("--queries-per-class", type=int, default=2)
-    parser.add_argument("--query-batch-size", type=int, default=10)
     parser.add_argument(
-        "--chunk-size", type=int, default=64, help="images per pass without autograd"
+        "--way", type=_positive_int, default=10, help="classes per task (N / way shots)"
     )
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--queries-per-class", type=_positive_int, default=2)
+    parser.add_argument("--query-batch-size", type=_positive_int, default=10)
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch threads per configuration's process"
+        "--chunk-size", type=_positive_int, default=64, help="images per pass without autograd"
+    )
+    _add_device_argument(parser)
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="torch threads per configuration's process",
     )
     parser.add_argument(
         "--precision",
@@ -517,11 +608,13 @@ def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_emoji_task_arguments(
     parser: argparse.ArgumentParser, learners: Sequence[str], way: int
 ) -> None:
-    parser.add_argument("--learners", nargs="+", default=list(learners))
-    parser.add_argument("--size", type=int, default=84, help="image side in pixels")
-    parser.add_argument("--way", type=int, default=way)
-    parser.add_argument("--shot", type=int, default=5)
-    parser.add_argument("--queries", type=int, default=2, help="queries per class")
+    _add_learners_argument(parser, learners)
+    parser.add_argument(
+        "--size", type=_positive_int, default=84, help="image side in pixels (default 84)"
+    )
+    parser.add_argument("--way", type=_positive_int, default=way)
+    parser.add_argument("--shot", type=_positive_int, default=5)
+    parser.add_argument("--queries", type=_positive_int, default=2, help="queries per class")
     parser.add_argument("--seed", type=int, default=0, help="which emoji test tasks")
     _add_model_arguments(parser)
 
@@ -544,7 +637,9 @@ def add_bench_commands(subparsers: argparse._SubParsersAction) -> None:
 
     speed = commands.add_parser("speed", help="seconds per meta-training step")
     _add_grid_arguments(speed)
-    speed.add_argument("--repeats", type=int, default=3, help="timed steps after a warm-up")
+    speed.add_argument(
+        "--repeats", type=_positive_int, default=3, help="timed steps after a warm-up"
+    )
     speed.set_defaults(handler=_bench_speed)
 
     gradient = commands.add_parser(
@@ -552,16 +647,22 @@ def add_bench_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_emoji_task_arguments(gradient, GRID_LEARNERS, way=20)
     gradient.add_argument(
-        "--h", nargs="+", type=int, default=[1, 8, 40], help="subset sizes (N is added)"
+        "--h",
+        nargs="+",
+        type=_positive_int,
+        default=[1, 8, 40],
+        help="subset sizes, at most N = way x shot (N is added)",
     )
-    gradient.add_argument("--draws", type=int, default=20, help="LITE draws per subset size")
+    gradient.add_argument(
+        "--draws", type=_positive_int, default=20, help="LITE draws per subset size"
+    )
     gradient.set_defaults(handler=_bench_gradient)
 
     personalise = commands.add_parser(
         "personalise", help="time, MACs, numbers learned and accuracy of personalising"
     )
     _add_emoji_task_arguments(personalise, personalise_learners(), way=10)
-    personalise.add_argument("--tasks", type=int, default=20, help="emoji test tasks")
+    personalise.add_argument("--tasks", type=_positive_int, default=20, help="emoji test tasks")
     personalise.set_defaults(handler=_bench_personalise)
 
     pipeline = commands.add_parser(
@@ -575,22 +676,31 @@ def add_bench_commands(subparsers: argparse._SubParsersAction) -> None:
         "(default: default)",
     )
     pipeline.add_argument(
-        "--workers", nargs="+", type=int, default=[0, 1, 2], help="loader worker counts"
+        "--workers", nargs="+", type=_count, default=[0, 1, 2], help="loader worker counts"
     )
-    pipeline.add_argument("--size", type=int, default=84, help="model image side in pixels")
-    pipeline.add_argument("--tasks", type=int, default=40, help="tasks drawn per measurement")
     pipeline.add_argument(
-        "--way", type=int, default=None, help="classes per task (default: config)"
+        "--size",
+        type=_positive_int,
+        default=None,
+        help="model image side in pixels (default: the config's model.image_size)",
     )
-    pipeline.add_argument("--shot", type=int, default=None, help="shots (default: config)")
     pipeline.add_argument(
-        "--queries", type=int, default=None, help="queries per class (default: config)"
+        "--tasks", type=_positive_int, default=40, help="tasks drawn per measurement"
+    )
+    pipeline.add_argument(
+        "--way", type=_positive_int, default=None, help="classes per task (default: config)"
+    )
+    pipeline.add_argument(
+        "--shot", type=_positive_int, default=None, help="shots (default: config)"
+    )
+    pipeline.add_argument(
+        "--queries", type=_positive_int, default=None, help="queries per class (default: config)"
     )
     pipeline.add_argument("--seed", type=int, default=0, help="which tasks")
+    _add_device_argument(pipeline)
     pipeline.add_argument(
-        "--device", default=None, help="cpu or cuda (default: cuda when available)"
+        "--backbone", type=_backbone, default=None, help="backbone name (default: the config's)"
     )
-    pipeline.add_argument("--backbone", default=None, help="backbone name (default: the config's)")
     pipeline.add_argument(
         "--no-pretrained", action="store_true", help="random backbone weights (no weight file)"
     )
@@ -604,12 +714,15 @@ def add_bench_commands(subparsers: argparse._SubParsersAction) -> None:
         "--no-decode", action="store_true", help="skip the stored-size against CPU-resize rows"
     )
     pipeline.add_argument(
-        "--threads", type=int, default=None, help="torch threads of the consuming process"
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="torch threads of the consuming process",
     )
     pipeline.add_argument(
         "--decode-sizes",
         nargs="+",
-        type=int,
+        type=_positive_int,
         default=None,
         help="sizes for the stored-size against CPU-resize rows (default: --size and 224)",
     )

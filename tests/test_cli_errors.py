@@ -285,6 +285,57 @@ def test_build_emoji_checks_its_settings_before_fetching(
     assert sorted(p.name for p in full.iterdir()) == ["old"]
 
 
+_BENCH_MEMORY = ["bench", "memory", "--learners", "protonets", "--sizes", "32", "--way", "5"]
+_BENCH_MEMORY += ["--support", "20", "--modes", "inference", "--backbone", "resnet18"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([*_BENCH_MEMORY, "--way", "0"], "--way: must be at least 1, got 0"),
+        ([*_BENCH_MEMORY, "--way", "-2"], "--way: must be at least 1, got -2"),
+        ([*_BENCH_MEMORY, "--learners", "foo"], "--learners: invalid choice: 'foo'"),
+        ([*_BENCH_MEMORY, "--backbone", "foo"], "--backbone: unknown backbone 'foo'"),
+        ([*_BENCH_MEMORY, "--device", "tpu"], "--device: expected cpu, cuda or cuda:<index>"),
+        ([*_BENCH_MEMORY, "--sizes", "0"], "--sizes: must be at least 1"),
+        ([*_BENCH_MEMORY, "--threads", "0"], "--threads: must be at least 1"),
+        ([*_BENCH_MEMORY, "--chunk-size", "0"], "--chunk-size: must be at least 1"),
+        ([*_BENCH_MEMORY, "--query-batch-size", "0"], "--query-batch-size: must be at least 1"),
+        ([*_BENCH_MEMORY, "--queries-per-class", "0"], "--queries-per-class: must be at least"),
+        ([*_BENCH_MEMORY, "--modes", "lite-0"], "--modes: unknown mode 'lite-0'"),
+        (["bench", "speed", "--repeats", "0"], "--repeats: must be at least 1"),
+        (["bench", "speed", "--repeats", "-1"], "--repeats: must be at least 1"),
+        (["bench", "gradient", "--draws", "0"], "--draws: must be at least 1"),
+        (["bench", "gradient", "--h", "0"], "--h: must be at least 1"),
+        (["bench", "personalise", "--tasks", "0"], "--tasks: must be at least 1"),
+        (["bench", "pipeline", "--workers", "-1"], "--workers: must be at least 0"),
+        (["bench", "pipeline", "--size", "0"], "--size: must be at least 1"),
+    ],
+)
+def test_bench_arguments_are_checked_before_any_work(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert f"error: argument {message}" in capsys.readouterr().err
+
+
+def test_bench_device_must_be_available(monkeypatch, capsys):
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 0)
+    with pytest.raises(SystemExit):
+        main([*_BENCH_MEMORY, "--device", "cuda"])
+    assert "--device: cuda is not available here (0 CUDA devices); use cpu" in (
+        capsys.readouterr().err
+    )
+
+
+def test_bench_support_sizes_must_be_multiples_of_way(monkeypatch, capsys):
+    import litemeta.bench.memory as memory
+
+    monkeypatch.setattr(memory, "run_grid", lambda *a, **k: pytest.fail("ran the grid"))
+    assert main([*_BENCH_MEMORY, "--support", "20", "7"]) == 1
+    assert "--support 7 is not a multiple of --way 5" in _one_line_error(capsys)
+
+
 # 8. Resume details
 
 

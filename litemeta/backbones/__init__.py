@@ -13,6 +13,7 @@ from litemeta.backbones.registry import (
     DEFAULT_BACKBONE,
     SUPPORTED_BACKBONES,
     TIMM_PREFIX,
+    check_backbone,
     create_backbone,
 )
 from litemeta.backbones.weights import efficientnet_lite0_file, efficientnet_lite0_imagenet_head
@@ -27,6 +28,7 @@ __all__ = [
     "FilmParameters",
     "FilmPlacement",
     "FilmedBackbone",
+    "check_backbone",
     "create_backbone",
     "efficientnet_lite0_file",
     "efficientnet_lite0_imagenet_head",

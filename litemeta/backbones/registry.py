@@ -12,7 +12,13 @@ from litemeta.backbones.backbone import Backbone
 from litemeta.backbones.film import FilmPlacement
 from litemeta.backbones.weights import efficientnet_lite0_state_dict
 
-__all__ = ["DEFAULT_BACKBONE", "SUPPORTED_BACKBONES", "TIMM_PREFIX", "create_backbone"]
+__all__ = [
+    "DEFAULT_BACKBONE",
+    "SUPPORTED_BACKBONES",
+    "TIMM_PREFIX",
+    "check_backbone",
+    "create_backbone",
+]
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
 TIMM_PREFIX = "timm:"
@@ -37,6 +43,11 @@ def _timm_architecture(name: str) -> str:
         f"any timm CNN works as '{TIMM_PREFIX}<timm model name>' (e.g. "
         f"'{TIMM_PREFIX}mobilenetv3_large_100'; list them with timm.list_models())"
     )
+
+
+def check_backbone(name: str) -> None:
+    """Raise ``ValueError`` naming the supported backbones unless ``name`` is one."""
+    _timm_architecture(name)
 
 
 def _load_weights_file(model: nn.Module, weights_file: str | Path) -> None:
