@@ -257,22 +257,38 @@ def cache_verdict(rows: Sequence[Row]) -> str | None:
     )
 
 
+def _task_shape(data: DataConfig) -> str:
+    """How the tasks of ``data``'s training split are drawn, in words."""
+    if data.dataset == "orbit":
+        return (
+            f"one user each, way 2 to min(objects, {data.orbit.max_way}), ORBIT's training sampler"
+        )
+    sampler = data.sampler
+    if sampler.kind == "variable":
+        return "variable-way variable-shot"
+    return f"{sampler.way}-way {sampler.shot}-shot, {sampler.query} queries per class"
+
+
 def pipeline_table(config: PipelineConfig, rows: Sequence[Row]) -> str:
     """The markdown report: settings line, table, the cache verdict."""
     experiment = config.experiment
-    sampler = experiment.data.sampler
-    shape = (
-        f"{sampler.way}-way {sampler.shot}-shot, {sampler.query} queries per class"
-        if sampler.kind == "fixed"
-        else "variable-way variable-shot"
-    )
+    data = experiment.data
     lite = experiment.training.lite
     header = (
-        f"Data pipeline: {config.tasks} {experiment.data.dataset} tasks ({shape}) per row, "
-        f"model at {config.image_size} px on {config.device}; step = LITE h = {lite.h} "
-        f"meta-training step of {experiment.model.learner} on {experiment.model.backbone}. "
-        f"Machine: {machine_description()}.\n\n"
+        f"Data pipeline: {config.tasks} {data.dataset} {data.train_split} tasks "
+        f"({_task_shape(data)}) per row, model at {config.image_size} px on {config.device}"
     )
+    if config.model:
+        header += (
+            f"; step = LITE h = {lite.h} meta-training step of {experiment.model.learner} "
+            f"on {experiment.model.backbone}"
+        )
+    if (config.cache or config.decode) and data.dataset != "emoji":
+        emoji = _emoji_data(config, cache=False)
+        header += (
+            f". The cache and decode rows use the built-in emoji set instead ({_task_shape(emoji)})"
+        )
+    header += f". Machine: {machine_description()}.\n\n"
     verdict = cache_verdict(rows)
     return (
         header

@@ -8,7 +8,12 @@ import json
 import pytest
 import torch
 
-from litemeta.bench.pipeline import PipelineConfig, cache_verdict, measure_pipeline
+from litemeta.bench.pipeline import (
+    PipelineConfig,
+    cache_verdict,
+    measure_pipeline,
+    pipeline_table,
+)
 from litemeta.cli import main
 from litemeta.experiment import load_experiment
 
@@ -94,3 +99,37 @@ def test_cli_default_output_is_under_runs():
     args = build_parser().parse_args(["bench", "pipeline"])
     assert args.out == "runs/bench/pipeline"
     assert args.workers == [0, 1, 2]
+
+
+def test_header_describes_orbit_tasks_and_says_which_rows_use_emoji():
+    experiment = load_experiment("orbit", [])
+    config = PipelineConfig(experiment=experiment, image_size=224, tasks=2, model=False)
+    header = pipeline_table(config, []).split("Machine:")[0]
+    assert header == (
+        "Data pipeline: 2 orbit train tasks (one user each, way 2 to min(objects, 15), "
+        "ORBIT's training sampler) per row, model at 224 px on cpu. The cache and decode "
+        "rows use the built-in emoji set instead (5-way 5-shot, 2 queries per class). "
+    )
+    emoji = _config(cache=False, decode=False)
+    assert pipeline_table(emoji, []).startswith(
+        "Data pipeline: 2 emoji train tasks (2-way 1-shot, 1 queries per class) per row, "
+        "model at 32 px on cpu; step = LITE h = 1 meta-training step of protonets on "
+        "resnet18. Machine:"
+    )
+
+
+def test_cli_size_defaults_to_the_configs_image_size(capsys):
+    from litemeta.cli import build_parser
+
+    assert build_parser().parse_args(["bench", "pipeline"]).size is None
+    with pytest.raises(SystemExit):
+        main(["bench", "pipeline", "--help"])
+    assert "(default: the config's model.image_size)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_cli_refuses_a_task_shape_for_orbit_before_loading(tmp_path, capsys):
+    argv = ["bench", "pipeline", "--config", "orbit", "--way", "3", "--out", str(tmp_path)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("litemeta: error: --way does not apply to orbit tasks")
+    assert not any(tmp_path.iterdir())
