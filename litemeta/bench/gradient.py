@@ -75,17 +75,23 @@ def gradient_fidelity(
     draws: int = 50,
     seed: int = 0,
 ) -> list[Row]:
-    """Rows of cosine similarity and relative error for each ``h`` and estimator variant.
+    """Rows of cosine similarity and relative error for each ``h`` (from 1 to N, each
+    once, in increasing order) and estimator variant.
 
     ``single_*`` columns describe individual draws (variance); ``mean_*`` columns describe
     the mean over ``draws`` draws, which converges to the exact gradient only for an
     unbiased estimator (bias).
     """
     num_support = task.support_images.shape[0]
+    sizes = sorted(set(subset_sizes))
+    if not 1 <= sizes[0] <= sizes[-1] <= num_support:
+        raise ValueError(f"subset sizes must be from 1 to N = {num_support}, got {sizes}")
+    if draws < 1:
+        raise ValueError(f"draws must be at least 1, got {draws}")
     exact = _gradient(learner, task, LiteSettings(h=None))
     rows: list[Row] = []
-    for h in subset_sizes:
-        if h >= num_support:
+    for h in sizes:
+        if h == num_support:
             rows += [_summary(num_support, variant, [exact], exact) for variant in VARIANTS]
             continue
         ours: list[Tensor] = []
@@ -169,10 +175,10 @@ def run_gradient_benchmark(
     chunk_size: int = 64,
     progress: bool = True,
 ) -> str:
-    """:func:`gradient_fidelity` of each learner (as built, not meta-trained) on ``task``;
+    """:func:`gradient_fidelity` of each learner, once (as built, not meta-trained) on ``task``;
     write ``gradient.csv/.md/.png`` into ``output`` and return the table."""
     rows: list[Row] = []
-    for name in tqdm(learners, desc="gradient", disable=not progress):
+    for name in tqdm(dict.fromkeys(learners), desc="gradient", disable=not progress):
         learner = build_learner(
             name, backbone, image_size, pretrained=pretrained, chunk_size=chunk_size
         ).eval()

@@ -83,8 +83,9 @@ def run_personalise_benchmark(
     pretrained: bool = True,
     progress: bool = True,
 ) -> str:
-    """Cost and accuracy of each learner as built (no meta-training) on ``tasks``; write
+    """Cost and accuracy of each learner, once, as built (no meta-training) on ``tasks``; write
     ``personalise.csv/.md/.png`` into ``output`` and return the table."""
+    learners = list(dict.fromkeys(learners))
     rows: list[Row] = []
     bar = tqdm(total=len(learners) * len(tasks), desc="personalise", disable=not progress)
     for name in learners:

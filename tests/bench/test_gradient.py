@@ -4,6 +4,7 @@ import pytest
 import torch
 from train_helpers import SyntheticTasks, TinyProtoNet
 
+import litemeta.bench.real_tasks as real_tasks
 from litemeta.bench.gradient import VARIANTS, gradient_fidelity
 from litemeta.cli import main
 
@@ -12,8 +13,11 @@ from .helpers import TINY_EMOJI_TASK, TINY_MODEL, written_outputs
 
 def test_bench_gradient_writes_csv_markdown_and_plot(tmp_path):
     argv = ["bench", "gradient", *TINY_MODEL, *TINY_EMOJI_TASK, "--out", str(tmp_path)]
-    assert main([*argv, "--learners", "protonets", "--h", "1", "--draws", "2"]) == 0
+    # Repeated learners and h, and h = N (always added), give one set of rows each.
+    argv += ["--learners", "protonets", "protonets", "--h", "4", "1", "1", "--draws", "2"]
+    assert main(argv) == 0
     rows, _ = written_outputs(tmp_path, "gradient")
+    assert len(rows) == 2 * len(VARIANTS)
     assert [(r["h"], r["variant"]) for r in rows][::3] == [
         ("1", "unbiased (ours)"),
         ("4", "unbiased (ours)"),
@@ -26,12 +30,14 @@ def test_bench_gradient_writes_csv_markdown_and_plot(tmp_path):
 def fidelity():
     torch.manual_seed(0)
     task = SyntheticTasks(way=3, shot=4)(0)  # N = 12 support images
-    rows = gradient_fidelity(TinyProtoNet(), task, [2, 6, 12, 20], draws=40, seed=1)
+    rows = gradient_fidelity(TinyProtoNet(), task, [12, 6, 2, 6], draws=40, seed=1)
+    assert [(row["h"], row["variant"]) for row in rows][::3] == [
+        (h, VARIANTS[0]) for h in (2, 6, 12)
+    ]
     return {(row["h"], row["variant"]): row for row in rows}
 
 
-def test_h_of_n_or_more_is_the_exact_gradient_for_every_variant(fidelity):
-    assert sorted({h for h, _ in fidelity}) == [2, 6, 12]  # h = 20 is reported as N = 12
+def test_h_of_n_is_the_exact_gradient_for_every_variant(fidelity):
     for variant in VARIANTS:
         row = fidelity[12, variant]
         assert row["draws"] == 1
@@ -58,4 +64,31 @@ def test_fewer_back_propagated_images_give_noisier_single_draws(fidelity):
     assert (
         fidelity[2, unbiased]["single_relative_error"]
         > fidelity[6, unbiased]["single_relative_error"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("sizes", "draws", "message"),
+    [
+        ([2, 13], 1, "subset sizes must be from 1 to N = 12, got"),
+        ([0, 2], 1, "subset sizes must be from 1 to N = 12, got"),
+        ([2], 0, "draws must be at least 1, got 0"),
+    ],
+)
+def test_fidelity_refuses_h_outside_1_to_n_and_no_draws(sizes, draws, message):
+    task = SyntheticTasks(way=3, shot=4)(0)  # N = 12
+    with pytest.raises(ValueError, match=message):
+        gradient_fidelity(TinyProtoNet(), task, sizes, draws=draws)
+
+
+def test_bench_gradient_refuses_h_beyond_n_before_loading_tasks(monkeypatch, tmp_path, capsys):
+    def no_tasks(*args, **kwargs):
+        raise AssertionError("loaded tasks before checking --h")
+
+    monkeypatch.setattr(real_tasks, "emoji_test_tasks", no_tasks)
+    argv = ["bench", "gradient", *TINY_MODEL, *TINY_EMOJI_TASK, "--out", str(tmp_path)]
+    assert main([*argv, "--h", "2", "5"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "litemeta: error: --h 5 is more than the task's N = 4 support images "
+        "(--way 2 x --shot 2): give h of at most 4"
     )
