@@ -13,6 +13,7 @@ most ``max_open_files`` handles are kept open (least recently used are closed).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from dataclasses import dataclass, field
@@ -68,13 +69,9 @@ def _split_key(split: str) -> str:
 def _contiguous(counts: dict[str, int]) -> dict[str, list[int]]:
     splits, offset = {}, 0
     for key in SPLIT_ORDER:
-        splits[key] = list(range(offset, offset + int(counts.get(key, 0))))
-        offset += int(counts.get(key, 0))
+        splits[key] = list(range(offset, offset + counts.get(key, 0)))
+        offset += counts.get(key, 0)
     return splits
-
-
-def _normalise_split_keys(mapping: dict) -> dict:
-    return {key.split(".")[-1].upper(): value for key, value in mapping.items()}
 
 
 def _spanned_leaves(nodes: list[dict], path: str | os.PathLike[str]) -> dict[str, frozenset[str]]:
@@ -117,8 +114,16 @@ def _dag_hierarchy(
     return ClassHierarchy("dag", groups)
 
 
-def read_dataset_spec(path: str | os.PathLike[str]) -> MetaDatasetSpec:
-    """Parse a Meta-Dataset ``dataset_spec.json`` (flat, bi-level or hierarchical)."""
+def _spec_error(path: str | os.PathLike[str], key: str, expected: str, found: object) -> ValueError:
+    shown = repr(found) if len(repr(found)) <= 60 else repr(found)[:57] + "..."
+    shown = "nothing (missing or null)" if found is None else shown
+    return ValueError(
+        f"{path}: {key} must be {expected}, got {shown}; fix the file or regenerate it with "
+        "Meta-Dataset's conversion script"
+    )
+
+
+def _read_json_object(path: str | os.PathLike[str]) -> dict:
     try:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as error:
@@ -126,51 +131,171 @@ def read_dataset_spec(path: str | os.PathLike[str]) -> MetaDatasetSpec:
             f"cannot read {path}: {error}. A Meta-Dataset records directory needs the "
             f"{SPEC_FILE} written by its conversion script"
         ) from error
+    except ValueError as error:
+        raise ValueError(
+            f"{path} is not valid JSON ({error}); fix the file or regenerate it with "
+            "Meta-Dataset's conversion script"
+        ) from error
+    return _object(raw, path, "the file")
+
+
+def _object(value: object, path: str | os.PathLike[str], key: str) -> dict:
+    if not isinstance(value, dict):
+        raise _spec_error(path, key, "a JSON object", value)
+    return value
+
+
+def _count(value: object, path: str | os.PathLike[str], key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _spec_error(path, key, "a whole number >= 0", value)
+    return value
+
+
+def _by_class_id(value: object, path: str | os.PathLike[str], key: str) -> dict[int, object]:
+    """A JSON object keyed by class ids (``"0"``, ``"1"``, ...) with int keys."""
+    by_id = {}
+    for class_id, entry in _object(value, path, key).items():
+        if not (class_id.isascii() and class_id.isdigit()):
+            raise _spec_error(path, f"a key of {key}", "a class id (a whole number)", class_id)
+        by_id[int(class_id)] = entry
+    return by_id
+
+
+def _per_split(raw: dict, path: str | os.PathLike[str], key: str) -> dict[str, object]:
+    """``raw[key]`` keyed by split (``TRAIN``, ``VALID``, ``TEST``, or ``Split.TRAIN`` ...)."""
+    per_split = {}
+    for name, value in _object(raw.get(key), path, key).items():
+        split = name.split(".")[-1].upper()
+        if split not in SPLIT_ORDER:
+            raise _spec_error(path, f"a key of {key}", "TRAIN, VALID or TEST", name)
+        per_split[split] = value
+    return per_split
+
+
+def _split_counts(raw: dict, path: str | os.PathLike[str], key: str) -> dict[str, int]:
+    return {
+        split: _count(value, path, f"{key}[{split!r}]")
+        for split, value in _per_split(raw, path, key).items()
+    }
+
+
+def _flat_images(raw: dict, path: str | os.PathLike[str]) -> dict[int, int]:
+    images = {}
+    for class_id, count in _by_class_id(
+        raw.get("images_per_class", {}), path, "images_per_class"
+    ).items():
+        if isinstance(count, dict):
+            raise ValueError(
+                f"{path}: class {class_id} has example-level pools {list(count)}; "
+                "pooled datasets are not supported"
+            )
+        images[class_id] = _count(count, path, f"images_per_class[{str(class_id)!r}]")
+    return images
+
+
+def _bilevel_splits(
+    raw: dict, path: str | os.PathLike[str]
+) -> tuple[dict[str, list[int]], dict[str, ClassHierarchy]]:
+    """Each split's class ids and superclass groups: superclasses and their classes are
+    numbered contiguously, train first."""
+    per_super = {
+        superclass: _count(count, path, f"classes_per_superclass[{str(superclass)!r}]")
+        for superclass, count in _by_class_id(
+            raw.get("classes_per_superclass"), path, "classes_per_superclass"
+        ).items()
+    }
+    super_counts = _split_counts(raw, path, "superclasses_per_split")
+    counts, hierarchies, first_class = {}, {}, 0
+    superclasses = iter(range(sum(super_counts.values())))
+    for key in SPLIT_ORDER:
+        groups = []
+        for superclass in itertools.islice(superclasses, super_counts.get(key, 0)):
+            if superclass not in per_super:
+                raise ValueError(
+                    f"{path}: classes_per_superclass has no entry for superclass {superclass}; "
+                    f"expected a count for each of the {sum(super_counts.values())} "
+                    "superclasses of superclasses_per_split"
+                )
+            groups.append(tuple(range(first_class, first_class + per_super[superclass])))
+            first_class += per_super[superclass]
+        counts[key] = sum(len(group) for group in groups)
+        if groups:
+            hierarchies[key] = ClassHierarchy("bilevel", tuple(groups))
+    return _contiguous(counts), hierarchies
+
+
+def _nodes(value: object, path: str | os.PathLike[str], key: str) -> list[dict]:
+    """A split subgraph: a list of ``{"wn_id": str, "children_ids": [str, ...]}`` nodes."""
+    if not isinstance(value, list):
+        raise _spec_error(path, key, "a list of nodes", value)
+    for node in value:
+        children = node.get("children_ids") if isinstance(node, dict) else None
+        if (
+            not isinstance(node, dict)
+            or not isinstance(node.get("wn_id"), str)
+            or not (children is None or isinstance(children, list))
+        ):
+            raise _spec_error(
+                path, f"a node of {key}", '{"wn_id": ..., "children_ids": [...]}', node
+            )
+    return value
+
+
+def _hierarchical_splits(
+    raw: dict, class_names: dict[int, str], path: str | os.PathLike[str]
+) -> tuple[dict[str, list[int]], dict[int, int], dict[str, ClassHierarchy]]:
+    """Each split's class ids (its subgraph's leaves), the images of each class, and each
+    split's DAG hierarchy."""
+    ids_of_name = {name: class_id for class_id, name in class_names.items()}
+    per_split_images = _per_split(raw, path, "images_per_class")
+    counts, images, hierarchies = {}, {}, {}
+    for key, value in _per_split(raw, path, "split_subgraphs").items():
+        nodes = _nodes(value, path, f"split_subgraphs[{key!r}]")
+        split_images = _object(per_split_images.get(key), path, f"images_per_class[{key!r}]")
+        leaves = [n["wn_id"] for n in nodes if not n.get("children_ids")]
+        for leaf in leaves:
+            if leaf not in ids_of_name or leaf not in split_images:
+                where = "class_names" if leaf not in ids_of_name else f"images_per_class[{key!r}]"
+                raise ValueError(
+                    f"{path}: {where} has no entry for {leaf!r}, a leaf of "
+                    f"split_subgraphs[{key!r}]; expected each leaf's class id in class_names "
+                    "and its image count in images_per_class"
+                )
+            images[ids_of_name[leaf]] = _count(
+                split_images[leaf], path, f"images_per_class[{key!r}][{leaf!r}]"
+            )
+        counts[key] = len(leaves)
+        if len(leaves) < len(nodes):
+            hierarchies[key] = _dag_hierarchy(nodes, ids_of_name, path)
+    return _contiguous(counts), images, hierarchies
+
+
+def read_dataset_spec(path: str | os.PathLike[str]) -> MetaDatasetSpec:
+    """Parse a Meta-Dataset ``dataset_spec.json`` (flat, bi-level or hierarchical); a file
+    of the wrong shape raises one ``ValueError`` naming it, the key and what is expected."""
+    raw = _read_json_object(path)
     kind = raw.get("__class__", "DatasetSpecification")
-    class_names = {int(k): str(v) for k, v in raw.get("class_names", {}).items()}
-    images: dict[int, int] = {}
+    names = _by_class_id(raw.get("class_names", {}), path, "class_names")
+    class_names = {class_id: str(name) for class_id, name in names.items()}
     hierarchies: dict[str, ClassHierarchy] = {}
     if kind == "HierarchicalDatasetSpecification":
-        ids_of_name = {name: class_id for class_id, name in class_names.items()}
-        counts, per_split_images = {}, _normalise_split_keys(raw["images_per_class"])
-        for key, nodes in _normalise_split_keys(raw["split_subgraphs"]).items():
-            leaves = [n["wn_id"] for n in nodes if not n.get("children_ids")]
-            counts[key] = len(leaves)
-            for leaf in leaves:
-                images[ids_of_name[leaf]] = int(per_split_images[key][leaf])
-            if len(leaves) < len(nodes):
-                hierarchies[key] = _dag_hierarchy(nodes, ids_of_name, path)
-        classes = _contiguous(counts)
+        classes, images, hierarchies = _hierarchical_splits(raw, class_names, path)
+    elif kind == "BiLevelDatasetSpecification":
+        images = _flat_images(raw, path)
+        classes, hierarchies = _bilevel_splits(raw, path)
+    elif kind == "DatasetSpecification":
+        images = _flat_images(raw, path)
+        classes = _contiguous(_split_counts(raw, path, "classes_per_split"))
     else:
-        for class_id, count in raw.get("images_per_class", {}).items():
-            if isinstance(count, dict):
-                raise ValueError(
-                    f"{path}: class {class_id} has example-level pools {list(count)}; "
-                    "pooled datasets are not supported"
-                )
-            images[int(class_id)] = int(count)
-        if kind == "BiLevelDatasetSpecification":
-            per_super = {int(k): int(v) for k, v in raw["classes_per_superclass"].items()}
-            super_counts = _normalise_split_keys(raw["superclasses_per_split"])
-            counts, first, first_class = {}, 0, 0
-            for key in SPLIT_ORDER:
-                supers = range(first, first + int(super_counts.get(key, 0)))
-                groups = []
-                for superclass in supers:
-                    groups.append(tuple(range(first_class, first_class + per_super[superclass])))
-                    first_class += per_super[superclass]
-                counts[key] = sum(len(group) for group in groups)
-                if groups:
-                    hierarchies[key] = ClassHierarchy("bilevel", tuple(groups))
-                first += len(supers)
-            classes = _contiguous(counts)
-        elif kind == "DatasetSpecification":
-            classes = _contiguous(_normalise_split_keys(raw["classes_per_split"]))
-        else:
-            raise ValueError(f"{path}: unknown dataset specification class {kind!r}")
+        raise ValueError(f"{path}: unknown dataset specification class {kind!r}")
+    file_pattern = raw.get("file_pattern", "{}.tfrecords")
+    if not isinstance(file_pattern, str) or "{}" not in file_pattern:
+        raise _spec_error(
+            path, "file_pattern", 'a file name with "{}" for the class id', file_pattern
+        )
     return MetaDatasetSpec(
-        name=raw.get("name", Path(path).parent.name),
-        file_pattern=raw.get("file_pattern", "{}.tfrecords"),
+        name=str(raw.get("name", Path(path).parent.name)),
+        file_pattern=file_pattern,
         classes_per_split=classes,
         class_names=class_names,
         images_per_class=images,

@@ -1,5 +1,6 @@
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -150,3 +151,70 @@ def test_bilevel_and_hierarchical_specs(tmp_path):
     spec = read_dataset_spec(tmp_path / "h.json")
     assert spec.classes_per_split["TRAIN"] == [0, 1]
     assert spec.images_per_class == {0: 10, 1: 20, 2: 5, 3: 7}
+
+
+def _spec_with(records_root, change):
+    spec = json.loads((records_root / "dataset_spec.json").read_text())
+    (records_root / "dataset_spec.json").write_text(json.dumps(change(spec)))
+    return records_root / "dataset_spec.json"
+
+
+def _without(key):
+    def change(spec):
+        del spec[key]
+        return spec
+
+    return change
+
+
+def _set(key, value):
+    return lambda spec: {**spec, key: value}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (_without("classes_per_split"), r"classes_per_split must be a JSON object, got nothing"),
+        (lambda spec: [spec], r"the file must be a JSON object, got \[\{"),
+        (_set("classes_per_split", {"TRAIN": -2}), r"classes_per_split\['TRAIN'\] must be a whole"),
+        (_set("classes_per_split", {"TRIAN": 2}), r"a key of classes_per_split must be TRAIN"),
+        (_set("images_per_class", {"x": 2}), r"a key of images_per_class must be a class id"),
+        (_set("images_per_class", {"0": "6"}), r"images_per_class\['0'\] must be a whole number"),
+        (_set("file_pattern", "all.tfrecords"), r"file_pattern must be a file name with"),
+    ],
+)
+def test_malformed_spec_names_the_file_and_the_key(records_root, change, message):
+    path = _spec_with(records_root, change)
+    with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: {message}"):
+        MetaDatasetRecords(records_root)
+
+
+def test_spec_that_is_not_json_names_the_file(records_root):
+    (records_root / "dataset_spec.json").write_text('{"name": "toy",')
+    with pytest.raises(ValueError, match=r"dataset_spec\.json is not valid JSON \(.*regenerate"):
+        MetaDatasetRecords(records_root)
+
+
+def test_bilevel_and_hierarchical_specs_with_missing_entries_name_them(tmp_path):
+    bilevel = {
+        "__class__": "BiLevelDatasetSpecification",
+        "superclasses_per_split": {"TRAIN": 2, "VALID": 1, "TEST": 0},
+        "classes_per_superclass": {"0": 3, "1": 2},
+    }
+    (tmp_path / "b.json").write_text(json.dumps(bilevel))
+    with pytest.raises(ValueError, match=r"b\.json: classes_per_superclass has no entry for "):
+        read_dataset_spec(tmp_path / "b.json")
+    hierarchical = {
+        "__class__": "HierarchicalDatasetSpecification",
+        "split_subgraphs": {"TRAIN": [{"wn_id": "a"}, {"wn_id": "zzz"}]},
+        "images_per_class": {"TRAIN": {"a": 3, "zzz": 4}},
+        "class_names": {"0": "a"},
+    }
+    (tmp_path / "h.json").write_text(json.dumps(hierarchical))
+    with pytest.raises(ValueError, match=r"h\.json: class_names has no entry for 'zzz'"):
+        read_dataset_spec(tmp_path / "h.json")
+    hierarchical["class_names"]["1"] = "zzz"
+    del hierarchical["images_per_class"]["TRAIN"]["zzz"]
+    (tmp_path / "h.json").write_text(json.dumps(hierarchical))
+    with pytest.raises(ValueError, match=r"images_per_class\['TRAIN'\] has no entry for 'zzz'"):
+        read_dataset_spec(tmp_path / "h.json")
