@@ -12,15 +12,42 @@ from litemeta.data.base import ImageCollection
 from litemeta.data.class_folders import ClassFolderDataset
 from litemeta.data.emoji import load_emoji
 from litemeta.data.images import ImageLoadError
-from litemeta.data.metadataset import SPEC_FILE, MetaDatasetRecords, read_dataset_spec
+from litemeta.data.metadataset import (
+    SPEC_FILE,
+    MetaDatasetRecords,
+    check_not_bare_records,
+    read_dataset_spec,
+)
 from litemeta.data.orbit import VIDEO_TYPES, OrbitDataset
+from litemeta.data.tfrecord import CorruptRecordError
 
 ORBIT_SPLITS = ("train", "validation", "test")
 SIZE_SAMPLE = 64
 VERIFY_SIZE = 8  # decode fully, then resize small: the check is the decoding
 
 
-def _sizes(sizes: Counter) -> str:
+def _encoded(collection: ImageCollection, class_id: int, item: int) -> bytes:
+    """The stored (encoded) bytes of an image."""
+    if isinstance(collection, MetaDatasetRecords):
+        return collection.read_example(class_id, item)["image"][0]
+    if isinstance(collection, ClassFolderDataset):
+        return collection.encoded_bytes(class_id, item)
+    return Path(collection.item_source(class_id, item)).read_bytes()
+
+
+def _sampled_sizes(collections: list[ImageCollection]) -> str:
+    """The stored sizes of the first image of up to about ``SIZE_SAMPLE`` classes, most
+    common first; unreadable images are skipped (``--verify`` lists them)."""
+    classes = [(c, class_id) for c in collections for class_id in range(c.num_classes)]
+    sizes: Counter = Counter()
+    for collection, class_id in classes[:: max(1, len(classes) // SIZE_SAMPLE)]:
+        try:
+            with Image.open(io.BytesIO(_encoded(collection, class_id, 0))) as image:
+                sizes[image.size] += 1
+        except Exception:  # an unreadable sample is for --verify to report, not a size
+            continue
+    if not sizes:
+        return "none readable (--verify lists the images that cannot be read)"
     return ", ".join(f"{w}x{h} ({n})" for (w, h), n in sizes.most_common(5))
 
 
@@ -43,68 +70,87 @@ def _class_folder_lines(collection: ClassFolderDataset) -> list[str]:
         )
     if collection.splits:
         lines.append("splits: " + ", ".join(f"{k} {len(v)}" for k, v in collection.splits.items()))
-    sizes: Counter = Counter()
-    step = max(1, collection.num_classes // SIZE_SAMPLE)
-    for class_id in range(0, collection.num_classes, step):
-        try:
-            with Image.open(io.BytesIO(collection.encoded_bytes(class_id, 0))) as image:
-                sizes[image.size] += 1
-        except Exception:  # an unreadable sample is for --verify to report, not a size
-            continue
-    lines.append(f"image sizes (sampled): {_sizes(sizes)}")
+    lines.append(f"image sizes (sampled): {_sampled_sizes([collection])}")
     return lines
 
 
-def unreadable_images(collection: ImageCollection) -> list[str]:
+def _whole_class(collection: ImageCollection, class_id: int) -> tuple[int, str | None]:
+    """The number of images of a class, and the error that stops all of them at once, if
+    any: a Meta-Dataset class file that is missing, damaged or holds another number of
+    records than the spec says (counted as the records present, or else the spec's)."""
+    if not isinstance(collection, MetaDatasetRecords):
+        return collection.num_items(class_id), None
+    try:
+        return sum(len(rows) for _, rows in collection.index_class(class_id)), None
+    except (FileNotFoundError, CorruptRecordError) as error:
+        try:
+            found = collection.records_found(class_id)
+        except (FileNotFoundError, CorruptRecordError):
+            found = collection.spec.images_per_class.get(collection.class_ids[class_id], 0)
+        return found, str(error)
+
+
+def unreadable_images(collection: ImageCollection) -> tuple[int, Counter[str]]:
     """Decode every image of ``collection`` (at its decode size: build it with
-    ``decode_size=VERIFY_SIZE`` to keep each decoded image small); the errors of those that
-    fail, one per image."""
-    errors = []
+    ``decode_size=VERIFY_SIZE`` to keep each decoded image small): the number of images,
+    and each distinct error with the number of images it affects."""
+    total, errors = 0, Counter[str]()
     for class_id in range(collection.num_classes):
-        for item in range(collection.num_items(class_id)):
+        count, whole_class_error = _whole_class(collection, class_id)
+        total += count
+        if whole_class_error is not None:
+            errors[whole_class_error] += count
+            continue
+        for item in range(count):
             try:
                 collection.read_item(class_id, item)
             except ImageLoadError as error:
-                errors.append(str(error))
-    return errors
+                errors[str(error)] += 1
+    return total, errors
 
 
 def _verify_lines(collections: list[ImageCollection]) -> list[str]:
-    errors = [error for collection in collections for error in unreadable_images(collection)]
-    total = sum(c.num_items(i) for c in collections for i in range(c.num_classes))
+    total, errors = 0, Counter[str]()
+    for collection in collections:
+        images, found = unreadable_images(collection)
+        total += images
+        errors.update(found)
     if not errors:
         return [f"verified: all {total} images decode"]
-    return [f"unreadable: {len(errors)} of {total} images", *(f"  {e}" for e in errors)]
+    listed = [f"  {error}" + (f" ({n} images)" if n != 1 else "") for error, n in errors.items()]
+    return [f"unreadable: {sum(errors.values())} of {total} images", *listed]
 
 
-def _orbit_lines(root: Path) -> list[str]:
-    lines = []
-    for split in ORBIT_SPLITS:
-        if not (root / split).is_dir():
-            continue
-        dataset = OrbitDataset(root, split)
-        videos = Counter(v.video_type for v in dataset.index.videos)
-        frames = sum(dataset.num_items(c) for c in range(dataset.num_classes))
-        with Image.open(dataset.item_source(0, 0)) as image:
-            size = image.size
-        video_text = ", ".join(f"{videos[t]} {t}" for t in VIDEO_TYPES)
-        lines.append(
-            f"{split}: {len(dataset.index.users)} users, {dataset.num_classes} objects, "
-            f"videos {video_text}, {frames} frames, first frame {size[0]}x{size[1]}"
-        )
-    return lines
+def _orbit_line(split: str, dataset: OrbitDataset) -> str:
+    videos = Counter(v.video_type for v in dataset.index.videos)
+    frames = sum(dataset.num_items(c) for c in range(dataset.num_classes))
+    video_text = ", ".join(f"{videos[t]} {t}" for t in VIDEO_TYPES)
+    return (
+        f"{split}: {len(dataset.index.users)} users, {dataset.num_classes} objects, "
+        f"videos {video_text}, {frames} frames, frame sizes (sampled) {_sampled_sizes([dataset])}"
+    )
 
 
-def _metadataset_lines(root: Path) -> list[str]:
-    spec = read_dataset_spec(root / SPEC_FILE)
+def _metadataset_lines(records: list[MetaDatasetRecords]) -> list[str]:
+    spec = records[0].spec
     lines = []
     for split, class_ids in spec.classes_per_split.items():
         images = sum(spec.images_per_class.get(c, 0) for c in class_ids)
         lines.append(f"{split.lower()}: {len(class_ids)} classes, {images} images")
-    first_split = next(s for s, ids in spec.classes_per_split.items() if ids)
-    records = MetaDatasetRecords(root, split=first_split)
-    with Image.open(io.BytesIO(records.read_example(0, 0)["image"][0])) as image:
-        lines.append(f"first image: {image.size[0]}x{image.size[1]}")
+    missing = []
+    for collection in records:
+        for class_id in collection.class_ids:
+            try:
+                collection.class_files(class_id)
+            except FileNotFoundError:
+                missing.append(f"{class_id} ({spec.class_names.get(class_id, 'unnamed')})")
+    if missing:
+        more = ", ..." if len(missing) > 5 else ""
+        lines.append(
+            f"missing: no record file for {len(missing)} classes: {', '.join(missing[:5])}"
+            f"{more} (file pattern {spec.file_pattern!r}); the conversion is incomplete"
+        )
+    lines.append(f"image sizes (sampled): {_sampled_sizes(list(records))}")
     return lines
 
 
@@ -119,23 +165,22 @@ def describe(dataset: str, verify: bool = False) -> str:
     root = Path(dataset)
     if not root.exists():
         raise FileNotFoundError(f"{root} does not exist; pass 'emoji' or a dataset path")
+    check_not_bare_records(root)
     if (root / SPEC_FILE).is_file():
-        lines = [f"Meta-Dataset records: {root}", *_metadataset_lines(root)]
-        if verify:
-            spec = read_dataset_spec(root / SPEC_FILE)
-            splits = [s for s, ids in spec.classes_per_split.items() if ids]
-            lines += _verify_lines(
-                [MetaDatasetRecords(root, split=s, decode_size=VERIFY_SIZE) for s in splits]
-            )
-        return "\n".join(lines)
+        spec = read_dataset_spec(root / SPEC_FILE)
+        splits = [s for s, ids in spec.classes_per_split.items() if ids]
+        if not splits:
+            raise ValueError(f"{root / SPEC_FILE} lists no classes in any split")
+        records = [MetaDatasetRecords(root, split=s, decode_size=VERIFY_SIZE) for s in splits]
+        lines = [f"Meta-Dataset records: {root}", *_metadataset_lines(records)]
+        return "\n".join(lines + (_verify_lines(list(records)) if verify else []))
     if root.is_dir() and any(
         any((root / s).glob(f"*/*/{t}")) for s in ORBIT_SPLITS for t in VIDEO_TYPES
     ):
-        lines = [f"ORBIT: {root}", *_orbit_lines(root)]
-        if verify:
-            splits = [s for s in ORBIT_SPLITS if (root / s).is_dir()]
-            lines += _verify_lines([OrbitDataset(root, s, decode_size=VERIFY_SIZE) for s in splits])
-        return "\n".join(lines)
+        splits = [s for s in ORBIT_SPLITS if (root / s).is_dir()]
+        datasets = [OrbitDataset(root, s, decode_size=VERIFY_SIZE) for s in splits]
+        lines = [f"ORBIT: {root}", *map(_orbit_line, splits, datasets)]
+        return "\n".join(lines + (_verify_lines(list(datasets)) if verify else []))
     collection = ClassFolderDataset(root, decode_size=VERIFY_SIZE)
     lines = [f"class folders: {root}", *_class_folder_lines(collection)]
     return "\n".join(lines + (_verify_lines([collection]) if verify else []))

@@ -303,6 +303,17 @@ def read_dataset_spec(path: str | os.PathLike[str]) -> MetaDatasetSpec:
     )
 
 
+def check_not_bare_records(root: Path) -> None:
+    """Refuse a folder of ``*.tfrecords`` without its ``dataset_spec.json``, which would
+    otherwise be read as class folders without images."""
+    if root.is_dir() and not (root / SPEC_FILE).is_file() and any(root.glob("*.tfrecords")):
+        raise FileNotFoundError(
+            f"{root} holds .tfrecords files but no {SPEC_FILE}: a Meta-Dataset records "
+            f"folder needs the {SPEC_FILE} that the conversion script writes beside them; "
+            "copy it there"
+        )
+
+
 class MetaDatasetRecords(ImageCollection):
     """One Meta-Dataset source's split as an image collection over its TFRecord files.
 
@@ -375,10 +386,20 @@ class MetaDatasetRecords(ImageCollection):
             )
         return files
 
-    def _class_index(self, local_id: int) -> list[tuple[str, np.ndarray]]:
+    def _shards(self, local_id: int) -> list[tuple[str, np.ndarray]]:
+        return [(path, index_records(path)) for path in self.class_files(self.class_ids[local_id])]
+
+    def records_found(self, local_id: int) -> int:
+        """How many records the class's files hold, whatever the spec says; raises like
+        reading does for a missing or damaged file."""
+        return sum(len(rows) for _, rows in self._shards(local_id))
+
+    def index_class(self, local_id: int) -> list[tuple[str, np.ndarray]]:
+        """The class's ``(file, record offsets and lengths)``, indexed once; a count that
+        differs from the spec's raises :class:`CorruptRecordError`."""
         if local_id not in self._index:
             class_id = self.class_ids[local_id]
-            shards = [(path, index_records(path)) for path in self.class_files(class_id)]
+            shards = self._shards(local_id)
             found = sum(len(rows) for _, rows in shards)
             expected = self.spec.images_per_class.get(class_id)
             if expected is not None and found != expected:
@@ -392,11 +413,11 @@ class MetaDatasetRecords(ImageCollection):
     def num_items(self, class_id: int) -> int:
         count = self.spec.images_per_class.get(self.class_ids[class_id])
         if count is None:
-            count = sum(len(rows) for _, rows in self._class_index(class_id))
+            count = sum(len(rows) for _, rows in self.index_class(class_id))
         return count
 
     def _locate(self, class_id: int, item: int) -> tuple[str, int, int]:
-        for path, rows in self._class_index(class_id):
+        for path, rows in self.index_class(class_id):
             if item < len(rows):
                 return path, int(rows[item, 0]), int(rows[item, 1])
             item -= len(rows)
@@ -435,4 +456,4 @@ class MetaDatasetRecords(ImageCollection):
     def index_all(self) -> None:
         """Index every class file now (checks counts and framing up front)."""
         for local_id in range(self.num_classes):
-            self._class_index(local_id)
+            self.index_class(local_id)
