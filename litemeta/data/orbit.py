@@ -79,9 +79,10 @@ class OrbitDataset(ImageCollection):
 
     The split folder is indexed in sorted order (users, their objects, each object's clean
     then clutter videos, each video's frames) into ``index``, an :class:`OrbitIndex`.
-    Videos without frames are skipped with a warning; objects without any frames, and users
-    without such objects, are left out. Frames come at their stored size, or resized to
-    ``decode_size`` square as they are decoded.
+    What cannot be used is left out with one warning naming a few: video folders without
+    frames, frames outside a video folder, folders other than ``clean``/``clutter`` in an
+    object, objects without frames and users without such objects. Frames come at their
+    stored size, or resized to ``decode_size`` square as they are decoded.
     """
 
     def __init__(
@@ -97,8 +98,16 @@ class OrbitDataset(ImageCollection):
         split_dir = self.root / split
         self._check_split_folder_exists(split_dir)
         annotations = self._annotation_folder(split, annotations_root)
-        indexer = _SplitIndexer(annotations)
-        index = indexer.index_split(split_dir)
+        indexer = _SplitIndexer(annotations, split_dir)
+        index = indexer.index_split()
+        if indexer.left_out:
+            more = ", ..." if len(indexer.left_out) > 5 else ""
+            warnings.warn(
+                f"{len(indexer.left_out)} folders under ORBIT split {split_dir} are left out: "
+                f"{', '.join(indexer.left_out[:5])}{more}; expected "
+                "<user>/<object>/{clean,clutter}/<video>/<frames>",
+                stacklevel=2,
+            )
         self._check_split_has_videos(index, split_dir)
         super().__init__(f"orbit/{split}", indexer.class_names, on_error, decode_size)
         self.index = index
@@ -166,23 +175,6 @@ def _list_frames(video_dir: Path) -> list[str]:
     return sorted(str(p) for p in video_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
-def _list_videos(object_dir: Path) -> Iterator[tuple[str, Path, list[str]]]:
-    """``(video type, video folder, frames)`` of an object: its clean videos, then its
-    clutter videos, each in sorted order; a video without frames is skipped with a warning."""
-    for video_type in VIDEO_TYPES:
-        type_dir = object_dir / video_type
-        if not type_dir.is_dir():
-            continue
-        for video_dir in _subfolders(type_dir):
-            frames = _list_frames(video_dir)
-            if not frames:
-                # the caller of OrbitDataset(): this generator, _add_object, _add_user, index_split,
-                # OrbitDataset.__init__, then it
-                warnings.warn(f"skipping ORBIT video without frames: {video_dir}", stacklevel=6)
-                continue
-            yield video_type, video_dir, frames
-
-
 def _object_present(annotations: Path | None, video: str, frames: list[str]) -> np.ndarray | None:
     """Whether each frame shows the object, from ``annotations/<video>.json``; ``None``
     without an annotation file. A frame missing from the file counts as showing it."""
@@ -194,24 +186,44 @@ def _object_present(annotations: Path | None, video: str, frames: list[str]) -> 
     try:
         per_frame = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise ValueError(
-            f"cannot read ORBIT annotation {path}: {error}; repair or delete the file (a "
-            "video without one keeps all its frames)"
-        ) from error
+        raise _annotation_error(path, str(error)) from error
+    if not isinstance(per_frame, dict):
+        raise _annotation_error(path, f"expected an object of frame names, got {_short(per_frame)}")
     present = []
     for frame in frames:
         annotation = per_frame.get(Path(frame).name)
-        missing = annotation is None or annotation.get("object_not_present_issue") is None
-        present.append(True if missing else not annotation["object_not_present_issue"])
+        if annotation is not None and not isinstance(annotation, dict):
+            problem = f"frame {Path(frame).name} has {_short(annotation)}, not an object"
+            raise _annotation_error(path, problem)
+        issue = None if annotation is None else annotation.get("object_not_present_issue")
+        if issue is not None and not isinstance(issue, bool):
+            problem = f"object_not_present_issue of {Path(frame).name} is {_short(issue)}"
+            raise _annotation_error(path, f"{problem}, not true, false or null")
+        present.append(not issue)
     return np.asarray(present, dtype=bool)
+
+
+def _short(value: object) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 40 else shown[:37] + "..."
+
+
+def _annotation_error(path: Path, problem: str) -> ValueError:
+    return ValueError(
+        f"cannot read ORBIT annotation {path}: {problem}; repair or delete the file (a video "
+        "without one keeps all its frames)"
+    )
 
 
 class _SplitIndexer:
     """Builds an :class:`OrbitIndex` of one split folder, and each object's frame list and
-    frame video types, one user, object and video at a time (see :class:`OrbitDataset`)."""
+    frame video types, one user, object and video at a time (see :class:`OrbitDataset`);
+    ``left_out`` names what cannot be used, relative to the split folder."""
 
-    def __init__(self, annotations: Path | None) -> None:
+    def __init__(self, annotations: Path | None, split_dir: Path) -> None:
         self.annotations = annotations
+        self.split_dir = split_dir
+        self.left_out: list[str] = []
         self.class_names: list[str] = []
         self.frames: list[list[str]] = []
         self.item_types: list[list[str]] = []
@@ -220,21 +232,45 @@ class _SplitIndexer:
         self.videos: list[OrbitVideo] = []
         self.object_videos: list[dict[str, list[int]]] = []
 
-    def index_split(self, split_dir: Path) -> OrbitIndex:
-        for user_dir in _subfolders(split_dir):
+    def index_split(self) -> OrbitIndex:
+        for user_dir in _subfolders(self.split_dir):
             self._add_user(user_dir)
         return OrbitIndex(self.users, self.user_objects, self.videos, self.object_videos)
+
+    def _leave_out(self, folder: Path, why: str) -> None:
+        self.left_out.append(f"{folder.relative_to(self.split_dir)} ({why})")
 
     def _add_user(self, user_dir: Path) -> None:
         """Add the user's objects; a user none of whose objects has frames is left out."""
         kept = []
-        for object_dir in _subfolders(user_dir):  # a loop, not a comprehension: see _list_videos
+        for object_dir in _subfolders(user_dir):
             object_id = self._add_object(user_dir.name, object_dir)
             if object_id is not None:
                 kept.append(object_id)
-        if kept:
-            self.users.append(user_dir.name)
-            self.user_objects.append(kept)
+        if not kept:
+            self._leave_out(user_dir, "a user without videos")
+            return
+        self.users.append(user_dir.name)
+        self.user_objects.append(kept)
+
+    def _videos(self, object_dir: Path) -> Iterator[tuple[str, Path, list[str]]]:
+        """``(video type, video folder, frames)`` of an object: its clean videos, then its
+        clutter videos, each in sorted order; what is not such a video is left out."""
+        for other in _subfolders(object_dir):
+            if other.name not in VIDEO_TYPES:
+                self._leave_out(other, "not clean/ or clutter/")
+        for video_type in VIDEO_TYPES:
+            type_dir = object_dir / video_type
+            if not type_dir.is_dir():
+                continue
+            if _list_frames(type_dir):
+                self._leave_out(type_dir, "frames outside a video folder")
+            for video_dir in _subfolders(type_dir):
+                frames = _list_frames(video_dir)
+                if not frames:
+                    self._leave_out(video_dir, "a video folder without frames")
+                    continue
+                yield video_type, video_dir, frames
 
     def _add_object(self, user: str, object_dir: Path) -> int | None:
         """Add the object as the next class with its videos, and return its class id;
@@ -243,7 +279,7 @@ class _SplitIndexer:
         frames: list[str] = []
         types: list[str] = []
         by_type: dict[str, list[int]] = {t: [] for t in VIDEO_TYPES}
-        for video_type, video_dir, paths in _list_videos(object_dir):
+        for video_type, video_dir, paths in self._videos(object_dir):
             present = _object_present(self.annotations, video_dir.name, paths)
             video = OrbitVideo(
                 len(self.videos),
@@ -259,6 +295,7 @@ class _SplitIndexer:
             frames.extend(paths)
             types.extend([video_type] * len(paths))
         if not frames:
+            self._leave_out(object_dir, "an object without videos")
             return None
         self.class_names.append(f"{user}/{object_dir.name}")
         self.frames.append(frames)

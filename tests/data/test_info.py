@@ -96,6 +96,14 @@ def test_an_unreadable_first_orbit_frame_is_skipped_in_sizes_and_listed(tmp_path
     ]
 
 
+def test_orbit_folders_left_out_are_warned_about_once(tmp_path: Path):
+    root = write_orbit(tmp_path, "train")
+    (root / "train" / "P100" / "keys" / "clean" / "empty").mkdir()
+    with pytest.warns(UserWarning, match="left out") as caught:
+        describe(str(root), verify=True)
+    assert len(caught) == 1
+
+
 COUNTS = {0: 3, 1: 4, 2: 2, 3: 5}  # classes 0-1 train, 2 valid, 3 test
 
 

@@ -317,11 +317,10 @@ def test_reader_checks_name_the_problem(orbit_root, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"annotation folder .* point annotations_root"):
         OrbitDataset(orbit_root, "train", annotations_root=tmp_path / "none")
     (tmp_path / "train" / "P1" / "cup").mkdir(parents=True)
-    with pytest.raises(ValueError, match="no ORBIT videos found under"):
+    with pytest.raises(ValueError, match="no ORBIT videos found under"), pytest.warns():
         OrbitDataset(tmp_path, "train")
-    video = tmp_path / "train" / "P1" / "cup" / "clutter" / "v0"
-    video.mkdir(parents=True)
-    skipped = pytest.warns(UserWarning, match=re.escape(str(video)))
+    (tmp_path / "train" / "P1" / "cup" / "clutter" / "v0").mkdir(parents=True)
+    skipped = pytest.warns(UserWarning, match=r"left out: P1/cup/clutter/v0 \(a video folder")
     with pytest.raises(ValueError, match="no ORBIT videos"), skipped:
         OrbitDataset(tmp_path, "train")
     bad = tmp_path / "bad-annotations"
@@ -341,3 +340,48 @@ def test_skipped_empty_video_is_reported_at_the_callers_line(tmp_path):
         "P1--cup--clean--vid0",
         "P1--cup--clutter--vid0",
     ]
+
+
+def test_folders_that_are_not_used_are_named_in_one_warning(tmp_path):
+    write_orbit(tmp_path, layout={"P1": {"cup": ([2], [2]), "pen": ([2], [])}})
+    cup, pen = tmp_path / "train" / "P1" / "cup", tmp_path / "train" / "P1" / "pen"
+    Image.new("RGB", (4, 4)).save(cup / "clean" / "loose-00001.jpg")
+    (cup / "clean" / "empty").mkdir()
+    (pen / "Clutter" / "v0").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(pen / "Clutter" / "v0" / "v0-00001.jpg")
+    (tmp_path / "train" / "P2" / "mug" / "clean").mkdir(parents=True)
+    (tmp_path / "train" / "P3").mkdir()
+    with pytest.warns(UserWarning, match="left out") as caught:
+        dataset = OrbitDataset(tmp_path, "train")
+    [message] = [str(w.message) for w in caught]
+    assert dataset.index.users == ["P1"] and dataset.class_names == ["P1/cup", "P1/pen"]
+    assert message.startswith("6 folders under ORBIT split ")
+    assert (
+        "left out: P1/cup/clean (frames outside a video folder), P1/cup/clean/empty (a video "
+        "folder without frames), P1/pen/Clutter (not clean/ or clutter/), P2/mug (an object "
+        "without videos), P2 (a user without videos), ...; expected "
+        "<user>/<object>/{clean,clutter}/<video>/<frames>"
+    ) in message
+
+
+@pytest.mark.parametrize(
+    ("annotation", "problem"),
+    [
+        ([], r"expected an object of frame names, got \[\]"),
+        ({"v0-00001.jpg": "absent"}, r"frame v0-00001\.jpg has 'absent', not an object"),
+        (
+            {"v0-00001.jpg": {"object_not_present_issue": "yes"}},
+            r"object_not_present_issue of v0-00001\.jpg is 'yes', not true, false or null",
+        ),
+    ],
+)
+def test_annotation_of_the_wrong_shape_is_named(tmp_path, annotation, problem):
+    video = tmp_path / "train" / "P1" / "cup" / "clutter" / "v0"
+    video.mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(video / "v0-00001.jpg")
+    path = tmp_path / "annotations" / "train" / "v0.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(annotation))
+    message = f"cannot read ORBIT annotation {re.escape(str(path))}: {problem}; repair or delete"
+    with pytest.raises(ValueError, match=message):
+        OrbitDataset(tmp_path, "train")
