@@ -28,6 +28,29 @@ def _load(
     return images, torch.tensor([c for c, _ in items], dtype=torch.int64)
 
 
+def _check_same_classes(root: Path, train: list[str], test: list[str]) -> None:
+    """Refuse train and test folders of different classes, naming class folders that exist
+    but hold no images."""
+    if train == test:
+        return
+    only_train, only_test = sorted(set(train) - set(test)), sorted(set(test) - set(train))
+    empty = [
+        str(root / split / name)
+        for split, names in (("test", only_train), ("train", only_test))
+        for name in names
+        if (root / split / name).is_dir()
+    ]
+    if empty:
+        raise ValueError(
+            f"class folders {empty} hold no images; VTAB needs images of every class in both "
+            "train/ and test/: add them, or remove the class from both"
+        )
+    raise ValueError(
+        f"{root}/train and {root}/test must hold the same class folders; only in train: "
+        f"{only_train}, only in test: {only_test}"
+    )
+
+
 def vtab_task(
     root: str | os.PathLike[str],
     *,
@@ -48,12 +71,7 @@ def vtab_task(
     root = Path(root)
     train = ClassFolderDataset(root / "train", on_error=on_error, decode_size=decode_size)
     test = ClassFolderDataset(root / "test", on_error=on_error, decode_size=decode_size)
-    if train.class_names != test.class_names:
-        raise ValueError(
-            f"{root}/train and {root}/test must hold the same class folders; only in train: "
-            f"{sorted(set(train.class_names) - set(test.class_names))}, only in test: "
-            f"{sorted(set(test.class_names) - set(train.class_names))}"
-        )
+    _check_same_classes(root, train.class_names, test.class_names)
     rng = np.random.default_rng(seed)
     train_items, test_items = _items(train), _items(test)
     support = [train_items[k] for k in rng.permutation(len(train_items))[:support_size]]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import Any
 
 from torch.utils.data import Dataset
@@ -25,6 +26,7 @@ from litemeta.data import (
     VariableWaySampler,
     load_emoji,
 )
+from litemeta.data.metadataset import check_not_bare_records
 from litemeta.data.samplers import EpisodeSampler
 from litemeta.data.vtab import vtab_task
 from litemeta.experiment.settings import DataConfig, ModelConfig, SamplerConfig
@@ -76,6 +78,7 @@ def _collection(data: DataConfig, split: str, size: int | None) -> Any:
     elif data.root is None:
         raise ConfigError(f"data.root is required for the '{data.dataset}' dataset")
     elif data.dataset == "folders":
+        check_not_bare_records(Path(data.root))
         collection = ClassFolderDataset(
             data.root, split=split, on_error=data.on_error, decode_size=size
         )
@@ -113,8 +116,10 @@ def task_dataset(
             raise ConfigError("data.root is required for the 'vtab' dataset")
         if split != data.test_split:
             raise ConfigError(
-                "vtab is a transfer-evaluation dataset (one task per dataset): meta-train on "
-                "another dataset and evaluate on vtab with `litemeta evaluate`"
+                f"vtab has no {split!r} split: it has one test task per dataset (support from "
+                f"train/, queries from test/), so evaluate its {data.test_split!r} split "
+                f"(`litemeta evaluate` without --split, or --split {data.test_split}); to "
+                "meta-train, use another dataset"
             )
         task = vtab_task(
             data.root,

@@ -1,5 +1,6 @@
 """VTAB-1k transfer tasks from train/test class folders."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -40,4 +41,12 @@ def test_support_is_a_seeded_subset_of_train_and_query_is_all_of_test(vtab_root:
 def test_train_and_test_must_share_classes(vtab_root: Path) -> None:
     _write(vtab_root / "test" / "green", 2, (0, 200, 0))
     with pytest.raises(ValueError, match=r"only in test: \['green'\]"):
+        vtab_task(vtab_root, decode_size=8)
+
+
+def test_an_empty_class_folder_is_named_as_empty(vtab_root: Path) -> None:
+    for image in (vtab_root / "test" / "blue").iterdir():
+        image.unlink()
+    message = re.escape(f"class folders ['{vtab_root / 'test' / 'blue'}'] hold no images")
+    with pytest.raises(ValueError, match=message):
         vtab_task(vtab_root, decode_size=8)

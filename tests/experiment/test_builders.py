@@ -109,3 +109,16 @@ def test_a_split_too_small_for_the_tasks_is_named(tmp_path):
     data = DataConfig(dataset="folders", root=str(tmp_path))
     with pytest.raises(ValueError, match=r"the 'train' split of .*5-way tasks need at least 5"):
         task_dataset(data, "train", num_tasks=1, image_size=8, seed=0)
+
+
+def test_vtab_other_than_its_test_split_says_to_evaluate_the_test_split(tmp_path):
+    data = DataConfig(dataset="vtab", root=str(tmp_path))
+    with pytest.raises(ValueError, match=r"no 'train' split: .* evaluate its 'test' split"):
+        task_dataset(data, "train", num_tasks=1, image_size=8, seed=0)
+
+
+def test_a_records_folder_without_its_spec_is_not_read_as_class_folders(tmp_path):
+    (tmp_path / "0.tfrecords").write_bytes(b"")
+    data = DataConfig(dataset="folders", root=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"records folder needs the dataset_spec\.json"):
+        task_dataset(data, "train", num_tasks=1, image_size=8, seed=0)
