@@ -68,6 +68,11 @@ def vtab_task(
     ``decode_size`` square as they are decoded (VTAB's images differ in size; ``None``
     keeps the stored size, which must then be the same for all).
     """
+    if support_size < 1 or (query_limit is not None and query_limit < 1):
+        raise ValueError(
+            f"support_size must be at least 1 and query_limit None or at least 1; got "
+            f"{support_size} and {query_limit}"
+        )
     root = Path(root)
     train = ClassFolderDataset(root / "train", on_error=on_error, decode_size=decode_size)
     test = ClassFolderDataset(root / "test", on_error=on_error, decode_size=decode_size)

@@ -50,3 +50,10 @@ def test_an_empty_class_folder_is_named_as_empty(vtab_root: Path) -> None:
     message = re.escape(f"class folders ['{vtab_root / 'test' / 'blue'}'] hold no images")
     with pytest.raises(ValueError, match=message):
         vtab_task(vtab_root, decode_size=8)
+
+
+@pytest.mark.parametrize(("support", "limit"), [(-5, None), (0, None), (10, -2), (10, 0)])
+def test_sizes_below_one_are_refused_not_sliced(vtab_root: Path, support, limit) -> None:
+    """``[:-5]`` would quietly leave images out."""
+    with pytest.raises(ValueError, match="support_size must be at least 1 and query_limit"):
+        vtab_task(vtab_root, decode_size=8, support_size=support, query_limit=limit)
