@@ -51,6 +51,7 @@ def build_model(model: ModelConfig) -> BackboneLearner:
         model.image_size,
         pretrained=model.pretrained,
         weights_file=model.weights_file,
+        film_placement=model.film_placement,
         **options,
     )
 

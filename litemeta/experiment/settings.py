@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from litemeta.backbones import FilmPlacement
 from litemeta.config import (
     ConfigError,
     apply_overrides,
@@ -56,6 +57,9 @@ class ModelConfig:
     weights_file: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     learner_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Where FiLM modulates the backbone (``null``: the published placement where one is
+    #: defined, see :mod:`litemeta.backbones.film`).
+    film_placement: FilmPlacement | None = None
 
     def __post_init__(self) -> None:
         """Refuse a size, learner or option that cannot be built; check option types."""

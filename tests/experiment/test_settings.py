@@ -74,6 +74,21 @@ def test_a_shipped_config_wins_over_a_data_folder_of_the_same_name(tmp_path, mon
     assert load_experiment("orbit").data.dataset == "orbit"
 
 
+def test_film_placement_is_a_model_setting() -> None:
+    from litemeta.experiment import build_model
+
+    base = ["model.backbone=resnet18", "model.pretrained=false", "model.image_size=32"]
+    base.append("model.learner=simple_cnaps")
+    everywhere = build_model(load_experiment("default", [*base, "model.film_placement=all"]).model)
+    published = build_model(load_experiment("default", base).model)
+    assert everywhere.backbone.film_placement == "all"
+    assert len(everywhere.backbone.film_layers) == 20  # every batch norm of ResNet-18
+    assert published.backbone.film_placement == "published"
+    assert len(published.backbone.film_layers) == 16  # after bn1 and bn2 of 8 basic blocks
+    with pytest.raises(ConfigError, match=r"model\.film_placement must be one of"):
+        load_experiment("default", ["model.film_placement=some"])
+
+
 def test_a_moved_setting_says_where_it_is_now(tmp_path):
     path = tmp_path / "old.yaml"
     path.write_text("training:\n  lite: {h: 8, chunk_size: 32}\n")
