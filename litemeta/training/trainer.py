@@ -316,7 +316,20 @@ class Trainer:
             history=history,
         )
 
+    def _check_stream_length(self) -> None:
+        """Refuse a task stream (one with a length) too short for the run, before training."""
+        length = len(self.train_tasks) if hasattr(self.train_tasks, "__len__") else None
+        config, processes = self.config, self.group.world_size
+        needed = config.steps * config.tasks_per_step * processes
+        if length is not None and length < needed:
+            raise ValueError(
+                f"the task stream holds {length} tasks, but {config.steps} steps of "
+                f"{config.tasks_per_step} tasks on {processes} process(es) take {needed}: "
+                "make it steps * tasks_per_step * processes long"
+            )
+
     def _set_up(self, resume: bool) -> None:
+        self._check_stream_length()
         device = self.group.device
         seed_everything(self.config.seed + self.group.rank)
         place_on_device(self.learner, device)

@@ -171,6 +171,15 @@ def test_refuses_to_overwrite_a_run_and_to_resume_nothing(tmp_path):
         train(config, _learner(), SyntheticTasks(), progress=False)
 
 
+def test_a_task_stream_too_short_for_the_run_is_refused_before_training(tmp_path):
+    config = _config(tmp_path, steps=3)  # 3 steps of 2 tasks
+    stream = SyntheticTasks()
+    with pytest.raises(ValueError, match=r"holds 5 tasks, but 3 steps of 2 tasks .* take 6"):
+        train(config, _learner(), [stream(i) for i in range(5)], progress=False)
+    assert not (tmp_path / "run").exists()
+    train(config, _learner(), [stream(i) for i in range(6)], progress=False)
+
+
 def test_refuses_a_checkpoint_from_another_model_config(tmp_path):
     config = _config(tmp_path, steps=1)
     built_with = {"backbone": "tiny", "image_size": 6, "width": 8}
