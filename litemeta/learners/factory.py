@@ -131,7 +131,10 @@ def learner_from_config(config: dict[str, Any]) -> BackboneLearner:
     backbone = config["backbone"]
     options = config["options"]
     # An unknown learner name passes here and build_learner names the known ones.
-    known = set(learner_options(config["learner"])) if config["learner"] in LEARNERS else options
+    if config["learner"] in LEARNERS:
+        known = set(learner_options(config["learner"]))
+    else:
+        known = set(options)
     required = _required_options(config["learner"]) if config["learner"] in LEARNERS else []
     differences = [
         f"options.{key}: saved, no longer an option" for key in sorted(set(options) - known)

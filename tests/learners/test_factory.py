@@ -108,3 +108,11 @@ def test_a_training_checkpoint_description_rebuilds_the_learner():
     learner = build_learner("simple_cnaps", image_size=BACKBONE_SIZE, **OPTIONS["simple_cnaps"])
     described = describe_model(learner, learner.config())  # also names the model class
     assert learner_from_config(described).config() == learner.config()
+
+
+def test_a_saved_learner_of_an_unregistered_class_names_the_known_ones():
+    """A custom learner saved in one process, loaded where its module was not imported."""
+    config = build_learner("protonets", image_size=BACKBONE_SIZE).config()
+    config["learner"] = "slow_protonets"
+    with pytest.raises(ConfigError, match=r"unknown learner 'slow_protonets': choose one of"):
+        learner_from_config(config)
