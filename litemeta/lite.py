@@ -225,6 +225,12 @@ def _row_tolerance(recomputed: Tensor, tolerance: float | None) -> tuple[float, 
 
 
 def _refuse_disagreeing_rows(difference: float, tolerance: float, source: str) -> None:
+    if not math.isfinite(difference):
+        raise RowCouplingError(
+            f"the rows of lite_map's set function are not finite ({difference}): its inputs "
+            "or parameters hold NaN or infinite values (in meta-training, usually a diverged "
+            "step: lower the learning rate)"
+        )
     if not difference <= tolerance:
         raise RowCouplingError(
             "the rows recomputed with autograd differ from the first pass (relative "

@@ -220,6 +220,14 @@ def test_stochastic_rows_are_refused() -> None:
         lite_map(net, torch.randn(32, 6), 4)
 
 
+def test_non_finite_rows_are_named_as_such_not_as_coupling() -> None:
+    net = nn.Linear(6, 4)
+    with torch.no_grad():
+        net.weight[0, 0] = float("nan")  # as after a diverged training step
+    with pytest.raises(RowCouplingError, match=r"not finite \(nan\).*lower the learning rate"):
+        lite_map(net, torch.randn(32, 6), 4)
+
+
 def test_rejects_empty_set_and_bad_h() -> None:
     net = _mlp()
     with pytest.raises(ValueError, match="non-empty"):

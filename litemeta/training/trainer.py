@@ -12,6 +12,7 @@ before the step. Runs checkpoint atomically and resume exactly where they stoppe
 
 from __future__ import annotations
 
+import math
 import random
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -52,6 +53,7 @@ __all__ = [
     "StepMetrics",
     "TaskOutcome",
     "Trainer",
+    "TrainingDiverged",
     "TrainingResult",
     "backward_task",
     "build_optimizer",
@@ -102,6 +104,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class TrainingDiverged(RuntimeError):
+    """Meta-training produced a non-finite loss or features: the parameters have diverged."""
+
+
+#: What to do about a diverged run, after what happened.
+DIVERGED_ADVICE = (
+    "training diverged: lower the learning rate (training.optim.lr, or a group's in "
+    "training.optim.group_lr) or clip gradients (training.optim.grad_clip), and start again "
+    "or resume from a checkpoint written before it diverged"
+)
+
+
 @dataclass
 class PendingOutcome:
     """A task's outcome while the device may still be computing it; :meth:`read` waits.
@@ -117,13 +131,16 @@ class PendingOutcome:
     deferred: DeferredBackward | None = None
 
     def read(self) -> TaskOutcome:
-        """The outcome as numbers; :class:`~litemeta.lite.RowCouplingError` if LITE's
-        recomputed support rows disagreed with their first pass."""
+        """The outcome as numbers; :class:`TrainingDiverged` if the loss is not finite,
+        :class:`~litemeta.lite.RowCouplingError` if LITE's recomputed support rows
+        disagreed with their first pass."""
         values = [self.loss.double(), self.correct.double()]
         excess = self.deferred.row_excess() if self.deferred is not None else None
         if excess is not None:
             values.append(excess.double())
         numbers = torch.stack(values).tolist()
+        if not math.isfinite(numbers[0]):
+            raise TrainingDiverged(f"a task's loss is {numbers[0]}")
         if excess is not None and not numbers[2] <= 1:
             self.deferred.check_rows()  # type: ignore[union-attr]
         return TaskOutcome(numbers[0], int(numbers[1]), self.queries, self.images)
@@ -452,19 +469,26 @@ class Trainer:
         clock = Stopwatch(group.device)
         self.optimizer.zero_grad(set_to_none=True)
         totals = torch.zeros(4, dtype=torch.float64)
-        pending = [
-            queue_backward_task(
-                self.learner,
-                next(tasks).to(group.device, non_blocking=True),
-                lite=self._lite_settings(index),
-                query_batch_size=config.query_batch_size,
-                tasks_per_step=config.tasks_per_step,
-                precision=config.precision,
-                scaler=self.scaler,
-            )
-            for index in self._stream_positions(step)
-        ]
-        for outcome in (queued.read() for queued in pending):
+        try:
+            pending = [
+                queue_backward_task(
+                    self.learner,
+                    next(tasks).to(group.device, non_blocking=True),
+                    lite=self._lite_settings(index),
+                    query_batch_size=config.query_batch_size,
+                    tasks_per_step=config.tasks_per_step,
+                    precision=config.precision,
+                    scaler=self.scaler,
+                )
+                for index in self._stream_positions(step)
+            ]
+            outcomes = [queued.read() for queued in pending]
+        except (TrainingDiverged, torch.linalg.LinAlgError) as error:
+            if isinstance(error, torch.linalg.LinAlgError) and step == self.start_step + 1:
+                raise  # nothing has been trained yet: not a divergence
+            # A factorisation fails on the features of diverged parameters (Simple CNAPs).
+            raise TrainingDiverged(f"step {step}: {error}; {DIVERGED_ADVICE}") from error
+        for outcome in outcomes:
             totals += torch.tensor(
                 [outcome.loss, outcome.correct, outcome.queries, outcome.images],
                 dtype=torch.float64,

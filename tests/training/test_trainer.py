@@ -19,6 +19,7 @@ from litemeta.lite import LiteSettings
 from litemeta.training import (
     Trainer,
     TrainingConfig,
+    TrainingDiverged,
     backward_task,
     build_optimizer,
     seeded_generator,
@@ -178,6 +179,27 @@ def test_a_task_stream_too_short_for_the_run_is_refused_before_training(tmp_path
         train(config, _learner(), [stream(i) for i in range(5)], progress=False)
     assert not (tmp_path / "run").exists()
     train(config, _learner(), [stream(i) for i in range(6)], progress=False)
+
+
+def test_a_diverged_step_stops_training_with_what_to_do(tmp_path):
+    """A parameter turned NaN after step 2 (as a too-large learning rate does): step 3's
+    loss is NaN; training stops there, keeping step 2's checkpoint, and says so, rather
+    than validating NaN models or blaming LITE's row check."""
+    learner = _learner()
+
+    def diverge(metrics) -> None:
+        if metrics.step == 2:
+            with torch.no_grad():
+                next(learner.parameters()).fill_(float("nan"))
+
+    config = _config(tmp_path, steps=4, checkpoint_every=1)
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"step 3: a task's loss is nan; training "
+        r"diverged: lower the learning rate",
+    ):
+        train(config, learner, SyntheticTasks(), on_step_end=diverge, progress=False)
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 2
 
 
 def test_refuses_a_checkpoint_from_another_model_config(tmp_path):
