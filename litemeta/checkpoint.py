@@ -398,19 +398,27 @@ def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+#: Model settings that say how the model runs, not what it computes: a checkpoint loads
+#: under other values of these (a smaller chunk to fit in memory when evaluating).
+RUNTIME_SETTINGS = frozenset({"options.chunk_size"})
+
+
 def check_model_config(
     checkpoint: Mapping[str, Any], model_config: Mapping[str, Any], path: str | Path
 ) -> None:
-    """Refuse a checkpoint whose model configuration differs, naming the keys that differ."""
+    """Refuse a checkpoint whose model configuration differs (but for
+    :data:`RUNTIME_SETTINGS`), naming the keys that differ."""
     if checkpoint["model_fingerprint"] == model_fingerprint(model_config):
         return
     saved, current = _flatten(checkpoint["model_config"]), _flatten(model_config)
     differences = [
         f"{key}: {saved.get(key, '<absent>')!r} in the checkpoint, "
         f"{current.get(key, '<absent>')!r} now"
-        for key in sorted(saved.keys() | current.keys())
+        for key in sorted((saved.keys() | current.keys()) - RUNTIME_SETTINGS)
         if saved.get(key, "<absent>") != current.get(key, "<absent>")
     ]
+    if not differences:
+        return
     raise ModelMismatchError(
         f"checkpoint {path} was written for a different model configuration ("
         + "; ".join(differences)

@@ -62,6 +62,15 @@ def test_evaluating_random_weights_is_seeded_like_training() -> None:
     assert accuracies(1, training_seed=0) != accuracies(1, training_seed=5)  # init matters
 
 
+def test_a_checkpoint_evaluates_with_another_chunk_size_alike(trained_run, capsys) -> None:
+    """The chunk size bounds memory, not what is computed: it is no part of the model."""
+    argv = ["evaluate", "--checkpoint", str(trained_run), "--tasks", "2"]
+    assert main(argv) == 0
+    default = capsys.readouterr().out
+    assert main([*argv, "model.options.chunk_size=1"]) == 0
+    assert capsys.readouterr().out == default
+
+
 def test_evaluate_refuses_a_checkpoint_of_another_model(trained_run: Path, capsys) -> None:
     overrides = [*TINY, "model.image_size=40"]
     assert main(["evaluate", "--checkpoint", str(trained_run), *overrides]) == 1
