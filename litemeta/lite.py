@@ -36,6 +36,7 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from numbers import Integral
 
 import torch
 from torch import Tensor, nn
@@ -386,9 +387,14 @@ def lite_map(
     num_rows = inputs.shape[0]
     if num_rows == 0:
         raise ValueError("lite_map needs a non-empty set (inputs has 0 rows)")
+    for name, value in (("chunk_size", chunk_size), ("h", h)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, Integral)):
+            raise TypeError(f"{name} must be a whole number or None, got {value!r}")
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(
+            f"chunk_size must be positive (or None: all rows at once), got {chunk_size}"
+        )
     chunk = chunk_size or num_rows
-    if chunk < 1:
-        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     if h is None or h >= num_rows or not torch.is_grad_enabled():
         return _map_in_chunks(fn, inputs, chunk, checkpointed=gradient_checkpointing)
     indices, scales = draw_subset(

@@ -228,12 +228,16 @@ def test_non_finite_rows_are_named_as_such_not_as_coupling() -> None:
         lite_map(net, torch.randn(32, 6), 4)
 
 
-def test_rejects_empty_set_and_bad_h() -> None:
+def test_rejects_empty_set_and_bad_h_or_chunk_size() -> None:
     net = _mlp()
     with pytest.raises(ValueError, match="non-empty"):
         lite_map(net, torch.empty(0, 6), 4)
     with pytest.raises(ValueError, match="h must lie"):
         lite_map(net, torch.randn(10, 6), 0)
+    with pytest.raises(TypeError, match=r"h must be a whole number or None, got 2\.5"):
+        lite_map(net, torch.randn(10, 6), 2.5)
+    with pytest.raises(ValueError, match=r"chunk_size must be positive .* got 0"):
+        lite_map(net, torch.randn(10, 6), 4, chunk_size=0)
 
 
 def _nested_gradient(

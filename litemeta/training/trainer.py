@@ -374,7 +374,7 @@ class Trainer:
         if state.world_size != self.group.world_size:
             raise RuntimeError(
                 f"{path} was written by {state.world_size} processes, but "
-                f"{self.group.world_size} are running: resume with the same number of processes"
+                f"{self.group.world_size} run now: resume with the same number of processes"
             )
         changed = sorted(  # a run may move: its output_dir is where it is now
             key
