@@ -85,10 +85,18 @@ def _print_results(results: dict) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
+    import torch
+
     from litemeta.experiment import load_experiment
     from litemeta.experiment.jobs import train_experiment
 
     config = load_experiment(args.config, args.overrides)
+    if args.config == "gpu" and not torch.cuda.is_available():
+        warnings.warn(
+            "the gpu config is sized for a CUDA GPU and none is found: on a CPU each of its "
+            "steps takes about a minute; --config default is the main job for a CPU",
+            stacklevel=2,
+        )
     try:
         results = train_experiment(
             config, resume=args.resume, compare_baseline=not args.no_baseline

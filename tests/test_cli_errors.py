@@ -439,3 +439,19 @@ def test_the_skip_hint_is_not_offered_when_skipping_already_ran_out():
     args = argparse.Namespace(unreadable_hint="to skip unreadable images: data.on_error=skip")
     assert _hint(ImageLoadError("cannot decode image x.png"), args).endswith("on_error=skip)")
     assert _hint(NoReplacementError("no readable image in class 'a'"), args) == ""
+
+
+def test_the_gpu_config_without_a_gpu_says_so(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(jobs, "train_experiment", lambda *_, **__: {})
+    with pytest.warns(UserWarning, match="gpu config is sized for a CUDA GPU and none is found"):
+        assert main(["train", "--config", "gpu"]) == 0
+
+
+def test_training_a_learner_with_nothing_to_meta_train_points_at_evaluate(tmp_path, capsys):
+    argv = ["train", *TINY_OVERRIDES, "model.learner=finetuner", f"training.output_dir={tmp_path}"]
+    assert main(argv) == 1
+    assert "evaluate it with `litemeta evaluate model.learner=finetuner`" in _one_line_error(capsys)
+    assert not any(tmp_path.iterdir())  # refused before any work or write

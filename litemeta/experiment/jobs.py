@@ -184,6 +184,11 @@ def train_experiment(
     seed_everything(config.training.seed)
     _tune_cuda(config)
     learner = build_model(config.model)
+    if not learner.meta_trainable:
+        raise ConfigError(
+            f"model.learner={config.model.learner} has nothing to meta-train: evaluate it "
+            f"with `litemeta evaluate model.learner={config.model.learner}` instead"
+        )
     if resume:  # refuse a checkpoint that cannot be resumed before any work or any write
         read_resumable_checkpoint(
             output_dir / LAST_CHECKPOINT,
