@@ -89,6 +89,7 @@ def _train(args: argparse.Namespace) -> None:
 
     from litemeta.experiment import load_experiment
     from litemeta.experiment.jobs import train_experiment
+    from litemeta.training import torchrun_environment
 
     config = load_experiment(args.config, args.overrides)
     if args.config == "gpu" and not torch.cuda.is_available():
@@ -103,8 +104,9 @@ def _train(args: argparse.Namespace) -> None:
         )
     except KeyboardInterrupt:
         raise KeyboardInterrupt(_resume_advice(args, config.training.output_dir)) from None
-    _print_results(results)
-    print(f"checkpoints and logs in {config.training.output_dir}")
+    if torchrun_environment().rank == 0:  # under torchrun the first process reports
+        _print_results(results)
+        print(f"checkpoints and logs in {config.training.output_dir}")
 
 
 def _resume_advice(args: argparse.Namespace, output_dir: str) -> str:

@@ -455,3 +455,10 @@ def test_training_a_learner_with_nothing_to_meta_train_points_at_evaluate(tmp_pa
     assert main(argv) == 1
     assert "evaluate it with `litemeta evaluate model.learner=finetuner`" in _one_line_error(capsys)
     assert not any(tmp_path.iterdir())  # refused before any work or write
+
+
+def test_stratified_draws_fewer_than_the_classes_are_refused_up_front(tmp_path, capsys):
+    argv = ["train", *TINY_OVERRIDES, "training.lite.stratified=true", "training.lite.h=2"]
+    assert main([*argv, f"training.output_dir={tmp_path}"]) == 1  # TINY: 3-way tasks
+    assert "training.lite.h=2 must be at least the 3 classes" in _one_line_error(capsys)
+    assert not any(tmp_path.iterdir())

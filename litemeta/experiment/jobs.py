@@ -150,6 +150,18 @@ def _differences(before: dict, after: dict, prefix: str = "") -> dict[str, tuple
     return found
 
 
+def _check_stratified_draws(config: ExperimentConfig) -> None:
+    """Refuse now what the first step would: stratified LITE draws one row per class."""
+    lite, sampler = config.training.lite, config.data.sampler
+    fixed_way = config.data.dataset not in ("orbit", "vtab") and sampler.kind == "fixed"
+    if lite.stratified and lite.h is not None and fixed_way and lite.h < sampler.way:
+        raise ConfigError(
+            f"training.lite.stratified draws at least one support image per class, so "
+            f"training.lite.h={lite.h} must be at least the {sampler.way} classes of a task "
+            "(data.sampler.way): raise h, or set stratified to false"
+        )
+
+
 def _warn_about_unused_checkpointing(config: ExperimentConfig) -> None:
     lite = config.training.lite
     if lite.gradient_checkpointing and lite.h is not None:
@@ -179,6 +191,7 @@ def train_experiment(
             f"{output_dir} already holds a training run ({', '.join(earlier)}): continue it "
             "with --resume, or start a new one elsewhere with training.output_dir=DIR"
         )
+    _check_stratified_draws(config)
     _warn_about_full_backpropagation(config)
     _warn_about_unused_checkpointing(config)
     seed_everything(config.training.seed)
