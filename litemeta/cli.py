@@ -11,7 +11,7 @@ import os
 import shlex
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -504,24 +504,25 @@ def _bench_pipeline(args: argparse.Namespace) -> None:
 PIPELINE_SHAPE = (("way", "way"), ("shot", "shot"), ("queries", "query"))
 
 
+def _accepted(check: Callable[[str], object], text: str) -> str:
+    """``text`` if ``check`` accepts it; its ``ValueError`` as an argparse usage error."""
+    try:
+        check(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
 def _backbone(name: str) -> str:
     from litemeta.backbones import check_backbone
 
-    try:
-        check_backbone(name)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return name
+    return _accepted(check_backbone, name)
 
 
 def _mode(name: str) -> str:
     from litemeta.bench.step import parse_mode
 
-    try:
-        parse_mode(name)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return name
+    return _accepted(parse_mode, name)
 
 
 def _device(text: str) -> str:
