@@ -139,8 +139,8 @@ def run_grid(
     progress: bool = True,
     description: str = "configurations",
 ) -> list[Row]:
-    """Measure every configuration once (see :func:`litemeta.bench.step.measure_step`);
-    repeated configurations are measured once.
+    """Measure every distinct configuration (see :func:`litemeta.bench.step.measure_step`;
+    a repeated one is measured once).
 
     Each row holds the configuration, ``status`` (``ok``, ``does not fit``, ``out of
     memory``, ...), ``peak_bytes`` (process RSS on the CPU, allocated GPU memory on CUDA),
