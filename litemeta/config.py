@@ -22,7 +22,11 @@ __all__ = [
     "config_from_yaml",
     "config_to_dict",
     "load_yaml",
+    "setting_differences",
 ]
+
+#: What :func:`setting_differences` gives for a setting that one side does not have.
+ABSENT = "<absent>"
 
 #: Field metadata of a dataclass field that holds run-time state (a random generator, a
 #: collector), not a setting: it is neither read from nor written to a settings file.
@@ -248,3 +252,18 @@ def _coerce(value: Any, hint: Any, key: str, root: type) -> Any:
     if hint in (bool, int, str) and (type(value) is not hint):
         raise ConfigError(f"{key} must be of type {hint.__name__}, got {value!r}")
     return value
+
+
+def setting_differences(
+    before: Mapping[str, Any], after: Mapping[str, Any], prefix: str = ""
+) -> dict[str, tuple[Any, Any]]:
+    """``{dotted key: (before, after)}`` for the settings that differ, nested mappings
+    walked; a setting that one side lacks is :data:`ABSENT` there."""
+    found: dict[str, tuple[Any, Any]] = {}
+    for key in sorted(before.keys() | after.keys()):
+        old, new = before.get(key, ABSENT), after.get(key, ABSENT)
+        if isinstance(old, Mapping) and isinstance(new, Mapping):
+            found |= setting_differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            found[f"{prefix}{key}"] = (old, new)
+    return found

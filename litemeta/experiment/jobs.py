@@ -19,13 +19,12 @@ import yaml
 from torch.utils.data import Dataset
 
 from litemeta.checkpoint import (
-    BEST_CHECKPOINT,
     LAST_CHECKPOINT,
     describe_model,
     find_checkpoint,
     load_model_weights,
 )
-from litemeta.config import ConfigError
+from litemeta.config import ConfigError, setting_differences
 from litemeta.data.class_folders import FileTree, hidden_name
 from litemeta.data.images import IMAGE_EXTENSIONS, ImageLoadError, read_image_file
 from litemeta.data.loading import resolve_workers
@@ -37,6 +36,7 @@ from litemeta.learners import load_learner
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.tasks import Task
 from litemeta.training import (
+    earlier_checkpoints,
     read_resumable_checkpoint,
     seed_everything,
     torchrun_environment,
@@ -125,7 +125,7 @@ def _warn_about_changed_settings(config: ExperimentConfig, saved_file: Path) -> 
     saved = yaml.safe_load(saved_file.read_text()) or {}
     changed = [
         f"data.{key}: {before!r} -> {after!r}"
-        for key, (before, after) in _differences(
+        for key, (before, after) in setting_differences(
             saved.get("data", {}), config.to_dict()["data"]
         ).items()
     ]
@@ -136,18 +136,6 @@ def _warn_about_changed_settings(config: ExperimentConfig, saved_file: Path) -> 
             "ones",
             stacklevel=3,
         )
-
-
-def _differences(before: dict, after: dict, prefix: str = "") -> dict[str, tuple]:
-    """``{dotted key: (before, after)}`` for the values that differ, nested mappings walked."""
-    found = {}
-    for key in sorted(before.keys() | after.keys()):
-        old, new = before.get(key), after.get(key)
-        if isinstance(old, dict) and isinstance(new, dict):
-            found.update(_differences(old, new, f"{prefix}{key}."))
-        elif old != new:
-            found[f"{prefix}{key}"] = (old, new)
-    return found
 
 
 def _check_stratified_draws(config: ExperimentConfig) -> None:
@@ -185,7 +173,7 @@ def train_experiment(
     written to ``<output_dir>/test``.
     """
     output_dir = Path(config.training.output_dir)
-    earlier = [name for name in (LAST_CHECKPOINT, BEST_CHECKPOINT) if (output_dir / name).exists()]
+    earlier = [path.name for path in earlier_checkpoints(output_dir)]
     if not resume and earlier:
         raise FileExistsError(
             f"{output_dir} already holds a training run ({', '.join(earlier)}): continue it "

@@ -14,7 +14,7 @@ import torch
 
 from litemeta.backbones import DEFAULT_BACKBONE, FilmPlacement, create_backbone
 from litemeta.checkpoint import read_model, save_model
-from litemeta.config import ConfigError, coerce_value
+from litemeta.config import ConfigError, coerce_value, setting_differences
 from litemeta.learners.backbone_learner import BackboneLearner, option_parameters
 from litemeta.learners.registry import LEARNERS
 
@@ -108,17 +108,6 @@ def build_learner(
     )
 
 
-def _differences(saved: dict[str, Any], rebuilt: dict[str, Any], prefix: str = "") -> list[str]:
-    found = []
-    for key in sorted(saved.keys() | rebuilt.keys()):
-        old, new = saved.get(key, "<absent>"), rebuilt.get(key, "<absent>")
-        if isinstance(old, dict) and isinstance(new, dict):
-            found += _differences(old, new, f"{prefix}{key}.")
-        elif old != new:
-            found.append(f"{prefix}{key}: {old!r} saved, {new!r} now")
-    return found
-
-
 def learner_from_config(config: dict[str, Any]) -> BackboneLearner:
     """Rebuild the architecture that ``learner.config()`` describes, with fresh weights
     (no pretrained weights are loaded: load a state dict next).
@@ -156,7 +145,12 @@ def learner_from_config(config: dict[str, Any]) -> BackboneLearner:
         described = {key: config[key] for key in learner.config()}
         described["backbone"] = {"film_placement": "all", **backbone}
         rebuilt = json.loads(json.dumps(learner.config()))
-        differences = _differences(json.loads(json.dumps(described)), rebuilt)
+        differences = [
+            f"{key}: {old!r} saved, {new!r} now"
+            for key, (old, new) in setting_differences(
+                json.loads(json.dumps(described)), rebuilt
+            ).items()
+        ]
     if learner is None or differences:
         raise ConfigError(
             f"this {config['learner']} was saved by a litemeta whose architecture differs "

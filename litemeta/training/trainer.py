@@ -57,6 +57,7 @@ __all__ = [
     "TrainingResult",
     "backward_task",
     "build_optimizer",
+    "earlier_checkpoints",
     "queue_backward_task",
     "read_resumable_checkpoint",
     "seed_everything",
@@ -357,7 +358,7 @@ class Trainer:
         if self.group.is_main:
             remove_stale_temporaries(self.output_dir)
         last = self.output_dir / LAST_CHECKPOINT
-        earlier = [p for p in (last, self.output_dir / BEST_CHECKPOINT) if p.exists()]
+        earlier = earlier_checkpoints(self.output_dir)
         if resume:
             self._resume_from(last)
         elif earlier:
@@ -552,6 +553,16 @@ class Trainer:
             best_validation_accuracy=self.best_validation_accuracy,
         )
         save_model(self.output_dir / name, self.learner, self.model_config, training)
+
+
+def earlier_checkpoints(output_dir: Path) -> list[Path]:
+    """The checkpoints an earlier run left in ``output_dir`` (``last.pt``, ``best.pt``): a
+    fresh run there would take them for its own."""
+    return [
+        output_dir / name
+        for name in (LAST_CHECKPOINT, BEST_CHECKPOINT)
+        if (output_dir / name).exists()
+    ]
 
 
 def read_resumable_checkpoint(
