@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image
@@ -35,7 +36,7 @@ def _encoded(collection: ImageCollection, class_id: int, item: int) -> bytes:
     return Path(collection.item_source(class_id, item)).read_bytes()
 
 
-def _sampled_sizes(collections: list[ImageCollection]) -> str:
+def _sampled_sizes(collections: Sequence[ImageCollection]) -> str:
     """The stored sizes of the first image of up to about ``SIZE_SAMPLE`` classes, most
     common first; unreadable images are skipped (``--verify`` lists them)."""
     classes = [(c, class_id) for c in collections for class_id in range(c.num_classes)]
@@ -109,7 +110,7 @@ def unreadable_images(collection: ImageCollection) -> tuple[int, Counter[str]]:
     return total, errors
 
 
-def _verify_lines(collections: list[ImageCollection]) -> list[str]:
+def _verify_lines(collections: Sequence[ImageCollection]) -> list[str]:
     total, errors = 0, Counter[str]()
     for collection in collections:
         images, found = unreadable_images(collection)
@@ -150,7 +151,7 @@ def _metadataset_lines(records: list[MetaDatasetRecords]) -> list[str]:
             f"missing: no record file for {len(missing)} classes: {', '.join(missing[:5])}"
             f"{more} (file pattern {spec.file_pattern!r}); the conversion is incomplete"
         )
-    lines.append(f"image sizes (sampled): {_sampled_sizes(list(records))}")
+    lines.append(f"image sizes (sampled): {_sampled_sizes(records)}")
     return lines
 
 
@@ -173,14 +174,14 @@ def describe(dataset: str, verify: bool = False) -> str:
             raise ValueError(f"{root / SPEC_FILE} lists no classes in any split")
         records = [MetaDatasetRecords(root, split=s, decode_size=VERIFY_SIZE) for s in splits]
         lines = [f"Meta-Dataset records: {root}", *_metadataset_lines(records)]
-        return "\n".join(lines + (_verify_lines(list(records)) if verify else []))
+        return "\n".join(lines + (_verify_lines(records) if verify else []))
     if root.is_dir() and any(
         any((root / s).glob(f"*/*/{t}")) for s in ORBIT_SPLITS for t in VIDEO_TYPES
     ):
         splits = [s for s in ORBIT_SPLITS if (root / s).is_dir()]
         datasets = [OrbitDataset(root, s, decode_size=VERIFY_SIZE) for s in splits]
         lines = [f"ORBIT: {root}", *map(_orbit_line, splits, datasets)]
-        return "\n".join(lines + (_verify_lines(list(datasets)) if verify else []))
+        return "\n".join(lines + (_verify_lines(datasets) if verify else []))
     collection = ClassFolderDataset(root, decode_size=VERIFY_SIZE)
     lines = [f"class folders: {root}", *_class_folder_lines(collection)]
     return "\n".join(lines + (_verify_lines([collection]) if verify else []))
