@@ -1,5 +1,6 @@
 """Datasets and episode samplers: class folders, the built-in emoji set, ORBIT and
-Meta-Dataset records. No model code lives here.
+Meta-Dataset records (one source, or several: ``MixedSourceTasks``, ``PerSourceTasks``).
+No model code lives here.
 
 Readers are ``ImageCollection``s, whose images come at their stored size or at a decode
 size chosen when the collection is built (``decode_size``); samplers turn per-class pools
@@ -14,6 +15,7 @@ from litemeta.data.emoji import emoji_tasks, load_emoji
 from litemeta.data.episodic import EpisodicTaskDataset, load_task, task_rng
 from litemeta.data.images import ImageLoadError
 from litemeta.data.metadataset import MetaDatasetRecords, read_dataset_spec
+from litemeta.data.multisource import MixedSourceTasks, PerSourceTasks
 from litemeta.data.orbit import (
     InterleavedOrbitTasks,
     OrbitDataset,
@@ -39,9 +41,11 @@ __all__ = [
     "ImageLoadError",
     "InterleavedOrbitTasks",
     "MetaDatasetRecords",
+    "MixedSourceTasks",
     "OrbitDataset",
     "OrbitTaskDataset",
     "OrbitTaskSampler",
+    "PerSourceTasks",
     "VariableWaySampler",
     "class_pools",
     "emoji_tasks",

@@ -118,7 +118,15 @@ class EpisodicTaskDataset(Dataset):
         """The episode spec of task ``index`` (no images loaded)."""
         if not 0 <= index < self.num_tasks:
             raise IndexError(f"task index {index} out of range 0..{self.num_tasks - 1}")
-        return self.sampler.sample(self.pools, task_rng(self.seed, index))
+        return self.draw(task_rng(self.seed, index))
+
+    def draw(self, rng: np.random.Generator) -> EpisodeSpec:
+        """An episode spec drawn with ``rng`` from this dataset's pools and sampler."""
+        return self.sampler.sample(self.pools, rng)
+
+    def load(self, spec: EpisodeSpec) -> Task:
+        """The task of an episode spec drawn from this dataset (its images loaded)."""
+        return load_task(self.collection, spec, self.pools)
 
     def __getitem__(self, index: int) -> Task:
-        return load_task(self.collection, self.spec(index), self.pools)
+        return self.load(self.spec(index))

@@ -1,5 +1,6 @@
 """Evaluation of few-shot learners: metrics (accuracy with a 95% confidence interval, the
-ORBIT frame / video / frames-to-recognition metrics), the evaluate loop, and the report.
+ORBIT frame / video / frames-to-recognition metrics, the accuracy per source), the evaluate
+loop, and the report.
 
 Layer: imports the base, ``data`` (the task loader) and ``learners``; ``training`` and the
 layers above import it.
@@ -11,12 +12,14 @@ from litemeta.evaluation.metrics import (
     EvaluationResult,
     MeanCI,
     OrbitSummary,
+    SourceSummary,
     VideoScore,
     frames_to_recognition,
     mean_with_ci,
     score_video,
     score_videos,
     summarise_orbit,
+    summarise_sources,
     video_prediction,
 )
 from litemeta.evaluation.report import markdown_table, plot_results, write_report
@@ -26,6 +29,7 @@ __all__ = [
     "EvaluationResult",
     "MeanCI",
     "OrbitSummary",
+    "SourceSummary",
     "VideoScore",
     "evaluate",
     "frames_to_recognition",
@@ -36,6 +40,7 @@ __all__ = [
     "score_video",
     "score_videos",
     "summarise_orbit",
+    "summarise_sources",
     "video_prediction",
     "write_report",
 ]

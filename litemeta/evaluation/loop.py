@@ -18,6 +18,7 @@ from litemeta.evaluation.metrics import (
     mean_with_ci,
     score_videos,
     summarise_orbit,
+    summarise_sources,
 )
 from litemeta.learners.base import FewShotLearner
 from litemeta.precision import Precision, autocast
@@ -65,6 +66,7 @@ def evaluate(
     description: str = "evaluating",
     workers: int = 0,
     users: Sequence[str] | None = None,
+    sources: Sequence[str] | None = None,
 ) -> EvaluationResult:
     """Adapt ``learner`` to every task (LITE off, no gradients) and score its queries.
 
@@ -72,8 +74,11 @@ def evaluate(
     by default the device of its parameters. Tasks that carry ``query_groups`` are also
     scored with the ORBIT video metrics, pooled per user: ``users`` names the user of each
     task (by default ``tasks.user_of(i)`` where the dataset has it, else each task is its own
-    user). Learners that optimise during adaptation (fine-tuning) must enable gradients
-    inside ``adapt`` themselves. A dataset (or list) of tasks is loaded by ``workers``
+    user). Tasks of several sources are also scored per source, with the average over
+    sources: ``sources`` names the source of each task (by default ``tasks.source_of(i)``
+    where the dataset has it, as multi-source Meta-Dataset tasks do). Learners that
+    optimise during adaptation (fine-tuning) must enable gradients inside ``adapt``
+    themselves. A dataset (or list) of tasks is loaded by ``workers``
     processes ahead of the model.
     """
     if query_batch_size < 1:
@@ -86,6 +91,9 @@ def evaluate(
     user_of = getattr(tasks, "user_of", None)
     if users is None and user_of is not None and total is not None:
         users = [user_of(i) for i in range(total)]
+    source_of = getattr(tasks, "source_of", None)
+    if sources is None and source_of is not None and total is not None:
+        sources = [source_of(i) for i in range(total)]
     if total is not None and hasattr(tasks, "__getitem__"):
         tasks = task_loader(tasks, range(total), workers=workers, pin_memory=device.type == "cuda")
     with _eval_mode(learner), torch.no_grad(), autocast(device, precision):
@@ -110,4 +118,5 @@ def evaluate(
     if users is not None and len(users) != len(accuracies):
         raise ValueError(f"users names {len(users)} tasks but {len(accuracies)} were evaluated")
     orbit = summarise_orbit(videos_per_task, video_task_users) if videos_per_task else None
-    return EvaluationResult(accuracies, mean_with_ci(accuracies), orbit)
+    by_source = summarise_sources(accuracies, sources) if sources is not None else None
+    return EvaluationResult(accuracies, mean_with_ci(accuracies), orbit, by_source)

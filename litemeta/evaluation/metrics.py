@@ -15,6 +15,8 @@
   pooled over that user's tasks, and the mean over users carries the 95% interval over
   users. The mean over all videos pooled and the mean over tasks (each task's video mean,
   with its interval over tasks: a per-task figure, not ORBIT's) are reported as well.
+* For tasks of several sources (Meta-Dataset's test sources), the accuracy of each source
+  with its interval, and the average over sources.
 
 The functions take per-frame predictions in frame order. Every frame is classified on its
 own, so a frame's prediction uses only that frame, never a later one: the metrics describe a
@@ -36,12 +38,14 @@ __all__ = [
     "EvaluationResult",
     "MeanCI",
     "OrbitSummary",
+    "SourceSummary",
     "VideoScore",
     "frames_to_recognition",
     "mean_with_ci",
     "score_video",
     "score_videos",
     "summarise_orbit",
+    "summarise_sources",
     "video_prediction",
 ]
 
@@ -188,12 +192,41 @@ def summarise_orbit(
 
 
 @dataclass(frozen=True)
+class SourceSummary:
+    """Accuracy per test source, each with its 95% interval over that source's tasks, and
+    ``average``, the unweighted mean of the per-source means (Meta-Dataset's average
+    over sources; it has no interval of its own)."""
+
+    per_source: dict[str, MeanCI]
+    average: float
+
+
+def summarise_sources(task_accuracies: Sequence[float], sources: Sequence[str]) -> SourceSummary:
+    """Group task accuracies by their source (``sources[i]`` is task ``i``'s), in order of
+    first appearance, as Meta-Dataset and LITE report them: one mean and interval per
+    source, each source counting once in the average whatever its number of tasks."""
+    if len(sources) != len(task_accuracies):
+        raise ValueError(
+            f"sources names the source of each task: got {len(sources)} sources for "
+            f"{len(task_accuracies)} tasks"
+        )
+    grouped: dict[str, list[float]] = {}
+    for source, accuracy in zip(sources, task_accuracies, strict=True):
+        grouped.setdefault(source, []).append(accuracy)
+    per_source = {source: mean_with_ci(values) for source, values in grouped.items()}
+    average = sum(summary.mean for summary in per_source.values()) / len(per_source)
+    return SourceSummary(per_source, average)
+
+
+@dataclass(frozen=True)
 class EvaluationResult:
-    """Per-task query accuracies, their summary, and ORBIT metrics for tasks with videos."""
+    """Per-task query accuracies, their summary, ORBIT metrics for tasks with videos, and
+    the accuracy per source for tasks of several sources."""
 
     task_accuracies: list[float]
     accuracy: MeanCI
     orbit: OrbitSummary | None = None
+    sources: SourceSummary | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

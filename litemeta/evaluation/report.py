@@ -17,12 +17,24 @@ def _percent(summary: MeanCI) -> str:
 
 def markdown_table(results: Mapping[str, EvaluationResult]) -> str:
     """Accuracy per named result (a model: the baseline, the meta-trained learner) and, where
-    present, the ORBIT metrics."""
+    present, the accuracy per source with the average over sources, and the ORBIT metrics."""
     lines = [
         "| Model | Tasks | Accuracy (%) ± 95% CI |",
         "|---|---:|---:|",
         *(f"| {name} | {r.accuracy.n} | {_percent(r.accuracy)} |" for name, r in results.items()),
     ]
+    by_source = {name: r.sources for name, r in results.items() if r.sources is not None}
+    if by_source:
+        lines += ["", "| Model | Source | Tasks | Accuracy (%) ± 95% CI |", "|---|---|---:|---:|"]
+        for name, summary in by_source.items():
+            for source, stats in summary.per_source.items():
+                lines.append(f"| {name} | {source} | {stats.n} | {_percent(stats)} |")
+            tasks = sum(stats.n for stats in summary.per_source.values())
+            sources = len(summary.per_source)
+            lines.append(
+                f"| {name} | average over {sources} sources | {tasks} | "
+                f"{100 * summary.average:.2f} |"
+            )
     orbit = {name: r.orbit for name, r in results.items() if r.orbit is not None}
     if orbit:
         header = " | ".join(f"{metric.replace('_', ' ')} (%)" for metric in ORBIT_METRICS)

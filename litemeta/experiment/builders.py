@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,10 @@ from litemeta.data import (
     FixedWaySampler,
     InterleavedOrbitTasks,
     MetaDatasetRecords,
+    MixedSourceTasks,
     OrbitDataset,
     OrbitTaskDataset,
+    PerSourceTasks,
     VariableWaySampler,
     load_emoji,
 )
@@ -38,6 +41,7 @@ __all__ = [
     "build_model",
     "decode_size",
     "max_support_size",
+    "source_folders",
     "task_dataset",
 ]
 
@@ -65,10 +69,15 @@ def max_support_size(data: DataConfig) -> int | None:
     return data.sampler.way * data.sampler.shot
 
 
-def _episode_sampler(config: SamplerConfig, collection: Any) -> EpisodeSampler:
+def _episode_sampler(config: SamplerConfig, collection: Any, training: bool) -> EpisodeSampler:
+    """The sampler of ``config``; a Meta-Dataset source's class hierarchy is used where
+    ``hierarchy`` is on, except a DAG (ImageNet's) in training unless ``train_dag``."""
     if config.kind == "variable":
         use = config.hierarchy and isinstance(collection, MetaDatasetRecords)
-        return VariableWaySampler(hierarchy=collection.hierarchy if use else None)
+        hierarchy = collection.hierarchy if use else None
+        if hierarchy is not None and hierarchy.kind == "dag" and training:
+            hierarchy = hierarchy if config.train_dag else None
+        return VariableWaySampler(hierarchy=hierarchy)
     return FixedWaySampler(config.way, config.shot, config.query)
 
 
@@ -131,6 +140,8 @@ def task_dataset(
             on_error=data.on_error,
         )
         return [task]
+    if data.multi_source:
+        return _multi_source_tasks(data, split, num_tasks, image_size, seed)
     collection = _collection(data, split, decode_size(data, image_size))
     if isinstance(collection, OrbitDataset):
         mode = "train" if split == data.train_split else "test"
@@ -140,10 +151,16 @@ def task_dataset(
         per_user = math.ceil(num_tasks / max(users, 1))
         by_user = OrbitTaskDataset(collection, sampler, tasks_per_user=per_user, seed=seed)
         return InterleavedOrbitTasks(by_user, num_tasks)
+    return _episodes(data, collection, split, num_tasks, seed)
+
+
+def _episodes(
+    data: DataConfig, collection: Any, split: str, num_tasks: int, seed: int
+) -> EpisodicTaskDataset:
     try:
         return EpisodicTaskDataset(
             collection,
-            _episode_sampler(data.sampler, collection),
+            _episode_sampler(data.sampler, collection, training=split == data.train_split),
             num_tasks=num_tasks,
             seed=seed,
             support_styles=data.support_styles,
@@ -151,3 +168,48 @@ def task_dataset(
         )
     except ValueError as error:  # say which split cannot make the tasks
         raise ValueError(f"the {split!r} split of {collection.name}: {error}") from error
+
+
+def source_folders(data: DataConfig, split: str) -> dict[str, Path]:
+    """The record folder of each source of ``split``, by name (its folder's name):
+    ``data.sources`` for the training split, ``data.validation_sources`` or
+    ``data.test_sources`` (``null``: ``data.sources``) for the others, each under
+    ``data.root`` unless it is a path of its own."""
+    key = "sources"
+    if split != data.train_split:
+        key = "validation_sources" if split == data.validation_split else "test_sources"
+    names = getattr(data, key)
+    if names is None:
+        names, key = data.sources, f"{key} (null, so data.sources)"
+    if names is None:
+        raise ConfigError(
+            f"data.{key} is not set, so the {split!r} split has no sources: list the "
+            "source folders in data.sources (or in data.validation_sources / "
+            "data.test_sources for those splits)"
+        )
+    root = Path(data.root) if data.root is not None else None
+    folders = {}
+    for name in names:
+        folder = Path(os.path.expanduser(name))
+        if root is not None and not folder.is_absolute():
+            folder = root / folder
+        folders[folder.name] = folder
+    return folders
+
+
+def _multi_source_tasks(
+    data: DataConfig, split: str, num_tasks: int, image_size: int, seed: int
+) -> MixedSourceTasks | PerSourceTasks:
+    """Tasks of several record folders: the training split's drawn from a source chosen
+    uniformly per task (``num_tasks`` in all), any other split's ``num_tasks`` per source."""
+    size = decode_size(data, image_size)
+    by_source = {}
+    for name, folder in source_folders(data, split).items():
+        one_source = dataclasses.replace(
+            data, root=str(folder), sources=None, validation_sources=None, test_sources=None
+        )
+        collection = _collection(one_source, split, size)
+        by_source[name] = _episodes(data, collection, split, num_tasks, seed)
+    if split == data.train_split:
+        return MixedSourceTasks(by_source, num_tasks, seed=seed)
+    return PerSourceTasks(by_source)

@@ -92,13 +92,16 @@ class SamplerConfig:
     Meta-Dataset's variable-way variable-shot episodes (Triantafillou et al., 2020), with
     classes drawn from one node of the source's class hierarchy (ImageNet's WordNet
     graph, Omniglot's alphabets) where its ``dataset_spec.json`` has one, unless
-    ``hierarchy`` is false."""
+    ``hierarchy`` is false. ``train_dag``: whether training episodes use a DAG too (LITE
+    samples ImageNet without its DAG in training and with it in evaluation, hence false;
+    Meta-Dataset's own trainer uses it in both); alphabets are used in every split."""
 
     kind: Literal["fixed", "variable"] = "fixed"
     way: int = 5
     shot: int = 5
     query: int = 2
     hierarchy: bool = True
+    train_dag: bool = False
 
     def __post_init__(self) -> None:
         """A fixed-way task needs a class, a support image and a query image to be scored."""
@@ -129,6 +132,14 @@ class DataConfig:
     replaces an unreadable image by another of its class (with a warning naming it).
     ``verify_crc`` checks each Meta-Dataset record's CRC32C when it is read.
 
+    Meta-Dataset from several record folders: ``sources`` lists the training sources
+    (folders under ``root``, the records root, or paths), each training task drawn
+    entirely from one source chosen uniformly per task (Meta-Dataset's multi-source
+    pipeline); ``validation_sources`` and ``test_sources`` (``null``: ``sources``) are
+    evaluated source by source, ``validation_tasks`` and ``evaluation.tasks`` tasks each,
+    and reported per source with the average over sources. Without any of the three lists
+    ``root`` is one source's folder.
+
     ``workers``: processes that load tasks ahead of the model (``auto``: none on the CPU,
     several with a GPU; results do not depend on it). ``cache_decoded`` keeps decoded
     images in memory (``auto``: for the built-in emoji set, whose images are also handed to
@@ -147,6 +158,9 @@ class DataConfig:
     orbit: OrbitTaskSampler = field(default_factory=OrbitTaskSampler)
     on_error: Literal["raise", "skip"] = "raise"
     verify_crc: bool = True
+    sources: list[str] | None = None
+    validation_sources: list[str] | None = None
+    test_sources: list[str] | None = None
     vtab_support_size: int = 1000
     vtab_query_limit: int | None = None
     workers: Workers = "auto"
@@ -155,6 +169,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.root is not None:
             self.root = os.path.expanduser(self.root)
+        self._check_source_lists()
         if self.validation_tasks < 0:
             raise ConfigError(
                 "data.validation_tasks must be >= 0 (0: no validation), "
@@ -169,6 +184,37 @@ class DataConfig:
                 "data.vtab_query_limit must be null (every test image) or at least 1, "
                 f"got {self.vtab_query_limit}"
             )
+
+    @property
+    def multi_source(self) -> bool:
+        """Whether tasks come from several record folders (any of the source lists set)."""
+        return any(
+            names is not None
+            for names in (self.sources, self.validation_sources, self.test_sources)
+        )
+
+    def _check_source_lists(self) -> None:
+        for key in ("sources", "validation_sources", "test_sources"):
+            names = getattr(self, key)
+            if names is None:
+                continue
+            if self.dataset != "meta-dataset":
+                raise ConfigError(
+                    f"data.{key} lists Meta-Dataset record folders, but data.dataset is "
+                    f"{self.dataset!r}: set data.dataset=meta-dataset or drop data.{key}"
+                )
+            if not names or not all(isinstance(name, str) and name for name in names):
+                raise ConfigError(
+                    f"data.{key} must be a non-empty list of source folders (e.g. "
+                    f"[omniglot, aircraft]) or null, got {names!r}"
+                )
+            folders = [Path(name).name for name in names]
+            twice = sorted({name for name in folders if folders.count(name) > 1})
+            if twice:
+                raise ConfigError(
+                    f"data.{key} names the source(s) {twice} twice (sources are named by "
+                    "their folder); list each once"
+                )
 
 
 @dataclass
