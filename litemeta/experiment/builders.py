@@ -179,13 +179,12 @@ def source_folders(data: DataConfig, split: str) -> dict[str, Path]:
     if split != data.train_split:
         key = "validation_sources" if split == data.validation_split else "test_sources"
     names = getattr(data, key)
-    if names is None:
+    if names is None and key != "sources":
         names, key = data.sources, f"{key} (null, so data.sources)"
     if names is None:
         raise ConfigError(
-            f"data.{key} is not set, so the {split!r} split has no sources: list the "
-            "source folders in data.sources (or in data.validation_sources / "
-            "data.test_sources for those splits)"
+            f"data.{key} is not set, so the {split!r} split has no sources: list its "
+            "source folders there"
         )
     root = Path(data.root) if data.root is not None else None
     folders = {}
