@@ -219,8 +219,8 @@ class DataConfig:
 
 @dataclass
 class EvaluationConfig:
-    """Test tasks per split (600, as for Meta-Dataset; 0: ``train`` skips the test
-    evaluation) and the query batch size."""
+    """Test tasks per split, or per test source for several Meta-Dataset sources (600, as
+    for Meta-Dataset; 0: ``train`` skips the test evaluation) and the query batch size."""
 
     tasks: int = 600
     query_batch_size: int = 256
