@@ -432,8 +432,17 @@ class LiteSettings:
         stratified: draw the subset per class (see :func:`draw_subset`).
         gradient_checkpointing: with full back-propagation, recompute each chunk's
             activations in the backward pass instead of keeping them.
+        objective: the training objective (``unbiased``, ``lite_reference``,
+            ``orbit_reference``: :mod:`litemeta.training.objective`); the three flags below
+            left ``None`` take its values, which the trainer fills in. Unfilled, :meth:`map`
+            reads ``None`` as the unbiased estimator's value.
         unbiased_scaling: ``False`` drops the N/h gradient scale, as the published
             reference code does (biased; for comparisons only).
+        shared_subset: one subset for every :meth:`map` of an adaptation (drawn from a copy
+            of ``generator``, which then must be set), as the reference code does; biased
+            for nested set functions.
+        redraw_per_query_batch: the trainer adapts again, with fresh subsets, for every
+            query batch (:mod:`litemeta.training.objective`).
         row_tolerance: see :func:`lite_map` (default: by the precision in effect).
         rows_with_queries: ask :func:`litemeta.training.backward_task` to recompute the
             backbone's drawn rows in the last query batch's forward pass: one pass fewer
@@ -446,13 +455,17 @@ class LiteSettings:
 
     Each call of :meth:`map` draws a fresh subset, so nested set functions (CNAPs' set
     encoder, then the adapted backbone on the same support set) get independent subsets:
-    the product of two estimates is unbiased only when their draws are independent.
+    the product of two estimates is unbiased only when their draws are independent
+    (unless ``shared_subset``).
     """
 
     h: int | None = 40
+    objective: str = "unbiased"
     stratified: bool = False
     gradient_checkpointing: bool = False
-    unbiased_scaling: bool = True
+    unbiased_scaling: bool | None = None
+    shared_subset: bool | None = None
+    redraw_per_query_batch: bool | None = None
     row_tolerance: float | None = None
     rows_with_queries: bool = False
     generator: torch.Generator | None = field(default=None, metadata=RUNTIME)
@@ -466,8 +479,17 @@ class LiteSettings:
         *,
         chunk_size: int | None = None,
     ) -> Tensor:
-        """:func:`lite_map` with these settings and an independent draw; ``chunk_size``
+        """:func:`lite_map` with these settings and an independent draw (with
+        ``shared_subset``, the draw of every other map of these settings); ``chunk_size``
         rows per forward call (the learner's)."""
+        generator = self.generator
+        if self.shared_subset:
+            if generator is None:
+                raise ValueError(
+                    "shared_subset=True draws every map's subset from a copy of the generator: "
+                    "set LiteSettings.generator (a fresh one for each adaptation)"
+                )
+            generator = torch.Generator(generator.device).set_state(generator.get_state())
         return lite_map(
             fn,
             inputs,
@@ -475,9 +497,9 @@ class LiteSettings:
             chunk_size=chunk_size,
             labels=labels,
             stratified=self.stratified,
-            generator=self.generator,
+            generator=generator,
             gradient_checkpointing=self.gradient_checkpointing,
-            unbiased_scaling=self.unbiased_scaling,
+            unbiased_scaling=self.unbiased_scaling is not False,
             row_tolerance=self.row_tolerance,
             deferred=self.deferred,
         )
