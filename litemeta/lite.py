@@ -75,8 +75,14 @@ class _ScaleGradient(torch.autograd.Function):
     def backward(ctx, grad_output: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
         (scale,) = ctx.saved_tensors
         scale = scale.view(-1, *([1] * (grad_output.dim() - 1)))
-        # In float32 whatever the gradient's dtype: a bf16 N/h would bias every step.
-        return (grad_output.float() * scale).to(grad_output.dtype), None
+        return _times_scale(grad_output, scale), None
+
+
+def _times_scale(gradient: Tensor, scale: Tensor) -> Tensor:
+    """``gradient * scale`` in at least float32 whatever the gradient's dtype (a bf16 N/h
+    would bias every step), returned in the gradient's dtype."""
+    work = torch.promote_types(gradient.dtype, torch.float32)
+    return (gradient.to(work) * scale.to(work)).to(gradient.dtype)
 
 
 def draw_subset(
@@ -261,7 +267,7 @@ class _DeferredRows:
     fn: SetFunction
     inputs: Tensor  # the drawn rows' inputs
     indices: Tensor
-    scales: Tensor  # float32, on the outputs' device
+    scales: Tensor  # float64, on the outputs' device
     outputs: Tensor  # every row's first-pass value, a leaf that collects dL/dF
     chunk_size: int
     tolerance: float | None
@@ -312,9 +318,9 @@ class DeferredBackward:
         self._differences.append((difference, allowed, source))
         if rows.outputs.grad is None:  # the loss does not depend on this set
             return torch.zeros_like(recomputed)
-        grads = rows.outputs.grad[chunk].float()
+        grads = rows.outputs.grad[chunk]
         scales = rows.scales[start : start + recomputed.shape[0]]
-        return (grads * scales.view(-1, *([1] * (grads.dim() - 1)))).to(recomputed.dtype)
+        return _times_scale(grads, scales.view(-1, *([1] * (grads.dim() - 1)))).to(recomputed.dtype)
 
     def backward(self) -> None:
         """Recompute and back-propagate the rows of every map, last map first (its rows'
@@ -404,7 +410,7 @@ def lite_map(
         scales = torch.ones_like(scales)
     # Moved before the first pass is queued, so that the copy does not wait for it.
     indices = _on_device(indices, inputs.device)
-    scales = _on_device(scales.float(), inputs.device)
+    scales = _on_device(scales, inputs.device)
     with torch.no_grad():
         outputs = _map_in_chunks(fn, inputs, chunk)
     if deferred is not None:

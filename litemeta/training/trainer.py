@@ -41,7 +41,7 @@ from litemeta.device import Stopwatch, place_on_device
 from litemeta.evaluation import EvaluationResult, evaluate
 from litemeta.learners.base import FewShotLearner
 from litemeta.lite import DeferredBackward, LiteSettings
-from litemeta.precision import Precision, autocast, grad_scaler
+from litemeta.precision import Precision, at_least_float32, autocast, grad_scaler
 from litemeta.tasks import Task
 from litemeta.training.distributed import ProcessGroup
 from litemeta.training.objective import resolve_objective
@@ -203,7 +203,7 @@ def queue_backward_task(
                     embedded = classifier.embed(torch.cat([with_rows.inputs, images]))
                     query_features = embedded[with_rows.inputs.shape[0] :].detach().requires_grad_()
                     logits = classifier.classify(query_features)
-            cross_entropy = F.cross_entropy(logits.float(), labels, reduction="sum")
+            cross_entropy = F.cross_entropy(at_least_float32(logits), labels, reduction="sum")
             carries = objective.carries_regularizer(last_of_task)
             loss = objective.batch_loss(
                 cross_entropy,
