@@ -49,6 +49,7 @@ from litemeta.precision import effective_precision
 __all__ = [
     "ROW_TOLERANCE",
     "DeferredBackward",
+    "FirstPasses",
     "LiteSettings",
     "RowCouplingError",
     "draw_subset",
@@ -347,6 +348,36 @@ class DeferredBackward:
             _refuse_disagreeing_rows(float(difference), allowed, source)
 
 
+class FirstPasses:
+    """The no-grad first passes of one adaptation's maps, kept for the next adaptations to
+    the same support set while the parameters do not change (the reference code adapts
+    again for every query batch and computes the rows without gradient once per task).
+
+    The k-th map of an adaptation reuses the k-th first pass; call :meth:`rewind` before
+    each adaptation.
+    """
+
+    def __init__(self) -> None:
+        self._outputs: list[Tensor] = []
+        self._position = 0
+
+    def rewind(self) -> None:
+        self._position = 0
+
+    def get(self, compute: Callable[[], Tensor], num_rows: int) -> Tensor:
+        """The first pass of the next map: kept, or ``compute()``d now and kept."""
+        if self._position == len(self._outputs):
+            self._outputs.append(compute())
+        outputs = self._outputs[self._position]
+        if outputs.shape[0] != num_rows:
+            raise ValueError(
+                f"map {self._position} of this adaptation has {num_rows} rows, its kept first "
+                f"pass {outputs.shape[0]}: FirstPasses serves adaptations to one support set"
+            )
+        self._position += 1
+        return outputs.detach()  # a new tensor: the deferred path makes it a leaf
+
+
 def lite_map(
     fn: SetFunction,
     inputs: Tensor,
@@ -360,6 +391,7 @@ def lite_map(
     unbiased_scaling: bool = True,
     row_tolerance: float | None = None,
     deferred: DeferredBackward | None = None,
+    first_passes: FirstPasses | None = None,
 ) -> Tensor:
     """Apply ``fn`` to every row of ``inputs`` with a LITE gradient (Bronskill et al., 2021).
 
@@ -384,6 +416,8 @@ def lite_map(
         deferred: collect the drawn rows there instead of recomputing them now; the output
             is then the first pass as a leaf, and ``deferred.backward()`` (after the loss's
             backward) completes the gradient (see :class:`DeferredBackward`).
+        first_passes: take the no-grad first pass from there, computed once for all the
+            adaptations to this support set (see :class:`FirstPasses`).
 
     Returns:
         ``fn`` applied to every row, stacked: forward values equal the full forward; the
@@ -412,7 +446,10 @@ def lite_map(
     indices = _on_device(indices, inputs.device)
     scales = _on_device(scales, inputs.device)
     with torch.no_grad():
-        outputs = _map_in_chunks(fn, inputs, chunk)
+        if first_passes is None:
+            outputs = _map_in_chunks(fn, inputs, chunk)
+        else:
+            outputs = first_passes.get(lambda: _map_in_chunks(fn, inputs, chunk), num_rows)
     if deferred is not None:
         outputs.requires_grad_()
         drawn = inputs[indices]
@@ -430,7 +467,8 @@ def lite_map(
 class LiteSettings:
     """LITE's settings (Bronskill et al., 2021), and how a learner maps its support set
     during meta-training. The settings are also the ``training.lite`` section of a
-    training config; ``generator`` and ``deferred`` are run-time state, set per task.
+    training config; ``generator``, ``deferred`` and ``first_passes`` are run-time state, set
+    per task.
 
     Args:
         h: support images back-propagated per set function; ``None``: all of them (full
@@ -458,6 +496,8 @@ class LiteSettings:
         deferred: collects every map's drawn rows, which ``deferred.backward()``
             back-propagates once the loss's gradient is known (as ``backward_task``
             does); each recomputed chunk is then back-propagated at once.
+        first_passes: the first passes kept for re-adaptations to the same support set
+            (see :class:`FirstPasses`).
 
     Each call of :meth:`map` draws a fresh subset, so nested set functions (CNAPs' set
     encoder, then the adapted backbone on the same support set) get independent subsets:
@@ -476,6 +516,7 @@ class LiteSettings:
     rows_with_queries: bool = False
     generator: torch.Generator | None = field(default=None, metadata=RUNTIME)
     deferred: DeferredBackward | None = field(default=None, metadata=RUNTIME)
+    first_passes: FirstPasses | None = field(default=None, metadata=RUNTIME)
 
     def map(
         self,
@@ -508,4 +549,5 @@ class LiteSettings:
             unbiased_scaling=self.unbiased_scaling is not False,
             row_tolerance=self.row_tolerance,
             deferred=self.deferred,
+            first_passes=self.first_passes,
         )

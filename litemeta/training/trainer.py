@@ -40,7 +40,7 @@ from litemeta.data.loading import Workers, resolve_workers, task_loader
 from litemeta.device import Stopwatch, place_on_device
 from litemeta.evaluation import EvaluationResult, evaluate
 from litemeta.learners.base import FewShotLearner
-from litemeta.lite import DeferredBackward, LiteSettings
+from litemeta.lite import DeferredBackward, FirstPasses, LiteSettings
 from litemeta.precision import Precision, at_least_float32, autocast, grad_scaler
 from litemeta.tasks import Task
 from litemeta.training.distributed import ProcessGroup
@@ -176,6 +176,9 @@ def queue_backward_task(
     objective, lite = resolve_objective(lite)
     device = task.support_images.device
     deferred = DeferredBackward() if lite.h is not None else None
+    first_passes = (
+        FirstPasses() if lite.h is not None and objective.redraw_per_query_batch else None
+    )
     support, query = task.support_images, task.query_images
     same_kind = support.dtype == query.dtype and support.shape[1:] == query.shape[1:]
     n_query, n_support = task.query_labels.numel(), task.support_labels.numel()
@@ -185,7 +188,9 @@ def queue_backward_task(
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     for adaptation, (batches, generator) in enumerate(zip(adaptations, generators, strict=True)):
-        settings = replace(lite, deferred=deferred, generator=generator)
+        settings = replace(lite, deferred=deferred, generator=generator, first_passes=first_passes)
+        if first_passes is not None:
+            first_passes.rewind()
         with autocast(device, precision):
             classifier = learner.adapt(support, task.support_labels, lite=settings)
         rows = None

@@ -51,6 +51,7 @@ class TinyFilmLearner(FewShotLearner):
         self.film = nn.Linear(CODE, 2 * WIDTH).double()
         self.backbone = nn.Linear(DIM, WIDTH).double()
         self.recorded: list[tuple[str, list[int]]] = []
+        self.first_passes = 0  # calls over the whole support set without gradient
         self.support: Tensor | None = None
 
     def encode(self, images: Tensor) -> Tensor:
@@ -67,6 +68,8 @@ class TinyFilmLearner(FewShotLearner):
         if torch.is_grad_enabled():  # LITE's recomputation of the drawn rows
             same = (rows.flatten(1)[:, None] == self.support.flatten(1)[None]).all(-1)  # type: ignore[union-attr]
             self.recorded.append((what, sorted(same.double().argmax(1).tolist())))
+        else:
+            self.first_passes += 1
 
     def adapt(self, support_images, support_labels, *, lite=None):
         self.support = support_images
@@ -102,6 +105,7 @@ def _task(seed: int = 1) -> Task:
 def _trainer_gradient(learner, task, batch_size=4, **lite) -> Tensor:
     learner.zero_grad()
     learner.recorded.clear()
+    learner.first_passes = 0
     settings = LiteSettings(generator=torch.Generator().manual_seed(lite.pop("seed", 5)), **lite)
     backward_task(
         learner, task, lite=settings, query_batch_size=batch_size, tasks_per_step=TASKS_PER_STEP
@@ -160,6 +164,7 @@ def test_lite_reference_is_the_lite_codes_loss_with_a_fresh_shared_subset_per_ba
     for encoder_rows, backbone_rows in subsets:
         assert encoder_rows == backbone_rows and len(encoder_rows) == h  # one shared subset
     assert subsets[0][0] != subsets[1][0]  # drawn again for the next query batch
+    assert learner.first_passes == 2  # as the LITE code caches them: once per map and task
     expected = _gradient_of(
         learner,
         [
