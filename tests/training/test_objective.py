@@ -11,18 +11,21 @@ labels permuted alike, and draw that permutation again for every query batch.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 import yaml
 from torch import Tensor, nn
+from train_helpers import SyntheticTasks, TinyProtoNet
 
 from litemeta.config import ConfigError
 from litemeta.experiment.settings import load_experiment
 from litemeta.learners.base import FewShotLearner, TaskClassifier
 from litemeta.lite import LiteSettings
 from litemeta.tasks import Task
-from litemeta.training import TrainingConfig, backward_task
+from litemeta.training import TrainingConfig, backward_task, train
 
 N_SUPPORT, WAY, N_QUERY, DIM, WIDTH, CODE = 8, 2, 9, 5, 4, 3
 TASKS_PER_STEP = 3
@@ -272,7 +275,7 @@ def test_unbiased_stays_unbiased_with_a_redraw_per_query_batch_and_the_reference
     settings = {"objective": "unbiased", "redraw_per_query_batch": True}
     exact = _trainer_gradient(learner, task, h=None, **settings)
     draws = torch.stack(
-        [_trainer_gradient(learner, task, h=h, seed=seed, **settings) for seed in range(400)]
+        [_trainer_gradient(learner, task, h=h, seed=seed, **settings) for seed in range(300)]
     )
     assert len(_subsets(learner)) == 3  # three query batches, three adaptations
     assert draws.std(0).gt(0).sum() > 0.9 * exact.numel()
@@ -283,10 +286,10 @@ def test_unbiased_stays_unbiased_with_a_redraw_per_query_batch_and_the_reference
         draws = torch.stack(
             [
                 _trainer_gradient(learner, task, h=h, seed=seed, objective=objective)
-                for seed in range(400)
+                for seed in range(300)
             ]
         )
-        assert (~_within_four_sigma(draws, exact)).sum() > 0.2 * exact.numel(), objective
+        assert (~_within_four_sigma(draws, exact)).sum() > 0.5 * exact.numel(), objective
 
 
 def test_a_flag_overrides_the_objective_it_does_not_contradict():
@@ -346,3 +349,23 @@ def test_the_objective_is_saved_with_the_experiment(tmp_path):
     assert load_experiment(saved).training.lite == config.training.lite
     with pytest.raises(ConfigError, match=r"lite\.objective must be one of"):
         load_experiment(saved, ["training.lite.objective=orbit"])
+
+
+@pytest.mark.parametrize("objective", ["lite_reference", "orbit_reference"])
+def test_a_run_trains_with_a_reference_objective_and_saves_it(tmp_path, objective):
+    config = TrainingConfig.from_dict(
+        {
+            "steps": 2,
+            "tasks_per_step": 2,
+            "query_batch_size": 4,
+            "validate_every": 0,
+            "output_dir": str(tmp_path / "run"),
+            "lite": {"h": 5, "objective": objective},
+        }
+    )
+    torch.manual_seed(0)
+    result = train(config, TinyProtoNet(), SyntheticTasks(), progress=False, workers=0)
+    assert all(math.isfinite(step.loss) for step in result.history)
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["lite"]
+    assert saved["objective"] == objective
+    assert TrainingConfig.from_yaml(tmp_path / "run" / "config.yaml") == config
