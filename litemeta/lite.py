@@ -49,6 +49,7 @@ from litemeta.precision import effective_precision
 __all__ = [
     "ROW_TOLERANCE",
     "DeferredBackward",
+    "FirstPasses",
     "LiteSettings",
     "RowCouplingError",
     "draw_subset",
@@ -75,8 +76,14 @@ class _ScaleGradient(torch.autograd.Function):
     def backward(ctx, grad_output: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
         (scale,) = ctx.saved_tensors
         scale = scale.view(-1, *([1] * (grad_output.dim() - 1)))
-        # In float32 whatever the gradient's dtype: a bf16 N/h would bias every step.
-        return (grad_output.float() * scale).to(grad_output.dtype), None
+        return _times_scale(grad_output, scale), None
+
+
+def _times_scale(gradient: Tensor, scale: Tensor) -> Tensor:
+    """``gradient * scale`` in at least float32 whatever the gradient's dtype (a bf16 N/h
+    would bias every step), returned in the gradient's dtype."""
+    work = torch.promote_types(gradient.dtype, torch.float32)
+    return (gradient.to(work) * scale.to(work)).to(gradient.dtype)
 
 
 def draw_subset(
@@ -261,7 +268,7 @@ class _DeferredRows:
     fn: SetFunction
     inputs: Tensor  # the drawn rows' inputs
     indices: Tensor
-    scales: Tensor  # float32, on the outputs' device
+    scales: Tensor  # float64, on the outputs' device
     outputs: Tensor  # every row's first-pass value, a leaf that collects dL/dF
     chunk_size: int
     tolerance: float | None
@@ -312,9 +319,9 @@ class DeferredBackward:
         self._differences.append((difference, allowed, source))
         if rows.outputs.grad is None:  # the loss does not depend on this set
             return torch.zeros_like(recomputed)
-        grads = rows.outputs.grad[chunk].float()
+        grads = rows.outputs.grad[chunk]
         scales = rows.scales[start : start + recomputed.shape[0]]
-        return (grads * scales.view(-1, *([1] * (grads.dim() - 1)))).to(recomputed.dtype)
+        return _times_scale(grads, scales.view(-1, *([1] * (grads.dim() - 1)))).to(recomputed.dtype)
 
     def backward(self) -> None:
         """Recompute and back-propagate the rows of every map, last map first (its rows'
@@ -341,6 +348,36 @@ class DeferredBackward:
             _refuse_disagreeing_rows(float(difference), allowed, source)
 
 
+class FirstPasses:
+    """The no-grad first passes of one adaptation's maps, kept for the next adaptations to
+    the same support set while the parameters do not change (the reference code adapts
+    again for every query batch and computes the rows without gradient once per task).
+
+    The k-th map of an adaptation reuses the k-th first pass; call :meth:`rewind` before
+    each adaptation.
+    """
+
+    def __init__(self) -> None:
+        self._outputs: list[Tensor] = []
+        self._position = 0
+
+    def rewind(self) -> None:
+        self._position = 0
+
+    def get(self, compute: Callable[[], Tensor], num_rows: int) -> Tensor:
+        """The first pass of the next map: kept, or ``compute()``d now and kept."""
+        if self._position == len(self._outputs):
+            self._outputs.append(compute())
+        outputs = self._outputs[self._position]
+        if outputs.shape[0] != num_rows:
+            raise ValueError(
+                f"map {self._position} of this adaptation has {num_rows} rows, its kept first "
+                f"pass {outputs.shape[0]}: FirstPasses serves adaptations to one support set"
+            )
+        self._position += 1
+        return outputs.detach()  # a new tensor: the deferred path makes it a leaf
+
+
 def lite_map(
     fn: SetFunction,
     inputs: Tensor,
@@ -354,6 +391,7 @@ def lite_map(
     unbiased_scaling: bool = True,
     row_tolerance: float | None = None,
     deferred: DeferredBackward | None = None,
+    first_passes: FirstPasses | None = None,
 ) -> Tensor:
     """Apply ``fn`` to every row of ``inputs`` with a LITE gradient (Bronskill et al., 2021).
 
@@ -378,6 +416,8 @@ def lite_map(
         deferred: collect the drawn rows there instead of recomputing them now; the output
             is then the first pass as a leaf, and ``deferred.backward()`` (after the loss's
             backward) completes the gradient (see :class:`DeferredBackward`).
+        first_passes: take the no-grad first pass from there, computed once for all the
+            adaptations to this support set (see :class:`FirstPasses`).
 
     Returns:
         ``fn`` applied to every row, stacked: forward values equal the full forward; the
@@ -404,9 +444,12 @@ def lite_map(
         scales = torch.ones_like(scales)
     # Moved before the first pass is queued, so that the copy does not wait for it.
     indices = _on_device(indices, inputs.device)
-    scales = _on_device(scales.float(), inputs.device)
+    scales = _on_device(scales, inputs.device)
     with torch.no_grad():
-        outputs = _map_in_chunks(fn, inputs, chunk)
+        if first_passes is None:
+            outputs = _map_in_chunks(fn, inputs, chunk)
+        else:
+            outputs = first_passes.get(lambda: _map_in_chunks(fn, inputs, chunk), num_rows)
     if deferred is not None:
         outputs.requires_grad_()
         drawn = inputs[indices]
@@ -424,7 +467,8 @@ def lite_map(
 class LiteSettings:
     """LITE's settings (Bronskill et al., 2021), and how a learner maps its support set
     during meta-training. The settings are also the ``training.lite`` section of a
-    training config; ``generator`` and ``deferred`` are run-time state, set per task.
+    training config; ``generator``, ``deferred`` and ``first_passes`` are run-time state, set
+    per task.
 
     Args:
         h: support images back-propagated per set function; ``None``: all of them (full
@@ -432,8 +476,17 @@ class LiteSettings:
         stratified: draw the subset per class (see :func:`draw_subset`).
         gradient_checkpointing: with full back-propagation, recompute each chunk's
             activations in the backward pass instead of keeping them.
+        objective: the training objective (``unbiased``, ``lite_reference``,
+            ``orbit_reference``: :mod:`litemeta.training.objective`); the three flags below
+            left ``None`` take its values, which the trainer fills in. Unfilled, :meth:`map`
+            reads ``None`` as the unbiased estimator's value.
         unbiased_scaling: ``False`` drops the N/h gradient scale, as the published
             reference code does (biased; for comparisons only).
+        shared_subset: one subset for every :meth:`map` of an adaptation (drawn from a copy
+            of ``generator``, which then must be set), as the reference code does; biased
+            for nested set functions.
+        redraw_per_query_batch: the trainer adapts again, with fresh subsets, for every
+            query batch (:mod:`litemeta.training.objective`).
         row_tolerance: see :func:`lite_map` (default: by the precision in effect).
         rows_with_queries: ask :func:`litemeta.training.backward_task` to recompute the
             backbone's drawn rows in the last query batch's forward pass: one pass fewer
@@ -443,20 +496,27 @@ class LiteSettings:
         deferred: collects every map's drawn rows, which ``deferred.backward()``
             back-propagates once the loss's gradient is known (as ``backward_task``
             does); each recomputed chunk is then back-propagated at once.
+        first_passes: the first passes kept for re-adaptations to the same support set
+            (see :class:`FirstPasses`).
 
     Each call of :meth:`map` draws a fresh subset, so nested set functions (CNAPs' set
     encoder, then the adapted backbone on the same support set) get independent subsets:
-    the product of two estimates is unbiased only when their draws are independent.
+    the product of two estimates is unbiased only when their draws are independent
+    (unless ``shared_subset``).
     """
 
     h: int | None = 40
+    objective: str = "unbiased"
     stratified: bool = False
     gradient_checkpointing: bool = False
-    unbiased_scaling: bool = True
+    unbiased_scaling: bool | None = None
+    shared_subset: bool | None = None
+    redraw_per_query_batch: bool | None = None
     row_tolerance: float | None = None
     rows_with_queries: bool = False
     generator: torch.Generator | None = field(default=None, metadata=RUNTIME)
     deferred: DeferredBackward | None = field(default=None, metadata=RUNTIME)
+    first_passes: FirstPasses | None = field(default=None, metadata=RUNTIME)
 
     def map(
         self,
@@ -466,8 +526,17 @@ class LiteSettings:
         *,
         chunk_size: int | None = None,
     ) -> Tensor:
-        """:func:`lite_map` with these settings and an independent draw; ``chunk_size``
+        """:func:`lite_map` with these settings and an independent draw (with
+        ``shared_subset``, the draw of every other map of these settings); ``chunk_size``
         rows per forward call (the learner's)."""
+        generator = self.generator
+        if self.shared_subset:
+            if generator is None:
+                raise ValueError(
+                    "shared_subset=True draws every map's subset from a copy of the generator: "
+                    "set LiteSettings.generator (a fresh one for each adaptation)"
+                )
+            generator = torch.Generator(generator.device).set_state(generator.get_state())
         return lite_map(
             fn,
             inputs,
@@ -475,9 +544,10 @@ class LiteSettings:
             chunk_size=chunk_size,
             labels=labels,
             stratified=self.stratified,
-            generator=self.generator,
+            generator=generator,
             gradient_checkpointing=self.gradient_checkpointing,
-            unbiased_scaling=self.unbiased_scaling,
+            unbiased_scaling=self.unbiased_scaling is not False,
             row_tolerance=self.row_tolerance,
             deferred=self.deferred,
+            first_passes=self.first_passes,
         )

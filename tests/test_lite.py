@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from litemeta.lite import LiteSettings, RowCouplingError, draw_subset, lite_map
+from litemeta.lite import FirstPasses, LiteSettings, RowCouplingError, draw_subset, lite_map
 
 DRAWS = 2000
 SIGMAS = 4.0
@@ -377,3 +377,26 @@ def test_bf16_gradient_scale_is_applied_in_float32(monkeypatch) -> None:
     ratio = float(mean @ exact / (exact @ exact))
     assert abs(ratio - 1) < 3e-4, ratio  # a bf16 scale gives 1 - 1.6e-3
     assert float((mean - exact).norm() / exact.norm()) < 3e-3
+
+
+def test_first_passes_are_computed_once_for_repeated_adaptations():
+    net = _mlp()
+    inputs = torch.randn(10, 6)
+    calls = []
+
+    def fn(rows: Tensor) -> Tensor:
+        calls.append(torch.is_grad_enabled())
+        return net(rows)
+
+    kept = FirstPasses()
+    outputs = []
+    for seed in range(3):
+        kept.rewind()
+        generator = torch.Generator().manual_seed(seed)
+        outputs.append(lite_map(fn, inputs, 4, generator=generator, first_passes=kept))
+    assert calls.count(False) == 1 and calls.count(True) == 3  # one first pass, three draws
+    for values in outputs:
+        torch.testing.assert_close(values, net(inputs))
+    kept.rewind()
+    with pytest.raises(ValueError, match="has 9 rows, its kept first pass 10"):
+        lite_map(fn, inputs[:9], 4, first_passes=kept)

@@ -6,6 +6,7 @@ Layer: imports the base (``litemeta.lite``, ``tasks``, ``config``, ``precision``
 """
 
 from litemeta.training.distributed import ProcessGroup, TorchrunEnvironment, torchrun_environment
+from litemeta.training.objective import OBJECTIVES, Objective, resolve_objective
 from litemeta.training.run_log import CsvLog, RunLog
 from litemeta.training.settings import OptimConfig, TrainingConfig
 from litemeta.training.task_stream import TaskSource, seeded_generator, stream_index
@@ -26,7 +27,9 @@ from litemeta.training.trainer import (
 )
 
 __all__ = [
+    "OBJECTIVES",
     "CsvLog",
+    "Objective",
     "OptimConfig",
     "PendingOutcome",
     "ProcessGroup",
@@ -44,6 +47,7 @@ __all__ = [
     "earlier_checkpoints",
     "queue_backward_task",
     "read_resumable_checkpoint",
+    "resolve_objective",
     "seed_everything",
     "seeded_generator",
     "stream_index",

@@ -20,6 +20,7 @@ from litemeta.config import (
 )
 from litemeta.lite import LiteSettings
 from litemeta.precision import Precision
+from litemeta.training.objective import resolve_objective
 
 __all__ = ["ConfigError", "OptimConfig", "TrainingConfig"]
 
@@ -85,6 +86,7 @@ class TrainingConfig:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
         if self.lite.h is not None and self.lite.h < 1:
             raise ConfigError(f"lite.h must be null or at least 1, got {self.lite.h}")
+        resolve_objective(self.lite)  # an unknown name, or flags that contradict it
         tolerance = self.lite.row_tolerance
         if tolerance is not None and not 0 <= tolerance < math.inf:
             raise ConfigError(

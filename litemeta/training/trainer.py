@@ -40,10 +40,11 @@ from litemeta.data.loading import Workers, resolve_workers, task_loader
 from litemeta.device import Stopwatch, place_on_device
 from litemeta.evaluation import EvaluationResult, evaluate
 from litemeta.learners.base import FewShotLearner
-from litemeta.lite import DeferredBackward, LiteSettings
-from litemeta.precision import Precision, autocast, grad_scaler
+from litemeta.lite import DeferredBackward, FirstPasses, LiteSettings
+from litemeta.precision import Precision, at_least_float32, autocast, grad_scaler
 from litemeta.tasks import Task
 from litemeta.training.distributed import ProcessGroup
+from litemeta.training.objective import resolve_objective
 from litemeta.training.run_log import RunLog
 from litemeta.training.settings import ConfigError, OptimConfig, TrainingConfig
 from litemeta.training.task_stream import TaskSource, seeded_generator, stream_index
@@ -160,67 +161,82 @@ def queue_backward_task(
     """Add one task's share of the step's gradient to ``.grad``, without waiting for the
     device to finish (see :class:`PendingOutcome`).
 
-    The learner adapts once; each batch of ``query_batch_size`` queries adds
-    ``sum(cross_entropy) / n_query / tasks_per_step`` and is back-propagated straight away,
-    keeping the support graph (``retain_graph``) for the next batch; the classifier's
-    regulariser is added once, with the last batch. The gradient equals that of the whole
-    query set in one batch. With LITE (``lite.h`` set) the drawn support rows are recomputed
-    and back-propagated after the queries (:class:`~litemeta.lite.DeferredBackward`), so
-    their activations and a query batch's are never held at the same time; with
-    ``lite.rows_with_queries`` the backbone's rows ride in the last query batch's pass.
+    With the default objective (``lite.objective: unbiased``) the learner adapts once; each
+    batch of ``query_batch_size`` queries adds ``sum(cross_entropy) / n_query /
+    tasks_per_step`` and is back-propagated straight away, keeping the support graph
+    (``retain_graph``) for the next batch; the classifier's regulariser is added once, with
+    the last batch. The gradient equals that of the whole query set in one batch. The
+    reference code's objectives adapt again for every query batch and weigh the batches
+    their way (:mod:`litemeta.training.objective`). With LITE (``lite.h`` set) the drawn
+    support rows are recomputed and back-propagated after the queries of their adaptation
+    (:class:`~litemeta.lite.DeferredBackward`), so their activations and a query batch's are
+    never held at the same time; with ``lite.rows_with_queries`` the backbone's rows ride in
+    the last query batch's pass.
     """
+    objective, lite = resolve_objective(lite)
     device = task.support_images.device
     deferred = DeferredBackward() if lite.h is not None else None
-    lite = replace(lite, deferred=deferred)
-    with autocast(device, precision):
-        classifier = learner.adapt(task.support_images, task.support_labels, lite=lite)
-    rows = None
+    first_passes = (
+        FirstPasses() if lite.h is not None and objective.redraw_per_query_batch else None
+    )
     support, query = task.support_images, task.query_images
     same_kind = support.dtype == query.dtype and support.shape[1:] == query.shape[1:]
-    if deferred is not None and lite.rows_with_queries and same_kind:
-        rows = deferred.take(getattr(classifier, "embed", None))
-    n_query = task.query_labels.numel()
-    batches = list(
-        zip(
-            task.query_images.split(query_batch_size),
-            task.query_labels.split(query_batch_size),
-            strict=True,
-        )
-    )
+    n_query, n_support = task.query_labels.numel(), task.support_labels.numel()
+    adaptations = objective.adaptations(objective.query_batches(n_query, query_batch_size))
+    generators = objective.adaptation_generators(lite.generator, len(adaptations))
     # Summed on the device and read once: reading per batch would stall the GPU's queue.
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
-    for position, (images, labels) in enumerate(batches):
-        last = position == len(batches) - 1
-        with_rows = rows if last else None
+    for adaptation, (batches, generator) in enumerate(zip(adaptations, generators, strict=True)):
+        settings = replace(lite, deferred=deferred, generator=generator, first_passes=first_passes)
+        if first_passes is not None:
+            first_passes.rewind()
         with autocast(device, precision):
-            if with_rows is None:
-                logits = classifier(images)
-            else:  # [rows; queries] in one pass; the queries' features become a leaf
-                embedded = classifier.embed(torch.cat([with_rows.inputs, images]))
-                query_features = embedded[with_rows.inputs.shape[0] :].detach().requires_grad_()
-                logits = classifier.classify(query_features)
-        loss = F.cross_entropy(logits.float(), labels, reduction="sum") / n_query
-        if last:
-            loss = loss + classifier.regularizer
-        scaled = loss / tasks_per_step
-        keep_graph = not last or (deferred is not None and deferred.waiting)
-        (scaler.scale(scaled) if scaler is not None else scaled).backward(retain_graph=keep_graph)
-        total_loss += loss.detach()
-        correct += (logits.detach().argmax(dim=-1) == labels).sum()
-        del logits, loss, scaled  # this batch's graph, before the next batch's forward
-        if with_rows is not None:
-            # Every query batch has reached the head: the rows' gradient is complete.
-            recomputed = embedded[: with_rows.inputs.shape[0]]
-            row_gradient = deferred.row_gradient(with_rows, recomputed)  # type: ignore[union-attr]
-            gradient = torch.cat([row_gradient, query_features.grad.to(embedded.dtype)])
-            embedded.backward(gradient, retain_graph=deferred.waiting)  # type: ignore[union-attr]
-            del embedded, recomputed, query_features
-    if deferred is not None:
-        with autocast(device, precision):
-            deferred.backward()
-    images = task.support_labels.numel() + n_query
-    return PendingOutcome(total_loss, correct, n_query, images, deferred)
+            classifier = learner.adapt(support, task.support_labels, lite=settings)
+        rows = None
+        if deferred is not None and lite.rows_with_queries and same_kind:
+            rows = deferred.take(getattr(classifier, "embed", None))
+        for position, (start, end) in enumerate(batches):
+            images, labels = query[start:end], task.query_labels[start:end]
+            last = position == len(batches) - 1
+            last_of_task = last and adaptation == len(adaptations) - 1
+            with_rows = rows if last else None
+            with autocast(device, precision):
+                if with_rows is None:
+                    logits = classifier(images)
+                else:  # [rows; queries] in one pass; the queries' features become a leaf
+                    embedded = classifier.embed(torch.cat([with_rows.inputs, images]))
+                    query_features = embedded[with_rows.inputs.shape[0] :].detach().requires_grad_()
+                    logits = classifier.classify(query_features)
+            cross_entropy = F.cross_entropy(at_least_float32(logits), labels, reduction="sum")
+            carries = objective.carries_regularizer(last_of_task)
+            loss = objective.batch_loss(
+                cross_entropy,
+                classifier.regularizer if carries else None,
+                batch_queries=end - start,
+                task_queries=n_query,
+                support_size=n_support,
+                h=lite.h,
+                tasks_per_step=tasks_per_step,
+            )
+            keep_graph = not last or (deferred is not None and deferred.waiting)
+            (scaler.scale(loss) if scaler is not None else loss).backward(retain_graph=keep_graph)
+            total_loss += cross_entropy.detach() / n_query
+            if last_of_task:
+                total_loss += classifier.regularizer.detach()
+            correct += (logits.detach().argmax(dim=-1) == labels).sum()
+            del logits, cross_entropy, loss  # this batch's graph, before the next one
+            if with_rows is not None:
+                # Every query batch has reached the head: the rows' gradient is complete.
+                recomputed = embedded[: with_rows.inputs.shape[0]]
+                row_gradient = deferred.row_gradient(with_rows, recomputed)  # type: ignore[union-attr]
+                gradient = torch.cat([row_gradient, query_features.grad.to(embedded.dtype)])
+                embedded.backward(gradient, retain_graph=deferred.waiting)  # type: ignore[union-attr]
+                del embedded, recomputed, query_features
+        if deferred is not None:
+            with autocast(device, precision):
+                deferred.backward()
+    return PendingOutcome(total_loss, correct, n_query, n_support + n_query, deferred)
 
 
 def backward_task(

@@ -66,7 +66,10 @@ def test_settings_round_trip_through_yaml_json_and_a_weights_only_checkpoint(tmp
         "h": 40,
         "stratified": True,
         "gradient_checkpointing": False,
-        "unbiased_scaling": True,
+        "objective": "unbiased",
+        "unbiased_scaling": None,
+        "shared_subset": None,
+        "redraw_per_query_batch": None,
         "row_tolerance": None,
         "rows_with_queries": False,
     }
@@ -80,7 +83,10 @@ def test_the_lite_section_is_the_saved_form_of_lite_settings():
         "h": 7,
         "stratified": False,
         "gradient_checkpointing": False,
-        "unbiased_scaling": True,
+        "objective": "unbiased",
+        "unbiased_scaling": None,
+        "shared_subset": None,
+        "redraw_per_query_batch": None,
         "row_tolerance": None,
         "rows_with_queries": True,
     }  # the run-time generator and collector are not settings
