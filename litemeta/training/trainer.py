@@ -173,33 +173,29 @@ def queue_backward_task(
     deferred = DeferredBackward() if lite.h is not None else None
     lite = replace(lite, deferred=deferred)
     with autocast(device, precision):
-        classifier = learner.adapt(task.support_images, task.support_labels, lite=lite)
+        classifier = learner.adapt(
+            task.support_images, task.support_labels, lite=lite, support_clips=task.support_clips
+        )
     rows = None
     support, query = task.support_images, task.query_images
     same_kind = support.dtype == query.dtype and support.shape[1:] == query.shape[1:]
     if deferred is not None and lite.rows_with_queries and same_kind:
         rows = deferred.take(getattr(classifier, "embed", None))
-    n_query = task.query_labels.numel()
-    batches = list(
-        zip(
-            task.query_images.split(query_batch_size),
-            task.query_labels.split(query_batch_size),
-            strict=True,
-        )
-    )
+    n_query = task.query_output_labels.numel()
+    batches = list(task.query_batches(query_batch_size))
     # Summed on the device and read once: reading per batch would stall the GPU's queue.
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
-    for position, (images, labels) in enumerate(batches):
+    for position, (images, clips, labels) in enumerate(batches):
         last = position == len(batches) - 1
         with_rows = rows if last else None
         with autocast(device, precision):
             if with_rows is None:
-                logits = classifier(images)
+                logits = classifier(images, clips)
             else:  # [rows; queries] in one pass; the queries' features become a leaf
                 embedded = classifier.embed(torch.cat([with_rows.inputs, images]))
                 query_features = embedded[with_rows.inputs.shape[0] :].detach().requires_grad_()
-                logits = classifier.classify(query_features)
+                logits = classifier.classify(query_features, clips)
         loss = F.cross_entropy(logits.float(), labels, reduction="sum") / n_query
         if last:
             loss = loss + classifier.regularizer
@@ -219,7 +215,7 @@ def queue_backward_task(
     if deferred is not None:
         with autocast(device, precision):
             deferred.backward()
-    images = task.support_labels.numel() + n_query
+    images = task.support_labels.numel() + task.query_labels.numel()
     return PendingOutcome(total_loss, correct, n_query, images, deferred)
 
 
