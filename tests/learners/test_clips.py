@@ -88,3 +88,38 @@ def test_clips_of_mixed_classes_are_refused(clip_task):
         Task(support, labels, query, query_labels, ["a", "b"], support_clips=torch.tensor([[2, 3]]))
     with pytest.raises(ValueError, match=r"query_clips index images 0\.\.5, found 0\.\.6"):
         Task(support, labels, query, query_labels, ["a", "b"], query_clips=torch.tensor([[0, 6]]))
+
+
+@pytest.mark.parametrize("rows_with_queries", [False, True])
+def test_a_lite_step_on_a_clip_task_has_the_clip_loss_gradient(clip_task, rows_with_queries):
+    from litemeta.training import backward_task
+
+    support, labels, query, query_labels = clip_task
+    torch.manual_seed(0)
+    learner = ProtoNets(tiny_backbone()).train()
+    task = Task(
+        support,
+        labels,
+        query,
+        query_labels,
+        ["a", "b"],
+        support_clips=CLIPS,
+        query_clips=QUERY_CLIPS,
+    )
+    learner.zero_grad()
+    classifier = learner.adapt(support, labels, support_clips=CLIPS)
+    loss = torch.nn.functional.cross_entropy(
+        classifier(query, QUERY_CLIPS), query_labels[QUERY_CLIPS[:, -1]]
+    )
+    loss.backward()
+    exact = [p.grad.clone() for p in learner.parameters()]
+    learner.zero_grad()
+    lite = LiteSettings(
+        h=len(support),
+        generator=torch.Generator().manual_seed(0),
+        rows_with_queries=rows_with_queries,
+    )
+    outcome = backward_task(learner, task, lite=lite, query_batch_size=2)
+    assert outcome.loss == pytest.approx(loss.item(), rel=1e-5)
+    for grad, expected in zip((p.grad for p in learner.parameters()), exact, strict=True):
+        assert torch.allclose(grad, expected, atol=1e-5)
