@@ -739,8 +739,8 @@ class OrbitTaskDataset(Dataset):
         if dropped:
             warnings.warn(
                 f"{len(dropped)} ORBIT objects of {dataset.name} have no context video or no "
-                f"{sampler.target} target video with {sampler.min_target_frames} valid frames "
-                f"and are left out of tasks, as in ORBIT: {dropped[:5]}",
+                f"{sampler.target} target video with {sampler.resolved.min_target_frames} "
+                f"valid frames and are left out of tasks, as in ORBIT: {dropped[:5]}",
                 stacklevel=2,
             )
         empty = [u for u in chosen if not sampler.objects(index, known.index(u))]
