@@ -226,6 +226,10 @@ MOVED_SETTINGS = {
         "model.options.chunk_size: one chunk size now bounds every pass over a support set, "
         "with LITE and without"
     ),
+    "data.orbit.drop_absent_target_frames": (
+        "data.orbit.filter_target_frames, part of data.orbit.protocol (docs/data.md, "
+        "'Fidelity: ORBIT')"
+    ),
     **{
         f"data.orbit_{name}": f"data.orbit.{name} (the section of ORBIT's sampler settings)"
         for name in (
