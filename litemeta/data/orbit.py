@@ -333,9 +333,10 @@ class OrbitProtocol:
     its ``clip_length - 1`` predecessors (the video's first frame repeating before it;
     ``score_padding_frames`` scores the padding frames too, as the 2021 code did), or
     ``sampled``: ``max_target_clips`` random frames. ``filter_target_frames`` keeps only
-    target frames annotated ``object_not_present_issue: false``; a target video needs
-    ``min_target_frames`` frames (after filtering). At most ``max_videos`` videos of each
-    kind per object and ``max_test_way`` objects (``None``: all the user's).
+    test target frames annotated ``object_not_present_issue: false``; a target video needs
+    ``min_target_frames`` frames (after filtering), in test and training tasks. At most
+    ``max_videos`` videos of each kind per object and ``max_test_way`` objects (``None``:
+    all the user's).
     ``same_targets_per_user``: a user's test tasks share the first task's target videos.
 
     Training tasks: way uniform in ``2..min(objects, max_way)``, a random number of
@@ -526,7 +527,9 @@ class OrbitTaskSampler:
                 raise ValueError(f"{name} must be at least 1, got {value}")
 
     def _valid_target_items(self, video: OrbitVideo) -> np.ndarray:
-        if not self.resolved.filter_target_frames:
+        """The target video's frames, filtered by annotation in test tasks only (ORBIT's
+        ``--train_filter_target`` is empty by default)."""
+        if self.mode == "train" or not self.resolved.filter_target_frames:
             return video.items()
         if video.object_present is None:
             raise ValueError(

@@ -460,6 +460,8 @@ def test_target_filter_keeps_only_frames_annotated_as_showing_the_object(tmp_pat
     spec = filtered.sample(index, 0, np.random.default_rng(0))
     assert _frames(target, _query_items(spec, target.video_id)) == [0, 4, 5]
     assert OrbitTaskSampler(min_target_frames=4).objects(index, 0) == [], "3 valid frames < 4"
+    training = OrbitTaskSampler(mode="train", min_target_frames=6)
+    assert training.objects(index, 0) == [0], "training targets are not filtered"
     unfiltered = OrbitTaskSampler(protocol="lite-2021", clip_length=1, extra_padding_clip=False)
     spec = unfiltered.sample(index, 0, np.random.default_rng(0))
     assert _frames(target, _query_items(spec, target.video_id)) == list(range(6))
