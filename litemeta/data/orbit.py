@@ -306,6 +306,7 @@ class _SplitIndexer:
 Mode = Literal["test", "train"]
 ClipChoice = Literal["uniform", "random", "fixed"]
 TargetFrames = Literal["all", "sampled"]
+ProtocolName = Literal["lite-2021", "challenge-2022", "dec-2022"]
 
 # ORBIT's reference sampler (microsoft/ORBIT-Dataset) draws training tasks with smaller
 # video caps when a task has many objects, to bound memory: (context, target) videos.
@@ -474,7 +475,7 @@ class OrbitTaskSampler:
     the user's tasks. ``mode`` is ``'test'`` (the evaluation protocol) or ``'train'``.
     """
 
-    protocol: str = "dec-2022"
+    protocol: ProtocolName = "dec-2022"
     target: Literal["clean", "clutter"] = "clutter"
     mode: Mode = field(default="test", metadata=RUNTIME)  # chosen per split
     clip_length: int | None = None

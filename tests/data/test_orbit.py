@@ -405,8 +405,11 @@ def test_annotation_of_the_wrong_shape_is_named(tmp_path, annotation, problem):
 
 
 def test_protocols_set_every_choice_and_settings_override_them():
-    from litemeta.data.orbit import ORBIT_PROTOCOLS
+    from typing import get_args
 
+    from litemeta.data.orbit import ORBIT_PROTOCOLS, ProtocolName
+
+    assert list(ORBIT_PROTOCOLS) == list(get_args(ProtocolName))
     assert sorted(ORBIT_PROTOCOLS) == ["challenge-2022", "dec-2022", "lite-2021"]
     lite = OrbitTaskSampler(protocol="lite-2021").resolved
     # microsoft/ORBIT-Dataset 01b7448 (utils/args.py, data/datasets.py, data/dataloaders.py)
