@@ -166,12 +166,13 @@ class FilmAdaptedLearner(BackboneLearner):
     ) -> BackboneTaskClassifier:
         way = check_support(support_images, support_labels)
         labels = self.clip_labels(support_labels, support_clips)
-        # The set encoder sees every image of every clip (ORBIT flattens the clips).
-        clips = support_clips
-        encodings = self.map_support(self.set_encoder, support_images, support_labels, lite, clips)
+        # Clip means averaged: the mean over every image of every clip, as ORBIT's set encoder.
+        encodings = self.map_support(
+            self.set_encoder, support_images, support_labels, lite, support_clips
+        )
         film = self.film_generator(encodings.mean(dim=0))
         embed = self.backbone.with_film(film)
-        features = self.map_support(embed, support_images, support_labels, lite, clips)
+        features = self.map_support(embed, support_images, support_labels, lite, support_clips)
         with full_precision(features.device):
             classifier = self.classifier(
                 features, labels.to(features.device), way, film, support_images.shape[1:]
