@@ -3,11 +3,35 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+
+def pool_clips(features: Tensor, clips: Tensor | None) -> Tensor:
+    """The mean feature of each clip: ``features[clips].mean(1)`` for ``clips`` of indices
+    ``[n_clips, clip_length]`` into ``features`` (``features`` itself without clips), as ORBIT
+    pools the per-frame features of a clip (Massiceti et al., ICCV 2021,
+    ``_pool_features``)."""
+    if clips is None:
+        return features
+    return features[clips.to(features.device)].mean(dim=1)
+
+
+def check_clips(clips: Tensor, num_images: int, name: str) -> None:
+    """Raise ``ValueError`` unless ``clips`` is ``[n, length]`` int64 indices of images."""
+    if clips.dim() != 2 or clips.dtype != torch.int64 or clips.shape[1] < 1:
+        raise ValueError(
+            f"{name}_clips must be int64 image indices [clips, clip_length], got "
+            f"{clips.dtype} of shape {tuple(clips.shape)}"
+        )
+    if clips.numel() and (clips.min() < 0 or clips.max() >= num_images):
+        raise ValueError(
+            f"{name}_clips index images 0..{num_images - 1}, found "
+            f"{clips.min().item()}..{clips.max().item()}"
+        )
 
 
 def check_labelled_images(images: Tensor, labels: Tensor, name: str) -> None:
@@ -33,6 +57,13 @@ class Task:
     floating point in 0..1; the backbone owns resizing and normalisation. Labels are
     ``int64`` in ``0..way-1``. ``query_groups`` optionally names, per query image, the
     group it came from (the video of an ORBIT frame), for video-level metrics.
+
+    ``support_clips`` and ``query_clips`` optionally group a side's images into clips:
+    int64 ``[n_clips, clip_length]`` indices into its images (an image may appear in several
+    clips, or twice in one). A clip's feature is the mean of its images' features
+    (:func:`pool_clips`); the support classifier is built from the support clips, and each
+    query clip gets one prediction, with the label (and group) of its last image. Without
+    them every image is its own clip.
     """
 
     support_images: Tensor
@@ -41,6 +72,8 @@ class Task:
     query_labels: Tensor
     class_names: list[str]
     query_groups: Tensor | None = None
+    support_clips: Tensor | None = None
+    query_clips: Tensor | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -63,9 +96,40 @@ class Task:
         mapped = copy.copy(self)
         for name in ("support_images", "support_labels", "query_images", "query_labels"):
             setattr(mapped, name, function(getattr(self, name)))
-        if self.query_groups is not None:
-            mapped.query_groups = function(self.query_groups)
+        for name in ("query_groups", "support_clips", "query_clips"):
+            if getattr(self, name) is not None:
+                setattr(mapped, name, function(getattr(self, name)))
         return mapped
+
+    @property
+    def query_output_labels(self) -> Tensor:
+        """The label of each query prediction: per query image, or per query clip (its last
+        image's)."""
+        if self.query_clips is None:
+            return self.query_labels
+        return self.query_labels[self.query_clips[:, -1]]
+
+    @property
+    def query_output_groups(self) -> Tensor | None:
+        """The group of each query prediction, like :attr:`query_output_labels`."""
+        if self.query_groups is None or self.query_clips is None:
+            return self.query_groups
+        return self.query_groups[self.query_clips[:, -1]]
+
+    def query_batch(self, start: int, stop: int) -> tuple[Tensor, Tensor | None, Tensor]:
+        """``(images, clips, labels)`` of query predictions ``start..stop-1``: without clips,
+        those images (``clips`` is ``None``); with them, the images those clips use, and the
+        clips' indices into them."""
+        labels = self.query_output_labels[start:stop]
+        if self.query_clips is None:
+            return self.query_images[start:stop], None, labels
+        used, local = torch.unique(self.query_clips[start:stop], return_inverse=True)
+        return self.query_images[used], local, labels
+
+    def query_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor | None, Tensor]]:
+        """:meth:`query_batch` for ``batch_size`` query predictions at a time, in order."""
+        for start in range(0, self.query_output_labels.shape[0], batch_size):
+            yield self.query_batch(start, start + batch_size)
 
     def validate(self) -> None:
         """Raise ``ValueError`` saying what to fix when the task is inconsistent."""
@@ -94,3 +158,15 @@ class Task:
                 "query_groups must give one group id per query image: "
                 f"{tuple(self.query_groups.shape)} vs {tuple(self.query_labels.shape)}"
             )
+        for name in ("support", "query"):
+            clips: Tensor | None = getattr(self, f"{name}_clips")
+            if clips is None:
+                continue
+            labels = getattr(self, f"{name}_labels")
+            check_clips(clips, labels.shape[0], name)
+            mixed = (labels[clips] != labels[clips[:, :1]]).any(dim=1)
+            if mixed.any():
+                raise ValueError(
+                    f"{name} clips {torch.nonzero(mixed).flatten()[:5].tolist()} mix images of "
+                    "different classes; every image of a clip must carry the clip's label"
+                )

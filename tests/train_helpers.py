@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from litemeta.learners.base import FewShotLearner, TaskClassifier
 from litemeta.lite import LiteSettings
-from litemeta.tasks import Task
+from litemeta.tasks import Task, pool_clips
 
 
 class _PrototypeClassifier(TaskClassifier):
@@ -19,8 +19,9 @@ class _PrototypeClassifier(TaskClassifier):
         self.prototypes = prototypes
         self.regularizer = 1e-2 * prototypes.pow(2).mean()
 
-    def __call__(self, query_images: Tensor) -> Tensor:
-        return -torch.cdist(self.learner.embed(query_images), self.prototypes).pow(2)
+    def __call__(self, query_images: Tensor, clips: Tensor | None = None) -> Tensor:
+        features = pool_clips(self.learner.embed(query_images), clips)
+        return -torch.cdist(features, self.prototypes).pow(2)
 
 
 class TinyProtoNet(FewShotLearner):
@@ -41,12 +42,20 @@ class TinyProtoNet(FewShotLearner):
         return self.network(images)
 
     def adapt(
-        self, support_images: Tensor, support_labels: Tensor, *, lite: LiteSettings | None = None
+        self,
+        support_images: Tensor,
+        support_labels: Tensor,
+        *,
+        lite: LiteSettings | None = None,
+        support_clips: Tensor | None = None,
     ) -> TaskClassifier:
         if lite is None:
             features = self.embed(support_images)
         else:
             features = lite.map(self.embed, support_images, support_labels)
+        features = pool_clips(features, support_clips)
+        if support_clips is not None:
+            support_labels = support_labels[support_clips[:, 0]]
         way = int(support_labels.max()) + 1
         sums = features.new_zeros(way, features.shape[1]).index_add(0, support_labels, features)
         counts = torch.bincount(support_labels, minlength=way).to(features.dtype)

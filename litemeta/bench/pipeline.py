@@ -261,7 +261,8 @@ def _task_shape(data: DataConfig) -> str:
     """How the tasks of ``data``'s training split are drawn, in words."""
     if data.dataset == "orbit":
         return (
-            f"one user each, way 2 to min(objects, {data.orbit.max_way}), ORBIT's training sampler"
+            f"one user each, way 2 to min(objects, {data.orbit.resolved.max_way}), "
+            "ORBIT's training sampler"
         )
     sampler = data.sampler
     if sampler.kind == "variable":

@@ -132,7 +132,7 @@ def run_step(learner: FewShotLearner, task: Task, config: StepConfig) -> Pending
     if lite is None:
         with torch.no_grad(), autocast(device, config.precision):
             classifier = learner.adapt(task.support_images, task.support_labels)
-            predict_queries(classifier, task.query_images, config.query_batch_size)
+            predict_queries(classifier, task, config.query_batch_size)
         return None
     outcome = queue_backward_task(
         learner,

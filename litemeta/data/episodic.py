@@ -69,6 +69,10 @@ def load_task(
     groups = None
     if spec.query_groups is not None:
         groups = torch.tensor(spec.query_groups, dtype=torch.int64)
+    clips = [
+        None if rows is None else torch.tensor(rows, dtype=torch.int64)
+        for rows in (spec.support_clips, spec.query_clips)
+    ]
     return Task(
         support_images=support_images,
         support_labels=support_labels,
@@ -76,6 +80,8 @@ def load_task(
         query_labels=query_labels,
         class_names=[collection.class_names[c] for c in spec.classes],
         query_groups=groups,
+        support_clips=clips[0],
+        query_clips=clips[1],
     )
 
 

@@ -8,14 +8,16 @@ On disk: ``root/{train,validation,test}/<user>/<object>/{clean,clutter}/<video>/
 A task is one user: the user's objects are the classes, the context (support) comes
 from clean videos, and the target (query) either from held-out clean videos (CLE-VE)
 or from clutter videos (CLU-VE). Frames are taken as clips of ``clip_length``
-consecutive frames; target frames carry their video as ``Task.query_groups`` for
-video-level metrics. Following the ORBIT protocol, frame annotations are only used to
-filter target videos (frames without the object dropped, videos with too few valid
-frames skipped), never the context.
+consecutive frames (``Task.support_clips`` / ``query_clips``, whose features are
+averaged); target frames carry their video as ``Task.query_groups`` for video-level
+metrics. ``OrbitTaskSampler(protocol=...)`` follows one published version of the
+benchmark's protocol (:data:`ORBIT_PROTOCOLS`); frame annotations only ever filter target
+videos, never the context.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import warnings
@@ -42,8 +44,9 @@ VIDEO_TYPES = ("clean", "clutter")
 class OrbitVideo:
     """One video: its frames (in order) as items ``first_item ..`` of its object's class.
 
-    ``object_present`` is the per-frame annotation (``not object_not_present_issue``),
-    or ``None`` when the video has no annotation file.
+    ``object_present`` is whether each frame is annotated ``object_not_present_issue:
+    false`` (a frame annotated ``true`` or ``null``, or missing from the file, is not), or
+    ``None`` when the video has no annotation file.
     """
 
     video_id: int
@@ -56,12 +59,6 @@ class OrbitVideo:
 
     def items(self) -> np.ndarray:
         return np.arange(self.first_item, self.first_item + self.num_frames)
-
-    def valid_items(self) -> np.ndarray:
-        """Items of frames that show the object (all frames when unannotated)."""
-        if self.object_present is None:
-            return self.items()
-        return self.items()[self.object_present]
 
 
 @dataclass(frozen=True)
@@ -176,8 +173,10 @@ def _list_frames(video_dir: Path) -> list[str]:
 
 
 def _object_present(annotations: Path | None, video: str, frames: list[str]) -> np.ndarray | None:
-    """Whether each frame shows the object, from ``annotations/<video>.json``; ``None``
-    without an annotation file. A frame missing from the file counts as showing it."""
+    """Whether each frame is annotated as showing the object (``object_not_present_issue``
+    exactly ``false``), from ``annotations/<video>.json``; ``None`` without an annotation
+    file. As in ORBIT's filter, a frame annotated ``null`` does not count as showing it,
+    nor does one missing from the file (on which ORBIT's code fails)."""
     if annotations is None:
         return None
     path = annotations / f"{video}.json"
@@ -199,7 +198,7 @@ def _object_present(annotations: Path | None, video: str, frames: list[str]) -> 
         if issue is not None and not isinstance(issue, bool):
             problem = f"object_not_present_issue of {Path(frame).name} is {_short(issue)}"
             raise _annotation_error(path, f"{problem}, not true, false or null")
-        present.append(not issue)
+        present.append(issue is False)
     return np.asarray(present, dtype=bool)
 
 
@@ -305,6 +304,9 @@ class _SplitIndexer:
 
 
 Mode = Literal["test", "train"]
+ClipChoice = Literal["uniform", "random", "fixed"]
+TargetFrames = Literal["all", "sampled"]
+ProtocolName = Literal["lite-2021", "challenge-2022", "dec-2022"]
 
 # ORBIT's reference sampler (microsoft/ORBIT-Dataset) draws training tasks with smaller
 # video caps when a task has many objects, to bound memory: (context, target) videos.
@@ -314,68 +316,230 @@ CLEAN_CONTEXT_VIDEOS = 5
 
 
 @dataclass(frozen=True)
-class OrbitTaskSampler:
-    """User-centric ORBIT tasks (Massiceti et al., ICCV 2021), after the benchmark's code.
+class OrbitProtocol:
+    """Every sampling and filtering choice of one version of the ORBIT benchmark's code
+    (microsoft/ORBIT-Dataset); see :data:`ORBIT_PROTOCOLS` and docs/data.md.
 
-    ``target='clutter'`` is CLU-VE: context from the object's clean videos, targets from its
-    clutter videos. ``'clean'`` is CLE-VE: the first ``min(5, n - 1)`` clean videos in sorted
-    order are the context and the rest the targets. Only the first ``frame_cap`` frames of a
-    video are used. A target video needs ``min_target_frames`` valid frames (frames annotated
-    as not showing the object are dropped with ``drop_absent_target_frames``); an object
-    without a context video or an eligible target video is left out of the user's tasks.
+    Videos are cut into clips of ``clip_length`` consecutive frames (the first
+    ``frame_cap`` frames; the last clip padded with the last frame, and with
+    ``extra_padding_clip`` a video whose length is a multiple of ``clip_length`` gets one
+    more clip of its last frame, as ORBIT's code did before December 2022). A clip's
+    feature is the mean of its frames' features. Clips of a video are chosen by a
+    :data:`ClipChoice`: ``uniform`` every ``context_clip_stride``-th clip up to a cap,
+    ``random`` a random number (1..cap) of random clips, ``fixed`` exactly that many random
+    clips (short videos first get random frames repeated, as in ORBIT's 2021 code).
 
-    ``mode='test'`` (evaluation): all the user's objects and all their videos (at most
-    ``max_videos`` each, ORBIT's shot cap); every ``context_clip_stride``-th clip of a context
-    video, at most ``max_context_clips``; every valid frame of each target video
-    (``target_frames='all'``), or ``max_target_clips`` random clips of it (``'sampled'``, the
-    2022 challenge's 200 frames). ``mode='train'``: ORBIT's training sampler, way uniform in
-    ``2..min(n, max_way)``, a random number of context and target videos per object (at most
-    10 and 8, or 5 and 4 for 6 or more objects, with ``train_video_caps``; else
-    ``max_videos``) and a random number of random clips per video (at most
-    ``train_max_clips``). Clips are ``clip_length`` consecutive frames; a video's last clip is
-    padded with its last frame, as in ORBIT.
+    Test tasks: context clips by ``context_clips`` (cap or count ``max_context_clips``);
+    targets ``all`` frames of each target video, each predicted from the clip of itself and
+    its ``clip_length - 1`` predecessors (the video's first frame repeating before it;
+    ``score_padding_frames`` scores the padding frames too, as the 2021 code did), or
+    ``sampled``: ``max_target_clips`` random frames. ``filter_target_frames`` keeps only
+    test target frames annotated ``object_not_present_issue: false``; a target video needs
+    ``min_target_frames`` frames (after filtering), in test and training tasks. At most
+    ``max_videos`` videos of each kind per object and ``max_test_way`` objects (``None``:
+    all the user's).
+    ``same_targets_per_user``: a user's test tasks share the first task's target videos.
+
+    Training tasks: way uniform in ``2..min(objects, max_way)``, a random number of
+    context and target videos (``train_video_caps``: at most 10 and 8, 5 and 4 with 6 or
+    more objects; else ``max_videos``), clips by ``train_context_clips`` /
+    ``train_target_clips`` with cap or count ``train_max_clips``.
     """
 
+    clip_length: int
+    frame_cap: int
+    extra_padding_clip: bool
+    context_clips: ClipChoice
+    max_context_clips: int
+    context_clip_stride: int
+    target_frames: TargetFrames
+    max_target_clips: int
+    score_padding_frames: bool
+    filter_target_frames: bool
+    min_target_frames: int
+    max_videos: int
+    max_test_way: int | None
+    same_targets_per_user: bool
+    max_way: int
+    train_context_clips: ClipChoice
+    train_target_clips: ClipChoice
+    train_max_clips: int
+    train_video_caps: bool
+
+
+#: The published versions of ORBIT's protocol, as its code runs them (docs/data.md,
+#: "Fidelity: ORBIT"). ``lite-2021``: the code of the ORBIT (ICCV 2021) and LITE (NeurIPS
+#: 2021) papers (commit 01b7448, Sep 2021; the same since dc25dae, Jul 2021).
+#: ``challenge-2022``: the code of the 2022 ORBIT challenge (5a2b4e8, Apr 2022).
+#: ``dec-2022``: the protocol ORBIT's README gives since December 2022, as its code and
+#: challenge notebook run it (97ccae1, 2024).
+ORBIT_PROTOCOLS: dict[str, OrbitProtocol] = {
+    "lite-2021": OrbitProtocol(
+        clip_length=8,
+        frame_cap=1000,
+        extra_padding_clip=True,
+        context_clips="fixed",
+        max_context_clips=8,
+        context_clip_stride=30,
+        target_frames="all",
+        max_target_clips=200,
+        score_padding_frames=True,
+        filter_target_frames=False,
+        min_target_frames=1,
+        max_videos=15,
+        max_test_way=None,
+        same_targets_per_user=True,
+        max_way=15,
+        train_context_clips="fixed",
+        train_target_clips="fixed",
+        train_max_clips=4,
+        train_video_caps=False,
+    ),
+    "challenge-2022": OrbitProtocol(
+        clip_length=8,
+        frame_cap=1000,
+        extra_padding_clip=True,
+        context_clips="random",
+        max_context_clips=10,
+        context_clip_stride=30,
+        target_frames="all",
+        max_target_clips=200,
+        score_padding_frames=False,
+        filter_target_frames=False,
+        min_target_frames=1,
+        max_videos=15,
+        max_test_way=None,
+        same_targets_per_user=True,
+        max_way=15,
+        train_context_clips="random",
+        train_target_clips="random",
+        train_max_clips=10,
+        train_video_caps=False,
+    ),
+    "dec-2022": OrbitProtocol(
+        clip_length=1,
+        frame_cap=1000,
+        extra_padding_clip=False,
+        context_clips="uniform",
+        max_context_clips=200,
+        context_clip_stride=30,
+        target_frames="sampled",
+        max_target_clips=200,
+        score_padding_frames=False,
+        filter_target_frames=True,
+        min_target_frames=50,
+        max_videos=15,
+        max_test_way=15,
+        same_targets_per_user=False,
+        max_way=15,
+        train_context_clips="uniform",
+        train_target_clips="random",
+        train_max_clips=200,
+        train_video_caps=False,
+    ),
+}
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "target": ("clean", "clutter"),
+    "mode": ("test", "train"),
+    "context_clips": ("uniform", "random", "fixed"),
+    "train_context_clips": ("uniform", "random", "fixed"),
+    "train_target_clips": ("uniform", "random", "fixed"),
+    "target_frames": ("all", "sampled"),
+}
+_POSITIVE = (
+    "clip_length",
+    "frame_cap",
+    "max_context_clips",
+    "context_clip_stride",
+    "max_target_clips",
+    "min_target_frames",
+    "max_videos",
+    "max_test_way",
+    "max_way",
+    "train_max_clips",
+)
+
+
+@dataclass(frozen=True)
+class OrbitTaskSampler:
+    """User-centric ORBIT tasks (Massiceti et al., ICCV 2021) under one version of the
+    benchmark's protocol.
+
+    ``protocol`` names an :class:`OrbitProtocol` in :data:`ORBIT_PROTOCOLS`; every other
+    setting left ``None`` takes that protocol's value, and one that is set overrides it
+    (``resolved`` holds the result). ``target='clutter'`` is CLU-VE: context from the
+    object's clean videos, targets from its clutter videos. ``'clean'`` is CLE-VE: the
+    first ``min(5, n - 1)`` clean videos in sorted order are the context and the rest the
+    targets. An object without a context video or an eligible target video is left out of
+    the user's tasks. ``mode`` is ``'test'`` (the evaluation protocol) or ``'train'``.
+    """
+
+    protocol: ProtocolName = "dec-2022"
     target: Literal["clean", "clutter"] = "clutter"
     mode: Mode = field(default="test", metadata=RUNTIME)  # chosen per split
-    clip_length: int = 1
-    frame_cap: int = 1000
-    context_clip_stride: int = 30
-    max_context_clips: int = 200
-    target_frames: Literal["all", "sampled"] = "all"
-    max_target_clips: int = 200
-    max_videos: int = 15
-    max_way: int = 15
-    train_max_clips: int = 10
-    train_video_caps: bool = True
-    min_target_frames: int = 50
-    drop_absent_target_frames: bool = True
+    clip_length: int | None = None
+    frame_cap: int | None = None
+    extra_padding_clip: bool | None = None
+    context_clips: ClipChoice | None = None
+    max_context_clips: int | None = None
+    context_clip_stride: int | None = None
+    target_frames: TargetFrames | None = None
+    max_target_clips: int | None = None
+    score_padding_frames: bool | None = None
+    filter_target_frames: bool | None = None
+    min_target_frames: int | None = None
+    max_videos: int | None = None
+    max_test_way: int | None = None
+    same_targets_per_user: bool | None = None
+    max_way: int | None = None
+    train_context_clips: ClipChoice | None = None
+    train_target_clips: ClipChoice | None = None
+    train_max_clips: int | None = None
+    train_video_caps: bool | None = None
+    resolved: OrbitProtocol = field(init=False, repr=False, compare=False, metadata=RUNTIME)
 
     def __post_init__(self) -> None:
-        choices = {
-            "target": ("clean", "clutter"),
-            "mode": ("test", "train"),
-            "target_frames": ("all", "sampled"),
+        if self.protocol not in ORBIT_PROTOCOLS:
+            raise ValueError(
+                f"protocol must be one of {sorted(ORBIT_PROTOCOLS)}, got {self.protocol!r}"
+            )
+        base = ORBIT_PROTOCOLS[self.protocol]
+        chosen = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(OrbitProtocol)
+            if getattr(self, f.name) is not None
         }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in (
-            "clip_length",
-            "frame_cap",
-            "context_clip_stride",
-            "max_context_clips",
-            "max_target_clips",
-            "max_videos",
-            "max_way",
-            "train_max_clips",
-            "min_target_frames",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        # max_test_way None means "all objects": it is set by naming 0.
+        if chosen.get("max_test_way") == 0:
+            chosen["max_test_way"] = None
+        resolved = dataclasses.replace(base, **chosen)
+        self._check(resolved)
+        object.__setattr__(self, "resolved", resolved)
+
+    def _check(self, resolved: OrbitProtocol) -> None:
+        for name, allowed in _CHOICES.items():
+            value = getattr(self if name in ("target", "mode") else resolved, name)
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        for name in _POSITIVE:
+            value = getattr(resolved, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
 
     def _valid_target_items(self, video: OrbitVideo) -> np.ndarray:
-        return video.valid_items() if self.drop_absent_target_frames else video.items()
+        """The target video's frames, filtered by annotation in test tasks only (ORBIT's
+        ``--train_filter_target`` is empty by default)."""
+        if self.mode == "train" or not self.resolved.filter_target_frames:
+            return video.items()
+        if video.object_present is None:
+            raise ValueError(
+                f"ORBIT target video {video.name} has no annotation file, and protocol "
+                f"{self.protocol!r} keeps only target frames annotated "
+                "object_not_present_issue: false; add annotations/<split>/"
+                f"{video.name}.json or set data.orbit.filter_target_frames: false"
+            )
+        return video.items()[video.object_present]
 
     def object_videos(
         self, index: OrbitIndex, object_id: int
@@ -389,9 +553,8 @@ class OrbitTaskSampler:
         else:
             context = clean
             targets = sorted((index.videos[v] for v in by_type["clutter"]), key=lambda v: v.name)
-        eligible = [
-            v for v in targets if len(self._valid_target_items(v)) >= self.min_target_frames
-        ]
+        least = self.resolved.min_target_frames
+        eligible = [v for v in targets if len(self._valid_target_items(v)) >= least]
         return context, eligible
 
     def objects(self, index: OrbitIndex, user: int) -> list[int]:
@@ -402,33 +565,49 @@ class OrbitTaskSampler:
             if all(self.object_videos(index, object_id))
         ]
 
-    def _clips(self, items: np.ndarray) -> np.ndarray:
-        """``items`` (capped at ``frame_cap``) as clips ``[count, clip_length]``, the last
-        one padded with the last frame."""
-        items = items[: self.frame_cap]
-        count = -(-len(items) // self.clip_length)
-        positions = np.minimum(np.arange(count * self.clip_length), len(items) - 1)
-        return items[positions].reshape(count, self.clip_length)
+    def _padded(self, items: np.ndarray) -> np.ndarray:
+        """``items`` capped at ``frame_cap`` and padded with the last to whole clips."""
+        p = self.resolved
+        items = items[: p.frame_cap]
+        spare = len(items) % p.clip_length
+        padding = p.clip_length - spare if spare or p.extra_padding_clip else 0
+        return np.concatenate([items, np.repeat(items[-1:], padding)])
 
-    def _random_clips(self, clips: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
-        take = int(rng.integers(1, min(len(clips), cap) + 1))
-        return clips[np.sort(rng.choice(len(clips), size=take, replace=False))]
-
-    def _context_clips(self, video: OrbitVideo, rng: np.random.Generator) -> np.ndarray:
-        clips = self._clips(video.items())
-        if self.mode == "train":
-            return self._random_clips(clips, self.train_max_clips, rng)
-        return clips[:: self.context_clip_stride][: self.max_context_clips]
+    def _choose_clips(
+        self, items: np.ndarray, choice: str, cap: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Clips ``[n, clip_length]`` of ``items`` (one video's frames) by ``choice``."""
+        length = self.resolved.clip_length
+        frames = self._padded(items)
+        if choice == "fixed" and len(frames) < cap * length:
+            # ORBIT's 2021 code fills a short video with random frames (without replacement
+            # where it can), keeping frame order, so that it has ``cap`` clips.
+            missing = cap * length - len(frames)
+            extra = rng.choice(items, size=missing, replace=missing > len(items))
+            frames = np.sort(np.concatenate([frames, extra]))
+        grid = frames.reshape(-1, length)
+        if choice == "uniform":
+            return grid[:: self.resolved.context_clip_stride][:cap]
+        take = min(len(grid), cap)
+        if choice == "random":
+            take = int(rng.integers(1, take + 1))
+        return grid[np.sort(rng.choice(len(grid), size=take, replace=False))]
 
     def _target_clips(self, video: OrbitVideo, rng: np.random.Generator) -> np.ndarray:
+        """A test target video's clips: per predicted frame, its window of ``clip_length``
+        frames ending at it."""
+        p = self.resolved
         items = self._valid_target_items(video)
-        if self.mode == "train":
-            return self._random_clips(self._clips(items), self.train_max_clips, rng)
-        if self.target_frames == "all":
-            return items[: self.frame_cap].reshape(-1, 1)
-        clips = self._clips(items)
-        take = min(len(clips), self.max_target_clips)
-        return clips[np.sort(rng.choice(len(clips), size=take, replace=False))]
+        if p.target_frames == "all":
+            frames = self._padded(items)
+            scored = len(frames) if p.score_padding_frames else min(len(items), p.frame_cap)
+        else:
+            frames = items[: p.frame_cap]
+            take = min(len(frames), p.max_target_clips)
+            chosen = np.sort(rng.choice(len(frames), size=take, replace=False))
+            return frames[np.maximum(chosen[:, None] + np.arange(1 - p.clip_length, 1), 0)]
+        ends = np.arange(scored)
+        return frames[np.maximum(ends[:, None] + np.arange(1 - p.clip_length, 1), 0)]
 
     def _choose_videos(
         self, videos: list[OrbitVideo], cap: int, rng: np.random.Generator
@@ -437,33 +616,94 @@ class OrbitTaskSampler:
         take = int(rng.integers(1, most + 1)) if self.mode == "train" else most
         return [videos[i] for i in np.sort(rng.choice(len(videos), size=take, replace=False))]
 
-    def sample(self, index: OrbitIndex, user: int, rng: np.random.Generator) -> EpisodeSpec:
+    def _task_objects(self, objects: list[int], rng: np.random.Generator) -> list[int]:
+        """The task's objects: a random way for training, up to ``max_test_way`` for tests."""
+        p = self.resolved
+        if self.mode == "train":
+            top = min(len(objects), p.max_way)
+            way = int(rng.integers(min(2, top), top + 1))
+        elif p.max_test_way is not None and len(objects) > p.max_test_way:
+            way = p.max_test_way
+        else:
+            return objects
+        return sorted(rng.choice(objects, size=way, replace=False).tolist())
+
+    def sample(
+        self,
+        index: OrbitIndex,
+        user: int,
+        rng: np.random.Generator,
+        target_rng: np.random.Generator | None = None,
+    ) -> EpisodeSpec:
+        """One task of ``user``; ``target_rng`` (default ``rng``) draws the target videos
+        and frames, so that tasks given the same one share their targets."""
         objects = self.objects(index, user)
         if not objects:
             raise ValueError(
                 f"ORBIT user {index.users[user]} has no object with both a context video and a "
-                f"{self.target} target video of at least {self.min_target_frames} valid frames"
+                f"{self.target} target video of at least {self.resolved.min_target_frames} "
+                "valid frames"
             )
-        caps = (self.max_videos, self.max_videos)
-        if self.mode == "train":
-            top = min(len(objects), self.max_way)
-            way = int(rng.integers(min(2, top), top + 1))
-            objects = sorted(rng.choice(objects, size=way, replace=False).tolist())
-            if self.train_video_caps:
-                many = way >= MANY_OBJECTS
-                caps = TRAIN_VIDEO_CAPS["many_objects" if many else "few_objects"]
-        support: list[tuple[int, int]] = []
-        query: list[tuple[int, int]] = []
-        groups: list[int] = []
+        p = self.resolved
+        target_rng = rng if target_rng is None else target_rng
+        objects = self._task_objects(objects, rng)
+        caps = (p.max_videos, p.max_videos)
+        if self.mode == "train" and p.train_video_caps:
+            many = len(objects) >= MANY_OBJECTS
+            caps = TRAIN_VIDEO_CAPS["many_objects" if many else "few_objects"]
+        support, query = _ClipSet(), _ClipSet()
         for label, object_id in enumerate(objects):
             context, targets = self.object_videos(index, object_id)
             for video in self._choose_videos(context, caps[0], rng):
-                support.extend((label, int(i)) for i in self._context_clips(video, rng).flat)
-            for video in self._choose_videos(targets, caps[1], rng):
-                frames = self._target_clips(video, rng).flat
-                query.extend((label, int(i)) for i in frames)
-                groups.extend([video.video_id] * (len(query) - len(groups)))
-        return EpisodeSpec(tuple(objects), tuple(support), tuple(query), tuple(groups))
+                if self.mode == "train":
+                    choice, cap = p.train_context_clips, p.train_max_clips
+                else:
+                    choice, cap = p.context_clips, p.max_context_clips
+                for clip in self._choose_clips(video.items(), choice, cap, rng):
+                    support.add(label, clip)
+            for video in self._choose_videos(targets, caps[1], target_rng):
+                if self.mode == "train":
+                    items = self._valid_target_items(video)
+                    clips = self._choose_clips(items, p.train_target_clips, p.train_max_clips, rng)
+                else:
+                    clips = self._target_clips(video, target_rng)
+                for clip in clips:
+                    query.add(label, clip, video.video_id)
+        return EpisodeSpec(
+            tuple(objects),
+            tuple(support.pairs),
+            tuple(query.pairs),
+            tuple(query.groups),
+            support_clips=support.clips(),
+            query_clips=query.clips(),
+        )
+
+
+class _ClipSet:
+    """One side of a task as distinct ``(label, item)`` pairs and clips of their positions."""
+
+    def __init__(self) -> None:
+        self.pairs: list[tuple[int, int]] = []
+        self.groups: list[int] = []
+        self.rows: list[tuple[int, ...]] = []
+        self._position: dict[tuple[int, int], int] = {}
+
+    def add(self, label: int, items: np.ndarray, group: int = -1) -> None:
+        row = []
+        for item in items.tolist():
+            key = (label, int(item))
+            if key not in self._position:
+                self._position[key] = len(self.pairs)
+                self.pairs.append(key)
+                self.groups.append(group)
+            row.append(self._position[key])
+        self.rows.append(tuple(row))
+
+    def clips(self) -> tuple[tuple[int, ...], ...] | None:
+        """The clips, or ``None`` when each is one image, each image once, in order."""
+        if all(row == (i,) for i, row in enumerate(self.rows)):
+            return None
+        return tuple(self.rows)
 
 
 class OrbitTaskDataset(Dataset):
@@ -471,8 +711,9 @@ class OrbitTaskDataset(Dataset):
 
     Users without any usable object are left out (with a warning), as in ORBIT; naming one
     in ``users`` is an error. Task ``i`` is user ``i // tasks_per_user``, drawn from a
-    generator seeded by ``(seed, i)``. Frames come at the ``dataset``'s decode size. Use
-    with ``DataLoader(dataset, batch_size=None, num_workers=k)``.
+    generator seeded by ``(seed, i)`` (its targets, under a protocol whose test tasks share
+    them, from one seeded by the user's first task). Frames come at the ``dataset``'s decode
+    size. Use with ``DataLoader(dataset, batch_size=None, num_workers=k)``.
     """
 
     def __init__(
@@ -502,8 +743,8 @@ class OrbitTaskDataset(Dataset):
         if dropped:
             warnings.warn(
                 f"{len(dropped)} ORBIT objects of {dataset.name} have no context video or no "
-                f"{sampler.target} target video with {sampler.min_target_frames} valid frames "
-                f"and are left out of tasks, as in ORBIT: {dropped[:5]}",
+                f"{sampler.target} target video with {sampler.resolved.min_target_frames} "
+                f"valid frames and are left out of tasks, as in ORBIT: {dropped[:5]}",
                 stacklevel=2,
             )
         empty = [u for u in chosen if not sampler.objects(index, known.index(u))]
@@ -522,7 +763,12 @@ class OrbitTaskDataset(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"task index {index} out of range 0..{len(self) - 1}")
         user = self.user_ids[index // self.tasks_per_user]
-        return self.sampler.sample(self.dataset.index, user, task_rng(self.seed, index))
+        targets = None
+        if self.sampler.mode == "test" and self.sampler.resolved.same_targets_per_user:
+            first = index - index % self.tasks_per_user  # the user's first task
+            targets = np.random.default_rng([self.seed, first, 1])
+        rng = task_rng(self.seed, index)
+        return self.sampler.sample(self.dataset.index, user, rng, targets)
 
     def user_of(self, index: int) -> str:
         return self.dataset.index.users[self.user_ids[index // self.tasks_per_user]]

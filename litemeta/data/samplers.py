@@ -22,12 +22,16 @@ class EpisodeSpec:
 
     ``support`` and ``query`` hold ``(label, item)`` pairs, ``item`` indexing the class's
     items. ``query_groups`` optionally gives each query item a group id (an ORBIT video).
+    ``support_clips`` and ``query_clips`` optionally group a side's items into clips of
+    positions in ``support`` / ``query`` (see :class:`~litemeta.tasks.Task`).
     """
 
     classes: tuple[int, ...]
     support: tuple[tuple[int, int], ...]
     query: tuple[tuple[int, int], ...]
     query_groups: tuple[int, ...] | None = None
+    support_clips: tuple[tuple[int, ...], ...] | None = None
+    query_clips: tuple[tuple[int, ...], ...] | None = None
 
     @property
     def way(self) -> int:

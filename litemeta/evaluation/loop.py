@@ -50,9 +50,15 @@ def _task_user(users: Sequence[str] | None, number: int) -> str:
     return users[number]
 
 
-def predict_queries(classifier: Any, query_images: Tensor, batch_size: int) -> Tensor:
-    """Predicted class of every query image, classifying ``batch_size`` images at a time."""
-    return torch.cat([classifier(batch).argmax(dim=-1) for batch in query_images.split(batch_size)])
+def predict_queries(classifier: Any, task: Task, batch_size: int) -> Tensor:
+    """Predicted class of every query image (or query clip, for a task with
+    ``query_clips``), classifying ``batch_size`` of them at a time."""
+    return torch.cat(
+        [
+            classifier(images, clips).argmax(dim=-1)
+            for images, clips, _ in task.query_batches(batch_size)
+        ]
+    )
 
 
 def evaluate(
@@ -71,7 +77,9 @@ def evaluate(
     """Adapt ``learner`` to every task (LITE off, no gradients) and score its queries.
 
     The learner runs in eval mode (its previous mode is restored afterwards) on ``device``,
-    by default the device of its parameters. Tasks that carry ``query_groups`` are also
+    by default the device of its parameters. A task with clips (``Task.support_clips``,
+    ``query_clips``) is classified clip by clip, from mean clip features, and scored per
+    query clip. Tasks that carry ``query_groups`` are also
     scored with the ORBIT video metrics, pooled per user: ``users`` names the user of each
     task (by default ``tasks.user_of(i)`` where the dataset has it, else each task is its own
     user). Tasks of several sources are also scored per source, with the average over
@@ -102,16 +110,16 @@ def evaluate(
         ):
             on_device = task.to(device, non_blocking=True)
             classifier = learner.adapt(
-                on_device.support_images, on_device.support_labels, lite=None
+                on_device.support_images,
+                on_device.support_labels,
+                lite=None,
+                support_clips=on_device.support_clips,
             )
-            predictions = predict_queries(
-                classifier, on_device.query_images, query_batch_size
-            ).cpu()
-            accuracies.append(float((predictions == task.query_labels.cpu()).double().mean()))
-            if task.query_groups is not None:
-                videos_per_task.append(
-                    score_videos(predictions, task.query_labels, task.query_groups)
-                )
+            predictions = predict_queries(classifier, on_device, query_batch_size).cpu()
+            labels, groups = task.query_output_labels.cpu(), task.query_output_groups
+            accuracies.append(float((predictions == labels).double().mean()))
+            if groups is not None:
+                videos_per_task.append(score_videos(predictions, labels, groups))
                 video_task_users.append(_task_user(users, number))
     if not accuracies:
         raise ValueError("no tasks to evaluate: the task iterable was empty")

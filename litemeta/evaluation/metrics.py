@@ -11,16 +11,19 @@
   - video accuracy: 1 when the most frequent frame prediction is the video's label (ties go
     to the smallest class index).
 
-  As ORBIT reports them, each metric is averaged over all of a user's target videos,
-  pooled over that user's tasks, and the mean over users carries the 95% interval over
-  users. The mean over all videos pooled and the mean over tasks (each task's video mean,
-  with its interval over tasks: a per-task figure, not ORBIT's) are reported as well.
+  Averaged as ORBIT's code averages them (docs/data.md, "Fidelity: ORBIT"): per video, over
+  every target video of every task (``over_videos``; the figure ORBIT's code selects models
+  by and its challenges rank by); per user, the mean of the user's video scores pooled over
+  the user's tasks (``over_users``, ORBIT's 2021 and 2022 code) or, for frame accuracy, all
+  the user's frames pooled (``over_user_frames``, ORBIT's code since December 2022); and per
+  task, each task's mean over its videos (``over_tasks``). Each carries its 95% interval
+  over the units it averages.
 * For tasks of several sources (Meta-Dataset's test sources), the accuracy of each source
   with its interval, and the average over sources.
 
-The functions take per-frame predictions in frame order. Every frame is classified on its
-own, so a frame's prediction uses only that frame, never a later one: the metrics describe a
-model that could run online on a live video.
+The functions take per-frame predictions in frame order. A frame's prediction uses that frame
+alone, or with clips (ORBIT's 2021 and 2022 protocols) the frames of its clip, which end at
+it: never a later frame, so the metrics describe a model that could run online on a video.
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ class VideoScore:
     frame_accuracy: float
     frames_to_recognition: float
     video_accuracy: float
+    frames: int = 1
 
 
 def _as_long(values: Tensor | Sequence[int]) -> Tensor:
@@ -106,6 +110,7 @@ def score_video(frame_predictions: Tensor | Sequence[int], label: int) -> VideoS
         frame_accuracy=float((predictions == label).double().mean()),
         frames_to_recognition=frames_to_recognition(predictions, label),
         video_accuracy=float(video_prediction(predictions) == label),
+        frames=predictions.numel(),
     )
 
 
@@ -141,15 +146,17 @@ def score_videos(predictions: Tensor, labels: Tensor, groups: Tensor) -> list[Vi
 
 @dataclass(frozen=True)
 class OrbitSummary:
-    """ORBIT metrics: each user's means (their videos pooled over their tasks), the mean over
-    users with its 95% interval over users (ORBIT's figure), the mean over tasks (a per-task
-    figure) and the mean over all videos pooled."""
+    """ORBIT metrics: each user's means of their video scores (their videos pooled over their
+    tasks); the mean over users of those (``over_users``); frame accuracy with each user's
+    frames pooled, averaged over users (``over_user_frames``); the mean over tasks of each
+    task's video mean (``over_tasks``); and the mean over all videos (``over_videos``)."""
 
     users: list[str]
     per_user: list[dict[str, float]]
     over_users: dict[str, MeanCI]
     over_tasks: dict[str, MeanCI]
     over_videos: dict[str, MeanCI]
+    over_user_frames: MeanCI
 
 
 def _video_means(videos: Sequence[VideoScore]) -> dict[str, float]:
@@ -178,6 +185,10 @@ def summarise_orbit(
     for user, videos in zip(users, videos_per_task, strict=True):
         pooled.setdefault(user, []).extend(videos)
     per_user = [_video_means(videos) for videos in pooled.values()]
+    user_frames = [
+        sum(v.frame_accuracy * v.frames for v in videos) / sum(v.frames for v in videos)
+        for videos in pooled.values()
+    ]
     per_task = [_video_means(videos) for videos in videos_per_task]
     all_videos = [video for videos in videos_per_task for video in videos]
     return OrbitSummary(
@@ -188,6 +199,7 @@ def summarise_orbit(
         over_videos={
             name: mean_with_ci([getattr(v, name) for v in all_videos]) for name in ORBIT_METRICS
         },
+        over_user_frames=mean_with_ci(user_frames),
     )
 
 

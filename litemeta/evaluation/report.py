@@ -8,18 +8,29 @@ from pathlib import Path
 
 from litemeta.evaluation.metrics import ORBIT_METRICS, EvaluationResult, MeanCI
 
-__all__ = ["markdown_table", "plot_results", "write_report"]
+__all__ = ["ORBIT_AVERAGING", "markdown_table", "plot_results", "write_report"]
 
 
 def _percent(summary: MeanCI) -> str:
     return f"{100 * summary.mean:.2f} ± {100 * summary.ci95:.2f}"
 
 
+#: How each ORBIT figure is averaged, as the report labels it (see
+#: :class:`~litemeta.evaluation.metrics.OrbitSummary`).
+ORBIT_AVERAGING = {
+    "over_videos": "per video: mean over {n} videos",
+    "over_users": "per user: mean of each user's video means, over {n} users",
+    "over_user_frames": "per user: each user's frames pooled, mean over {n} users",
+    "over_tasks": "per task: mean of each task's video means, over {n} tasks",
+}
+
+
 def markdown_table(results: Mapping[str, EvaluationResult]) -> str:
     """Accuracy per named result (a model: the baseline, the meta-trained learner) and, where
-    present, the accuracy per source with the average over sources, and the ORBIT metrics."""
+    present, the accuracy per source with the average over sources, and the ORBIT metrics,
+    each row labelled with how it is averaged."""
     lines = [
-        "| Model | Tasks | Accuracy (%) ± 95% CI |",
+        "| Model | Tasks | Accuracy (%) ± 95% CI (per task: its queries; mean over tasks) |",
         "|---|---:|---:|",
         *(f"| {name} | {r.accuracy.n} | {_percent(r.accuracy)} |" for name, r in results.items()),
     ]
@@ -38,16 +49,17 @@ def markdown_table(results: Mapping[str, EvaluationResult]) -> str:
     orbit = {name: r.orbit for name, r in results.items() if r.orbit is not None}
     if orbit:
         header = " | ".join(f"{metric.replace('_', ' ')} (%)" for metric in ORBIT_METRICS)
-        lines += ["", f"| Model | Averaged over | {header} |", "|---|---|---:|---:|---:|"]
+        lines += ["", f"| Model | Averaged | {header} |", "|---|---|---:|---:|---:|"]
         for name, summary in orbit.items():
-            for label, stats in (
-                ("users", summary.over_users),
-                ("tasks (per task)", summary.over_tasks),
-                ("videos", summary.over_videos),
-            ):
-                cells = " | ".join(_percent(stats[metric]) for metric in ORBIT_METRICS)
-                n = stats[ORBIT_METRICS[0]].n
-                lines.append(f"| {name} | {n} {label} | {cells} |")
+            for key, label in ORBIT_AVERAGING.items():
+                stats = getattr(summary, key)
+                if isinstance(stats, MeanCI):  # frame accuracy only
+                    cells = " | ".join([_percent(stats), "-", "-"])
+                    n = stats.n
+                else:
+                    cells = " | ".join(_percent(stats[metric]) for metric in ORBIT_METRICS)
+                    n = stats[ORBIT_METRICS[0]].n
+                lines.append(f"| {name} | {label.format(n=n)} | {cells} |")
     return "\n".join(lines) + "\n"
 
 

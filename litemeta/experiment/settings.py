@@ -123,12 +123,11 @@ class DataConfig:
     evaluation only). ``support_styles`` and
     ``query_styles`` take a task's support and query images from different styles.
     ``orbit`` is the saved form of :class:`~litemeta.data.OrbitTaskSampler`: ``target``
-    picks clean (CLE-VE) or clutter (CLU-VE) target videos; target videos with fewer than
-    ``min_target_frames`` valid frames are skipped. ORBIT's training split gets the
-    benchmark's training sampler (way up to ``max_way``), the others its test protocol:
-    every ``context_clip_stride``-th context clip up to ``max_context_clips`` per video, at
-    most ``frame_cap`` frames per video, and all valid target frames (``target_frames:
-    all``) or ``max_target_clips`` random ones (``sampled``). ``on_error: skip``
+    picks clean (CLE-VE) or clutter (CLU-VE) target videos; ``protocol`` a published
+    version of ORBIT's protocol (``dec-2022``, ``challenge-2022``, ``lite-2021``), whose
+    every sampling and filtering choice a setting of the same name overrides (docs/data.md,
+    "Fidelity: ORBIT"). ORBIT's training split gets the benchmark's training sampler, the
+    others its test protocol. ``on_error: skip``
     replaces an unreadable image by another of its class (with a warning naming it).
     ``verify_crc`` checks each Meta-Dataset record's CRC32C when it is read.
 
@@ -272,6 +271,10 @@ MOVED_SETTINGS = {
     "training.lite.chunk_size": (
         "model.options.chunk_size: one chunk size now bounds every pass over a support set, "
         "with LITE and without"
+    ),
+    "data.orbit.drop_absent_target_frames": (
+        "data.orbit.filter_target_frames, part of data.orbit.protocol (docs/data.md, "
+        "'Fidelity: ORBIT')"
     ),
     **{
         f"data.orbit_{name}": f"data.orbit.{name} (the section of ORBIT's sampler settings)"

@@ -14,6 +14,7 @@ from litemeta.learners.base import FewShotLearner
 from litemeta.learners.registry import register_learner
 from litemeta.lite import LiteSettings, SetFunction, lite_map
 from litemeta.precision import at_least_float32
+from litemeta.tasks import check_clips, pool_clips
 
 __all__ = ["BackboneLearner", "option_names", "option_parameters"]
 
@@ -124,16 +125,34 @@ class BackboneLearner(FewShotLearner):
         return {"learner": self.name, "backbone": self.backbone.config(), "options": self.options}
 
     def map_support(
-        self, fn: SetFunction, images: Tensor, labels: Tensor, lite: LiteSettings | None
+        self,
+        fn: SetFunction,
+        images: Tensor,
+        labels: Tensor,
+        lite: LiteSettings | None,
+        clips: Tensor | None = None,
     ) -> Tensor:
-        """``fn`` over the support images: through LITE when meta-training, else in chunks.
+        """``fn`` over the support images: through LITE when meta-training, else in chunks;
+        with ``clips``, then averaged over each clip's images (one row per clip).
 
-        The result is float32 whatever the forward pass's precision: the statistics built
-        from it (means, covariances, their factorisations) run in float32.
+        LITE draws images, not clips: pooling is part of the downstream computation, so the
+        gradient estimate stays unbiased. The result is float32 whatever the forward pass's
+        precision: the statistics built from it (means, covariances, their factorisations)
+        run in float32.
         """
         if lite is not None:
-            return at_least_float32(lite.map(fn, images, labels, chunk_size=self.chunk_size))
-        return at_least_float32(lite_map(fn, images, None, chunk_size=self.chunk_size))
+            mapped = lite.map(fn, images, labels, chunk_size=self.chunk_size)
+        else:
+            mapped = lite_map(fn, images, None, chunk_size=self.chunk_size)
+        return pool_clips(at_least_float32(mapped), clips)
+
+    @staticmethod
+    def clip_labels(labels: Tensor, clips: Tensor | None) -> Tensor:
+        """The label of each support clip (its first image's); ``labels`` without clips."""
+        if clips is None:
+            return labels
+        check_clips(clips, labels.shape[0], "support")
+        return labels[clips[:, 0].to(labels.device)]
 
     def parameter_groups(self, base_lr: float) -> list[dict[str, Any]]:
         """The backbone at ``base_lr * backbone_lr_scale``, everything else at ``base_lr``."""

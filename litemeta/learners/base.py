@@ -22,8 +22,10 @@ class TaskClassifier(ABC):
         self.regularizer = torch.zeros(())
 
     @abstractmethod
-    def __call__(self, query_images: Tensor) -> Tensor:
-        """Logits ``[n_query, way]`` for query images (uint8 or float, like the support)."""
+    def __call__(self, query_images: Tensor, clips: Tensor | None = None) -> Tensor:
+        """Logits ``[n_query, way]`` for query images (uint8 or float, like the support), or
+        ``[n_clips, way]`` for ``clips`` of them (indices ``[n_clips, clip_length]``, see
+        :class:`~litemeta.tasks.Task`)."""
 
     def task_parameters(self) -> dict[str, Tensor]:
         """The task-specific numbers this classifier holds (for the cost report); none here."""
@@ -34,7 +36,10 @@ class FewShotLearner(nn.Module, ABC):
     """A meta-learner: ``adapt`` builds a task classifier from a support set in one pass.
 
     During meta-training ``adapt`` is called with ``lite`` set, so the support set goes
-    through :func:`litemeta.lite.lite_map`; at test time ``lite`` is ``None``.
+    through :func:`litemeta.lite.lite_map`; at test time ``lite`` is ``None``. With
+    ``support_clips`` (indices ``[n_clips, clip_length]`` into the support images, see
+    :class:`~litemeta.tasks.Task`) the classifier is built from clip features, each the mean
+    of its images' features.
     """
 
     #: False for learners with nothing to meta-train (the fine-tuning baseline).
@@ -47,6 +52,7 @@ class FewShotLearner(nn.Module, ABC):
         support_labels: Tensor,
         *,
         lite: LiteSettings | None = None,
+        support_clips: Tensor | None = None,
     ) -> TaskClassifier:
         """Return a classifier for the task that ``support_images`` / ``support_labels`` define."""
 

@@ -12,6 +12,7 @@ from litemeta.learners.base import TaskClassifier
 from litemeta.learners.statistics import mahalanobis_logits, squared_euclidean_logits
 from litemeta.learners.validation import check_query
 from litemeta.precision import at_least_float32, full_precision
+from litemeta.tasks import pool_clips
 
 __all__ = [
     "BackboneTaskClassifier",
@@ -27,7 +28,8 @@ class BackboneTaskClassifier(TaskClassifier):
     ``task_film`` marks FiLM parameters specific to this task (generated or fine-tuned),
     which count as task parameters; shared, meta-learned FiLM parameters do not.
     ``embed`` is the query embedding, equal to the learner's support map
-    (:class:`~litemeta.backbones.FilmedBackbone`); ``classify`` scores its features.
+    (:class:`~litemeta.backbones.FilmedBackbone`); ``classify`` scores its features, or the
+    mean feature of each of ``clips`` (ORBIT's clip pooling).
     """
 
     def __init__(
@@ -45,13 +47,14 @@ class BackboneTaskClassifier(TaskClassifier):
         self.task_film = task_film
         self.embed = backbone.with_film(film)
 
-    def __call__(self, query_images: Tensor) -> Tensor:
+    def __call__(self, query_images: Tensor, clips: Tensor | None = None) -> Tensor:
         check_query(query_images, self.support_shape)
-        return self.classify(self.embed(query_images))
+        return self.classify(self.embed(query_images), clips)
 
-    def classify(self, features: Tensor) -> Tensor:
-        """Logits for features from :attr:`embed`, in float32 with autocast off."""
-        features = at_least_float32(features)
+    def classify(self, features: Tensor, clips: Tensor | None = None) -> Tensor:
+        """Logits for features from :attr:`embed` (or for the mean feature of each of
+        ``clips``, indices into them), in float32 with autocast off."""
+        features = pool_clips(at_least_float32(features), clips)
         with full_precision(features.device):
             return self.logits(features)
 

@@ -16,6 +16,7 @@ from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.learners.classifiers import LinearClassifier
 from litemeta.learners.validation import check_support
 from litemeta.lite import LiteSettings
+from litemeta.tasks import pool_clips
 
 __all__ = ["FineTuner"]
 
@@ -64,12 +65,15 @@ class FineTuner(BackboneLearner):
         support_labels: Tensor,
         *,
         lite: LiteSettings | None = None,
+        support_clips: Tensor | None = None,
     ) -> LinearClassifier:
-        """Train a head on the support set. ``lite`` is accepted for the common interface and
-        ignored: there is no meta-gradient to estimate."""
+        """Train a head on the support set (on its clips' mean features, with
+        ``support_clips``). ``lite`` is accepted for the common interface and ignored: there
+        is no meta-gradient to estimate."""
         way = check_support(support_images, support_labels)
         device = self.backbone.mean.device
-        labels = support_labels.to(device)
+        clips = None if support_clips is None else support_clips.to(device)
+        labels = self.clip_labels(support_labels, support_clips).to(device)
         with torch.enable_grad():
             weight = torch.zeros(way, self.backbone.feature_dim, device=device, requires_grad=True)
             bias = torch.zeros(way, device=device, requires_grad=True)
@@ -88,13 +92,17 @@ class FineTuner(BackboneLearner):
                     {"params": film_tensors, "lr": self.film_learning_rate},
                 ]
             )
-            cached = None if film else self._cached_features(support_images, labels)
-            batch = self.batch_size or support_images.shape[0]
+            cached = None if film else self._cached_features(support_images, support_labels, clips)
+            examples = labels.shape[0]
+            batch = self.batch_size or examples
             generator = torch.Generator().manual_seed(0)
             for _ in range(self.steps):
-                rows = torch.randperm(support_images.shape[0], generator=generator)[:batch]
-                if cached is None:
+                rows = torch.randperm(examples, generator=generator)[:batch]
+                if cached is None and clips is None:
                     features = self.backbone(support_images[rows], film)
+                elif cached is None:
+                    used, local = torch.unique(clips[rows.to(device)], return_inverse=True)
+                    features = pool_clips(self.backbone(support_images[used], film), local)
                 else:
                     features = cached[rows.to(device)]
                 loss = F.cross_entropy(features @ weight.T + bias, labels[rows.to(device)])
@@ -111,6 +119,6 @@ class FineTuner(BackboneLearner):
             task_film=film is not None,
         )
 
-    def _cached_features(self, images: Tensor, labels: Tensor) -> Tensor:
+    def _cached_features(self, images: Tensor, labels: Tensor, clips: Tensor | None) -> Tensor:
         with torch.no_grad():
-            return self.map_support(self.backbone, images, labels, lite=None)
+            return self.map_support(self.backbone, images, labels, None, clips)

@@ -82,13 +82,15 @@ class ProtoNets(BackboneLearner):
         support_labels: Tensor,
         *,
         lite: LiteSettings | None = None,
+        support_clips: Tensor | None = None,
     ) -> PrototypeClassifier:
         way = check_support(support_images, support_labels)
+        labels = self.clip_labels(support_labels, support_clips)
         film = self.shared_film()
         embed = self.backbone.with_film(film)
-        features = self.map_support(embed, support_images, support_labels, lite)
+        features = self.map_support(embed, support_images, support_labels, lite, support_clips)
         with full_precision(features.device):
-            prototypes = class_means(features, support_labels.to(features.device), way)
+            prototypes = class_means(features, labels.to(features.device), way)
         scale = None if self.log_distance_scale is None else self.log_distance_scale.exp()
         return PrototypeClassifier(
             self.backbone, support_images.shape[1:], prototypes, film, distance_scale=scale

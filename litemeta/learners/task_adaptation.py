@@ -162,15 +162,20 @@ class FilmAdaptedLearner(BackboneLearner):
         support_labels: Tensor,
         *,
         lite: LiteSettings | None = None,
+        support_clips: Tensor | None = None,
     ) -> BackboneTaskClassifier:
         way = check_support(support_images, support_labels)
-        encodings = self.map_support(self.set_encoder, support_images, support_labels, lite)
+        labels = self.clip_labels(support_labels, support_clips)
+        # Clip means averaged: the mean over every image of every clip, as ORBIT's set encoder.
+        encodings = self.map_support(
+            self.set_encoder, support_images, support_labels, lite, support_clips
+        )
         film = self.film_generator(encodings.mean(dim=0))
         embed = self.backbone.with_film(film)
-        features = self.map_support(embed, support_images, support_labels, lite)
+        features = self.map_support(embed, support_images, support_labels, lite, support_clips)
         with full_precision(features.device):
             classifier = self.classifier(
-                features, support_labels.to(features.device), way, film, support_images.shape[1:]
+                features, labels.to(features.device), way, film, support_images.shape[1:]
             )
         classifier.regularizer = (
             self.film_regularization * self.film_generator.regularization_term()

@@ -181,7 +181,7 @@ def queue_backward_task(
     )
     support, query = task.support_images, task.query_images
     same_kind = support.dtype == query.dtype and support.shape[1:] == query.shape[1:]
-    n_query, n_support = task.query_labels.numel(), task.support_labels.numel()
+    n_query, n_support = task.query_output_labels.numel(), task.support_labels.numel()
     adaptations = objective.adaptations(objective.query_batches(n_query, query_batch_size))
     generators = objective.adaptation_generators(lite.generator, len(adaptations))
     # Summed on the device and read once: reading per batch would stall the GPU's queue.
@@ -192,22 +192,24 @@ def queue_backward_task(
         if first_passes is not None:
             first_passes.rewind()
         with autocast(device, precision):
-            classifier = learner.adapt(support, task.support_labels, lite=settings)
+            classifier = learner.adapt(
+                support, task.support_labels, lite=settings, support_clips=task.support_clips
+            )
         rows = None
         if deferred is not None and lite.rows_with_queries and same_kind:
             rows = deferred.take(getattr(classifier, "embed", None))
         for position, (start, end) in enumerate(batches):
-            images, labels = query[start:end], task.query_labels[start:end]
+            images, clips, labels = task.query_batch(start, end)
             last = position == len(batches) - 1
             last_of_task = last and adaptation == len(adaptations) - 1
             with_rows = rows if last else None
             with autocast(device, precision):
                 if with_rows is None:
-                    logits = classifier(images)
+                    logits = classifier(images, clips)
                 else:  # [rows; queries] in one pass; the queries' features become a leaf
                     embedded = classifier.embed(torch.cat([with_rows.inputs, images]))
                     query_features = embedded[with_rows.inputs.shape[0] :].detach().requires_grad_()
-                    logits = classifier.classify(query_features)
+                    logits = classifier.classify(query_features, clips)
             cross_entropy = F.cross_entropy(at_least_float32(logits), labels, reduction="sum")
             carries = objective.carries_regularizer(last_of_task)
             loss = objective.batch_loss(
@@ -236,7 +238,8 @@ def queue_backward_task(
         if deferred is not None:
             with autocast(device, precision):
                 deferred.backward()
-    return PendingOutcome(total_loss, correct, n_query, n_support + n_query, deferred)
+    images = n_support + task.query_labels.numel()
+    return PendingOutcome(total_loss, correct, n_query, images, deferred)
 
 
 def backward_task(

@@ -145,8 +145,17 @@ def test_context_clips_are_padded_with_the_last_frame(orbit_root):
     spec = sampler.sample(index, 1, np.random.default_rng(0))
     video_of = _video_of(index)
     first = video_of[(spec.classes[0], spec.support[0][1])]
-    items = [i for _, i in spec.support[:8]]
-    assert _frames(first, items) == [0, 1, 2, 3, 4, 5, 5, 5]
+    assert spec.support_clips is not None
+    clips = [[spec.support[p][1] for p in clip] for clip in spec.support_clips[:2]]
+    assert [_frames(first, clip) for clip in clips] == [[0, 1, 2, 3], [4, 5, 5, 5]]
+    assert len(spec.support) == len({pair for pair in spec.support}), "each frame loads once"
+    # ORBIT's code before December 2022 padded a whole clip onto a 4-frame-multiple video
+    padded = OrbitTaskSampler(
+        clip_length=3, context_clip_stride=1, min_target_frames=4, extra_padding_clip=True
+    )
+    spec = padded.sample(index, 1, np.random.default_rng(0))
+    clips = [[spec.support[p][1] for p in clip] for clip in spec.support_clips[:3]]
+    assert [_frames(first, clip) for clip in clips] == [[0, 1, 2], [3, 4, 5], [5, 5, 5]]
 
 
 def test_test_context_takes_every_30th_clip_of_the_first_1000_frames(long_index):
@@ -171,7 +180,8 @@ def test_target_frames_all_valid_up_to_the_cap_or_sampled(long_index):
     index = long_index
     video_of = _video_of(index)
     target = next(iter(_named(index, 0, "clutter").values()))  # 1,100 frames, 2 absent
-    spec = OrbitTaskSampler(min_target_frames=4).sample(index, 0, np.random.default_rng(0))
+    every = OrbitTaskSampler(target_frames="all", min_target_frames=4)
+    spec = every.sample(index, 0, np.random.default_rng(0))
     items = _query_items(spec, target.video_id)
     assert _frames(target, items) == list(range(2, 1002)), "valid frames, capped at 1,000"
 
@@ -195,7 +205,7 @@ def test_objects_without_an_eligible_target_video_are_left_out(long_index):
 
 def test_clean_target_keeps_the_first_five_sorted_clean_videos_as_context(long_index):
     index = long_index
-    sampler = OrbitTaskSampler(target="clean", min_target_frames=4)
+    sampler = OrbitTaskSampler(target="clean", min_target_frames=4, filter_target_frames=False)
     video_of = _video_of(index)
     spec = sampler.sample(index, 0, np.random.default_rng(3))
     # box: 2 clean videos -> 1 context, 1 target; cup: 7 -> 5 and 2; pen: 1 -> dropped
@@ -221,7 +231,14 @@ def test_short_target_videos_are_skipped(orbit_root):
 
 def test_training_tasks_follow_orbits_training_sampler(many_index):
     index = many_index
-    sampler = OrbitTaskSampler(mode="train", min_target_frames=1)
+    sampler = OrbitTaskSampler(
+        protocol="challenge-2022",
+        mode="train",
+        clip_length=1,
+        extra_padding_clip=False,
+        train_video_caps=True,
+        min_target_frames=1,
+    )
     video_of = _video_of(index)
     ways, context_counts, clip_counts = set(), {False: set(), True: set()}, set()
     target_counts = {False: set(), True: set()}
@@ -283,7 +300,7 @@ def test_interleaved_tasks_take_the_users_in_turn(orbit_root):
 def test_task_dataset_warns_about_dropped_objects_and_users(tmp_path):
     layout = {"P1": {"cup": ([4, 4], [4])}, "P2": {"pen": ([4], [4])}}
     dataset = OrbitDataset(write_orbit(tmp_path, "test", layout, size=4), "test")
-    sampler = OrbitTaskSampler(target="clean", min_target_frames=2)
+    sampler = OrbitTaskSampler(target="clean", min_target_frames=2, filter_target_frames=False)
     with pytest.warns(UserWarning, match=r"1 ORBIT objects .* \['P2/pen'\]"):
         tasks = OrbitTaskDataset(dataset, sampler)
     assert len(tasks) == 1 and tasks.user_of(0) == "P1"
@@ -298,7 +315,7 @@ def test_clean_target_needs_two_clean_videos(tmp_path):
     Image.new("RGB", (4, 4)).save(folder / "v0-00001.jpg")
     dataset = OrbitDataset(root, "test")
     with pytest.raises(ValueError, match="no object with both a context video"), pytest.warns():
-        OrbitTaskDataset(dataset, OrbitTaskSampler(target="clean"))
+        OrbitTaskDataset(dataset, OrbitTaskSampler(target="clean", filter_target_frames=False))
 
 
 def test_sampler_settings_are_checked():
@@ -385,3 +402,127 @@ def test_annotation_of_the_wrong_shape_is_named(tmp_path, annotation, problem):
     message = f"cannot read ORBIT annotation {re.escape(str(path))}: {problem}; repair or delete"
     with pytest.raises(ValueError, match=message):
         OrbitDataset(tmp_path, "train")
+
+
+def test_protocols_set_every_choice_and_settings_override_them():
+    from typing import get_args
+
+    from litemeta.data.orbit import ORBIT_PROTOCOLS, ProtocolName
+
+    assert list(ORBIT_PROTOCOLS) == list(get_args(ProtocolName))
+    assert sorted(ORBIT_PROTOCOLS) == ["challenge-2022", "dec-2022", "lite-2021"]
+    lite = OrbitTaskSampler(protocol="lite-2021").resolved
+    # microsoft/ORBIT-Dataset 01b7448 (utils/args.py, data/datasets.py, data/dataloaders.py)
+    assert (lite.clip_length, lite.context_clips, lite.max_context_clips) == (8, "fixed", 8)
+    assert (lite.target_frames, lite.filter_target_frames, lite.min_target_frames) == (
+        "all",
+        False,
+        1,
+    )
+    assert (lite.max_test_way, lite.train_context_clips, lite.train_max_clips) == (None, "fixed", 4)
+    # 97ccae1 (utils/args.py, data/datasets.py, README "Testing protocol (updated Dec 2022)")
+    now = OrbitTaskSampler().resolved
+    assert (now.clip_length, now.context_clips, now.context_clip_stride) == (1, "uniform", 30)
+    assert (now.target_frames, now.max_target_clips, now.filter_target_frames) == (
+        "sampled",
+        200,
+        True,
+    )
+    assert (now.min_target_frames, now.max_test_way, now.max_way) == (50, 15, 15)
+    mixed = OrbitTaskSampler(protocol="lite-2021", clip_length=4, max_test_way=0).resolved
+    assert (mixed.clip_length, mixed.context_clips, mixed.max_test_way) == (4, "fixed", None)
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        OrbitTaskSampler(protocol="2021")
+
+
+FILTER_CASES = {  # frame -> object_not_present_issue (missing: frame absent from the file)
+    1: False,
+    2: True,
+    3: None,
+    4: "missing",
+    5: False,
+    6: False,
+}
+
+
+def test_target_filter_keeps_only_frames_annotated_as_showing_the_object(tmp_path):
+    write_orbit(tmp_path, "test", {"P1": {"cup": ([4], [6])}}, size=4)
+    video = "P1--cup--clutter--vid0"
+    annotation = {
+        f"{video}-{f:05d}.jpg": {"object_not_present_issue": issue}
+        for f, issue in FILTER_CASES.items()
+        if issue != "missing"
+    }
+    (tmp_path / "annotations" / "test" / f"{video}.json").write_text(json.dumps(annotation))
+    index = OrbitDataset(tmp_path, "test").index
+    target = index.videos[index.object_videos[0]["clutter"][0]]
+    # ORBIT's filter (97ccae1, data/datasets.py is_criteria_satisfied) keeps a frame only
+    # when no_object_not_present_issue is among its annotations: the value False.
+    assert target.object_present.tolist() == [True, False, False, False, True, True]
+    filtered = OrbitTaskSampler(min_target_frames=1)
+    spec = filtered.sample(index, 0, np.random.default_rng(0))
+    assert _frames(target, _query_items(spec, target.video_id)) == [0, 4, 5]
+    assert OrbitTaskSampler(min_target_frames=4).objects(index, 0) == [], "3 valid frames < 4"
+    training = OrbitTaskSampler(mode="train", min_target_frames=6)
+    assert training.objects(index, 0) == [0], "training targets are not filtered"
+    unfiltered = OrbitTaskSampler(protocol="lite-2021", clip_length=1, extra_padding_clip=False)
+    spec = unfiltered.sample(index, 0, np.random.default_rng(0))
+    assert _frames(target, _query_items(spec, target.video_id)) == list(range(6))
+    clean = OrbitTaskSampler(target="clean", min_target_frames=1)
+    (tmp_path / "test" / "P1" / "cup" / "clean" / "vid9").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "test" / "P1" / "cup" / "clean" / "vid9" / "a.jpg")
+    with pytest.raises(ValueError, match=r"vid9 has no annotation file, and protocol 'dec-2022'"):
+        clean.objects(OrbitDataset(tmp_path, "test").index, 0)
+
+
+def test_test_tasks_take_at_most_15_objects_from_the_dec_2022_protocol(tmp_path):
+    layout = {"P1": {f"obj{o:02d}": ([2], [2]) for o in range(17)}}
+    index = OrbitDataset(write_orbit(tmp_path, "test", layout, size=4), "test").index
+    capped = OrbitTaskSampler(min_target_frames=1, filter_target_frames=False)
+    ways = set()
+    for seed in range(5):
+        spec = capped.sample(index, 0, np.random.default_rng(seed))
+        assert spec.way == 15 and list(spec.classes) == sorted(spec.classes)
+        ways.add(spec.classes)
+    assert len(ways) > 1, "a random 15 of the user's 17 objects per task"
+    every = OrbitTaskSampler(protocol="lite-2021", min_target_frames=1)
+    assert every.sample(index, 0, np.random.default_rng(0)).way == 17
+
+
+def test_lite_2021_context_has_8_clips_of_8_frames_and_targets_a_window_per_frame(tmp_path):
+    # 20-frame clean video: padded to 24 (3 clips), too few for 8 clips: 40 random frames
+    # are repeated (ORBIT 01b7448 sample_clips_from_a_video); 16-frame clutter video:
+    # padded with a whole extra clip (24 frames), every one scored with its 8-frame history.
+    index = OrbitDataset(
+        write_orbit(tmp_path, "test", {"P1": {"cup": ([20], [16])}}, size=4), "test"
+    ).index
+    sampler = OrbitTaskSampler(protocol="lite-2021")
+    spec = sampler.sample(index, 0, np.random.default_rng(0))
+    clean = index.videos[index.object_videos[0]["clean"][0]]
+    clutter = index.videos[index.object_videos[0]["clutter"][0]]
+    context = [[spec.support[p][1] for p in clip] for clip in spec.support_clips]
+    assert len(context) == 8 and all(len(clip) == 8 for clip in context)
+    flat = [f for clip in context for f in _frames(clean, clip)]
+    assert flat == sorted(flat) and set(range(20)) <= set(flat)
+    assert flat.count(19) >= 5, "the last frame pads 4 slots, and may be drawn again"
+    windows = [[spec.query[p][1] for p in clip] for clip in spec.query_clips]
+    assert len(windows) == 24
+    assert _frames(clutter, windows[0]) == [0] * 8
+    assert _frames(clutter, windows[3]) == [0, 0, 0, 0, 0, 1, 2, 3]
+    assert _frames(clutter, windows[23]) == [15] * 8
+    dedup = OrbitTaskSampler(protocol="challenge-2022")  # 5a2b4e8 drops padded frames
+    spec = dedup.sample(index, 0, np.random.default_rng(0))
+    assert len(spec.query_clips) == 16
+    assert 1 <= len(spec.support_clips) <= 3, "a random number of the 3 clips, at most 10"
+
+
+def test_lite_2021_test_tasks_of_a_user_share_their_targets(tmp_path):
+    layout = {"P1": {"cup": ([3], [2] * 17)}}
+    dataset = OrbitDataset(write_orbit(tmp_path, "test", layout, size=4), "test")
+    sampler = OrbitTaskSampler(protocol="lite-2021", clip_length=1, extra_padding_clip=False)
+    tasks = OrbitTaskDataset(dataset, sampler, tasks_per_user=3, seed=0)
+    groups = [set(tasks.spec(i).query_groups) for i in range(3)]
+    assert len(groups[0]) == 15 and groups[0] == groups[1] == groups[2]
+    now = OrbitTaskSampler(min_target_frames=1, filter_target_frames=False)
+    fresh = OrbitTaskDataset(dataset, now, tasks_per_user=3)
+    assert len({frozenset(fresh.spec(i).query_groups) for i in range(3)}) > 1

@@ -26,11 +26,11 @@ class _UserTasks(torch.utils.data.Dataset):
 class _FixedPredictions(TinyProtoNet):
     """Predicts, for query image i, the class stored in pixel [0, 0, 0] of that image."""
 
-    def adapt(self, support_images, support_labels, *, lite=None):
+    def adapt(self, support_images, support_labels, *, lite=None, support_clips=None):
         assert not torch.is_grad_enabled() and lite is None and not self.training
         way = int(support_labels.max()) + 1
 
-        def classify(query):
+        def classify(query, clips=None):
             return torch.nn.functional.one_hot(query[:, 0, 0, 0].long(), way).float()
 
         return classify

@@ -110,5 +110,8 @@ def test_orbit_pools_each_users_videos_over_their_tasks():
         3,
     )
     assert summary.over_videos["frame_accuracy"].mean == pytest.approx(2.5 / 4)
+    # ORBIT's code since Dec 2022 pools a user's frames: A has 2 + 0 + 2 right of 4 + 3 + 2
+    frames = summary.over_user_frames
+    assert (frames.mean, frames.n) == (pytest.approx((4 / 9 + 1) / 2), 2)
     with pytest.raises(ValueError, match="user of each task"):
         summarise_orbit([task_a1, task_b], users=["A"])

@@ -22,7 +22,13 @@ def test_report_files(tmp_path):
     assert data["orbit"]["orbit"]["over_videos"]["video_accuracy"]["mean"] == 1.0
     table = paths["markdown"].read_text()
     assert "| emoji | 2 | 75.00 ± 34.65 |" in table
-    assert "| orbit | 1 videos | 100.00 ± 0.00 | 0.00 ± 0.00 | 100.00 ± 0.00 |" in table
-    assert "| orbit | 1 tasks (per task) | 100.00 ± 0.00 |" in table
+    for label in (
+        "per video: mean over 1 videos",
+        "per user: mean of each user's video means, over 1 users",
+        "per task: mean of each task's video means, over 1 tasks",
+    ):
+        assert f"| orbit | {label} | 100.00 ± 0.00 | 0.00 ± 0.00 | 100.00 ± 0.00 |" in table
+    pooled = "per user: each user's frames pooled, mean over 1 users"
+    assert f"| orbit | {pooled} | 100.00 ± 0.00 | - | - |" in table
     assert table == markdown_table({"emoji": plain, "orbit": videos})
     assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

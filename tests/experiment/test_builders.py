@@ -93,7 +93,10 @@ def test_orbit_options_reach_the_sampler(tmp_path):
 def test_shipped_orbit_config_evaluates_50_tasks_per_test_user():
     config = load_experiment("orbit")
     assert config.evaluation.tasks == 50 * 17  # ORBIT's test split has 17 users
-    assert config.data.orbit.target_frames == "all"
+    assert config.data.orbit.protocol == "dec-2022"
+    assert config.data.orbit.resolved.target_frames == "sampled"
+    paper = load_experiment("orbit", ["data.orbit.protocol=lite-2021"]).data.orbit.resolved
+    assert (paper.clip_length, paper.target_frames) == (8, "all")
     with pytest.raises(Exception, match=r"orbit\.target_frames"):
         load_experiment("orbit", ["data.orbit.target_frames=some"])
 

@@ -38,7 +38,8 @@ class _Classifier(TaskClassifier):
         self.learner, self.film, self.prototypes = learner, film, prototypes
         self.regularizer = REGULARIZATION * learner.film.weight.square().sum()
 
-    def __call__(self, query_images: Tensor) -> Tensor:
+    def __call__(self, query_images: Tensor, clips: Tensor | None = None) -> Tensor:
+        assert clips is None
         queries = self.learner.embed(query_images, *self.film)
         return -(queries[:, None] - self.prototypes[None]).square().sum(-1)
 
@@ -74,7 +75,8 @@ class TinyFilmLearner(FewShotLearner):
         else:
             self.first_passes += 1
 
-    def adapt(self, support_images, support_labels, *, lite=None):
+    def adapt(self, support_images, support_labels, *, lite=None, support_clips=None):
+        assert support_clips is None
         self.support = support_images
 
         def encode_rows(rows: Tensor) -> Tensor:
