@@ -193,10 +193,10 @@ def _refuse_another_generator(
     layers_saved = sum(key.startswith("gamma_regularizers.") for key in saved)
     if layers_saved != len(generator.gamma_regularizers):
         raise other_film_layers_error(layers_saved, len(generator.gamma_regularizers))
-    first = next(key for key in sorted(current) if saved.get(key) != current[key])
+    first = min(key for key in saved.keys() | current.keys() if saved.get(key) != current.get(key))
     raise ModelMismatchError(
         f"this checkpoint was saved with an earlier FiLM generator ({prefix}{first}: "
-        f"{saved.get(first)} saved, {current[first]} now): the generators are now LITE's "
+        f"{saved.get(first)} saved, {current.get(first)} now): the generators are now LITE's "
         "Linear(e, e) - LayerNorm(e) - ReLU - Linear(e, c) per FiLM layer of c channels, no "
         "longer Linear(e, c) - LayerNorm(c) - ReLU - Linear(c, c); its weights cannot be "
         "loaded into this version: meta-train the learner again, or convert the checkpoint"
