@@ -10,17 +10,30 @@ from typing import Any, ClassVar
 from torch import Tensor
 
 from litemeta.backbones import Backbone
+from litemeta.checkpoint import ModelMismatchError
 from litemeta.learners.base import FewShotLearner
 from litemeta.learners.registry import register_learner
 from litemeta.lite import LiteSettings, SetFunction, lite_map
 from litemeta.precision import at_least_float32
 from litemeta.tasks import check_clips, pool_clips
 
-__all__ = ["BackboneLearner", "option_names", "option_parameters"]
+__all__ = ["BackboneLearner", "option_names", "option_parameters", "other_film_layers_error"]
 
 PRETRAINED_BACKBONE_LR_SCALE = 0.1
 
 _BOUND = "_bound_options"
+
+
+def other_film_layers_error(saved_layers: int, current_layers: int) -> ModelMismatchError:
+    """The error for a checkpoint whose meta-trained FiLM tensors were saved for another
+    number of FiLM layers than the backbone has now."""
+    return ModelMismatchError(
+        f"this checkpoint was saved for {saved_layers} FiLM layers, but this backbone has "
+        f"{current_layers}: it was saved for another FiLM placement (the published placement "
+        "on EfficientNets now also modulates the stem's and the head's batch norm, as LITE); "
+        "its weights cannot be loaded into this version: meta-train the learner again, or "
+        "convert the checkpoint"
+    )
 
 
 def option_parameters(cls: type[BackboneLearner]) -> dict[str, inspect.Parameter]:
@@ -95,6 +108,12 @@ class BackboneLearner(FewShotLearner):
     #: from the constructor's keyword arguments (see :func:`_records_options`).
     options: dict[str, Any]
 
+    #: Options added after learners of this class were first saved, each with its default,
+    #: the value that builds what earlier versions built: :meth:`config` leaves such an
+    #: option out while it has that value, so an earlier description still names the same
+    #: architecture and loads.
+    added_options: ClassVar[dict[str, Any]] = {}
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "__init__" in vars(cls):
@@ -122,7 +141,12 @@ class BackboneLearner(FewShotLearner):
 
     def config(self) -> dict[str, Any]:
         """JSON-able description that :func:`litemeta.learners.learner_from_config` rebuilds."""
-        return {"learner": self.name, "backbone": self.backbone.config(), "options": self.options}
+        options = {
+            name: value
+            for name, value in self.options.items()
+            if name not in self.added_options or value != self.added_options[name]
+        }
+        return {"learner": self.name, "backbone": self.backbone.config(), "options": options}
 
     def map_support(
         self,

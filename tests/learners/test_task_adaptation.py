@@ -3,7 +3,9 @@
 import pytest
 import torch
 
-from litemeta.learners import build_learner
+from litemeta.checkpoint import ModelMismatchError, load_model_weights, save_model
+from litemeta.config import ConfigError
+from litemeta.learners import build_learner, load_learner, save_learner
 from litemeta.learners.task_adaptation import FilmGenerator, SetEncoder
 
 from .helpers import BACKBONE_SIZE, meta_train
@@ -86,3 +88,136 @@ def test_the_task_film_does_not_depend_on_the_order_of_the_support_set(learner, 
     for (gamma, beta), (gamma2, beta2) in zip(film, shuffled, strict=True):
         torch.testing.assert_close(gamma, gamma2)
         torch.testing.assert_close(beta, beta2)
+
+
+def test_each_generator_is_lites_dense_block_on_the_task_embedding():
+    """LITE's features.py: Linear(e, e) -> LayerNorm(e) -> ReLU -> Linear(e, c), computed
+    here by hand from the layers' weights."""
+    torch.manual_seed(0)
+    e, channels = 5, [4, 7]
+    generator = FilmGenerator(channels, embedding_dim=e)
+    z = torch.randn(e)
+    with torch.no_grad():
+        film = generator(z)
+        for index, c in enumerate(channels):
+            for (first, norm, _, last), scale, offset in (
+                (generator.gamma_generators[index], generator.gamma_regularizers[index], 1),
+                (generator.beta_generators[index], generator.beta_regularizers[index], 0),
+            ):
+                assert first.weight.shape == (e, e) and last.weight.shape == (c, e)
+                hidden = first.weight @ z + first.bias
+                hidden = (hidden - hidden.mean()) / torch.sqrt(hidden.var(unbiased=False) + 1e-5)
+                hidden = torch.relu(hidden * norm.weight + norm.bias)
+                expected = offset + scale * (last.weight @ hidden + last.bias)
+                generated = film[index][0] if offset else film[index][1]
+                torch.testing.assert_close(generated, expected)
+
+
+def _earlier_generator(embedding_dim: int, channels: int) -> torch.nn.Sequential:
+    """The generator litemeta built before LITE's form: Linear(e, c) - LayerNorm(c) - ReLU -
+    Linear(c, c)."""
+    return torch.nn.Sequential(
+        torch.nn.Linear(embedding_dim, channels),
+        torch.nn.LayerNorm(channels),
+        torch.nn.ReLU(),
+        torch.nn.Linear(channels, channels),
+    )
+
+
+def test_a_checkpoint_with_the_earlier_generator_is_refused_saying_why(tmp_path):
+    torch.manual_seed(0)
+    learner = build_learner("simple_cnaps", "resnet18", image_size=32, pretrained=False)
+    generator = learner.film_generator
+    for index, layer in enumerate(learner.backbone.film_layers):
+        generator.gamma_generators[index] = _earlier_generator(64, layer.channels)
+        generator.beta_generators[index] = _earlier_generator(64, layer.channels)
+    save_learner(learner, tmp_path / "earlier.pt")
+    with pytest.raises(ModelMismatchError, match=r"earlier FiLM generator.*meta-train.*convert"):
+        load_learner(tmp_path / "earlier.pt")
+
+
+def test_a_generator_saved_for_other_film_layers_is_refused_naming_the_placement():
+    torch.manual_seed(0)
+    sixteen = FilmGenerator([8] * 16, embedding_dim=4)
+    eighteen = FilmGenerator([8] * 18, embedding_dim=4)
+    with pytest.raises(ModelMismatchError, match=r"saved for 16 FiLM layers.*has 18.*placement"):
+        eighteen.load_state_dict(sixteen.state_dict())
+    eighteen.load_state_dict(FilmGenerator([8] * 18, embedding_dim=4).state_dict())
+
+
+def test_the_set_encoder_can_see_the_backbones_image_size_and_reloads_so(tmp_path, task):
+    torch.manual_seed(0)
+    learner = build_learner(
+        "simple_cnaps", image_size=48, encoder_image_size="backbone", encoder_channels=8
+    )
+    assert learner.set_encoder.image_size == learner.backbone.image_size == 48
+    assert learner.config()["options"]["encoder_image_size"] == "backbone"
+    save_learner(learner, tmp_path / "learner.pt")
+    loaded = load_learner(tmp_path / "learner.pt")
+    assert loaded.set_encoder.image_size == 48 and loaded.config() == learner.config()
+    support, support_labels, query, _ = task
+    with torch.no_grad():
+        expected = learner.adapt(support, support_labels)(query)
+        torch.testing.assert_close(loaded.adapt(support, support_labels)(query), expected)
+    with pytest.raises(ConfigError, match="encoder_image_size"):
+        build_learner("cnaps", image_size=48, encoder_image_size="full")
+
+
+def test_the_frozen_batch_norm_encoder_is_the_references_layer_run_with_stored_statistics():
+    """LITE's and ORBIT's set encoders use BatchNorm2d; "frozen_batch" keeps its tensors and
+    normalises every image with the stored running statistics, in train() as in eval()."""
+    torch.manual_seed(0)
+    encoder = SetEncoder(image_size=32, channels=8, norm="frozen_batch").train()
+    norms = [m for m in encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 5 and not any(norm.training for norm in norms)
+    assert set(norms[0].state_dict()) == {
+        "weight", "bias", "running_mean", "running_var", "num_batches_tracked"
+    }  # fmt: skip
+    with torch.no_grad():
+        for norm in norms:
+            norm.running_mean.uniform_(-1, 1)
+            norm.running_var.uniform_(0.5, 2)
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.5, 0.5)
+    stored = [norm.running_mean.clone() for norm in norms]
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        batch = encoder(images)
+        alone = torch.cat([encoder(image[None]) for image in images])
+        # the first block by hand: (x - mean) / sqrt(var + eps) * weight + bias
+        conv, norm = encoder.layers[0], norms[0]
+        x = conv((images.float() / 255 - 0.5) / 0.5)
+        by_hand = (x - norm.running_mean[:, None, None]) / torch.sqrt(
+            norm.running_var[:, None, None] + norm.eps
+        ) * norm.weight[:, None, None] + norm.bias[:, None, None]
+        torch.testing.assert_close(encoder.layers[1](x), by_hand)
+    torch.testing.assert_close(batch, alone)  # each image on its own, as LITE needs
+    assert all(torch.equal(norm.running_mean, old) for norm, old in zip(norms, stored, strict=True))
+
+
+def test_a_learner_with_the_frozen_batch_norm_encoder_meta_trains_with_lite(task):
+    torch.manual_seed(0)
+    learner = build_learner(
+        "cnaps", image_size=BACKBONE_SIZE, encoder_norm="frozen_batch", **TINY_ENCODER
+    )
+    assert learner.config()["options"]["encoder_norm"] == "frozen_batch"
+    losses = meta_train(learner, steps=2, h=5)  # LITE refuses train-mode batch statistics
+    assert all(torch.isfinite(torch.tensor(losses)))
+    default = build_learner("cnaps", image_size=BACKBONE_SIZE, **TINY_ENCODER)
+    # the default, GroupNorm, is what learners saved before this option were built with
+    assert "encoder_norm" not in default.config()["options"]
+    assert default.options["encoder_norm"] == "group"
+
+
+def test_a_training_checkpoint_with_the_earlier_generator_is_refused_saying_why(tmp_path):
+    """The path of `litemeta evaluate --checkpoint` and of a resumed run: the description
+    matches (the generator's form is not an option), the weights do not."""
+    torch.manual_seed(0)
+    earlier = build_learner("cnaps", "resnet18", image_size=32, pretrained=False)
+    generator = earlier.film_generator
+    for index, layer in enumerate(earlier.backbone.film_layers):
+        generator.gamma_generators[index] = _earlier_generator(64, layer.channels)
+    save_model(tmp_path / "last.pt", earlier, earlier.config())
+    learner = build_learner("cnaps", "resnet18", image_size=32, pretrained=False)
+    with pytest.raises(ModelMismatchError, match="earlier FiLM generator"):
+        load_model_weights(learner, tmp_path / "last.pt", learner.config())
