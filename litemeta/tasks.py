@@ -33,6 +33,9 @@ class Task:
     floating point in 0..1; the backbone owns resizing and normalisation. Labels are
     ``int64`` in ``0..way-1``. ``query_groups`` optionally names, per query image, the
     group it came from (the video of an ORBIT frame), for video-level metrics.
+    ``query_misses`` counts test images left out of the query set because their class has
+    no support image (a VTAB-1k class its 1,000 training images lack): evaluation scores
+    each as a wrong prediction.
     """
 
     support_images: Tensor
@@ -41,6 +44,7 @@ class Task:
     query_labels: Tensor
     class_names: list[str]
     query_groups: Tensor | None = None
+    query_misses: int = 0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -89,6 +93,8 @@ class Task:
             raise ValueError(
                 f"classes without support images: {empty}; every class needs at least one"
             )
+        if self.query_misses < 0:
+            raise ValueError(f"query_misses must be >= 0, got {self.query_misses}")
         if self.query_groups is not None and self.query_groups.shape != self.query_labels.shape:
             raise ValueError(
                 "query_groups must give one group id per query image: "

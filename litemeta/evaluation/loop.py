@@ -74,7 +74,7 @@ def evaluate(
     task (by default ``tasks.user_of(i)`` where the dataset has it, else each task is its own
     user). Learners that optimise during adaptation (fine-tuning) must enable gradients
     inside ``adapt`` themselves. A dataset (or list) of tasks is loaded by ``workers``
-    processes ahead of the model.
+    processes ahead of the model. A task's ``query_misses`` count as wrong predictions.
     """
     if query_batch_size < 1:
         raise ValueError(f"query_batch_size must be positive, got {query_batch_size}")
@@ -99,7 +99,8 @@ def evaluate(
             predictions = predict_queries(
                 classifier, on_device.query_images, query_batch_size
             ).cpu()
-            accuracies.append(float((predictions == task.query_labels.cpu()).double().mean()))
+            correct = int((predictions == task.query_labels.cpu()).sum())
+            accuracies.append(correct / (len(predictions) + task.query_misses))
             if task.query_groups is not None:
                 videos_per_task.append(
                     score_videos(predictions, task.query_labels, task.query_groups)
