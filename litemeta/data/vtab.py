@@ -59,7 +59,7 @@ class VtabSettings:
             raise ConfigError(f"support_size must be at least 1, got {self.support_size}")
         if self.support == "vtab-1k" and self.support_size != 1000:
             raise ConfigError(
-                f"support_size={self.support_size} does not apply to support 'vtab-1k', whose "
+                f"support_size {self.support_size} does not apply to support 'vtab-1k', whose "
                 "support set is every file of train800/ and val200/; choose support "
                 "'lite-first-1000' or 'random' for another size"
             )

@@ -253,19 +253,21 @@ def _rename_settings(
     for old, new in RENAMED_SETTINGS.items():
         (section_name, old_key), new_path = old.split("."), new.split(".")
         section = data.get(section_name) if isinstance(data, dict) else None
-        given = isinstance(section, dict) and old_key in section
-        if given:
+        places = []
+        if isinstance(section, dict) and old_key in section:
             value = section.pop(old_key)
             target = section.setdefault(new_path[1], {})
             if isinstance(target, dict):
                 target.setdefault(new_path[2], value)
             changed = True
+            places.append(source)
         for n, override in enumerate(overrides):
             key, sep, value = override.partition("=")
             if sep and key.strip() == old:
-                overrides[n], given = f"{new}={value}", True
-        if given:
-            warnings.warn(f"{source}: {old} is now {new}; read as that", stacklevel=3)
+                overrides[n] = f"{new}={value}"
+                places.append(f"override {override!r}")
+        for place in places:
+            warnings.warn(f"{place}: {old} is now {new}; read as that", stacklevel=3)
     return data, overrides, changed
 
 
