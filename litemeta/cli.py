@@ -284,7 +284,8 @@ def _add_experiment_arguments(
     parser.add_argument(
         "--config",
         default=default,
-        help="a YAML file, or a shipped config: default, gpu, orbit, meta-dataset, vtab "
+        help="a YAML file, or a shipped config: default, gpu, orbit, meta-dataset, vtab, "
+        "paper-vtab "
         f"(default: {default_help})",
     )
     parser.add_argument(
