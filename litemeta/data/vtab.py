@@ -223,17 +223,16 @@ def _task(root: Path, classes: list[str], support: list[_Image], queries: list[_
     """The task of the classes that have support images; test images of the others are
     its ``query_misses`` (with a warning naming those classes)."""
     present = sorted({image.label for image in support})
-    if len(present) < len(classes):
-        absent = [classes[c] for c in range(len(classes)) if c not in set(present)]
-        misses = sum(1 for image in queries if image.label not in set(present))
-        warnings.warn(
-            f"{root}: {len(absent)} of {len(classes)} classes have no support image (e.g. "
-            f"{absent[:5]}); their {misses} test image(s) count as wrong predictions, as "
-            "VTAB-1k scores them",
-            stacklevel=3,
-        )
     new_label = {old: new for new, old in enumerate(present)}
     scored = [image for image in queries if image.label in new_label]
+    if len(present) < len(classes):
+        absent = [name for c, name in enumerate(classes) if c not in new_label]
+        warnings.warn(
+            f"{root}: {len(absent)} of {len(classes)} classes have no support image (e.g. "
+            f"{absent[:5]}); their {len(queries) - len(scored)} test image(s) count as wrong "
+            "predictions, as VTAB-1k scores them",
+            stacklevel=3,
+        )
     support_images, support_labels = _load(support, [new_label[i.label] for i in support])
     query_images, query_labels = _load(scored, [new_label[i.label] for i in scored])
     return Task(
