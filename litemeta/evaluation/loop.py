@@ -100,7 +100,8 @@ def evaluate(
                 classifier, on_device.query_images, query_batch_size
             ).cpu()
             correct = int((predictions == task.query_labels.cpu()).sum())
-            accuracies.append(correct / (len(predictions) + task.query_misses))
+            scored = len(predictions) + task.query_misses
+            accuracies.append(correct / scored if scored else float("nan"))
             if task.query_groups is not None:
                 videos_per_task.append(
                     score_videos(predictions, task.query_labels, task.query_groups)
