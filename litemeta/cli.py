@@ -46,7 +46,13 @@ def _data_info(args: argparse.Namespace) -> None:
 def _data_export_vtab(args: argparse.Namespace) -> None:
     from litemeta.data.vtab_export import export_vtab_task
 
-    written = export_vtab_task(args.task, args.out, protocol=args.protocol, data_dir=args.tfds_dir)
+    written = export_vtab_task(
+        args.task,
+        args.out,
+        protocol=args.protocol,
+        data_dir=args.tfds_dir,
+        any_tfds_version=args.any_tfds_version,
+    )
     counts = ", ".join(f"{split} {count}" for split, count in written.items())
     print(f"wrote {args.task} ({counts} images) to {args.out}")
 
@@ -101,6 +107,11 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
         "1,000) and test/ (--config paper-vtab)",
     )
     vtab.add_argument("--tfds-dir", default=None, help="TensorFlow Datasets' data_dir")
+    vtab.add_argument(
+        "--any-tfds-version",
+        action="store_true",
+        help="load the installed version where TFDS lacks the one VTAB pins",
+    )
     vtab.set_defaults(handler=_data_export_vtab)
 
 

@@ -242,7 +242,14 @@ class TensorflowDatasets:
         self.data_dir = None if data_dir is None else str(data_dir)
 
     def _builder(self, name: str) -> Any:
-        builder = self._tfds.builder(name, data_dir=self.data_dir)
+        try:
+            builder = self._tfds.builder(name, data_dir=self.data_dir)
+        except Exception as error:  # TFDS asserts on a version it does not have
+            raise ValueError(
+                f"TensorFlow Datasets cannot load {name}: {' '.join(str(error).split())}; "
+                "to export the version installed instead of VTAB's, pass "
+                "any_tfds_version=True (--any-tfds-version)"
+            ) from error
         builder.download_and_prepare()
         return builder
 
@@ -282,10 +289,13 @@ def export_vtab_task(
     protocol: Protocol_ = "vtab-1k",
     reader: TfdsReader | None = None,
     data_dir: str | os.PathLike[str] | None = None,
+    any_tfds_version: bool = False,
 ) -> dict[str, int]:
     """Write VTAB task ``task`` (a key of :data:`VTAB_TASKS`) as ``out/<split>/<label>/
     <index>.png`` and return the images written per split. ``reader`` defaults to
-    :class:`TensorflowDatasets` on ``data_dir``."""
+    :class:`TensorflowDatasets` on ``data_dir``. ``any_tfds_version`` loads the installed
+    version where VTAB pins one that TFDS no longer has (``oxford_iiit_pet:3.*.*``: TFDS
+    4.9 has only 4.0.0)."""
     if task not in VTAB_TASKS:
         raise ValueError(f"unknown VTAB task {task!r}; choose one of {sorted(VTAB_TASKS)}")
     if protocol not in ("vtab-1k", "lite"):
@@ -298,6 +308,8 @@ def export_vtab_task(
         raise ValueError(f"{out} exists and is not empty; give a new folder")
     reader = reader or TensorflowDatasets(data_dir)
     name = spec.tfds if protocol == "vtab-1k" else str(spec.lite_tfds)
+    if any_tfds_version:
+        name = name.split(":")[0]
     digits = len(str(spec.classes - 1))
     written = {}
     for folder, split in vtab_splits(spec, reader.split_sizes(name), protocol).items():

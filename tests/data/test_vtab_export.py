@@ -183,3 +183,14 @@ def test_export_command_says_how_to_install_tfds(tmp_path, monkeypatch, capsys) 
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails
     assert main(["data", "export-vtab", "svhn", "--out", str(tmp_path / "svhn")]) == 1
     assert "pip install tensorflow tensorflow-datasets" in capsys.readouterr().err
+
+
+def test_any_tfds_version_drops_vtabs_pin(tmp_path: Path) -> None:
+    """TFDS 4.9 has oxford_iiit_pet 4.0.0 only, not VTAB's 3.*.*."""
+    pet = {"image": np.zeros((2, 2, 3), dtype=np.uint8), "label": 36}
+    examples = {"train[:800]": [pet], "train[2944:3144]": [], "test": []}
+    fake = FakeTfds({"train": 3680, "test": 3669}, examples)
+    export_vtab_task("oxford_iiit_pet", tmp_path / "a", reader=fake)
+    export_vtab_task("oxford_iiit_pet", tmp_path / "b", reader=fake, any_tfds_version=True)
+    assert [name for name, _ in fake.read[::3]] == ["oxford_iiit_pet:3.*.*", "oxford_iiit_pet"]
+    assert (tmp_path / "b" / "train800" / "36" / "0000000.png").is_file()
