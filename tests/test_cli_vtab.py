@@ -34,7 +34,8 @@ def sun397_shaped(tmp_path_factory) -> Path:
     rng = np.random.default_rng(0)
     for c in range(SUN397_CLASSES):
         name = f"{c:03d}"
-        for split, indices in (("train", range(3 * c, 3 * c + 3)), ("test", [c])):
+        first = TRAIN_PER_CLASS * c
+        for split, indices in (("train", range(first, first + TRAIN_PER_CLASS)), ("test", [c])):
             folder = root / split / name
             folder.mkdir(parents=True)
             for index in indices:
