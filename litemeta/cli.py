@@ -43,6 +43,20 @@ def _data_info(args: argparse.Namespace) -> None:
     print(describe(args.dataset, verify=args.verify))
 
 
+def _data_export_vtab(args: argparse.Namespace) -> None:
+    from litemeta.data.vtab_export import export_vtab_task
+
+    written = export_vtab_task(
+        args.task,
+        args.out,
+        protocol=args.protocol,
+        data_dir=args.tfds_dir,
+        any_tfds_version=args.any_tfds_version,
+    )
+    counts = ", ".join(f"{split} {count}" for split, count in written.items())
+    print(f"wrote {args.task} ({counts} images) to {args.out}")
+
+
 def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
     from litemeta.data.emoji import STYLES
 
@@ -75,6 +89,30 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
         "--verify", action="store_true", help="decode every image and list the unreadable ones"
     )
     info.set_defaults(handler=_data_info)
+
+    from litemeta.data.vtab_export import VTAB_TASKS
+
+    vtab = commands.add_parser(
+        "export-vtab",
+        help="write a VTAB-1k task from TensorFlow Datasets as class folders (needs "
+        "tensorflow-datasets)",
+    )
+    vtab.add_argument("task", choices=list(VTAB_TASKS), help="one of VTAB-1k's 19 tasks")
+    vtab.add_argument("--out", required=True, help="a new folder: data.root of the vtab configs")
+    vtab.add_argument(
+        "--protocol",
+        choices=("vtab-1k", "lite"),
+        default="vtab-1k",
+        help="vtab-1k: train800/ val200/ test/ (--config vtab); lite: LITE's train/ (first "
+        "1,000) and test/ (--config paper-vtab)",
+    )
+    vtab.add_argument("--tfds-dir", default=None, help="TensorFlow Datasets' data_dir")
+    vtab.add_argument(
+        "--any-tfds-version",
+        action="store_true",
+        help="load the installed version where TFDS lacks the one VTAB pins",
+    )
+    vtab.set_defaults(handler=_data_export_vtab)
 
 
 def _print_results(results: dict) -> None:
@@ -257,7 +295,8 @@ def _add_experiment_arguments(
     parser.add_argument(
         "--config",
         default=default,
-        help="a YAML file, or a shipped config: default, gpu, orbit, meta-dataset, vtab "
+        help="a YAML file, or a shipped config: default, gpu, orbit, meta-dataset, vtab, "
+        "paper-vtab "
         f"(default: {default_help})",
     )
     parser.add_argument(

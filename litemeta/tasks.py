@@ -64,6 +64,10 @@ class Task:
     (:func:`pool_clips`); the support classifier is built from the support clips, and each
     query clip gets one prediction, with the label (and group) of its last image. Without
     them every image is its own clip.
+
+    ``query_misses`` counts test images left out of the query set because their class has
+    no support image (a VTAB-1k class its 1,000 training images lack): evaluation scores
+    each as a wrong prediction.
     """
 
     support_images: Tensor
@@ -74,6 +78,7 @@ class Task:
     query_groups: Tensor | None = None
     support_clips: Tensor | None = None
     query_clips: Tensor | None = None
+    query_misses: int = 0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -153,6 +158,8 @@ class Task:
             raise ValueError(
                 f"classes without support images: {empty}; every class needs at least one"
             )
+        if self.query_misses < 0:
+            raise ValueError(f"query_misses must be >= 0, got {self.query_misses}")
         if self.query_groups is not None and self.query_groups.shape != self.query_labels.shape:
             raise ValueError(
                 "query_groups must give one group id per query image: "

@@ -87,7 +87,7 @@ def evaluate(
     where the dataset has it, as multi-source Meta-Dataset tasks do). Learners that
     optimise during adaptation (fine-tuning) must enable gradients inside ``adapt``
     themselves. A dataset (or list) of tasks is loaded by ``workers``
-    processes ahead of the model.
+    processes ahead of the model. A task's ``query_misses`` count as wrong predictions.
     """
     if query_batch_size < 1:
         raise ValueError(f"query_batch_size must be positive, got {query_batch_size}")
@@ -117,7 +117,9 @@ def evaluate(
             )
             predictions = predict_queries(classifier, on_device, query_batch_size).cpu()
             labels, groups = task.query_output_labels.cpu(), task.query_output_groups
-            accuracies.append(float((predictions == labels).double().mean()))
+            scored = len(predictions) + task.query_misses
+            correct = int((predictions == labels).sum())
+            accuracies.append(correct / scored if scored else float("nan"))
             if groups is not None:
                 videos_per_task.append(score_videos(predictions, labels, groups))
                 video_task_users.append(_task_user(users, number))

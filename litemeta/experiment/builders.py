@@ -127,15 +127,17 @@ def task_dataset(
         if split != data.test_split:
             raise ConfigError(
                 f"vtab has no {split!r} split: it has one test task per dataset (support from "
-                f"train/, queries from test/), so evaluate its {data.test_split!r} split "
+                "train800/ + val200/ or train/, queries from test/), so evaluate its "
+                f"{data.test_split!r} split "
                 f"(`litemeta evaluate` without --split, or --split {data.test_split}); to "
                 "meta-train, use another dataset"
             )
         task = vtab_task(
             data.root,
+            support=data.vtab.support,
+            support_size=data.vtab.support_size,
+            query_limit=data.vtab.query_limit,
             decode_size=decode_size(data, image_size),
-            support_size=data.vtab_support_size,
-            query_limit=data.vtab_query_limit,
             seed=seed,
             on_error=data.on_error,
         )

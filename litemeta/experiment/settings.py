@@ -8,6 +8,7 @@ turns it into a learner and task sources.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -18,12 +19,14 @@ from litemeta.backbones import FilmPlacement
 from litemeta.config import (
     ConfigError,
     apply_overrides,
+    config_from_dict,
     config_from_yaml,
     config_to_dict,
     load_yaml,
 )
 from litemeta.data.loading import Workers
 from litemeta.data.orbit import OrbitTaskSampler
+from litemeta.data.vtab import VtabSettings
 from litemeta.learners.factory import LEARNERS, checked_options
 from litemeta.training.settings import TrainingConfig
 
@@ -118,9 +121,9 @@ class DataConfig:
 
     ``dataset``: ``emoji`` (built in), ``folders`` (``root/<class>/<images>`` with optional
     styles and ``splits.json``), ``orbit`` (ORBIT's on-disk layout) or ``meta-dataset``
-    (per-class ``.tfrecords`` with ``dataset_spec.json``) or ``vtab`` (one transfer task:
-    ``vtab_support_size`` images of ``root/train/<class>/``, queries from ``root/test/``;
-    evaluation only). ``support_styles`` and
+    (per-class ``.tfrecords`` with ``dataset_spec.json``) or ``vtab`` (one VTAB-1k transfer
+    task, evaluation only; ``vtab`` holds its settings: ``support`` picks ``vtab-1k``,
+    ``lite-first-1000`` or ``random``, see :mod:`litemeta.data.vtab`). ``support_styles`` and
     ``query_styles`` take a task's support and query images from different styles.
     ``orbit`` is the saved form of :class:`~litemeta.data.OrbitTaskSampler`: ``target``
     picks clean (CLE-VE) or clutter (CLU-VE) target videos; ``protocol`` a published
@@ -160,8 +163,7 @@ class DataConfig:
     sources: list[str] | None = None
     validation_sources: list[str] | None = None
     test_sources: list[str] | None = None
-    vtab_support_size: int = 1000
-    vtab_query_limit: int | None = None
+    vtab: VtabSettings = field(default_factory=VtabSettings)
     workers: Workers = "auto"
     cache_decoded: bool | Literal["auto"] = "auto"
 
@@ -173,15 +175,6 @@ class DataConfig:
             raise ConfigError(
                 "data.validation_tasks must be >= 0 (0: no validation), "
                 f"got {self.validation_tasks}"
-            )
-        if self.vtab_support_size < 1:
-            raise ConfigError(
-                f"data.vtab_support_size must be at least 1, got {self.vtab_support_size}"
-            )
-        if self.vtab_query_limit is not None and self.vtab_query_limit < 1:
-            raise ConfigError(
-                "data.vtab_query_limit must be null (every test image) or at least 1, "
-                f"got {self.vtab_query_limit}"
             )
 
     @property
@@ -292,6 +285,41 @@ MOVED_SETTINGS = {
 }
 
 
+#: Settings renamed in place, by old dotted key: still read, with a warning naming the new key.
+RENAMED_SETTINGS = {
+    "data.vtab_support_size": "data.vtab.support_size",
+    "data.vtab_query_limit": "data.vtab.query_limit",
+}
+
+
+def _rename_settings(
+    data: Any, overrides: Sequence[str], source: str
+) -> tuple[Any, list[str], bool]:
+    """``data`` and ``overrides`` with :data:`RENAMED_SETTINGS` under their new keys (a
+    warning names each), and whether ``data`` changed."""
+    changed = False
+    overrides = list(overrides)
+    for old, new in RENAMED_SETTINGS.items():
+        (section_name, old_key), new_path = old.split("."), new.split(".")
+        section = data.get(section_name) if isinstance(data, dict) else None
+        places = []
+        if isinstance(section, dict) and old_key in section:
+            value = section.pop(old_key)
+            target = section.setdefault(new_path[1], {})
+            if isinstance(target, dict):
+                target.setdefault(new_path[2], value)
+            changed = True
+            places.append(source)
+        for n, override in enumerate(overrides):
+            key, sep, value = override.partition("=")
+            if sep and key.strip() == old:
+                overrides[n] = f"{new}={value}"
+                places.append(f"override {override!r}")
+        for place in places:
+            warnings.warn(f"{place}: {old} is now {new}; read as that", stacklevel=3)
+    return data, overrides, changed
+
+
 def _refuse_moved_settings(data: Any, overrides: Sequence[str], source: str) -> None:
     for old, new in MOVED_SETTINGS.items():
         section = data
@@ -312,5 +340,9 @@ def load_experiment(config: str | Path, overrides: Sequence[str] = ()) -> Experi
         hint = f"; a run's settings are in {saved}" if saved.is_file() else ""
         raise ConfigError(f"config {path} is a folder: give a YAML file{hint}")
     if path.is_file():
-        _refuse_moved_settings(load_yaml(path.read_text(), str(path)), overrides, str(path))
+        data = load_yaml(path.read_text(), str(path))
+        _refuse_moved_settings(data, overrides, str(path))
+        data, overrides, renamed = _rename_settings(data, overrides, str(path))
+        if renamed:
+            return apply_overrides(config_from_dict(ExperimentConfig, data), overrides)
     return apply_overrides(config_from_yaml(ExperimentConfig, path), overrides)

@@ -9,7 +9,7 @@ from litemeta.experiment import load_experiment
 
 
 def test_shipped_configs_load_with_overrides() -> None:
-    for name in ("default", "orbit", "meta-dataset", "vtab"):
+    for name in ("default", "orbit", "meta-dataset", "vtab", "paper-vtab"):
         assert load_experiment(name).model.learner in {"protonets", "simple_cnaps"}
     config = load_experiment("default", ["training.lite.h=7", "data.query_styles=[google]"])
     assert config.training.lite.h == 7 and config.data.query_styles == ["google"]
@@ -39,8 +39,10 @@ def test_shipped_configs_load_with_overrides() -> None:
         ("data.validation_tasks=-1", r"data\.validation_tasks must be >= 0 \(0: no validation\)"),
         ("evaluation.seed=-1", r"evaluation\.seed must be >= 0, got -1"),
         ("training.seed=-1", r"^training\.seed must be >= 0, got -1"),
-        ("data.vtab_support_size=-5", r"data\.vtab_support_size must be at least 1, got -5"),
-        ("data.vtab_query_limit=0", r"data\.vtab_query_limit must be null .* at least 1"),
+        ("data.vtab.support_size=-5", r"data\.vtab\.support_size must be at least 1, got -5"),
+        ("data.vtab.query_limit=0", r"data\.vtab\.query_limit must be null .* at least 1"),
+        ("data.vtab.support=first", r"data\.vtab\.support must be one of \['vtab-1k', "),
+        ("data.vtab.support_size=800", r"data\.vtab\.support_size 800 does not apply to"),
         ("training.lite.h=0", r"^training\.lite\.h must be null or at least 1"),
         ("training.optim.group_lr.backbone=-1", r"^training\.optim\.group_lr\.backbone must be"),
         ("optim.lr=1", r"unknown key 'optim' in the config; did you mean training\.optim\.lr\?"),
@@ -99,6 +101,32 @@ def test_a_moved_setting_says_where_it_is_now(tmp_path):
     with pytest.raises(ConfigError, match=r"data.orbit_max_way is now data.orbit.max_way"):
         load_experiment("orbit", ["data.orbit_max_way=5"])
     assert load_experiment("orbit", ["data.orbit.max_way=5"]).data.orbit.max_way == 5
+
+
+def test_the_old_flat_vtab_keys_are_read_as_the_vtab_section(tmp_path) -> None:
+    """Runs saved before the data.vtab section hold data.vtab_support_size and
+    data.vtab_query_limit: they still load, under the new keys, with a warning."""
+    path = tmp_path / "experiment.yaml"
+    path.write_text("data:\n  dataset: vtab\n  vtab_support_size: 1000\n  vtab_query_limit: 9\n")
+    with pytest.warns(UserWarning, match=r"data.vtab_query_limit is now data.vtab.query_limit"):
+        config = load_experiment(path)
+    assert (config.data.vtab.support_size, config.data.vtab.query_limit) == (1000, 9)
+    overrides = ["data.vtab.support=random", "data.vtab_support_size=20"]
+    with pytest.warns(UserWarning, match=r"data.vtab_support_size is now data.vtab.support_size"):
+        config = load_experiment("vtab", overrides)
+    assert (config.data.vtab.support, config.data.vtab.support_size) == ("random", 20)
+
+
+def test_paper_vtab_follows_lites_vtab_evaluation() -> None:
+    """LITE's run.py --mode test_vtab: EfficientNet-B0 at 224 px, a context set of 1,000
+    (SUN397 filled), support and test images 40 at a time (--batch_size 40), float32."""
+    config = load_experiment("paper-vtab")
+    assert (config.model.learner, config.model.backbone) == ("simple_cnaps", "efficientnet_b0")
+    assert config.model.image_size == 224 and config.model.options["chunk_size"] == 40
+    assert config.evaluation.query_batch_size == 40 and config.evaluation.tasks == 1
+    assert config.data.vtab.support == "lite-first-1000" and config.data.vtab.support_size == 1000
+    assert config.data.vtab.query_limit is None and config.training.precision == "fp32"
+    assert load_experiment("vtab").data.vtab.support == "vtab-1k"
 
 
 def test_an_override_can_set_options_of_a_learner_the_config_does_not_list() -> None:
