@@ -189,7 +189,7 @@ class Store:
     no longer shown, and a teaching that overlapped a change is not recorded.
     """
 
-    def __init__(self, root: str | Path, holder: str = "a litemeta store") -> None:
+    def __init__(self, root: str | Path, holder: str = "litemeta") -> None:
         """Open (or create) the store and hold its lock until ``close``; ``StoreInUse``,
         naming the holder, if another process holds it. ``holder`` says who holds it, for
         that message (e.g. ``litemeta serve http://127.0.0.1:8000/``)."""
@@ -480,7 +480,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
 def _remove_own_files(folder: Path) -> None:
     """Remove the store's files from a recogniser's ``folder``, and the folder if that
     leaves it empty; files the store did not write stay (the sweep on open names them)."""
-    if not folder.is_dir():
+    if folder.is_symlink() or not folder.is_dir():
         return
     for path in folder.iterdir():
         if OWN_FILE.fullmatch(f"{folder.name}/{path.name}"):
