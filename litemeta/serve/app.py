@@ -145,7 +145,8 @@ class Guard:
         """The ``Host`` values that name this server: loopback names and the address the
         request came in on, with the port (and without it on port 80)."""
         address, port = scope.get("server") or ("127.0.0.1", 80)
-        names = [*LOOPBACK_NAMES, f"[{address}]" if ":" in address else address]
+        own = f"[{address}]" if ":" in address else address
+        names = list(dict.fromkeys([*LOOPBACK_NAMES, own]))
         return [f"{n}:{port}" for n in names] + (names if port == 80 else [])
 
     @classmethod
