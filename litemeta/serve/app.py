@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import json
@@ -504,7 +505,8 @@ def run_server(
             config = uvicorn.Config(
                 app, log_level="warning", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS
             )
-            uvicorn.Server(config).run(sockets=[listener])
+            with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C stops it, as uvicorn.run
+                uvicorn.Server(config).run(sockets=[listener])
         finally:
             opened.close()
     finally:

@@ -281,10 +281,12 @@ def test_a_killed_server_keeps_everything_it_answered(tiny_run, tmp_path):
         before = _predict(client, recogniser, held_out)
         server.send_signal(signal.SIGKILL)
         server.wait()
-    with serving_process(argv, port), api_client(url) as client:
+    # the killed server's lock on the store went with it
+    with serving_process(argv, port) as again, api_client(url) as client:
         [kept] = client.get("/api/recognisers").json()
         assert kept["taught"]["classes"] == list(COLOURS)
         after = _predict(client, recogniser, held_out)
+    assert again.returncode == 0  # Ctrl-C
     assert [p["label"] for p in after] == [p["label"] for p in before]
     assert [p["probability"] for p in after] == pytest.approx(
         [p["probability"] for p in before], abs=1e-6
