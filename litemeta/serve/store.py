@@ -234,7 +234,7 @@ class Store:
             recognisers = {row[0] for row in self._db.execute("SELECT id FROM recognisers")}
         foreign = []
         for folder, _, files in os.walk(self.images):
-            for name in sorted(files):
+            for name in files:
                 path = Path(folder) / name
                 relative = path.relative_to(self.images).as_posix()
                 if not OWN_FILE.fullmatch(relative):
