@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from litemeta.bench.sweep import Grid
 
 DEBUG_VARIABLE = "LITEMETA_DEBUG"
+TOKEN_VARIABLE = "LITEMETA_TOKEN"  # the web app's token, kept out of the command line
 
 
 def _data_build_emoji(args: argparse.Namespace) -> None:
@@ -238,10 +239,25 @@ def _serve(args: argparse.Namespace) -> None:
         host=args.host,
         port=args.port,
         store=args.store or default_store_dir(),
-        token=args.token,
+        token=_serve_token(args),
         max_upload_mb=args.max_upload_mb,
         chunk_size=args.chunk_size,
     )
+
+
+def _serve_token(args: argparse.Namespace) -> str | None:
+    """The token from ``--token``, ``--token-file`` (its first line) or $LITEMETA_TOKEN."""
+    if args.token_file is not None:
+        path = Path(args.token_file)
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise ValueError(f"--token-file {path}: cannot read it ({error})") from None
+        token = lines[0].strip() if lines else ""
+        if not token:
+            raise ValueError(f"--token-file {path} is empty; write the token on its first line")
+        return token
+    return args.token or os.environ.get(TOKEN_VARIABLE) or None
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -276,6 +292,16 @@ def _at_least(minimum: int, text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < minimum:
         raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be from 0 (any free port) to 65535, got {text}")
     return value
 
 
@@ -374,18 +400,26 @@ def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
         "--checkpoint", required=True, help="a checkpoint or training output directory"
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
-    serve.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    serve.add_argument(
+        "--port", type=_port, default=8000, help="port, 0 for any free one (default: %(default)s)"
+    )
     serve.add_argument(
         "--store",
         default=None,
         help="folder for recognisers and their images (default: the "
         "user data folder, e.g. ~/.local/share/litemeta/serve)",
     )
-    serve.add_argument(
+    secret = serve.add_mutually_exclusive_group()
+    secret.add_argument(
         "--token",
         default=None,
-        help="secret every API request must send; required to bind "
-        "to an address other than 127.0.0.1",
+        help="secret every API request must send; required to bind to an address other than "
+        f"127.0.0.1 (visible to other users in `ps`: prefer --token-file or ${TOKEN_VARIABLE})",
+    )
+    secret.add_argument(
+        "--token-file",
+        default=None,
+        help=f"read the token from the first line of this file (instead of ${TOKEN_VARIABLE})",
     )
     serve.add_argument(
         "--max-upload-mb",

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import ipaddress
 import json
+import os
 import secrets
+import socket
 import threading
 from importlib import resources
 from pathlib import Path
@@ -22,7 +26,7 @@ from litemeta.data.images import ImageLoadError
 from litemeta.serve.recogniser import Adapted, Personaliser, UnreadableExample, check_image
 from litemeta.serve.store import NotFound, Recogniser, Store, Taught, check_name
 
-__all__ = ["DEFAULT_MAX_UPLOAD_MB", "create_app", "needs_token"]
+__all__ = ["DEFAULT_MAX_UPLOAD_MB", "create_app", "listen", "needs_token"]
 
 DEFAULT_MAX_UPLOAD_MB = 20
 MAX_FILES_PER_REQUEST = 100
@@ -30,6 +34,10 @@ MAX_FILES_PER_REQUEST = 100
 GRACEFUL_SHUTDOWN_SECONDS = 3
 STATIC = resources.files("litemeta.serve") / "static"
 UPLOAD_HINT = "send the images as multipart/form-data with field 'file'"
+#: Methods that change nothing; the others need a request no other site's page can send.
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+#: Host names a server without a token answers to (with its port), besides its own address.
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 
 
 class Refused(Exception):
@@ -110,15 +118,21 @@ CONTENT_SECURITY_POLICY = (
 
 
 class Guard:
-    """With a token, answer 401 to ``/api/`` requests that lack it; add security headers."""
+    """Refuse requests that another site could have made; add security headers.
+
+    With a token, ``/api/`` requests that lack it get 401 (a page elsewhere cannot know it).
+    Without one (a loopback server), the ``Host`` header must name the server (so a page on
+    another site whose name resolves to 127.0.0.1, "DNS rebinding", is refused), and a
+    request that changes something under ``/api/`` must be JSON (``application/json``, which
+    a page elsewhere cannot send without the server's consent) or carry this server's own
+    ``Origin`` (forms and uploads); any other ``Origin`` is refused. Refusals are 403.
+    """
 
     def __init__(self, app: ASGIApp, token: str | None) -> None:
         self.app = app
         self.token = token
 
-    def _allowed(self, scope: Scope) -> bool:
-        if self.token is None or not scope["path"].startswith("/api/"):
-            return True
+    def _has_token(self, scope: Scope) -> bool:
         scheme, _, credentials = Headers(scope=scope).get("authorization", "").partition(" ")
         given = (
             credentials.strip()
@@ -127,15 +141,60 @@ class Guard:
         )
         return secrets.compare_digest(given.encode(), self.token.encode())
 
+    @staticmethod
+    def _hosts(scope: Scope) -> list[str]:
+        """The ``Host`` values that name this server: loopback names and the address the
+        request came in on, with the port (and without it on port 80)."""
+        address, port = scope.get("server") or ("127.0.0.1", 80)
+        own = f"[{address}]" if ":" in address else address
+        names = list(dict.fromkeys([*LOOPBACK_NAMES, own]))
+        return [f"{n}:{port}" for n in names] + (names if port == 80 else [])
+
+    @classmethod
+    def _cross_site(cls, scope: Scope) -> str | None:
+        """Why a token-less request may come from another site's page, or None."""
+        headers = Headers(scope=scope)
+        host = headers.get("host", "").lower()
+        hosts = cls._hosts(scope)
+        if host not in hosts:
+            return (
+                f"this server answers to {', '.join(hosts[:4])} only, not to host {host!r}; "
+                f"open http://{hosts[1]}/"
+            )
+        if scope["method"] in SAFE_METHODS or not scope["path"].startswith("/api/"):
+            return None
+        own = f"http://{host}"
+        origin = headers.get("origin")
+        if origin is not None and origin.lower() != own:
+            return f"requests from another site ({origin}) are refused; open {own}/"
+        media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media_type == "application/json":
+            return None
+        if media_type == "multipart/form-data":
+            if origin is None:
+                return f"an upload must carry this server's origin: send the header Origin: {own}"
+            return None
+        no_body = headers.get("content-length", "0") == "0" and "transfer-encoding" not in headers
+        if not media_type and no_body:  # teach, delete (a form always sends a body type)
+            return None
+        sent = media_type or "a body without a Content-Type"
+        return (
+            f"send JSON with Content-Type: application/json, not {sent}, which any web page "
+            "can send"
+        )
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if not self._allowed(scope):
-            response = JSONResponse(
-                {"error": "this server needs its token: open the page with ?token=TOKEN"},
-                status_code=401,
-            )
+        refusal = None
+        if self.token is None:
+            reason = self._cross_site(scope)
+            refusal = None if reason is None else Refused(403, reason)
+        elif scope["path"].startswith("/api/") and not self._has_token(scope):
+            refusal = Refused(401, "this server needs its token: open the page with ?token=TOKEN")
+        if refusal is not None:
+            response = JSONResponse({"error": str(refusal)}, status_code=refusal.status)
             await response(scope, receive, send)
             return
 
@@ -158,7 +217,8 @@ def create_app(
     checkpoint_name: str = "",
 ) -> FastAPI:
     """The ASGI app. With ``token``, every ``/api`` request must send it (header
-    ``Authorization: Bearer TOKEN`` or query ``?token=TOKEN``) or gets 401."""
+    ``Authorization: Bearer TOKEN`` or query ``?token=TOKEN``) or gets 401; without one,
+    requests another site could have made get 403 (see ``Guard``)."""
     app = FastAPI(title="litemeta", docs_url=None, redoc_url=None, openapi_url=None)
     adapted: dict[str, tuple[int, Adapted]] = {}  # by recogniser: its version, classifier
     adapting = threading.Lock()
@@ -381,6 +441,32 @@ def create_app(
     return app
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (port 0: a free one), for the server to listen on;
+    ``OSError`` with what to change if it cannot be bound."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    if os.name != "nt":  # as uvicorn does: a restart need not wait out closed connections
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as error:
+        listener.close()
+        reasons = {
+            errno.EADDRINUSE: f"port {port} on {host} is in use (another server?); stop it or "
+            "pick another port with --port",
+            errno.EACCES: f"no permission to use port {port} on {host} (ports below 1024 need "
+            "administrator rights); pick a port from 1024 to 65535 with --port",
+            errno.EADDRNOTAVAIL: f"{host} is not an address of this machine; pick one with "
+            "--host (e.g. 127.0.0.1)",
+        }
+        reason = reasons.get(
+            error.errno, f"cannot listen on {host} port {port} ({error}); check --host and --port"
+        )
+        raise OSError(reason) from None
+    return listener
+
+
 def run_server(
     checkpoint: str | Path,
     *,
@@ -391,7 +477,8 @@ def run_server(
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     chunk_size: int | None = None,
 ) -> None:
-    """Load the checkpoint, open the store and serve until interrupted."""
+    """Bind the port, load the checkpoint, open (and lock) the store, and serve until
+    interrupted. Nothing is printed and the store is not touched if the port is taken."""
     import uvicorn
 
     if needs_token(host) and not token:
@@ -399,21 +486,28 @@ def run_server(
             f"binding to {host} lets other machines reach the server; pass --token SECRET "
             "(and open the page with ?token=SECRET) or bind to 127.0.0.1"
         )
-    personaliser = Personaliser.from_checkpoint(checkpoint, chunk_size)
-    app = create_app(
-        personaliser,
-        Store(store),
-        token=token,
-        max_upload_mb=max_upload_mb,
-        checkpoint_name=Path(checkpoint).name,
-    )
-    address = f"[{host}]" if ":" in host else host
-    page = f"http://{address}:{port}/" + (f"?token={token}" if token else "")
-    print(f"litemeta: serving {page} (store {store}); Ctrl-C stops", flush=True)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-    )
+    listener = listen(host, port)
+    try:
+        personaliser = Personaliser.from_checkpoint(checkpoint, chunk_size)
+        address = f"[{host}]" if ":" in host else host
+        url = f"http://{address}:{listener.getsockname()[1]}/"
+        opened = Store(store, holder=f"litemeta serve {url}")
+        try:
+            app = create_app(
+                personaliser,
+                opened,
+                token=token,
+                max_upload_mb=max_upload_mb,
+                checkpoint_name=Path(checkpoint).name,
+            )
+            page = url + (f"?token={token}" if token else "")
+            print(f"litemeta: serving {page} (store {store}); Ctrl-C stops", flush=True)
+            config = uvicorn.Config(
+                app, log_level="warning", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS
+            )
+            with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C stops it, as uvicorn.run
+                uvicorn.Server(config).run(sockets=[listener])
+        finally:
+            opened.close()
+    finally:
+        listener.close()

@@ -2,30 +2,38 @@
 
 Image files are named by random ids (never by user text), written to a temporary file,
 flushed and renamed into place before their row is committed, so a killed server loses at
-most the request in flight; files without a row (from such a request) are removed on open.
+most the request in flight. One process at a time holds a store (a lock file); on open it
+removes its own files that have no row (from such a request) and leaves every other file
+alone, naming them in a warning.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shutil
+import re
+import socket
 import sqlite3
 import sys
 import threading
 import time
 import unicodedata
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 __all__ = [
     "Example",
     "NotFound",
     "Recogniser",
     "Store",
+    "StoreError",
+    "StoreInUse",
     "Taught",
     "check_name",
     "default_store_dir",
@@ -37,6 +45,16 @@ FORBIDDEN_CHARACTERS = set("/\\<>\"'`&")
 #: Invisible format characters that real text needs: zero-width joiner (emoji sequences)
 #: and non-joiner (Persian, Indic scripts).
 JOINERS = {"\u200c", "\u200d"}
+#: The extensions of the image files the store writes.
+IMAGE_EXTENSIONS = (".jpg", ".png", ".webp", ".gif", ".bmp")
+_ID = "[0-9a-f]{32}"
+_EXTENSION = "|".join(re.escape(e) for e in IMAGE_EXTENSIONS)
+#: The files the store writes under ``images/``: ``<recogniser id>/<example id><extension>``
+#: and, while one is being written, ``<recogniser id>/.<example id><extension>.tmp``.
+OWN_FILE = re.compile(f"{_ID}/(?:{_ID}(?:{_EXTENSION})|\\.{_ID}(?:{_EXTENSION})\\.tmp)")
+OWN_FOLDER = re.compile(_ID)
+#: How many files the warning about files the store did not write names.
+NAMED_FOREIGN_FILES = 5
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS recognisers (
@@ -67,6 +85,14 @@ CREATE TABLE IF NOT EXISTS examples (
 
 class NotFound(LookupError):
     """A recogniser, class or example that does not exist."""
+
+
+class StoreError(RuntimeError):
+    """A store that cannot be opened: its database is damaged or not a database."""
+
+
+class StoreInUse(StoreError):
+    """A store already held by another process (or another ``Store`` of this one)."""
 
 
 def default_store_dir() -> Path:
@@ -163,25 +189,26 @@ class Store:
     no longer shown, and a teaching that overlapped a change is not recorded.
     """
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, holder: str = "litemeta") -> None:
+        """Open (or create) the store and hold its lock until ``close``; ``StoreInUse``,
+        naming the holder, if another process holds it. ``holder`` says who holds it, for
+        that message (e.g. ``litemeta serve http://127.0.0.1:8000/``)."""
         self.root = Path(root)
         self.images = self.root / "images"
         self.images.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.root / "store.sqlite3", check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(recognisers)")}
-        if "version" not in columns:  # a store made before versions were kept
-            self._db.execute(
-                "ALTER TABLE recognisers ADD COLUMN version INTEGER NOT NULL DEFAULT 0"
-            )
-        self._remove_orphan_files()
+        self._holding = _hold(self.root / "store.lock", holder)
+        try:
+            self._db = _open_database(self.root / "store.sqlite3")
+            self._remove_orphan_files()
+        except BaseException:
+            self._holding.close()
+            raise
 
     def close(self) -> None:
+        """Close the database and let another process open the store."""
         self._db.close()
+        self._holding.close()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -197,11 +224,35 @@ class Store:
         )
 
     def _remove_orphan_files(self) -> None:
+        """Remove the store's own files that have no row (written by a request that did not
+        finish) and its empty folders of deleted recognisers; warn about files it did not
+        write, which it leaves alone. Runs only while the store's lock is held."""
         with self._lock:
-            known = {row[0] for row in self._db.execute("SELECT file FROM examples")}
-        for path in self.images.rglob("*"):
-            if path.is_file() and str(path.relative_to(self.images)) not in known:
-                path.unlink()
+            known = {
+                Path(row[0]).as_posix() for row in self._db.execute("SELECT file FROM examples")
+            }
+            recognisers = {row[0] for row in self._db.execute("SELECT id FROM recognisers")}
+        foreign = []
+        for folder, _, files in os.walk(self.images):
+            for name in files:
+                path = Path(folder) / name
+                relative = path.relative_to(self.images).as_posix()
+                if not OWN_FILE.fullmatch(relative):
+                    foreign.append(relative)
+                elif relative not in known:
+                    path.unlink(missing_ok=True)
+        for folder in self.images.iterdir():
+            if OWN_FOLDER.fullmatch(folder.name) and folder.name not in recognisers:
+                _remove_own_files(folder)
+        if foreign:
+            named = ", ".join(sorted(foreign)[:NAMED_FOREIGN_FILES])
+            more = len(foreign) - NAMED_FOREIGN_FILES
+            warnings.warn(
+                f"{self.images} holds {len(foreign)} file(s) litemeta did not write, left "
+                f"untouched: {named}{f' and {more} more' if more > 0 else ''}; move them out "
+                "of the store to silence this warning",
+                stacklevel=3,
+            )
 
     # Recognisers
 
@@ -261,7 +312,7 @@ class Store:
         for examples in recogniser.classes.values():
             for example in examples:
                 example.path.unlink(missing_ok=True)
-        shutil.rmtree(self.images / recogniser_id, ignore_errors=True)
+        _remove_own_files(self.images / recogniser_id)
 
     def set_taught(self, recogniser_id: str, taught: Taught | None, version: int) -> bool:
         """Record ``taught`` if the recogniser is still at ``version``; False if it changed."""
@@ -360,6 +411,12 @@ class Store:
         new), all or none; returns the number of examples per class. ``NotFound`` (and
         nothing left behind) if the recogniser is deleted meanwhile."""
         label = check_name(label, "class label")
+        unknown = sorted({e for _, e, _ in images if e not in IMAGE_EXTENSIONS})
+        if unknown:
+            raise ValueError(
+                f"cannot store images with extension {', '.join(unknown)}; use one of "
+                f"{', '.join(IMAGE_EXTENSIONS)}"
+            )
         self._require(recogniser_id)
         folder = self.images / recogniser_id
         rows, written = [], []
@@ -382,7 +439,7 @@ class Store:
             try:
                 self._require(recogniser_id)
             except NotFound:  # deleted meanwhile: its folder goes too
-                shutil.rmtree(folder, ignore_errors=True)
+                _remove_own_files(folder)
                 raise
             raise
         return self.counts(recogniser_id)
@@ -418,3 +475,90 @@ def _write_atomically(path: Path, data: bytes) -> None:
             os.fsync(folder)
         finally:
             os.close(folder)
+
+
+def _remove_own_files(folder: Path) -> None:
+    """Remove the store's files from a recogniser's ``folder``, and the folder if that
+    leaves it empty; files the store did not write stay (the sweep on open names them)."""
+    if folder.is_symlink() or not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        if OWN_FILE.fullmatch(f"{folder.name}/{path.name}"):
+            path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # not empty, or already gone
+        folder.rmdir()
+
+
+def _open_database(path: Path) -> sqlite3.Connection:
+    """The store's database, created or brought up to date; ``StoreError`` naming the file
+    if it is not a database."""
+    db = sqlite3.connect(path, check_same_thread=False)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.executescript(_SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(recognisers)")}
+        if "version" not in columns:  # a store made before versions were kept
+            db.execute("ALTER TABLE recognisers ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
+    except sqlite3.DatabaseError as error:
+        db.close()
+        raise StoreError(
+            f"cannot open the store's database {path}: {error}; restore it from a backup, or "
+            f"move it aside (e.g. to {path.name}.damaged) to start an empty store there"
+        ) from None
+    return db
+
+
+def _hold(path: Path, holder: str) -> IO[str]:
+    """The lock file ``path``, locked for this process and naming ``holder``, its process
+    and machine; ``StoreInUse`` with what the file says if another one holds it. The
+    operating system releases the lock when the file closes or the process ends."""
+    # "a+" never truncates another holder's note; the handle lives as long as the store
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115
+    try:
+        _lock_file(handle)
+    except OSError:
+        handle.seek(0)
+        note = handle.read()
+        handle.close()
+        raise StoreInUse(
+            f"the store {path.parent} is in use by {_describe_holder(note)}; stop that server "
+            "first, or give another store folder (--store)"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    note = {
+        "holder": holder,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    handle.write(json.dumps(note))
+    handle.flush()
+    return handle
+
+
+def _describe_holder(note: str) -> str:
+    try:
+        fields = json.loads(note)
+        return (
+            f"{fields['holder']} (process {fields['pid']} on {fields['host']}, since "
+            f"{fields['since']})"
+        )
+    except (ValueError, TypeError, KeyError):  # being written just now
+        return "another process"
+
+
+if os.name == "nt":
+    import msvcrt
+
+    def _lock_file(handle: IO[str]) -> None:
+        handle.seek(2**30)  # a byte past the note, so that others can still read it
+        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+
+else:
+    import fcntl
+
+    def _lock_file(handle: IO[str]) -> None:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

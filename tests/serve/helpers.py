@@ -19,6 +19,12 @@ import uvicorn
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def api_client(url: str, **options) -> httpx.Client:
+    """A client for the server at ``url`` that sends its ``Origin``, as the page does (a
+    token-less server refuses uploads without it)."""
+    return httpx.Client(base_url=url, headers={"Origin": url}, **options)
+
+
 def free_port(host: str) -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 import litemeta.serve.store as store_module
@@ -37,7 +36,8 @@ def store(tmp_path) -> Store:
 
 def _client(personaliser: Personaliser, store: Store, **options) -> TestClient:
     app = create_app(personaliser, store, **options)
-    return TestClient(app, raise_server_exceptions=False)
+    origin = {"Origin": "http://testserver"}  # as the page sends it
+    return TestClient(app, raise_server_exceptions=False, headers=origin)
 
 
 @pytest.fixture
@@ -301,7 +301,6 @@ def test_the_token_comes_before_the_size_limit_and_its_scheme_ignores_case(perso
 def test_ctrl_c_waits_for_open_requests_only_briefly(tmp_path, monkeypatch, personaliser):
     given = {}
     monkeypatch.setattr(Personaliser, "from_checkpoint", lambda *args: personaliser)
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: given.update(options))
-    run_server(tmp_path, store=tmp_path)
-    config = uvicorn.Config(FastAPI(), **given)
-    assert config.timeout_graceful_shutdown == GRACEFUL_SHUTDOWN_SECONDS <= 5
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: given.update(vars(self)))
+    run_server(tmp_path, port=0, store=tmp_path)
+    assert given["config"].timeout_graceful_shutdown == GRACEFUL_SHUTDOWN_SECONDS <= 5

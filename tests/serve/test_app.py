@@ -17,7 +17,7 @@ from litemeta.serve.app import create_app, needs_token, run_server
 from litemeta.serve.recogniser import Personaliser
 from litemeta.serve.store import Store
 from tests.serve.conftest import COLOURS, photo
-from tests.serve.helpers import free_port, running, serving_process
+from tests.serve.helpers import api_client, free_port, running, serving_process
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,8 @@ def _predict(client: httpx.Client, recogniser: str, image: bytes) -> list[dict]:
 
 def test_teach_predict_survives_a_restart(personaliser, tmp_path):
     held_out = photo(COLOURS["green"], variant=5, kind="JPEG")
-    with running(_app(personaliser, tmp_path)) as url, httpx.Client(base_url=url) as client:
+    store = Store(tmp_path)
+    with running(create_app(personaliser, store)) as url, api_client(url) as client:
         assert client.get("/api/health").json()["status"] == "ok"
         recogniser = _teach_colours(client)
         taught = client.post(f"/api/recognisers/{recogniser}/teach").json()
@@ -63,7 +64,8 @@ def test_teach_predict_survives_a_restart(personaliser, tmp_path):
         (p["probability"] for p in before), reverse=True
     )
     assert sum(p["probability"] for p in before) == pytest.approx(1, abs=1e-5)
-    with running(_app(personaliser, tmp_path)) as url, httpx.Client(base_url=url) as client:
+    store.close()  # the next server's store opens only then
+    with running(_app(personaliser, tmp_path)) as url, api_client(url) as client:
         [listed] = client.get("/api/recognisers").json()
         assert listed["id"] == recogniser and listed["taught"]["examples"] == 9
         assert [len(c["examples"]) for c in listed["classes"]] == [3, 3, 3]
@@ -75,14 +77,14 @@ def test_teach_predict_survives_a_restart(personaliser, tmp_path):
 
 
 def test_fifty_concurrent_predictions_are_all_right(personaliser, tmp_path):
-    with running(_app(personaliser, tmp_path)) as url, httpx.Client(base_url=url) as client:
+    with running(_app(personaliser, tmp_path)) as url, api_client(url) as client:
         recogniser = _teach_colours(client)
         client.post(f"/api/recognisers/{recogniser}/teach").raise_for_status()
         labels = [list(COLOURS)[i % 3] for i in range(50)]
 
         def ask(index: int) -> str:
             image = photo(COLOURS[labels[index]], variant=index)
-            with httpx.Client(base_url=url, timeout=120) as own:
+            with api_client(url, timeout=120) as own:
                 return _predict(own, recogniser, image)[0]["label"]
 
         with ThreadPoolExecutor(max_workers=50) as pool:
@@ -115,7 +117,7 @@ def _stored_files(store: Path) -> list[Path]:
 def test_bad_uploads_are_refused_and_nothing_is_stored(
     personaliser, tmp_path, label, upload, status, message
 ):
-    with running(_app(personaliser, tmp_path)) as url, httpx.Client(base_url=url) as client:
+    with running(_app(personaliser, tmp_path)) as url, api_client(url) as client:
         recogniser = client.post("/api/recognisers", json={"name": "r"}).json()["id"]
         response = client.post(
             f"/api/recognisers/{recogniser}/examples",
@@ -130,7 +132,7 @@ def test_bad_uploads_are_refused_and_nothing_is_stored(
 
 def test_a_streamed_upload_over_the_limit_is_refused(personaliser, tmp_path):
     app = _app(personaliser, tmp_path, max_upload_mb=1)
-    with running(app) as url, httpx.Client(base_url=url) as client:
+    with running(app) as url, api_client(url) as client:
         recogniser = client.post("/api/recognisers", json={"name": "r"}).json()["id"]
         boundary = "b0undary"
         head = (
@@ -155,7 +157,7 @@ def test_a_streamed_upload_over_the_limit_is_refused(personaliser, tmp_path):
 
 
 def test_one_bad_file_in_a_batch_stores_none_of_it(personaliser, tmp_path):
-    with running(_app(personaliser, tmp_path)) as url, httpx.Client(base_url=url) as client:
+    with running(_app(personaliser, tmp_path)) as url, api_client(url) as client:
         recogniser = client.post("/api/recognisers", json={"name": "r"}).json()["id"]
         files = [
             ("file", ("good.png", photo(COLOURS["red"]), "image/png")),
@@ -170,14 +172,14 @@ def test_one_bad_file_in_a_batch_stores_none_of_it(personaliser, tmp_path):
 
 @pytest.mark.parametrize("name", ["../../etc", "<b>x</b>", "   ", "a" * 65])
 def test_bad_recogniser_names_are_refused(personaliser, tmp_path, name):
-    with running(_app(personaliser, tmp_path)) as url, httpx.Client(base_url=url) as client:
+    with running(_app(personaliser, tmp_path)) as url, api_client(url) as client:
         response = client.post("/api/recognisers", json={"name": name})
         assert response.status_code == 400 and response.json()["error"].startswith("the ")
         assert client.get("/api/recognisers").json() == []
 
 
 def test_teach_and_predict_say_what_is_missing(personaliser, tmp_path):
-    with running(_app(personaliser, tmp_path)) as url, httpx.Client(base_url=url) as client:
+    with running(_app(personaliser, tmp_path)) as url, api_client(url) as client:
         recogniser = client.post("/api/recognisers", json={"name": "r"}).json()["id"]
         client.post(
             f"/api/recognisers/{recogniser}/examples",
@@ -198,7 +200,7 @@ def test_teach_and_predict_say_what_is_missing(personaliser, tmp_path):
 
 
 def test_rename_and_delete_forget_the_teaching(personaliser, tmp_path):
-    with running(_app(personaliser, tmp_path)) as url, httpx.Client(base_url=url) as client:
+    with running(_app(personaliser, tmp_path)) as url, api_client(url) as client:
         recogniser = _teach_colours(client, shots=2)
         client.post(f"/api/recognisers/{recogniser}/teach").raise_for_status()
         counts = client.patch(
@@ -230,7 +232,7 @@ def test_a_token_guards_the_api_on_another_address(personaliser, tmp_path):
     with pytest.raises(ValueError, match="pass --token"):
         run_server(tmp_path / "unused", host="127.0.0.2", store=tmp_path)
     app = _app(personaliser, tmp_path, token="s3cret")
-    with running(app, host="127.0.0.2") as url, httpx.Client(base_url=url) as client:
+    with running(app, host="127.0.0.2") as url, api_client(url) as client:
         assert client.get("/api/recognisers").status_code == 401
         assert client.post("/api/recognisers", json={"name": "x"}).status_code == 401
         assert (
@@ -247,7 +249,7 @@ def test_a_token_guards_the_api_on_another_address(personaliser, tmp_path):
 
 def test_the_exported_model_gives_the_servers_probabilities(personaliser, tmp_path):
     held_out = photo(COLOURS["blue"], variant=4, kind="JPEG")
-    with running(_app(personaliser, tmp_path)) as url, httpx.Client(base_url=url) as client:
+    with running(_app(personaliser, tmp_path)) as url, api_client(url) as client:
         recogniser = _teach_colours(client)
         export = f"/api/recognisers/{recogniser}/export"
         assert client.get(export, params={"format": "onnx"}).status_code == 409
@@ -273,16 +275,18 @@ def test_a_killed_server_keeps_everything_it_answered(tiny_run, tmp_path):
     argv = ["serve", "--checkpoint", str(tiny_run), "--port", str(port), "--store", str(tmp_path)]
     url = f"http://127.0.0.1:{port}"
     held_out = photo(COLOURS["red"], variant=6, kind="JPEG")
-    with serving_process(argv, port) as server, httpx.Client(base_url=url) as client:
+    with serving_process(argv, port) as server, api_client(url) as client:
         recogniser = _teach_colours(client)
         client.post(f"/api/recognisers/{recogniser}/teach").raise_for_status()
         before = _predict(client, recogniser, held_out)
         server.send_signal(signal.SIGKILL)
         server.wait()
-    with serving_process(argv, port), httpx.Client(base_url=url) as client:
+    # the killed server's lock on the store went with it
+    with serving_process(argv, port) as again, api_client(url) as client:
         [kept] = client.get("/api/recognisers").json()
         assert kept["taught"]["classes"] == list(COLOURS)
         after = _predict(client, recogniser, held_out)
+    assert again.returncode == 0  # Ctrl-C
     assert [p["label"] for p in after] == [p["label"] for p in before]
     assert [p["probability"] for p in after] == pytest.approx(
         [p["probability"] for p in before], abs=1e-6

@@ -12,6 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
@@ -200,3 +201,76 @@ def test_the_page_sends_the_token_of_its_address(browser, personaliser, tmp_path
         _wait_until_loaded(thumbnail)
         expect(page.locator("#message")).to_contain_text("red now has 1 example.")
         page.context.close()
+
+
+ATTACK = """async ([target, recogniser]) => {
+    const outcomes = {};
+    const sent = async (name, path, options) => {
+        try {
+            await fetch(target + path, { method: "POST", mode: "no-cors", ...options });
+            outcomes[name] = "sent";
+        } catch (error) {
+            outcomes[name] = "blocked: " + error;
+        }
+    };
+    await sent("json as text", "/api/recognisers", {
+        headers: { "Content-Type": "text/plain" },
+        body: JSON.stringify({ name: "csrf" }),
+    });
+    const form = new FormData();
+    form.append("label", "planted");
+    form.append("file", new Blob([new Uint8Array(%s)], { type: "image/png" }), "x.png");
+    await sent("upload", `/api/recognisers/${recogniser}/examples`, { body: form });
+    await sent("teach", `/api/recognisers/${recogniser}/teach`, {});
+    try {
+        const response = await fetch(target + "/api/recognisers");
+        outcomes.read = "read " + (await response.text());
+    } catch (error) {
+        outcomes.read = "blocked";
+    }
+    return outcomes;
+}"""
+
+ATTACKER_PAGE = """<!doctype html><title>another site</title>
+<form id="plain" method="post" enctype="text/plain" action="%s/api/recognisers">
+<input name='{"name": "form-csrf", "x": "' value='"}'></form>"""
+
+
+def test_a_page_on_another_origin_cannot_change_or_read_the_store(browser, personaliser, tmp_path):
+    from fastapi import FastAPI
+    from fastapi.responses import HTMLResponse
+
+    store = Store(tmp_path / "store")
+    with running(create_app(personaliser, store)) as url:
+        own = httpx.Client(base_url=url, headers={"Origin": url})
+        recogniser = own.post("/api/recognisers", json={"name": "Mine"}).json()["id"]
+        elsewhere = FastAPI()
+        elsewhere.get("/")(lambda: HTMLResponse(ATTACKER_PAGE % url))
+        with running(elsewhere) as attacker_url:
+            assert attacker_url != url  # another port: another origin
+            attacker = _open(browser, attacker_url)
+            outcomes = attacker.evaluate(ATTACK % list(photo(COLOURS["red"])), [url, recogniser])
+            with attacker.expect_navigation():
+                attacker.locator("#plain").evaluate("form => form.submit()")
+            attacker.context.close()
+        # the browser sent the requests (no-cors) but the server refused every one
+        assert outcomes["json as text"] == outcomes["upload"] == outcomes["teach"] == "sent"
+        assert outcomes["read"] == "blocked"
+        [mine] = own.get("/api/recognisers").json()
+        assert mine["name"] == "Mine" and mine["classes"] == [] and mine["taught"] is None
+
+        page = _open(browser, url)  # while the app's own page still works
+        page.click("#recogniser-list button")
+        for label in ("red", "blue"):
+            page.fill("#new-class", label)
+            page.click("#class-form button")
+            _card(page, label).locator(".pick").set_input_files(_files(label, 2))
+            expect(_card(page, label).locator(".thumbs img")).to_have_count(2)
+        page.click("#teach")
+        expect(page.locator("#teach-result")).to_contain_text("Taught 2 classes from 4 examples")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click("#delete-recogniser")
+        expect(page.locator("#recogniser-list button")).to_have_count(0)
+        page.context.close()
+        own.close()
+    store.close()
