@@ -39,9 +39,11 @@ __all__ = [
     "ModelMismatchError",
     "SavedModel",
     "TrainingState",
+    "check_finite_weights",
     "check_model_config",
     "describe_model",
     "find_checkpoint",
+    "first_non_finite",
     "load_checkpoint",
     "load_model_weights",
     "model_fingerprint",
@@ -244,6 +246,46 @@ def _require_model(checkpoint: Mapping[str, Any], path: str | Path) -> None:
             f"{path} holds no model weights (missing {missing}); pass a checkpoint written by "
             "`litemeta train`"
         )
+    check_finite_weights(checkpoint["model"], path)
+
+
+def check_finite_weights(weights: Any, path: str | Path) -> None:
+    """Refuse model weights that are not a mapping of tensors, or that hold NaN or
+    infinity (the parameters of a run that diverged), naming the file. Every reader of a
+    saved model (evaluate, personalise, export, serve, resume) passes through here."""
+    if not isinstance(weights, Mapping) or not all(
+        isinstance(value, torch.Tensor) for value in weights.values()
+    ):
+        raise CheckpointError(
+            f"{path} holds no model weights (its 'model' entry is a {type(weights).__name__}, "
+            "not tensors by name): the file was not written by litemeta; use best.pt or "
+            "last.pt of a run"
+        )
+    broken = first_non_finite(weights)
+    if broken is not None:
+        raise CheckpointError(
+            f"{path} holds non-finite weights (NaN or infinity in {broken}): the run that "
+            "wrote it diverged; use a checkpoint written before it diverged, or train again "
+            "with a lower training.optim.lr"
+        )
+
+
+def first_non_finite(tensors: Mapping[str, Any], prefix: str = "") -> str | None:
+    """The name of the first floating-point tensor in ``tensors`` (nested mappings and
+    lists walked) that holds NaN or infinity, or ``None`` when all are finite."""
+    for name, value in tensors.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, Mapping):
+            found = first_non_finite(value, f"{key}.")
+        elif isinstance(value, list | tuple):
+            found = first_non_finite(dict(enumerate(value)), f"{key}.")
+        elif isinstance(value, torch.Tensor) and value.is_floating_point():
+            found = None if bool(torch.isfinite(value).all()) else key
+        else:
+            found = None
+        if found is not None:
+            return found
+    return None
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from litemeta.checkpoint import (
     LAST_CHECKPOINT,
     TrainingState,
     describe_model,
+    first_non_finite,
     read_training_checkpoint,
     remove_stale_temporaries,
     restore_rng_state,
@@ -539,7 +540,10 @@ class Trainer:
         return result
 
     def _save(self, name: str, step: int) -> None:
-        """Write a checkpoint (first process); every process contributes its RNG state."""
+        """Write a checkpoint (first process); every process contributes its RNG state.
+        Parameters or optimiser state holding NaN or infinity stop the run instead
+        (:class:`TrainingDiverged`), so every checkpoint written holds a finite model."""
+        self._check_finite(step)
         states = self.group.gather(rng_state(self.group.device))
         if not self.group.is_main:
             return
@@ -553,6 +557,16 @@ class Trainer:
             best_validation_accuracy=self.best_validation_accuracy,
         )
         save_model(self.output_dir / name, self.learner, self.model_config, training)
+
+
+    def _check_finite(self, step: int) -> None:
+        """Raise :class:`TrainingDiverged` if a parameter, buffer or optimiser state of this
+        process is not finite; every process holds the same ones, so all stop together."""
+        broken = first_non_finite(self.learner.state_dict())
+        if broken is None:
+            broken = first_non_finite(self.optimizer.state_dict()["state"], "optimiser state ")
+        if broken is not None:
+            raise TrainingDiverged(f"step {step}: {broken} is not finite; {DIVERGED_ADVICE}")
 
 
 def earlier_checkpoints(output_dir: Path) -> list[Path]:
