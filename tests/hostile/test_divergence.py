@@ -4,6 +4,7 @@ reader of a saved model refuses non-finite weights, naming the file."""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from pathlib import Path
 
@@ -16,16 +17,9 @@ from litemeta.config import ConfigError
 from litemeta.experiment import load_experiment
 from litemeta.learners import load_learner
 from litemeta.training import OptimConfig, TrainingConfig, TrainingDiverged, train
-from tests.cli_helpers import TINY_OVERRIDES, train_tiny_run
+from tests.cli_helpers import TINY_OVERRIDES
+from tests.hostile.conftest import one_line_error
 from tests.train_helpers import SyntheticTasks, TinyProtoNet
-
-
-def one_line_error(capsys) -> str:
-    """The one ``litemeta:`` line of stderr (and no traceback)."""
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.startswith("litemeta:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 @pytest.mark.parametrize(
@@ -91,11 +85,6 @@ def test_a_step_that_makes_the_weights_non_finite_writes_no_checkpoint(tmp_path,
         assert all(torch.isfinite(t).all() for t in saved["model"].values())
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    return train_tiny_run(tmp_path_factory.mktemp("run") / "run")
-
-
 def _poison(run: Path, destination: Path) -> Path:
     """A copy of ``run`` whose best.pt has a NaN weight, re-sealed with a valid checksum (as
     a diverged run would have written it)."""
@@ -107,16 +96,14 @@ def _poison(run: Path, destination: Path) -> Path:
     return destination
 
 
-def test_every_reader_refuses_non_finite_weights_naming_the_file(run, tmp_path, capsys):
-    poisoned = _poison(run, tmp_path / "diverged")
+def test_every_reader_refuses_non_finite_weights_naming_the_file(
+    tiny_run, folders, tmp_path, capsys
+):
+    poisoned = _poison(tiny_run, tmp_path / "diverged")
     best = poisoned / "best.pt"
     with pytest.raises(CheckpointError, match=f"{best} holds non-finite weights"):
         load_learner(best)
-    support, query = tmp_path / "support", tmp_path / "query"
-    from tests.cli_helpers import write_emoji
-
-    for class_id, folder in ((0, support / "a"), (1, support / "b"), (2, query)):
-        write_emoji(folder, class_id, "google")
+    support, query = folders
     commands = [
         ["evaluate", "--checkpoint", str(poisoned), "--tasks", "1", *TINY_OVERRIDES],
         [
@@ -129,14 +116,19 @@ def test_every_reader_refuses_non_finite_weights_naming_the_file(run, tmp_path, 
             str(query),
         ],
     ]
+    if importlib.util.find_spec("onnx") is not None:
+        out = tmp_path / "model.onnx"
+        commands.append(
+            ["export", "--checkpoint", str(poisoned), "--support", str(support), "--out", str(out)]
+        )
     for argv in commands:
         assert main(argv) == 1
         line = one_line_error(capsys)
         assert f"{best} holds non-finite weights" in line and "diverged" in line
 
 
-def test_a_checkpoint_whose_model_is_not_tensors_is_named(run, tmp_path, capsys):
-    shutil.copytree(run, tmp_path / "odd")
+def test_a_checkpoint_whose_model_is_not_tensors_is_named(tiny_run, tmp_path, capsys):
+    shutil.copytree(tiny_run, tmp_path / "odd")
     checkpoint = load_checkpoint(tmp_path / "odd" / "best.pt")
     checkpoint["model"] = "weights"
     save_atomically(checkpoint, tmp_path / "odd" / "best.pt")
