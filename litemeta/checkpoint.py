@@ -24,7 +24,7 @@ import random
 import secrets
 import shutil
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ __all__ = [
     "rng_state",
     "save_atomically",
     "save_model",
+    "write_files_atomically",
 ]
 
 
@@ -125,6 +126,31 @@ def save_atomically(payload: Mapping[str, Any], path: str | Path) -> Path:
         raise
     _fsync_directory(path.parent)
     return path
+
+
+def write_files_atomically(writers: Mapping[Path, Callable[[Path], None]]) -> None:
+    """Write output files all or nothing: each ``writer(partial)`` fills ``PATH.partial``,
+    and only when all are written are they renamed over their paths. A failure (a full disk,
+    a shell's file size limit) removes every partial file and raises :class:`OSError`
+    naming the file that could not be written."""
+    partials = {path: path.with_name(path.name + ".partial") for path in writers}
+    try:
+        for path, write in writers.items():
+            try:
+                write(partials[path])
+            except OSError as error:
+                free = shutil.disk_usage(path.parent).free
+                reason = error.strerror or " ".join(str(error).split())
+                raise OSError(
+                    f"cannot write {path}: {reason} ({free / 2**20:.0f} MB free on its disk; "
+                    "a shell's `ulimit -f` limits file sizes too): free space or write "
+                    "elsewhere; nothing was written"
+                ) from error
+        for path, partial in partials.items():
+            os.replace(partial, path)
+    finally:
+        for partial in partials.values():
+            partial.unlink(missing_ok=True)
 
 
 def _fsync_directory(directory: Path) -> None:

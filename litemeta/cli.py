@@ -208,6 +208,7 @@ def _serve(args: argparse.Namespace) -> None:
 
 def _export(args: argparse.Namespace) -> None:
     _require_serve_extra("export")
+    from litemeta.checkpoint import write_files_atomically
     from litemeta.serve.export import export_folders
 
     out = Path(args.out)
@@ -215,9 +216,7 @@ def _export(args: argparse.Namespace) -> None:
         raise IsADirectoryError(f"--out {out} is a folder; give a file, e.g. {out}/model.onnx")
     out.parent.mkdir(parents=True, exist_ok=True)
     model, labels = export_folders(args.checkpoint, args.support)
-    partial = out.with_name(out.name + ".partial")
-    partial.write_bytes(model)
-    partial.replace(out)
+    write_files_atomically({out: lambda partial: partial.write_bytes(model)})
     print(f"wrote {out} ({len(model) / 2**20:.1f} MB): uint8 images in, probabilities of {labels}")
 
 

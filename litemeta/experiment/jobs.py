@@ -23,8 +23,9 @@ from litemeta.checkpoint import (
     describe_model,
     find_checkpoint,
     load_model_weights,
+    write_files_atomically,
 )
-from litemeta.config import ConfigError, setting_differences
+from litemeta.config import ConfigError, load_yaml, setting_differences
 from litemeta.data.class_folders import FileTree, hidden_name
 from litemeta.data.images import IMAGE_EXTENSIONS, ImageLoadError, read_image_file
 from litemeta.data.loading import resolve_workers
@@ -122,7 +123,15 @@ def _warn_about_changed_settings(config: ExperimentConfig, saved_file: Path) -> 
     a changed model is refused)."""
     if not saved_file.is_file():
         return
-    saved = yaml.safe_load(saved_file.read_text()) or {}
+    try:
+        saved = load_yaml(saved_file.read_text(), str(saved_file)) or {}
+    except ConfigError as error:
+        raise ConfigError(f"{error}; fix it, or delete it (the run writes it again)") from None
+    if not isinstance(saved, dict):
+        raise ConfigError(
+            f"{saved_file} holds no mapping of settings: fix it, or delete it (the run writes "
+            "it again)"
+        )
     changed = [
         f"data.{key}: {before!r} -> {after!r}"
         for key, (before, after) in setting_differences(
@@ -436,16 +445,20 @@ def _output_folder(output_dir: str | Path) -> Path:
 
 
 def _write_predictions(predictions: Sequence[Prediction], directory: Path) -> None:
-    """Write ``predictions.json`` and ``predictions.csv`` atomically (each written in full
-    to a temporary file, then renamed). File names that are not valid UTF-8 keep their bytes
-    in the CSV (``surrogateescape``) and are escaped in the JSON."""
+    """Write ``predictions.json`` and ``predictions.csv`` all or nothing
+    (:func:`~litemeta.checkpoint.write_files_atomically`). File names that are not valid
+    UTF-8 keep their bytes in the CSV (``surrogateescape``) and are escaped in the JSON."""
     rows = [vars(p) for p in predictions]
-    json_file = directory / "predictions.json.partial"
-    json_file.write_text(json.dumps(rows, indent=2))
-    csv_file = directory / "predictions.csv.partial"
-    with csv_file.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["path", "label", "probability", "error"])
-        writer.writeheader()
-        writer.writerows(rows)
-    json_file.replace(directory / "predictions.json")
-    csv_file.replace(directory / "predictions.csv")
+
+    def write_json(path: Path) -> None:
+        path.write_text(json.dumps(rows, indent=2))
+
+    def write_csv(path: Path) -> None:
+        with path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["path", "label", "probability", "error"])
+            writer.writeheader()
+            writer.writerows(rows)
+
+    write_files_atomically(
+        {directory / "predictions.json": write_json, directory / "predictions.csv": write_csv}
+    )
