@@ -11,6 +11,7 @@ import csv
 import json
 import warnings
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,9 @@ from litemeta.learners import load_learner
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.tasks import Task
 from litemeta.training import (
+    check_output_directory_free,
     earlier_checkpoints,
+    hold_output_directory,
     read_resumable_checkpoint,
     seed_everything,
     torchrun_environment,
@@ -182,6 +185,7 @@ def train_experiment(
     written to ``<output_dir>/test``.
     """
     output_dir = Path(config.training.output_dir)
+    check_output_directory_free(output_dir)  # "in use" before what the holder has written
     earlier = [path.name for path in earlier_checkpoints(output_dir)]
     if not resume and earlier:
         raise FileExistsError(
@@ -206,10 +210,21 @@ def train_experiment(
             config.training.steps,
         )
         _warn_about_changed_settings(config, output_dir / EXPERIMENT_FILE)
+    # Under torchrun every process trains; only the first holds the output directory,
+    # evaluates and reports.
+    launch = torchrun_environment()
+    lock = hold_output_directory(output_dir) if launch.rank == 0 else nullcontext()
+    with lock:
+        return _train_and_test(config, learner, resume=resume, compare_baseline=compare_baseline)
+
+
+def _train_and_test(
+    config: ExperimentConfig, learner: BackboneLearner, *, resume: bool, compare_baseline: bool
+) -> dict[str, EvaluationResult]:
+    """The work of :func:`train_experiment` once its checks have passed."""
+    output_dir = Path(config.training.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / EXPERIMENT_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-
-    # Under torchrun every process trains; only the first evaluates and reports.
     launch = torchrun_environment()
     evaluate_now = config.evaluation.tasks > 0 and launch.rank == 0
     test_tasks = _test_tasks(config, config.data.test_split, None) if evaluate_now else []

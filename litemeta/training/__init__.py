@@ -6,6 +6,11 @@ Layer: imports the base (``litemeta.lite``, ``tasks``, ``config``, ``precision``
 """
 
 from litemeta.training.distributed import ProcessGroup, TorchrunEnvironment, torchrun_environment
+from litemeta.training.output_lock import (
+    OutputDirectoryInUse,
+    check_output_directory_free,
+    hold_output_directory,
+)
 from litemeta.training.run_log import CsvLog, RunLog
 from litemeta.training.settings import OptimConfig, TrainingConfig
 from litemeta.training.task_stream import TaskSource, seeded_generator, stream_index
@@ -28,6 +33,7 @@ from litemeta.training.trainer import (
 __all__ = [
     "CsvLog",
     "OptimConfig",
+    "OutputDirectoryInUse",
     "PendingOutcome",
     "ProcessGroup",
     "RunLog",
@@ -41,7 +47,9 @@ __all__ = [
     "TrainingResult",
     "backward_task",
     "build_optimizer",
+    "check_output_directory_free",
     "earlier_checkpoints",
+    "hold_output_directory",
     "queue_backward_task",
     "read_resumable_checkpoint",
     "seed_everything",

@@ -16,6 +16,7 @@ import math
 import random
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from litemeta.lite import DeferredBackward, LiteSettings
 from litemeta.precision import Precision, autocast, grad_scaler
 from litemeta.tasks import Task
 from litemeta.training.distributed import ProcessGroup
+from litemeta.training.output_lock import hold_output_directory
 from litemeta.training.run_log import RunLog
 from litemeta.training.settings import ConfigError, OptimConfig, TrainingConfig
 from litemeta.training.task_stream import TaskSource, seeded_generator, stream_index
@@ -315,16 +317,21 @@ class Trainer:
     def run(self, *, resume: bool = False) -> TrainingResult:
         """Train up to ``config.steps``; with ``resume``, continue from ``last.pt`` exactly."""
         self.group = ProcessGroup.from_environment()
+        # One run per output directory: the first process holds its lock for the run.
+        lock = hold_output_directory(self.output_dir) if self.group.is_main else nullcontext()
         log: RunLog | None = None
         try:
-            self._set_up(resume)
-            if self.group.is_main:
-                log = RunLog(self.output_dir, self.start_step)
-                self.config.to_yaml(self.output_dir / "config.yaml")
-            history = self._loop(log)
+            with lock:
+                try:
+                    self._set_up(resume)
+                    if self.group.is_main:
+                        log = RunLog(self.output_dir, self.start_step)
+                        self.config.to_yaml(self.output_dir / "config.yaml")
+                    history = self._loop(log)
+                finally:
+                    if log is not None:
+                        log.close()
         finally:
-            if log is not None:
-                log.close()
             self.group.close()
         best = self.output_dir / BEST_CHECKPOINT
         return TrainingResult(
@@ -408,7 +415,7 @@ class Trainer:
             workers=self.loader_workers,
             pin_memory=self.group.device.type == "cuda",
         )
-        with bar:
+        with bar, tasks:  # leaving it stops the loader's workers, however it is left
             self.learner.train()
             for step in steps:
                 metrics = self._step(step, tasks)
