@@ -394,12 +394,24 @@ def find_checkpoint(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         for name in (BEST_CHECKPOINT, LAST_CHECKPOINT):
+            _refuse_broken_link(path / name)
             if (path / name).is_file():
                 return path / name
         raise FileNotFoundError(f"no {BEST_CHECKPOINT} or {LAST_CHECKPOINT} in {path}")
+    _refuse_broken_link(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     return path
+
+
+def _refuse_broken_link(path: Path) -> None:
+    """A symbolic link that leads to no file (a loop, or a target that is gone) is named as
+    such, not taken for a missing file."""
+    if path.is_symlink() and not path.exists():
+        raise FileNotFoundError(
+            f"{path} is a symbolic link that leads to no file (a loop of links, or its target "
+            f"is gone): point it at a checkpoint or remove it"
+        )
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:

@@ -20,7 +20,6 @@ import yaml
 from torch.utils.data import Dataset
 
 from litemeta.checkpoint import (
-    LAST_CHECKPOINT,
     describe_model,
     find_checkpoint,
     load_model_weights,
@@ -42,6 +41,7 @@ from litemeta.training import (
     earlier_checkpoints,
     hold_output_directory,
     read_resumable_checkpoint,
+    resume_point,
     seed_everything,
     torchrun_environment,
     train,
@@ -205,7 +205,7 @@ def train_experiment(
         )
     if resume:  # refuse a checkpoint that cannot be resumed before any work or any write
         read_resumable_checkpoint(
-            output_dir / LAST_CHECKPOINT,
+            resume_point(output_dir),
             describe_model(learner, learner.config()),
             config.training.steps,
         )

@@ -26,6 +26,7 @@ from litemeta.training.trainer import (
     earlier_checkpoints,
     queue_backward_task,
     read_resumable_checkpoint,
+    resume_point,
     seed_everything,
     train,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "hold_output_directory",
     "queue_backward_task",
     "read_resumable_checkpoint",
+    "resume_point",
     "seed_everything",
     "seeded_generator",
     "stream_index",

@@ -13,6 +13,7 @@ before the step. Runs checkpoint atomically and resume exactly where they stoppe
 from __future__ import annotations
 
 import math
+import os
 import random
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -63,6 +64,7 @@ __all__ = [
     "earlier_checkpoints",
     "queue_backward_task",
     "read_resumable_checkpoint",
+    "resume_point",
     "seed_everything",
     "train",
 ]
@@ -365,10 +367,17 @@ class Trainer:
         self.start_step = 0
         if self.group.is_main:
             remove_stale_temporaries(self.output_dir)
-        last = self.output_dir / LAST_CHECKPOINT
         earlier = earlier_checkpoints(self.output_dir)
         if resume:
-            self._resume_from(last)
+            point = resume_point(self.output_dir)
+            if point.name != LAST_CHECKPOINT and self.group.is_main:
+                warnings.warn(
+                    f"no {LAST_CHECKPOINT} in {self.output_dir}: resuming from {point.name}, "
+                    "whose training state is that of the step it was written at; the steps "
+                    "after it are trained again",
+                    stacklevel=3,
+                )
+            self._resume_from(point)
         elif earlier:
             raise FileExistsError(
                 f"{earlier[0]} exists: resume that run (resume=True) or choose another output_dir"
@@ -584,6 +593,16 @@ def earlier_checkpoints(output_dir: Path) -> list[Path]:
         for name in (LAST_CHECKPOINT, BEST_CHECKPOINT)
         if (output_dir / name).exists()
     ]
+
+
+def resume_point(output_dir: Path) -> Path:
+    """The checkpoint a resumed run continues from: ``last.pt``, or, where only ``best.pt``
+    is left (``last.pt`` deleted or lost), ``best.pt``, which holds the full training state
+    of its step too."""
+    last, best = output_dir / LAST_CHECKPOINT, output_dir / BEST_CHECKPOINT
+    if not os.path.lexists(last) and best.is_file():
+        return best
+    return last
 
 
 def read_resumable_checkpoint(
