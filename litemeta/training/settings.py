@@ -22,7 +22,12 @@ from litemeta.config import (
 from litemeta.lite import LiteSettings
 from litemeta.precision import Precision
 
-__all__ = ["ConfigError", "OptimConfig", "TrainingConfig"]
+__all__ = ["MAX_TASKS", "ConfigError", "OptimConfig", "TrainingConfig"]
+
+#: The most tasks one run may train on (``steps * tasks_per_step``): far beyond any real
+#: run (Meta-Dataset's training is 110,000 tasks), and a bound on the index list the
+#: trainer builds for its task loader.
+MAX_TASKS = 10**9
 
 
 @dataclass
@@ -81,6 +86,12 @@ class TrainingConfig:
             if value < 1:
                 raise ConfigError(f"{key} must be at least 1, got {value}")
             check_number(key, value, maximum=MAX_INTEGER)
+        tasks = self.steps * self.tasks_per_step
+        if tasks > MAX_TASKS:
+            raise ConfigError(
+                f"steps x tasks_per_step = {tasks} tasks, more than one run takes (at most "
+                f"{MAX_TASKS:,}): lower steps or tasks_per_step"
+            )
         if self.validate_every < 0:
             raise ConfigError(f"validate_every must be >= 0 (0: never), got {self.validate_every}")
         check_number("seed", self.seed, minimum=0, maximum=MAX_INTEGER)

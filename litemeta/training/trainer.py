@@ -574,7 +574,6 @@ class Trainer:
         )
         save_model(self.output_dir / name, self.learner, self.model_config, training)
 
-
     def _check_finite(self, step: int) -> None:
         """Raise :class:`TrainingDiverged` if a parameter, buffer or optimiser state of this
         process is not finite; every process holds the same ones, so all stop together."""

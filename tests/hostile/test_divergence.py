@@ -25,7 +25,9 @@ from tests.train_helpers import SyntheticTasks, TinyProtoNet
 @pytest.mark.parametrize(
     ("override", "message"),
     [
+        ("training.optim.grad_clip=nan", "training.optim.grad_clip must be a finite number"),
         ("training.optim.grad_clip=.nan", "training.optim.grad_clip must be a finite number"),
+        ("training.optim.weight_decay=inf", "training.optim.weight_decay must be a finite"),
         ("training.optim.weight_decay=.inf", "training.optim.weight_decay must be a finite"),
         ("training.optim.weight_decay=-1", "training.optim.weight_decay must be a finite"),
         ("training.optim.lr=.nan", "training.optim.lr must be a finite number"),

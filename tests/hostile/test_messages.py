@@ -26,6 +26,10 @@ from tests.hostile.conftest import one_line_error
             "training.seed=18446744073709551616 is too large: at most",
         ),
         ("evaluation.seed=-18446744073709551616", "evaluation.seed=-18446744073709551616 is too"),
+        (
+            "training.steps=9223372036854775807",
+            "training.steps x tasks_per_step = 9223372036854775807 tasks, more than one run",
+        ),
         ("training.optim.lr=1e400", "training.optim.lr must be a finite number, got inf"),
         ("training.optim.lr=" + "9" * 400, "training.optim.lr must be a number"),
     ],
