@@ -105,6 +105,11 @@ def test_every_reader_refuses_non_finite_weights_naming_the_file(
     best = poisoned / "best.pt"
     with pytest.raises(CheckpointError, match=f"{best} holds non-finite weights"):
         load_learner(best)
+    if importlib.util.find_spec("fastapi") is not None:  # what `litemeta serve` loads
+        from litemeta.serve.recogniser import Personaliser
+
+        with pytest.raises(CheckpointError, match=f"{best} holds non-finite weights"):
+            Personaliser.from_checkpoint(poisoned)
     support, query = folders
     commands = [
         ["evaluate", "--checkpoint", str(poisoned), "--tasks", "1", *TINY_OVERRIDES],
