@@ -185,7 +185,11 @@ def train_experiment(
     written to ``<output_dir>/test``.
     """
     output_dir = Path(config.training.output_dir)
-    check_output_directory_free(output_dir)  # "in use" before what the holder has written
+    # Under torchrun every process trains; only the first holds the output directory,
+    # evaluates and reports.
+    launch = torchrun_environment()
+    if launch.rank == 0:  # "in use" before what the holder has written
+        check_output_directory_free(output_dir)
     earlier = [path.name for path in earlier_checkpoints(output_dir)]
     if not resume and earlier:
         raise FileExistsError(
@@ -210,9 +214,6 @@ def train_experiment(
             config.training.steps,
         )
         _warn_about_changed_settings(config, output_dir / EXPERIMENT_FILE)
-    # Under torchrun every process trains; only the first holds the output directory,
-    # evaluates and reports.
-    launch = torchrun_environment()
     lock = hold_output_directory(output_dir) if launch.rank == 0 else nullcontext()
     with lock:
         return _train_and_test(config, learner, resume=resume, compare_baseline=compare_baseline)
