@@ -63,7 +63,8 @@ def check_number(
         f"<= {maximum}" if maximum is not None else "",
     ]
     wanted = " and ".join(bound for bound in bounds if bound)
-    finite = isinstance(value, int) or math.isfinite(value)
+    whole = isinstance(value, int)
+    finite = whole or math.isfinite(value)
     if (
         not finite
         or (minimum is not None and value < minimum)
@@ -71,7 +72,8 @@ def check_number(
         or (maximum is not None and value > maximum)
     ):
         raise ConfigError(
-            f"{key} must be a finite number{' ' + wanted if wanted else ''}, got {value}"
+            f"{key} must be {'a whole' if whole else 'a finite'} number"
+            f"{' ' + wanted if wanted else ''}, got {value}"
         )
 
 

@@ -35,7 +35,7 @@ def test_the_defaults_are_valid_and_documented_values():
         ("optim.group_lr.backbone=-1", "optim.group_lr.backbone must be a finite number > 0"),
         ("optim.group_lr={head: 0}", "optim.group_lr.head must be a finite number > 0, got 0.0"),
         ("optim.group_lr.head=.inf", "optim.group_lr.head must be a finite number, got inf"),
-        ("seed=-1", "seed must be a finite number >= 0 and <= 9223372036854775807, got -1"),
+        ("seed=-1", "seed must be a whole number >= 0 and <= 9223372036854775807, got -1"),
         (
             "lite.row_tolerance=-1",
             r"lite.row_tolerance \(null: by precision\).* >= 0",
