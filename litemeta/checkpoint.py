@@ -292,7 +292,8 @@ def check_finite_weights(weights: Any, path: str | Path) -> None:
         raise CheckpointError(
             f"{path} holds non-finite weights (NaN or infinity in {broken}): the run that "
             "wrote it diverged; use a checkpoint written before it diverged, or train again "
-            "with a lower training.optim.lr"
+            "with a lower learning rate (training.optim.lr) or clipped gradients "
+            "(training.optim.grad_clip)"
         )
 
 
