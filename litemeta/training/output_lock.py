@@ -53,7 +53,10 @@ def _holder(path: Path) -> dict[str, Any] | None:
 
 
 def _alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this host (signal 0 checks without sending)."""
+    """Whether process ``pid`` exists on this host (signal 0 checks without sending; on
+    Windows ``os.kill`` would end the process, so a holder there counts as alive)."""
+    if os.name == "nt":
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
