@@ -24,7 +24,7 @@ import random
 import secrets
 import shutil
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -39,9 +39,11 @@ __all__ = [
     "ModelMismatchError",
     "SavedModel",
     "TrainingState",
+    "check_finite_weights",
     "check_model_config",
     "describe_model",
     "find_checkpoint",
+    "first_non_finite",
     "load_checkpoint",
     "load_model_weights",
     "model_fingerprint",
@@ -52,6 +54,7 @@ __all__ = [
     "rng_state",
     "save_atomically",
     "save_model",
+    "write_files_atomically",
 ]
 
 
@@ -123,6 +126,31 @@ def save_atomically(payload: Mapping[str, Any], path: str | Path) -> Path:
         raise
     _fsync_directory(path.parent)
     return path
+
+
+def write_files_atomically(writers: Mapping[Path, Callable[[Path], None]]) -> None:
+    """Write output files all or nothing: each ``writer(partial)`` fills ``PATH.partial``,
+    and only when all are written are they renamed over their paths. A failure (a full disk,
+    a shell's file size limit) removes every partial file and raises :class:`OSError`
+    naming the file that could not be written."""
+    partials = {path: path.with_name(path.name + ".partial") for path in writers}
+    try:
+        for path, write in writers.items():
+            try:
+                write(partials[path])
+            except OSError as error:
+                free = shutil.disk_usage(path.parent).free
+                reason = error.strerror or " ".join(str(error).split())
+                raise OSError(
+                    f"cannot write {path}: {reason} ({free / 2**20:.0f} MB free on its disk; "
+                    "a shell's `ulimit -f` limits file sizes too): free space or write "
+                    "elsewhere; nothing was written"
+                ) from error
+        for path, partial in partials.items():
+            os.replace(partial, path)
+    finally:
+        for partial in partials.values():
+            partial.unlink(missing_ok=True)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -244,6 +272,47 @@ def _require_model(checkpoint: Mapping[str, Any], path: str | Path) -> None:
             f"{path} holds no model weights (missing {missing}); pass a checkpoint written by "
             "`litemeta train`"
         )
+    check_finite_weights(checkpoint["model"], path)
+
+
+def check_finite_weights(weights: Any, path: str | Path) -> None:
+    """Refuse model weights that are not a mapping of tensors, or that hold NaN or
+    infinity (the parameters of a run that diverged), naming the file. Every reader of a
+    saved model (evaluate, personalise, export, serve, resume) passes through here."""
+    if not isinstance(weights, Mapping) or not all(
+        isinstance(value, torch.Tensor) for value in weights.values()
+    ):
+        raise CheckpointError(
+            f"{path} holds no model weights (its 'model' entry is a {type(weights).__name__}, "
+            "not tensors by name): the file was not written by litemeta; use best.pt or "
+            "last.pt of a run"
+        )
+    broken = first_non_finite(weights)
+    if broken is not None:
+        raise CheckpointError(
+            f"{path} holds non-finite weights (NaN or infinity in {broken}): the run that "
+            "wrote it diverged; use a checkpoint written before it diverged, or train again "
+            "with a lower learning rate (training.optim.lr) or clipped gradients "
+            "(training.optim.grad_clip)"
+        )
+
+
+def first_non_finite(tensors: Mapping[str, Any], prefix: str = "") -> str | None:
+    """The name of the first floating-point tensor in ``tensors`` (nested mappings and
+    lists walked) that holds NaN or infinity, or ``None`` when all are finite."""
+    for name, value in tensors.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, Mapping):
+            found = first_non_finite(value, f"{key}.")
+        elif isinstance(value, list | tuple):
+            found = first_non_finite(dict(enumerate(value)), f"{key}.")
+        elif isinstance(value, torch.Tensor) and value.is_floating_point():
+            found = None if bool(torch.isfinite(value).all()) else key
+        else:
+            found = None
+        if found is not None:
+            return found
+    return None
 
 
 @dataclass(frozen=True)
@@ -326,12 +395,24 @@ def find_checkpoint(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         for name in (BEST_CHECKPOINT, LAST_CHECKPOINT):
+            _refuse_broken_link(path / name)
             if (path / name).is_file():
                 return path / name
         raise FileNotFoundError(f"no {BEST_CHECKPOINT} or {LAST_CHECKPOINT} in {path}")
+    _refuse_broken_link(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     return path
+
+
+def _refuse_broken_link(path: Path) -> None:
+    """A symbolic link that leads to no file (a loop, or a target that is gone) is named as
+    such, not taken for a missing file."""
+    if path.is_symlink() and not path.exists():
+        raise FileNotFoundError(
+            f"{path} is a symbolic link that leads to no file (a loop of links, or its target "
+            f"is gone): point it at a checkpoint or remove it"
+        )
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -141,8 +142,8 @@ def _train(args: argparse.Namespace) -> None:
         results = train_experiment(
             config, resume=args.resume, compare_baseline=not args.no_baseline
         )
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(_resume_advice(args, config.training.output_dir)) from None
+    except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM (Terminated)
+        raise type(interrupt)(_resume_advice(args, config.training.output_dir)) from None
     if torchrun_environment().rank == 0:  # under torchrun the first process reports
         _print_results(results)
         print(f"checkpoints and logs in {config.training.output_dir}")
@@ -262,6 +263,7 @@ def _serve_token(args: argparse.Namespace) -> str | None:
 
 def _export(args: argparse.Namespace) -> None:
     _require_serve_extra("export")
+    from litemeta.checkpoint import write_files_atomically
     from litemeta.serve.export import export_folders
 
     out = Path(args.out)
@@ -269,9 +271,7 @@ def _export(args: argparse.Namespace) -> None:
         raise IsADirectoryError(f"--out {out} is a folder; give a file, e.g. {out}/model.onnx")
     out.parent.mkdir(parents=True, exist_ok=True)
     model, labels = export_folders(args.checkpoint, args.support)
-    partial = out.with_name(out.name + ".partial")
-    partial.write_bytes(model)
-    partial.replace(out)
+    write_files_atomically({out: lambda partial: partial.write_bytes(model)})
     print(f"wrote {out} ({len(model) / 2**20:.1f} MB): uint8 images in, probabilities of {labels}")
 
 
@@ -869,29 +869,58 @@ def _one_line_warning(message: Warning | str, *_where: object, **_line: object) 
     return f"litemeta: warning: {' '.join(str(message).split())}\n"
 
 
+class Terminated(KeyboardInterrupt):
+    """``SIGTERM`` (``kill``, a scheduler ending a job), raised like Ctrl-C so that every
+    ``finally`` runs: loader workers stop, the output directory's lock is released."""
+
+
+def _raise_on_sigterm() -> Callable[[], None]:
+    """Turn ``SIGTERM`` into :class:`Terminated` in this process (a forked loader worker
+    still dies of it at once); returns what puts the previous handler back."""
+    owner = os.getpid()
+
+    def terminate(signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it outright
+        if os.getpid() != owner:
+            os.kill(os.getpid(), signum)
+            return
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        return lambda: None
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. An error prints one line (``litemeta: error: ...``) and returns 1,
-    Ctrl-C returns 130; with ``--debug`` or ``LITEMETA_DEBUG=1`` the traceback is shown."""
+    Ctrl-C returns 130 and ``SIGTERM`` 143; with ``--debug`` or ``LITEMETA_DEBUG=1`` the
+    traceback is shown."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
     args = _parse(build_parser(), [a for a in argv if a != "--debug"])
     library_format = warnings.formatwarning
     if not debug:  # one line, like the errors; --debug keeps where the warning came from
         warnings.formatwarning = _one_line_warning
+    restore_sigterm = _raise_on_sigterm()
     try:
         args.handler(args)
     except KeyboardInterrupt as interrupt:
         if debug:
             raise
         detail = " ".join(str(interrupt).split())
-        print(f"litemeta: interrupted{': ' + detail if detail else ''}", file=sys.stderr)
-        return 130
+        terminated = isinstance(interrupt, Terminated)
+        what = "terminated (SIGTERM)" if terminated else "interrupted"
+        print(f"litemeta: {what}{': ' + detail if detail else ''}", file=sys.stderr)
+        return 143 if terminated else 130
     except Exception as error:
         if debug:
             raise
         print(f"litemeta: error: {_one_line(error)}{_hint(error, args)}", file=sys.stderr)
         return 1
     finally:
+        restore_sigterm()
         warnings.formatwarning = library_format
     return 0
 

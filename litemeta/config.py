@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Iterator, Mapping, Sequence
@@ -17,6 +18,7 @@ __all__ = [
     "RUNTIME",
     "ConfigError",
     "apply_overrides",
+    "check_number",
     "coerce_value",
     "config_from_dict",
     "config_from_yaml",
@@ -37,6 +39,42 @@ Config = TypeVar("Config")
 
 class ConfigError(ValueError):
     """A configuration key or value that cannot be used, with what to do about it."""
+
+
+#: The largest whole number a setting may hold: a 64-bit signed integer, what torch,
+#: NumPy and the samplers take.
+MAX_INTEGER = 2**63 - 1
+
+
+def check_number(
+    key: str,
+    value: float,
+    *,
+    minimum: float | None = None,
+    above: float | None = None,
+    maximum: float | None = None,
+) -> None:
+    """Raise :class:`ConfigError` naming ``key`` unless ``value`` is a finite number within
+    the bounds (``minimum`` and ``maximum`` included, ``above`` excluded). NaN passes every
+    comparison test as false, so finiteness is checked first, not left to the bounds."""
+    bounds = [
+        f">= {minimum}" if minimum is not None else "",
+        f"> {above}" if above is not None else "",
+        f"<= {maximum}" if maximum is not None else "",
+    ]
+    wanted = " and ".join(bound for bound in bounds if bound)
+    whole = isinstance(value, int)
+    finite = whole or math.isfinite(value)
+    if (
+        not finite
+        or (minimum is not None and value < minimum)
+        or (above is not None and value <= above)
+        or (maximum is not None and value > maximum)
+    ):
+        raise ConfigError(
+            f"{key} must be {'a whole' if whole else 'a finite'} number"
+            f"{' ' + wanted if wanted else ''}, got {value}"
+        )
 
 
 def config_from_dict(cls: type[Config], data: Mapping[str, Any]) -> Config:
@@ -246,11 +284,15 @@ def _coerce(value: Any, hint: Any, key: str, root: type) -> Any:
         if isinstance(value, bool):
             raise ConfigError(f"{key} must be a number, got {value!r}")
         try:
-            return float(value)
-        except (TypeError, ValueError):
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{key} must be a number, got {value!r}") from None
+        check_number(key, number)  # no setting means anything by nan or inf
+        return number
     if hint in (bool, int, str) and (type(value) is not hint):
         raise ConfigError(f"{key} must be of type {hint.__name__}, got {value!r}")
+    if hint is int and abs(value) > MAX_INTEGER:
+        raise ConfigError(f"{key}={value} is too large: at most {MAX_INTEGER} (2**63 - 1)")
     return value
 
 

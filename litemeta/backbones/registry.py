@@ -64,7 +64,21 @@ def check_backbone(name: str) -> None:
 
 
 def _load_weights_file(model: nn.Module, weights_file: str | Path) -> None:
-    state = torch.load(weights_file, map_location="cpu", weights_only=True)
+    if not Path(weights_file).is_file():
+        raise FileNotFoundError(f"model.weights_file {weights_file} does not exist")
+    try:
+        state = torch.load(weights_file, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a file it cannot read
+        raise ValueError(
+            f"model.weights_file {weights_file} is not a readable PyTorch state dict "
+            f"({type(error).__name__} while loading): give a timm state dict of this "
+            "architecture saved with torch.save"
+        ) from None
+    if not isinstance(state, dict):
+        raise ValueError(
+            f"model.weights_file {weights_file} holds a {type(state).__name__}, not a state "
+            "dict: give a timm state dict of this architecture saved with torch.save"
+        )
     expected = model.state_dict()
     features_only = {key: value for key, value in state.items() if key in expected}
     missing = sorted(set(expected) - set(features_only))

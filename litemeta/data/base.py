@@ -118,7 +118,8 @@ class ImageCollection(ABC):
             raise NoReplacementError(
                 f"no readable image in class {self.class_names[class_id]!r} of {self.name} "
                 f"to replace {self._source_or_index(class_id, item)} (a replacement must be "
-                "an image of the same class and side that the task does not already use)"
+                "an image of the same class and side that the task does not already use); "
+                f"why it was unreadable: {error}"
             ) from error
 
     def _source_or_index(self, class_id: int, item: int) -> str:

@@ -18,7 +18,13 @@ from pathlib import Path, PurePosixPath
 from torch import Tensor
 
 from litemeta.data.base import ImageCollection
-from litemeta.data.images import IMAGE_EXTENSIONS, ImageLoadError, decode_image
+from litemeta.data.images import (
+    IMAGE_EXTENSIONS,
+    ImageLoadError,
+    check_image_bytes,
+    decode_image,
+    read_image_bytes,
+)
 
 SPLITS_FILE = "splits.json"
 StyleRule = str | Callable[[str], str | None]
@@ -69,11 +75,12 @@ class FileTree:
     def read(self, relative: str) -> bytes:
         try:
             if not self.is_zip:
-                return (self.root / relative).read_bytes()
+                return read_image_bytes(self.root / relative)
             # One handle per process: DataLoader workers must not share a file offset.
             if self._zip is None or self._zip_pid != os.getpid():
                 self._zip = zipfile.ZipFile(self.root)
                 self._zip_pid = os.getpid()
+            check_image_bytes(self._zip.getinfo(relative).file_size, self.describe(relative))
             return self._zip.read(relative)
         except (OSError, KeyError, zipfile.BadZipFile) as error:
             raise ImageLoadError(f"cannot read image {self.describe(relative)}: {error}") from error

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import numbers
+import os
+import stat
 from typing import Literal
 
 import numpy as np
@@ -16,6 +18,10 @@ OnError = Literal["skip", "raise"]
 """What to do with an image that cannot be decoded: warn and use another, or stop."""
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+#: The most bytes one image file may hold before it is decoded: far above any photo
+#: (a 100-megapixel JPEG is about 50 MB), far below what would exhaust memory.
+MAX_IMAGE_BYTES = 256 * 2**20
 
 
 class ImageLoadError(RuntimeError):
@@ -123,12 +129,55 @@ def _upright(image: Image.Image) -> Image.Image:
     return ImageOps.exif_transpose(image)
 
 
-def read_image_file(path: str, image_size: int | None) -> Tensor:
-    """Read an image file from disk into a uint8 tensor, resized to ``image_size`` square
-    as :func:`decode_image` does (``None``: its stored size)."""
+def read_image_bytes(path: str | os.PathLike[str], limit: int = MAX_IMAGE_BYTES) -> bytes:
+    """The bytes of the image file at ``path``: a regular file (or a link to one) of at
+    most ``limit`` bytes. A FIFO, a device (``/dev/zero``), a socket or a folder named like
+    an image raises :class:`ImageLoadError` at once, without waiting on it or reading it
+    without end; so does a larger file, before it is read."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        # Non-blocking: opening a FIFO with no writer would wait forever.
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as error:
         raise ImageLoadError(f"cannot read image {path}: {error}") from error
-    return decode_image(data, image_size, path)
+    status = os.fstat(descriptor)
+    if not stat.S_ISREG(status.st_mode):
+        os.close(descriptor)
+        raise ImageLoadError(
+            f"image {path} is not a regular file (a {_file_kind(status.st_mode)}): "
+            "images must be ordinary files; replace it with one or remove it"
+        )
+    with os.fdopen(descriptor, "rb") as handle:
+        check_image_bytes(status.st_size, str(path), limit)
+        try:
+            data = handle.read(limit + 1)
+        except OSError as error:
+            raise ImageLoadError(f"cannot read image {path}: {error}") from error
+    check_image_bytes(len(data), str(path), limit)  # it may have grown while being read
+    return data
+
+
+def check_image_bytes(size: int, source: str, limit: int = MAX_IMAGE_BYTES) -> None:
+    """Raise :class:`ImageLoadError` naming ``source`` if an image of ``size`` bytes is
+    larger than ``limit``."""
+    if size > limit:
+        raise ImageLoadError(
+            f"image {source} holds more than {limit / 2**20:.0f} MB, the most an image may "
+            "hold before it is decoded: shrink it or remove it"
+        )
+
+
+def _file_kind(mode: int) -> str:
+    kinds = {
+        stat.S_ISFIFO: "FIFO",
+        stat.S_ISCHR: "character device",
+        stat.S_ISBLK: "block device",
+        stat.S_ISSOCK: "socket",
+        stat.S_ISDIR: "folder",
+    }
+    return next((name for test, name in kinds.items() if test(mode)), "special file")
+
+
+def read_image_file(path: str, image_size: int | None) -> Tensor:
+    """Read an image file from disk (:func:`read_image_bytes`) into a uint8 tensor, resized
+    to ``image_size`` square as :func:`decode_image` does (``None``: its stored size)."""
+    return decode_image(read_image_bytes(path), image_size, path)

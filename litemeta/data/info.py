@@ -12,7 +12,7 @@ from PIL import Image
 from litemeta.data.base import ImageCollection
 from litemeta.data.class_folders import ClassFolderDataset
 from litemeta.data.emoji import load_emoji
-from litemeta.data.images import ImageLoadError
+from litemeta.data.images import ImageLoadError, read_image_bytes
 from litemeta.data.metadataset import (
     SPEC_FILE,
     MetaDatasetRecords,
@@ -33,7 +33,7 @@ def _encoded(collection: ImageCollection, class_id: int, item: int) -> bytes:
         return collection.read_example(class_id, item)["image"][0]
     if isinstance(collection, ClassFolderDataset):
         return collection.encoded_bytes(class_id, item)
-    return Path(collection.item_source(class_id, item)).read_bytes()
+    return read_image_bytes(collection.item_source(class_id, item))
 
 
 def _sampled_sizes(collections: Sequence[ImageCollection]) -> str:

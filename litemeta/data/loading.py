@@ -17,7 +17,15 @@ from torch.utils.data import DataLoader, Dataset
 
 from litemeta.tasks import Task
 
-__all__ = ["Workers", "default_workers", "resolve_workers", "task_loader"]
+__all__ = [
+    "TaskIterator",
+    "Workers",
+    "check_workers",
+    "default_workers",
+    "max_workers",
+    "resolve_workers",
+    "task_loader",
+]
 
 Workers = int | Literal["auto"]
 """A number of loader worker processes, or ``"auto"`` (see :func:`default_workers`)."""
@@ -34,13 +42,31 @@ def default_workers(device: torch.device) -> int:
     return max(1, min(8, (os.cpu_count() or 1) - 2))
 
 
+def max_workers() -> int:
+    """The most loader workers this machine takes: two per CPU core (more only queue for
+    the cores, each holding a copy of the loader's memory)."""
+    return 2 * (os.cpu_count() or 1)
+
+
+def check_workers(workers: Workers, key: str = "data.workers") -> None:
+    """Raise ``ValueError`` naming ``key`` unless ``workers`` is ``"auto"`` or a number of
+    processes from 0 to :func:`max_workers`."""
+    if workers == "auto":
+        return
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"{key} must be 'auto' or a number >= 0, got {workers!r}")
+    if workers > max_workers():
+        raise ValueError(
+            f"{key}={workers} is more loader processes than this machine can run: at most "
+            f"{max_workers()} (two per CPU core, {os.cpu_count()} here); set a smaller number "
+            f"or {key}=auto"
+        )
+
+
 def resolve_workers(workers: Workers, device: torch.device) -> int:
     """The number of workers that the ``workers`` setting means on ``device``."""
-    if workers == "auto":
-        return default_workers(device)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ValueError(f"workers must be 'auto' or a number >= 0, got {workers!r}")
-    return workers
+    check_workers(workers)
+    return default_workers(device) if workers == "auto" else int(workers)
 
 
 class _IndexedTasks(Dataset):
@@ -59,7 +85,7 @@ def task_loader(
     *,
     workers: int,
     pin_memory: bool = False,
-) -> Iterator[Task]:
+) -> TaskIterator:
     """Tasks ``indices`` of ``tasks`` in that order, ``workers`` processes loading ahead.
 
     ``tasks`` is a dataset (or list) of tasks, or a function of the task index.
@@ -67,10 +93,10 @@ def task_loader(
     copies with ``non_blocking=True`` then overlap with computation).
     """
     if not indices:
-        return iter(())
+        return TaskIterator(iter(()))
     dataset = tasks if hasattr(tasks, "__getitem__") else _IndexedTasks(tasks)
     if workers == 0 and not pin_memory:
-        return (dataset[index] for index in indices)
+        return TaskIterator(dataset[index] for index in indices)
     loader = DataLoader(
         dataset,  # type: ignore[arg-type]
         batch_size=None,
@@ -81,4 +107,30 @@ def task_loader(
         # Its own generator: the loader must not draw from the global random state.
         generator=torch.Generator(),
     )
-    return iter(loader)
+    return TaskIterator(iter(loader))
+
+
+class TaskIterator(Iterator[Task]):
+    """The tasks of :func:`task_loader`; ``close()`` (or leaving a ``with`` block) stops
+    its worker processes at once, on any way out (an error, Ctrl-C, ``SIGTERM`` turned
+    into an exception), rather than whenever the iterator is collected."""
+
+    def __init__(self, tasks: Iterator[Task]) -> None:
+        self._tasks = tasks
+
+    def __iter__(self) -> TaskIterator:
+        return self
+
+    def __next__(self) -> Task:
+        return next(self._tasks)
+
+    def close(self) -> None:
+        shutdown = getattr(self._tasks, "_shutdown_workers", None)  # a DataLoader's iterator
+        if shutdown is not None:
+            shutdown()
+
+    def __enter__(self) -> TaskIterator:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

@@ -4,7 +4,7 @@ its queries and score them (:mod:`litemeta.evaluation.metrics`)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence, Sized
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -102,9 +102,11 @@ def evaluate(
     source_of = getattr(tasks, "source_of", None)
     if sources is None and source_of is not None and total is not None:
         sources = [source_of(i) for i in range(total)]
+    loader = None
     if total is not None and hasattr(tasks, "__getitem__"):
-        tasks = task_loader(tasks, range(total), workers=workers, pin_memory=device.type == "cuda")
-    with _eval_mode(learner), torch.no_grad(), autocast(device, precision):
+        loader = task_loader(tasks, range(total), workers=workers, pin_memory=device.type == "cuda")
+        tasks = loader
+    with loader or nullcontext(), _eval_mode(learner), torch.no_grad(), autocast(device, precision):
         for number, task in enumerate(
             tqdm(tasks, total=total, desc=description, disable=not progress)
         ):

@@ -11,6 +11,7 @@ import csv
 import json
 import warnings
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +20,12 @@ import yaml
 from torch.utils.data import Dataset
 
 from litemeta.checkpoint import (
-    LAST_CHECKPOINT,
     describe_model,
     find_checkpoint,
     load_model_weights,
+    write_files_atomically,
 )
-from litemeta.config import ConfigError, setting_differences
+from litemeta.config import ConfigError, load_yaml, setting_differences
 from litemeta.data.class_folders import FileTree, hidden_name
 from litemeta.data.images import IMAGE_EXTENSIONS, ImageLoadError, read_image_file
 from litemeta.data.loading import resolve_workers
@@ -36,8 +37,11 @@ from litemeta.learners import load_learner
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.tasks import Task
 from litemeta.training import (
+    check_output_directory_free,
     earlier_checkpoints,
+    hold_output_directory,
     read_resumable_checkpoint,
+    resume_point,
     seed_everything,
     torchrun_environment,
     train,
@@ -122,7 +126,15 @@ def _warn_about_changed_settings(config: ExperimentConfig, saved_file: Path) -> 
     a changed model is refused)."""
     if not saved_file.is_file():
         return
-    saved = yaml.safe_load(saved_file.read_text()) or {}
+    try:
+        saved = load_yaml(saved_file.read_text(), str(saved_file)) or {}
+    except ConfigError as error:
+        raise ConfigError(f"{error}; fix it, or delete it (the run writes it again)") from None
+    if not isinstance(saved, dict):
+        raise ConfigError(
+            f"{saved_file} holds no mapping of settings: fix it, or delete it (the run writes "
+            "it again)"
+        )
     changed = [
         f"data.{key}: {before!r} -> {after!r}"
         for key, (before, after) in setting_differences(
@@ -173,6 +185,11 @@ def train_experiment(
     written to ``<output_dir>/test``.
     """
     output_dir = Path(config.training.output_dir)
+    # Under torchrun every process trains; only the first holds the output directory,
+    # evaluates and reports.
+    launch = torchrun_environment()
+    if launch.rank == 0:  # "in use" before what the holder has written
+        check_output_directory_free(output_dir)
     earlier = [path.name for path in earlier_checkpoints(output_dir)]
     if not resume and earlier:
         raise FileExistsError(
@@ -192,15 +209,23 @@ def train_experiment(
         )
     if resume:  # refuse a checkpoint that cannot be resumed before any work or any write
         read_resumable_checkpoint(
-            output_dir / LAST_CHECKPOINT,
+            resume_point(output_dir),
             describe_model(learner, learner.config()),
             config.training.steps,
         )
         _warn_about_changed_settings(config, output_dir / EXPERIMENT_FILE)
+    lock = hold_output_directory(output_dir) if launch.rank == 0 else nullcontext()
+    with lock:
+        return _train_and_test(config, learner, resume=resume, compare_baseline=compare_baseline)
+
+
+def _train_and_test(
+    config: ExperimentConfig, learner: BackboneLearner, *, resume: bool, compare_baseline: bool
+) -> dict[str, EvaluationResult]:
+    """The work of :func:`train_experiment` once its checks have passed."""
+    output_dir = Path(config.training.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / EXPERIMENT_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-
-    # Under torchrun every process trains; only the first evaluates and reports.
     launch = torchrun_environment()
     evaluate_now = config.evaluation.tasks > 0 and launch.rank == 0
     test_tasks = _test_tasks(config, config.data.test_split, None) if evaluate_now else []
@@ -436,16 +461,20 @@ def _output_folder(output_dir: str | Path) -> Path:
 
 
 def _write_predictions(predictions: Sequence[Prediction], directory: Path) -> None:
-    """Write ``predictions.json`` and ``predictions.csv`` atomically (each written in full
-    to a temporary file, then renamed). File names that are not valid UTF-8 keep their bytes
-    in the CSV (``surrogateescape``) and are escaped in the JSON."""
+    """Write ``predictions.json`` and ``predictions.csv`` all or nothing
+    (:func:`~litemeta.checkpoint.write_files_atomically`). File names that are not valid
+    UTF-8 keep their bytes in the CSV (``surrogateescape``) and are escaped in the JSON."""
     rows = [vars(p) for p in predictions]
-    json_file = directory / "predictions.json.partial"
-    json_file.write_text(json.dumps(rows, indent=2))
-    csv_file = directory / "predictions.csv.partial"
-    with csv_file.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["path", "label", "probability", "error"])
-        writer.writeheader()
-        writer.writerows(rows)
-    json_file.replace(directory / "predictions.json")
-    csv_file.replace(directory / "predictions.csv")
+
+    def write_json(path: Path) -> None:
+        path.write_text(json.dumps(rows, indent=2))
+
+    def write_csv(path: Path) -> None:
+        with path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["path", "label", "probability", "error"])
+            writer.writeheader()
+            writer.writerows(rows)
+
+    write_files_atomically(
+        {directory / "predictions.json": write_json, directory / "predictions.csv": write_csv}
+    )

@@ -7,6 +7,11 @@ Layer: imports the base (``litemeta.lite``, ``tasks``, ``config``, ``precision``
 
 from litemeta.training.distributed import ProcessGroup, TorchrunEnvironment, torchrun_environment
 from litemeta.training.objective import OBJECTIVES, Objective, resolve_objective
+from litemeta.training.output_lock import (
+    OutputDirectoryInUse,
+    check_output_directory_free,
+    hold_output_directory,
+)
 from litemeta.training.run_log import CsvLog, RunLog
 from litemeta.training.settings import OptimConfig, TrainingConfig
 from litemeta.training.task_stream import TaskSource, seeded_generator, stream_index
@@ -22,6 +27,7 @@ from litemeta.training.trainer import (
     earlier_checkpoints,
     queue_backward_task,
     read_resumable_checkpoint,
+    resume_point,
     seed_everything,
     train,
 )
@@ -31,6 +37,7 @@ __all__ = [
     "CsvLog",
     "Objective",
     "OptimConfig",
+    "OutputDirectoryInUse",
     "PendingOutcome",
     "ProcessGroup",
     "RunLog",
@@ -44,10 +51,13 @@ __all__ = [
     "TrainingResult",
     "backward_task",
     "build_optimizer",
+    "check_output_directory_free",
     "earlier_checkpoints",
+    "hold_output_directory",
     "queue_backward_task",
     "read_resumable_checkpoint",
     "resolve_objective",
+    "resume_point",
     "seed_everything",
     "seeded_generator",
     "stream_index",

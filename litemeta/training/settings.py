@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -12,8 +11,10 @@ from typing import Any
 import yaml
 
 from litemeta.config import (
+    MAX_INTEGER,
     ConfigError,
     apply_overrides,
+    check_number,
     config_from_dict,
     config_from_yaml,
     config_to_dict,
@@ -22,7 +23,12 @@ from litemeta.lite import LiteSettings
 from litemeta.precision import Precision
 from litemeta.training.objective import resolve_objective
 
-__all__ = ["ConfigError", "OptimConfig", "TrainingConfig"]
+__all__ = ["MAX_TASKS", "ConfigError", "OptimConfig", "TrainingConfig"]
+
+#: The most tasks one run may train on (``steps * tasks_per_step``): far beyond any real
+#: run (Meta-Dataset's training is 110,000 tasks), and a bound on the index list the
+#: trainer builds for its task loader.
+MAX_TASKS = 10**9
 
 
 @dataclass
@@ -80,27 +86,29 @@ class TrainingConfig:
         for key, value in positive.items():
             if value < 1:
                 raise ConfigError(f"{key} must be at least 1, got {value}")
+            check_number(key, value, maximum=MAX_INTEGER)
+        tasks = self.steps * self.tasks_per_step
+        if tasks > MAX_TASKS:
+            raise ConfigError(
+                f"steps x tasks_per_step = {tasks} tasks, more than one run takes (at most "
+                f"{MAX_TASKS:,}): lower steps or tasks_per_step"
+            )
         if self.validate_every < 0:
             raise ConfigError(f"validate_every must be >= 0 (0: never), got {self.validate_every}")
-        if self.seed < 0:
-            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        check_number("seed", self.seed, minimum=0, maximum=MAX_INTEGER)
         if self.lite.h is not None and self.lite.h < 1:
             raise ConfigError(f"lite.h must be null or at least 1, got {self.lite.h}")
         resolve_objective(self.lite)  # an unknown name, or flags that contradict it
-        tolerance = self.lite.row_tolerance
-        if tolerance is not None and not 0 <= tolerance < math.inf:
-            raise ConfigError(
-                f"lite.row_tolerance must be null (by precision) or a finite number >= 0, "
-                f"got {tolerance}"
+        if self.lite.row_tolerance is not None:
+            check_number(
+                "lite.row_tolerance (null: by precision)", self.lite.row_tolerance, minimum=0
             )
         rates = {f"optim.group_lr.{name}": lr for name, lr in self.optim.group_lr.items()}
         for key, lr in {"optim.lr": self.optim.lr, **rates}.items():
-            if not 0 < lr < math.inf:
-                raise ConfigError(f"{key} must be positive and finite, got {lr}")
-        if self.optim.grad_clip is not None and self.optim.grad_clip <= 0:
-            raise ConfigError(
-                f"optim.grad_clip must be null or positive, got {self.optim.grad_clip}"
-            )
+            check_number(key, lr, above=0)
+        check_number("optim.weight_decay", self.optim.weight_decay, minimum=0)
+        if self.optim.grad_clip is not None:
+            check_number("optim.grad_clip (null: no clipping)", self.optim.grad_clip, above=0)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainingConfig:

@@ -13,9 +13,11 @@ before the step. Runs checkpoint atomically and resume exactly where they stoppe
 from __future__ import annotations
 
 import math
+import os
 import random
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from litemeta.checkpoint import (
     LAST_CHECKPOINT,
     TrainingState,
     describe_model,
+    first_non_finite,
     read_training_checkpoint,
     remove_stale_temporaries,
     restore_rng_state,
@@ -45,6 +48,7 @@ from litemeta.precision import Precision, at_least_float32, autocast, grad_scale
 from litemeta.tasks import Task
 from litemeta.training.distributed import ProcessGroup
 from litemeta.training.objective import resolve_objective
+from litemeta.training.output_lock import hold_output_directory
 from litemeta.training.run_log import RunLog
 from litemeta.training.settings import ConfigError, OptimConfig, TrainingConfig
 from litemeta.training.task_stream import TaskSource, seeded_generator, stream_index
@@ -61,6 +65,7 @@ __all__ = [
     "earlier_checkpoints",
     "queue_backward_task",
     "read_resumable_checkpoint",
+    "resume_point",
     "seed_everything",
     "train",
 ]
@@ -333,16 +338,21 @@ class Trainer:
     def run(self, *, resume: bool = False) -> TrainingResult:
         """Train up to ``config.steps``; with ``resume``, continue from ``last.pt`` exactly."""
         self.group = ProcessGroup.from_environment()
+        # One run per output directory: the first process holds its lock for the run.
+        lock = hold_output_directory(self.output_dir) if self.group.is_main else nullcontext()
         log: RunLog | None = None
         try:
-            self._set_up(resume)
-            if self.group.is_main:
-                log = RunLog(self.output_dir, self.start_step)
-                self.config.to_yaml(self.output_dir / "config.yaml")
-            history = self._loop(log)
+            with lock:
+                try:
+                    self._set_up(resume)
+                    if self.group.is_main:
+                        log = RunLog(self.output_dir, self.start_step)
+                        self.config.to_yaml(self.output_dir / "config.yaml")
+                    history = self._loop(log)
+                finally:
+                    if log is not None:
+                        log.close()
         finally:
-            if log is not None:
-                log.close()
             self.group.close()
         best = self.output_dir / BEST_CHECKPOINT
         return TrainingResult(
@@ -376,10 +386,17 @@ class Trainer:
         self.start_step = 0
         if self.group.is_main:
             remove_stale_temporaries(self.output_dir)
-        last = self.output_dir / LAST_CHECKPOINT
         earlier = earlier_checkpoints(self.output_dir)
         if resume:
-            self._resume_from(last)
+            point = resume_point(self.output_dir)
+            if point.name != LAST_CHECKPOINT and self.group.is_main:
+                warnings.warn(
+                    f"no {LAST_CHECKPOINT} in {self.output_dir}: resuming from {point.name}, "
+                    "whose training state is that of the step it was written at; the steps "
+                    "after it are trained again",
+                    stacklevel=3,
+                )
+            self._resume_from(point)
         elif earlier:
             raise FileExistsError(
                 f"{earlier[0]} exists: resume that run (resume=True) or choose another output_dir"
@@ -426,7 +443,7 @@ class Trainer:
             workers=self.loader_workers,
             pin_memory=self.group.device.type == "cuda",
         )
-        with bar:
+        with bar, tasks:  # leaving it stops the loader's workers, however it is left
             self.learner.train()
             for step in steps:
                 metrics = self._step(step, tasks)
@@ -558,7 +575,10 @@ class Trainer:
         return result
 
     def _save(self, name: str, step: int) -> None:
-        """Write a checkpoint (first process); every process contributes its RNG state."""
+        """Write a checkpoint (first process); every process contributes its RNG state.
+        Parameters or optimiser state holding NaN or infinity stop the run instead
+        (:class:`TrainingDiverged`), so every checkpoint written holds a finite model."""
+        self._check_finite(step)
         states = self.group.gather(rng_state(self.group.device))
         if not self.group.is_main:
             return
@@ -573,6 +593,15 @@ class Trainer:
         )
         save_model(self.output_dir / name, self.learner, self.model_config, training)
 
+    def _check_finite(self, step: int) -> None:
+        """Raise :class:`TrainingDiverged` if a parameter, buffer or optimiser state of this
+        process is not finite; every process holds the same ones, so all stop together."""
+        broken = first_non_finite(self.learner.state_dict())
+        if broken is None:
+            broken = first_non_finite(self.optimizer.state_dict()["state"], "optimiser state ")
+        if broken is not None:
+            raise TrainingDiverged(f"step {step}: {broken} is not finite; {DIVERGED_ADVICE}")
+
 
 def earlier_checkpoints(output_dir: Path) -> list[Path]:
     """The checkpoints an earlier run left in ``output_dir`` (``last.pt``, ``best.pt``): a
@@ -582,6 +611,16 @@ def earlier_checkpoints(output_dir: Path) -> list[Path]:
         for name in (LAST_CHECKPOINT, BEST_CHECKPOINT)
         if (output_dir / name).exists()
     ]
+
+
+def resume_point(output_dir: Path) -> Path:
+    """The checkpoint a resumed run continues from: ``last.pt``, or, where only ``best.pt``
+    is left (``last.pt`` deleted or lost), ``best.pt``, which holds the full training state
+    of its step too."""
+    last, best = output_dir / LAST_CHECKPOINT, output_dir / BEST_CHECKPOINT
+    if not os.path.lexists(last) and best.is_file():
+        return best
+    return last
 
 
 def read_resumable_checkpoint(

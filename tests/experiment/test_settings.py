@@ -38,7 +38,7 @@ def test_shipped_configs_load_with_overrides() -> None:
         ("data.sampler.shot=-1", r"data\.sampler\.shot must be at least 1, got -1"),
         ("data.validation_tasks=-1", r"data\.validation_tasks must be >= 0 \(0: no validation\)"),
         ("evaluation.seed=-1", r"evaluation\.seed must be >= 0, got -1"),
-        ("training.seed=-1", r"^training\.seed must be >= 0, got -1"),
+        ("training.seed=-1", r"^training\.seed must be a whole number >= 0 and <= \d+, got -1"),
         ("data.vtab.support_size=-5", r"data\.vtab\.support_size must be at least 1, got -5"),
         ("data.vtab.query_limit=0", r"data\.vtab\.query_limit must be null .* at least 1"),
         ("data.vtab.support=first", r"data\.vtab\.support must be one of \['vtab-1k', "),
