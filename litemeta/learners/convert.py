@@ -22,6 +22,7 @@ only source tensors dropped are listed with their reason in :attr:`Conversion.ig
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ __all__ = [
     "ConversionError",
     "convert_checkpoint",
     "convert_state_dict",
+    "model_overrides",
     "read_source_state_dict",
 ]
 
@@ -385,3 +387,23 @@ def convert_checkpoint(
     )
     save_learner(conversion.learner, output)
     return conversion
+
+
+def model_overrides(learner: BackboneLearner) -> list[str]:
+    """The ``model.*`` settings (``key=value`` overrides of an experiment config) that
+    describe ``learner``, so that ``litemeta evaluate --checkpoint FILE`` builds the same
+    learner to load a converted file into."""
+    config = learner.config()
+    backbone = config["backbone"]
+    settings = {
+        "model.learner": config["learner"],
+        "model.backbone": backbone["name"],
+        "model.image_size": backbone["image_size"],
+        "model.film_placement": backbone["film_placement"],
+        "model.pretrained": False,
+    }
+    settings |= {f"model.options.{key}": value for key, value in config["options"].items()}
+    return [
+        f"{key}={value if isinstance(value, str) else json.dumps(value)}"
+        for key, value in settings.items()
+    ]
