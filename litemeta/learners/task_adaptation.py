@@ -12,11 +12,14 @@ product of the two estimates biased.
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from litemeta.backbones import Backbone, normalise_images
+from litemeta.checkpoint import ModelMismatchError
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.learners.classifiers import BackboneTaskClassifier
 from litemeta.learners.validation import check_support
@@ -67,10 +70,15 @@ class SetEncoder(nn.Module):
         return self.layers(normalise_images(images, self.image_size, self.mean, self.std))
 
 
-def _dense_block(in_dim: int, out_dim: int) -> nn.Sequential:
-    """Linear - LayerNorm - ReLU - Linear: one generator of LITE's FiLM adaptation network."""
+def _generator_network(embedding_dim: int, channels: int) -> nn.Sequential:
+    """Linear(e, e) - LayerNorm(e) - ReLU - Linear(e, c): one generator of LITE's FiLM
+    adaptation network (``features.py``, ``DenseBlock``), from the task embedding of size
+    ``e`` to one number per channel."""
     return nn.Sequential(
-        nn.Linear(in_dim, out_dim), nn.LayerNorm(out_dim), nn.ReLU(), nn.Linear(out_dim, out_dim)
+        nn.Linear(embedding_dim, embedding_dim),
+        nn.LayerNorm(embedding_dim),
+        nn.ReLU(),
+        nn.Linear(embedding_dim, channels),
     )
 
 
@@ -78,23 +86,31 @@ class FilmGenerator(nn.Module):
     """Task embedding -> FiLM parameters for every FiLM layer of a backbone (LITE's
     ``FilmLayerGenerator``, Bronskill et al., NeurIPS 2021).
 
-    Each FiLM layer with ``c`` channels has its own generators ``g`` and ``h`` (Linear to
-    ``c``, LayerNorm, ReLU, Linear ``c -> c``) and learned regulariser vectors ``r_gamma``,
-    ``r_beta`` (initialised from N(0, 1e-3^2)): ``gamma = 1 + r_gamma * g(z)`` and
-    ``beta = r_beta * h(z)``. Small regulariser vectors keep the generated parameters near
-    the identity; :meth:`regularization_term` is ``sum r_gamma^2 + r_beta^2``.
+    Each FiLM layer with ``c`` channels has its own generators ``g`` and ``b``
+    (Linear(e, e), LayerNorm(e), ReLU, Linear(e, c), with ``e`` the task-embedding size)
+    and learned regulariser vectors ``r_gamma``, ``r_beta`` of ``c`` numbers (initialised
+    from N(0, 1e-3^2)): ``gamma = 1 + r_gamma * g(z)`` and ``beta = r_beta * b(z)``. Small
+    regulariser vectors keep the generated parameters near the identity;
+    :meth:`regularization_term` is ``sum r_gamma^2 + r_beta^2``.
+
+    Loading a state dict saved with another generator (the earlier
+    Linear(e, c) - LayerNorm(c) - ReLU - Linear(c, c) form) or for other FiLM layers raises
+    :class:`~litemeta.checkpoint.ModelMismatchError` saying so.
     """
 
     def __init__(self, channels: list[int], embedding_dim: int) -> None:
         super().__init__()
-        self.gamma_generators = nn.ModuleList(_dense_block(embedding_dim, c) for c in channels)
-        self.beta_generators = nn.ModuleList(_dense_block(embedding_dim, c) for c in channels)
+        self.gamma_generators = nn.ModuleList(
+            _generator_network(embedding_dim, c) for c in channels
+        )
+        self.beta_generators = nn.ModuleList(_generator_network(embedding_dim, c) for c in channels)
         self.gamma_regularizers = nn.ParameterList(
             nn.Parameter(torch.randn(c) * _REGULARIZER_INIT_STD) for c in channels
         )
         self.beta_regularizers = nn.ParameterList(
             nn.Parameter(torch.randn(c) * _REGULARIZER_INIT_STD) for c in channels
         )
+        self.register_load_state_dict_pre_hook(_refuse_another_generator)
 
     def forward(self, task_embedding: Tensor) -> list[tuple[Tensor, Tensor]]:
         """One ``(gamma, beta)`` pair per FiLM layer for a task embedding ``[embedding_dim]``."""
@@ -116,6 +132,43 @@ class FilmGenerator(nn.Module):
         """``sum r_gamma^2 + r_beta^2`` over all FiLM layers (LITE's and CNAPs' regulariser)."""
         scales = [*self.gamma_regularizers, *self.beta_regularizers]
         return torch.stack([scale.square().sum() for scale in scales]).sum()
+
+
+def _refuse_another_generator(
+    generator: FilmGenerator, state_dict: Mapping[str, Any], prefix: str, *_: Any
+) -> None:
+    """Load pre-hook: refuse saved generator tensors whose names or shapes differ from
+    ``generator``'s with a message that says why, before torch's size-mismatch error."""
+    saved = {
+        key[len(prefix) :]: tuple(value.shape)
+        for key, value in state_dict.items()
+        if key.startswith(prefix)
+    }
+    if not saved:  # nothing saved for the generator: torch reports the missing keys
+        return
+    current = {key: tuple(value.shape) for key, value in generator.state_dict().items()}
+    if saved == current:
+        return
+    layers_saved = sum(key.startswith("gamma_regularizers.") for key in saved)
+    if layers_saved != len(generator.gamma_regularizers):
+        reason = (
+            f"was saved for {layers_saved} FiLM layers, but this backbone has "
+            f"{len(generator.gamma_regularizers)}: it was saved for another FiLM placement "
+            "(the published placement on EfficientNets now also modulates the stem's and the "
+            "head's batch norm, as LITE)"
+        )
+    else:
+        first = next(key for key in sorted(current) if saved.get(key) != current[key])
+        reason = (
+            f"was saved with an earlier FiLM generator ({prefix}{first}: {saved.get(first)} saved, "
+            f"{current[first]} now): the generators are now LITE's Linear(e, e) - "
+            "LayerNorm(e) - ReLU - Linear(e, c) per FiLM layer of c channels, no longer "
+            "Linear(e, c) - LayerNorm(c) - ReLU - Linear(c, c)"
+        )
+    raise ModelMismatchError(
+        f"this checkpoint {reason}; its weights cannot be loaded "
+        "into this version: meta-train the learner again, or convert the checkpoint"
+    )
 
 
 class FilmAdaptedLearner(BackboneLearner):

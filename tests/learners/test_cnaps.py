@@ -29,7 +29,7 @@ def test_meta_training_reaches_high_accuracy_and_adapts_the_backbone(learner, ta
         return torch.cat([torch.cat([gamma - 1, beta]) for gamma, beta in film])
 
     untrained = generated_film()
-    meta_train(learner, steps=3, h=5)
+    meta_train(learner, steps=10, h=5)
     with torch.no_grad():
         classifier = learner.adapt(support, support_labels)
         assert accuracy(classifier(query), query_labels) >= 0.9

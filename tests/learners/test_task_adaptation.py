@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from litemeta.learners import build_learner
+from litemeta.checkpoint import ModelMismatchError
+from litemeta.learners import build_learner, load_learner, save_learner
 from litemeta.learners.task_adaptation import FilmGenerator, SetEncoder
 
 from .helpers import BACKBONE_SIZE, meta_train
@@ -86,3 +87,58 @@ def test_the_task_film_does_not_depend_on_the_order_of_the_support_set(learner, 
     for (gamma, beta), (gamma2, beta2) in zip(film, shuffled, strict=True):
         torch.testing.assert_close(gamma, gamma2)
         torch.testing.assert_close(beta, beta2)
+
+
+def test_each_generator_is_lites_dense_block_on_the_task_embedding():
+    """LITE's features.py: Linear(e, e) -> LayerNorm(e) -> ReLU -> Linear(e, c), computed
+    here by hand from the layers' weights."""
+    torch.manual_seed(0)
+    e, channels = 5, [4, 7]
+    generator = FilmGenerator(channels, embedding_dim=e)
+    z = torch.randn(e)
+    with torch.no_grad():
+        film = generator(z)
+        for index, c in enumerate(channels):
+            for (first, norm, _, last), scale, offset in (
+                (generator.gamma_generators[index], generator.gamma_regularizers[index], 1),
+                (generator.beta_generators[index], generator.beta_regularizers[index], 0),
+            ):
+                assert first.weight.shape == (e, e) and last.weight.shape == (c, e)
+                hidden = first.weight @ z + first.bias
+                hidden = (hidden - hidden.mean()) / torch.sqrt(hidden.var(unbiased=False) + 1e-5)
+                hidden = torch.relu(hidden * norm.weight + norm.bias)
+                expected = offset + scale * (last.weight @ hidden + last.bias)
+                generated = film[index][0] if offset else film[index][1]
+                torch.testing.assert_close(generated, expected)
+
+
+def _earlier_generator(embedding_dim: int, channels: int) -> torch.nn.Sequential:
+    """The generator litemeta built before LITE's form: Linear(e, c) - LayerNorm(c) - ReLU -
+    Linear(c, c)."""
+    return torch.nn.Sequential(
+        torch.nn.Linear(embedding_dim, channels),
+        torch.nn.LayerNorm(channels),
+        torch.nn.ReLU(),
+        torch.nn.Linear(channels, channels),
+    )
+
+
+def test_a_checkpoint_with_the_earlier_generator_is_refused_saying_why(tmp_path):
+    torch.manual_seed(0)
+    learner = build_learner("simple_cnaps", "resnet18", image_size=32, pretrained=False)
+    generator = learner.film_generator
+    for index, layer in enumerate(learner.backbone.film_layers):
+        generator.gamma_generators[index] = _earlier_generator(64, layer.channels)
+        generator.beta_generators[index] = _earlier_generator(64, layer.channels)
+    save_learner(learner, tmp_path / "earlier.pt")
+    with pytest.raises(ModelMismatchError, match=r"earlier FiLM generator.*meta-train.*convert"):
+        load_learner(tmp_path / "earlier.pt")
+
+
+def test_a_generator_saved_for_other_film_layers_is_refused_naming_the_placement():
+    torch.manual_seed(0)
+    sixteen = FilmGenerator([8] * 16, embedding_dim=4)
+    eighteen = FilmGenerator([8] * 18, embedding_dim=4)
+    with pytest.raises(ModelMismatchError, match=r"saved for 16 FiLM layers.*has 18.*placement"):
+        eighteen.load_state_dict(sixteen.state_dict())
+    eighteen.load_state_dict(FilmGenerator([8] * 18, embedding_dim=4).state_dict())
