@@ -213,7 +213,7 @@ def _lite(
         pretrained=False,
         film_placement="published",
         encoder_image_size=image_size,
-        encoder_normalisation="batch",
+        encoder_norm="frozen_batch",
         single_example_covariance="feature_variance",
     )
     targets = list(model.state_dict())
