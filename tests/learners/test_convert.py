@@ -1,12 +1,15 @@
 """litemeta.learners.convert: reference state dicts (their key names and shapes written here)
 become litemeta learners, tensor for tensor; anything that does not fit is refused by name."""
 
+from collections import Counter
+
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 
 from litemeta.cli import main
-from litemeta.learners import ProtoNets, load_learner
+from litemeta.learners import ProtoNets, SimpleCNAPs, load_learner
 from litemeta.learners.convert import (
     ConversionError,
     convert_checkpoint,
@@ -170,3 +173,219 @@ def test_the_command_reports_a_refusal_in_one_line(tmp_path, capsys, orbit_proto
     assert error.startswith("litemeta: error: the orbit checkpoint lacks 1 tensors")
     assert "feature_extractor.conv_stem.weight" in error
     assert not (tmp_path / "x.pt").exists()
+
+
+# LITE (src/model.py): ``feature_extractor`` is lukemelas' EfficientNet-PyTorch B0
+# (efficientnet.py), ``set_encoder.pre_pooling_fn`` five conv-BatchNorm-ReLU-maxpool layers
+# (set_encoder.py), ``feature_adaptation_network.layers`` one FilmLayerGenerator per FiLM layer
+# (features.py): DenseBlock linear1 (e, e), layernorm (e), linear2 (c, e) for gamma and for
+# beta, and regulariser vectors of c. EfficientNet-B0 (Tan & Le, ICML 2019, Table 1), stages of
+# MBConv blocks: expansion, kernel, output channels, repeats; the stem has 32 channels, the
+# head 1280; squeeze-excitation reduces a block's input channels by 4.
+B0_STAGES = [(1, 3, 16, 1), (6, 3, 24, 2), (6, 5, 40, 2), (6, 3, 80, 3), (6, 5, 112, 3)]
+B0_STAGES += [(6, 5, 192, 4), (6, 3, 320, 1)]
+EMBEDDING = 64
+
+
+def _batch_norm(shapes: dict, prefix: str, channels: int) -> None:
+    for leaf in ("weight", "bias", "running_mean", "running_var"):
+        shapes[f"{prefix}.{leaf}"] = (channels,)
+    shapes[f"{prefix}.num_batches_tracked"] = ()
+
+
+def lite_shapes() -> tuple[dict[str, tuple], list[int]]:
+    """LITE's state-dict names and shapes, and the channels of its FiLM layers in order."""
+    shapes: dict[str, tuple] = {}
+    extractor = "feature_extractor."
+    shapes[extractor + "_conv_stem.weight"] = (32, 3, 3, 3)
+    _batch_norm(shapes, extractor + "_bn0", 32)
+    film, block, inputs = [32], 0, 32
+    for expansion, kernel, outputs, repeats in B0_STAGES:
+        for _ in range(repeats):
+            middle, squeezed = inputs * expansion, max(1, inputs // 4)
+            prefix = f"{extractor}_blocks.{block}."
+            if expansion != 1:
+                shapes[prefix + "_expand_conv.weight"] = (middle, inputs, 1, 1)
+                _batch_norm(shapes, prefix + "_bn0", middle)
+            shapes[prefix + "_depthwise_conv.weight"] = (middle, 1, kernel, kernel)
+            _batch_norm(shapes, prefix + "_bn1", middle)
+            shapes[prefix + "_se_reduce.weight"] = (squeezed, middle, 1, 1)
+            shapes[prefix + "_se_reduce.bias"] = (squeezed,)
+            shapes[prefix + "_se_expand.weight"] = (middle, squeezed, 1, 1)
+            shapes[prefix + "_se_expand.bias"] = (middle,)
+            shapes[prefix + "_project_conv.weight"] = (outputs, middle, 1, 1)
+            _batch_norm(shapes, prefix + "_bn2", outputs)
+            film.append(middle)
+            block, inputs = block + 1, outputs
+    shapes[extractor + "_conv_head.weight"] = (1280, 320, 1, 1)
+    _batch_norm(shapes, extractor + "_bn1", 1280)
+    film.append(1280)
+    shapes[extractor + "_fc.weight"] = (0, 1280)  # from_pretrained(num_classes=0)
+    shapes[extractor + "_fc.bias"] = (0,)
+    for layer in range(1, 6):
+        prefix = f"set_encoder.pre_pooling_fn.layer{layer}."
+        shapes[prefix + "0.weight"] = (64, 3 if layer == 1 else 64, 3, 3)
+        shapes[prefix + "0.bias"] = (64,)
+        _batch_norm(shapes, prefix + "1", 64)
+    for layer, channels in enumerate(film):
+        prefix = f"feature_adaptation_network.layers.{layer}."
+        for kind in ("gamma", "beta"):
+            network = f"{prefix}{kind}_generators.0."
+            shapes[network + "linear1.weight"] = (EMBEDDING, EMBEDDING)
+            shapes[network + "linear1.bias"] = (EMBEDDING,)
+            shapes[network + "layernorm.weight"] = (EMBEDDING,)
+            shapes[network + "layernorm.bias"] = (EMBEDDING,)
+            shapes[network + "linear2.weight"] = (channels, EMBEDDING)
+            shapes[network + "linear2.bias"] = (channels,)
+            shapes[f"{prefix}{kind}_regularizers.0"] = (channels,)
+    return shapes, film
+
+
+@pytest.fixture
+def lite_state():
+    generator = torch.Generator().manual_seed(3)
+    state = {}
+    for key, shape in lite_shapes()[0].items():
+        if key.endswith("num_batches_tracked"):
+            state[key] = torch.tensor(11)
+        elif key.endswith("running_var"):
+            state[key] = torch.rand(shape, generator=generator) + 0.5
+        else:
+            state[key] = torch.randn(shape, generator=generator) * 0.1
+    return state
+
+
+def test_the_lite_table_has_the_published_counts():
+    shapes, film = lite_shapes()
+    assert len(film) == 18 and sum(film) == 10_272  # LITE: stem, 16 depthwise norms, head
+    generator = sum(
+        torch.Size(shape).numel()
+        for key, shape in shapes.items()
+        if key.startswith("feature_adaptation_network.")
+    )
+    assert generator == 1_510_272
+
+
+def test_lite_becomes_simple_cnaps_tensor_for_tensor(lite_state):
+    conversion = convert_state_dict("lite", lite_state)
+    learner = conversion.learner
+    assert isinstance(learner, SimpleCNAPs)
+    assert learner.backbone.name == "tf_efficientnet_b0" and learner.backbone.image_size == 224
+    assert learner.set_encoder.image_size == 224
+    assert sorted(conversion.ignored) == [
+        "feature_extractor._fc.bias",
+        "feature_extractor._fc.weight",
+    ]
+    converted = learner.state_dict()
+    assert conversion.mapped == len(converted) == len(lite_state) - 2
+    # lukemelas' names -> timm's, written out for the stem, a block without expansion, one
+    # with it (the 2nd block of the 6th stage is the 13th block), the head.
+    expected = {
+        "_conv_stem.weight": "conv_stem.weight",
+        "_bn0.running_var": "bn1.running_var",
+        "_blocks.0._depthwise_conv.weight": "blocks.0.0.conv_dw.weight",
+        "_blocks.0._bn1.weight": "blocks.0.0.bn1.weight",
+        "_blocks.0._project_conv.weight": "blocks.0.0.conv_pw.weight",
+        "_blocks.0._bn2.num_batches_tracked": "blocks.0.0.bn2.num_batches_tracked",
+        "_blocks.12._expand_conv.weight": "blocks.5.1.conv_pw.weight",
+        "_blocks.12._bn0.bias": "blocks.5.1.bn1.bias",
+        "_blocks.12._depthwise_conv.weight": "blocks.5.1.conv_dw.weight",
+        "_blocks.12._bn1.running_mean": "blocks.5.1.bn2.running_mean",
+        "_blocks.12._se_reduce.bias": "blocks.5.1.se.conv_reduce.bias",
+        "_blocks.12._se_expand.weight": "blocks.5.1.se.conv_expand.weight",
+        "_blocks.12._project_conv.weight": "blocks.5.1.conv_pwl.weight",
+        "_blocks.12._bn2.weight": "blocks.5.1.bn3.weight",
+        "_conv_head.weight": "conv_head.weight",
+        "_bn1.bias": "bn2.bias",
+    }
+    for lite_key, timm_key in expected.items():
+        assert torch.equal(
+            converted[f"backbone.model.{timm_key}"], lite_state[f"feature_extractor.{lite_key}"]
+        )
+    assert torch.equal(
+        converted["film_generator.beta_generators.17.3.weight"],
+        lite_state["feature_adaptation_network.layers.17.beta_generators.0.linear2.weight"],
+    )
+    assert torch.equal(
+        converted["film_generator.gamma_regularizers.5"],
+        lite_state["feature_adaptation_network.layers.5.gamma_regularizers.0"],
+    )
+
+    # Each source tensor (but the empty classifier) fills exactly one learner tensor.
+    def fingerprints(tensors):
+        return Counter(
+            (tuple(v.shape), tuple(v.flatten()[:3].tolist()), v.sum().item()) for v in tensors
+        )
+
+    used = [v for k, v in lite_state.items() if k not in conversion.ignored]
+    assert fingerprints(converted.values()) == fingerprints(used)
+
+
+def test_lite_film_parameters_are_lites_formula(lite_state):
+    """features.py FilmLayerGenerator: gamma = g(z) * r_gamma + 1, beta = b(z) * r_beta, with
+    DenseBlock linear1 -> layernorm -> relu -> linear2."""
+    learner = convert_state_dict("lite", lite_state, image_size=64).learner
+    z = torch.randn(EMBEDDING, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        film = learner.film_generator(z)
+    for layer in (0, 9, 17):
+        prefix = f"feature_adaptation_network.layers.{layer}."
+        for position, kind in enumerate(("gamma", "beta")):
+            net = {
+                k.removeprefix(f"{prefix}{kind}_generators.0."): v for k, v in lite_state.items()
+            }
+            hidden = net["linear1.weight"] @ z + net["linear1.bias"]
+            hidden = (hidden - hidden.mean()) / (hidden.var(unbiased=False) + 1e-5).sqrt()
+            hidden = (hidden * net["layernorm.weight"] + net["layernorm.bias"]).clamp(min=0)
+            out = (net["linear2.weight"] @ hidden + net["linear2.bias"]) * lite_state[
+                f"{prefix}{kind}_regularizers.0"
+            ]
+            expected = out + 1 if kind == "gamma" else out
+            torch.testing.assert_close(film[layer][position], expected)
+
+
+def test_lite_set_encoder_runs_with_lites_stored_statistics(lite_state):
+    """set_encoder.py SimplePrePoolNet in eval mode, on images scaled to [-1, 1] (LITE's
+    readers): conv, BatchNorm with running statistics (eps 1e-5), ReLU, 2x2 max-pool, five
+    times, then the spatial mean."""
+    learner = convert_state_dict("lite", lite_state, image_size=64).learner.train()
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    x = (images - 0.5) / 0.5
+    for layer in range(1, 6):
+        p = f"set_encoder.pre_pooling_fn.layer{layer}."
+        x = F.conv2d(x, lite_state[p + "0.weight"], lite_state[p + "0.bias"], padding=1)
+        mean, var = lite_state[p + "1.running_mean"], lite_state[p + "1.running_var"]
+        x = (x - mean.view(1, -1, 1, 1)) / (var.view(1, -1, 1, 1) + 1e-5).sqrt()
+        x = x * lite_state[p + "1.weight"].view(1, -1, 1, 1) + lite_state[p + "1.bias"].view(
+            1, -1, 1, 1
+        )
+        x = F.max_pool2d(x.clamp(min=0), 2)
+    with torch.no_grad():
+        torch.testing.assert_close(learner.set_encoder(images), x.mean(dim=(2, 3)))
+
+
+def test_lite_is_only_simple_cnaps_on_tf_efficientnet_b0(lite_state):
+    with pytest.raises(ConversionError, match="use --learner simple_cnaps"):
+        convert_state_dict("lite", lite_state, learner="protonets")
+    with pytest.raises(ConversionError, match="cannot become 'efficientnet_b0'"):
+        convert_state_dict("lite", lite_state, backbone="efficientnet_b0")
+
+
+def test_lite_with_film_for_other_layers_is_refused(lite_state):
+    """A generator for 16 layers (FiLM on the depthwise norms only) is another architecture."""
+    state = {
+        k: v
+        for k, v in lite_state.items()
+        if not k.startswith(
+            ("feature_adaptation_network.layers.16.", "feature_adaptation_network.layers.17.")
+        )
+    }
+    with pytest.raises(ConversionError, match=r"for 16 layers.*has 18 FiLM layers"):
+        convert_state_dict("lite", state)
+
+
+def test_a_lite_classifier_with_classes_is_left_over(lite_state):
+    lite_state["feature_extractor._fc.weight"] = torch.zeros(1000, 1280)
+    lite_state["feature_extractor._fc.bias"] = torch.zeros(1000)
+    with pytest.raises(ConversionError, match=r"2 tensors with no counterpart.*_fc\.bias"):
+        convert_state_dict("lite", lite_state)
