@@ -94,6 +94,12 @@ class BackboneLearner(FewShotLearner):
     #: from the constructor's keyword arguments (see :func:`_records_options`).
     options: dict[str, Any]
 
+    #: Options added after learners of this class were first saved, each with its default,
+    #: the value that builds what earlier versions built: :meth:`config` leaves such an
+    #: option out while it has that value, so an earlier description still names the same
+    #: architecture and loads.
+    added_options: ClassVar[dict[str, Any]] = {}
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "__init__" in vars(cls):
@@ -121,7 +127,12 @@ class BackboneLearner(FewShotLearner):
 
     def config(self) -> dict[str, Any]:
         """JSON-able description that :func:`litemeta.learners.learner_from_config` rebuilds."""
-        return {"learner": self.name, "backbone": self.backbone.config(), "options": self.options}
+        options = {
+            name: value
+            for name, value in self.options.items()
+            if name not in self.added_options or value != self.added_options[name]
+        }
+        return {"learner": self.name, "backbone": self.backbone.config(), "options": options}
 
     def map_support(
         self, fn: SetFunction, images: Tensor, labels: Tensor, lite: LiteSettings | None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar, Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -26,30 +26,71 @@ from litemeta.learners.validation import check_support
 from litemeta.lite import LiteSettings
 from litemeta.precision import full_precision
 
-__all__ = ["FilmAdaptedLearner", "FilmGenerator", "SetEncoder"]
+__all__ = [
+    "BACKBONE_IMAGE_SIZE",
+    "ENCODER_NORMS",
+    "EncoderNorm",
+    "FilmAdaptedLearner",
+    "FilmGenerator",
+    "FrozenStatisticsBatchNorm2d",
+    "SetEncoder",
+]
 
 _ENCODER_BLOCKS = 5
 _REGULARIZER_INIT_STD = 1e-3
+
+
+EncoderNorm = Literal["group", "frozen_batch"]
+ENCODER_NORMS: tuple[str, ...] = get_args(EncoderNorm)
+
+#: ``encoder_image_size`` value that makes the set encoder see the backbone's image size.
+BACKBONE_IMAGE_SIZE = "backbone"
+
+
+class FrozenStatisticsBatchNorm2d(nn.BatchNorm2d):
+    """``BatchNorm2d`` that always normalises with its stored running statistics, in
+    ``train()`` as in ``eval()``, and never updates them: a per-channel affine map of each
+    image on its own. Its tensors are a ``BatchNorm2d``'s, so a reference set encoder's
+    state dict loads into it unchanged."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels)
+        self.eval()
+
+    def train(self, mode: bool = True) -> FrozenStatisticsBatchNorm2d:
+        """Stay in eval mode whatever ``mode`` asks."""
+        return super().train(False)
+
+
+def _encoder_norm(norm: EncoderNorm, channels: int) -> nn.Module:
+    if norm == "group":
+        return nn.GroupNorm(1, channels)
+    return FrozenStatisticsBatchNorm2d(channels)
 
 
 class SetEncoder(nn.Module):
     """A small conv net that embeds each image on its own (CNAPs' and LITE's set encoder).
 
     Five blocks of 3x3 convolution, normalisation, ReLU and 2x2 max-pooling, then global
-    average pooling, as published. Unlike the publications' ``BatchNorm2d`` (batch
-    statistics of the support set), the normalisation is per-sample (``GroupNorm`` with one
-    group), so each image's embedding depends on that image alone, which LITE's exact
-    gradient estimate needs. Images are resized to ``image_size`` and normalised with
-    mean = std = 0.5.
+    average pooling, as published (LITE's ``set_encoder.py``). The publications normalise
+    with ``BatchNorm2d``; ``norm`` chooses a per-sample normalisation instead, so that each
+    image's embedding depends on that image alone, which LITE's exact gradient estimate
+    needs: ``"group"`` (``GroupNorm`` with one group) or ``"frozen_batch"``
+    (:class:`FrozenStatisticsBatchNorm2d`, the reference's layer run with its stored
+    statistics). Images are resized to ``image_size`` and normalised with mean = std = 0.5.
     """
 
-    def __init__(self, image_size: int = 84, channels: int = 64) -> None:
+    def __init__(
+        self, image_size: int = 84, channels: int = 64, norm: EncoderNorm = "group"
+    ) -> None:
         super().__init__()
         if image_size < 2**_ENCODER_BLOCKS:
             raise ValueError(
                 f"the set encoder halves the image {_ENCODER_BLOCKS} times: encoder_image_size "
                 f"must be at least {2**_ENCODER_BLOCKS}, got {image_size}"
             )
+        if norm not in ENCODER_NORMS:
+            raise ValueError(f"encoder_norm must be one of {ENCODER_NORMS}, got {norm!r}")
         self.image_size = image_size
         self.embedding_dim = channels
         blocks: list[nn.Module] = []
@@ -57,7 +98,7 @@ class SetEncoder(nn.Module):
         for _ in range(_ENCODER_BLOCKS):
             blocks += [
                 nn.Conv2d(in_channels, channels, kernel_size=3, padding=1),
-                nn.GroupNorm(1, channels),
+                _encoder_norm(norm, channels),
                 nn.ReLU(),
                 nn.MaxPool2d(2),
             ]
@@ -176,23 +217,35 @@ class FilmAdaptedLearner(BackboneLearner):
 
     Subclasses turn the adapted support features into a classifier.
 
+    ``encoder_norm`` came after the first saved learners of this kind: :meth:`config`
+    records it only when it is not ``"group"``, what they were built with.
+
     Args:
         backbone: the pretrained feature extractor (frozen unless ``train_backbone``).
-        encoder_image_size: side of the images the set encoder sees.
+        encoder_image_size: side of the images the set encoder sees, or ``"backbone"``
+            for the backbone's image size, as LITE and ORBIT, whose set encoder takes the
+            same images as the backbone (84 by default, for cost).
         encoder_channels: width of the set encoder, = the task-embedding size (64 as
             published).
+        encoder_norm: the set encoder's normalisation, per image either way: ``"group"``
+            (``GroupNorm``, one group; default) or ``"frozen_batch"`` (the reference's
+            ``BatchNorm2d`` with its stored running statistics, what a converted
+            reference checkpoint evaluates with; see :class:`SetEncoder`).
         film_regularization: weight of the FiLM regulariser, the squared norm of the FiLM
             generator's regulariser vectors (0.001 in CNAPs' and LITE's training scripts),
             reported as the classifier's ``regularizer``.
         train_backbone, backbone_lr_scale, chunk_size: see :class:`BackboneLearner`.
     """
 
+    added_options: ClassVar[dict[str, Any]] = {"encoder_norm": "group"}
+
     def __init__(
         self,
         backbone: Backbone,
         *,
-        encoder_image_size: int = 84,
+        encoder_image_size: int | Literal["backbone"] = 84,
         encoder_channels: int = 64,
+        encoder_norm: EncoderNorm = "group",
         film_regularization: float = 1e-3,
         train_backbone: bool = False,
         backbone_lr_scale: float | None = None,
@@ -205,7 +258,14 @@ class FilmAdaptedLearner(BackboneLearner):
             chunk_size=chunk_size,
         )
         self.film_regularization = film_regularization
-        self.set_encoder = SetEncoder(encoder_image_size, encoder_channels)
+        if encoder_image_size == BACKBONE_IMAGE_SIZE:
+            encoder_image_size = backbone.image_size
+        elif not isinstance(encoder_image_size, int):
+            raise ValueError(
+                f"encoder_image_size must be a number of pixels or {BACKBONE_IMAGE_SIZE!r} "
+                f"(the backbone's image size), got {encoder_image_size!r}"
+            )
+        self.set_encoder = SetEncoder(encoder_image_size, encoder_channels, encoder_norm)
         channels = [layer.channels for layer in backbone.film_layers]
         self.film_generator = FilmGenerator(channels, encoder_channels)
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from litemeta.checkpoint import ModelMismatchError
+from litemeta.config import ConfigError
 from litemeta.learners import build_learner, load_learner, save_learner
 from litemeta.learners.task_adaptation import FilmGenerator, SetEncoder
 
@@ -142,3 +143,67 @@ def test_a_generator_saved_for_other_film_layers_is_refused_naming_the_placement
     with pytest.raises(ModelMismatchError, match=r"saved for 16 FiLM layers.*has 18.*placement"):
         eighteen.load_state_dict(sixteen.state_dict())
     eighteen.load_state_dict(FilmGenerator([8] * 18, embedding_dim=4).state_dict())
+
+
+def test_the_set_encoder_can_see_the_backbones_image_size_and_reloads_so(tmp_path, task):
+    torch.manual_seed(0)
+    learner = build_learner(
+        "simple_cnaps", image_size=48, encoder_image_size="backbone", encoder_channels=8
+    )
+    assert learner.set_encoder.image_size == learner.backbone.image_size == 48
+    assert learner.config()["options"]["encoder_image_size"] == "backbone"
+    save_learner(learner, tmp_path / "learner.pt")
+    loaded = load_learner(tmp_path / "learner.pt")
+    assert loaded.set_encoder.image_size == 48 and loaded.config() == learner.config()
+    support, support_labels, query, _ = task
+    with torch.no_grad():
+        expected = learner.adapt(support, support_labels)(query)
+        torch.testing.assert_close(loaded.adapt(support, support_labels)(query), expected)
+    with pytest.raises(ConfigError, match="encoder_image_size"):
+        build_learner("cnaps", image_size=48, encoder_image_size="full")
+
+
+def test_the_frozen_batch_norm_encoder_is_the_references_layer_run_with_stored_statistics():
+    """LITE's and ORBIT's set encoders use BatchNorm2d; "frozen_batch" keeps its tensors and
+    normalises every image with the stored running statistics, in train() as in eval()."""
+    torch.manual_seed(0)
+    encoder = SetEncoder(image_size=32, channels=8, norm="frozen_batch").train()
+    norms = [m for m in encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 5 and not any(norm.training for norm in norms)
+    assert set(norms[0].state_dict()) == {
+        "weight", "bias", "running_mean", "running_var", "num_batches_tracked"
+    }  # fmt: skip
+    with torch.no_grad():
+        for norm in norms:
+            norm.running_mean.uniform_(-1, 1)
+            norm.running_var.uniform_(0.5, 2)
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.5, 0.5)
+    stored = [norm.running_mean.clone() for norm in norms]
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        batch = encoder(images)
+        alone = torch.cat([encoder(image[None]) for image in images])
+        # the first block by hand: (x - mean) / sqrt(var + eps) * weight + bias
+        conv, norm = encoder.layers[0], norms[0]
+        x = conv((images.float() / 255 - 0.5) / 0.5)
+        by_hand = (x - norm.running_mean[:, None, None]) / torch.sqrt(
+            norm.running_var[:, None, None] + norm.eps
+        ) * norm.weight[:, None, None] + norm.bias[:, None, None]
+        torch.testing.assert_close(encoder.layers[1](x), by_hand)
+    torch.testing.assert_close(batch, alone)  # each image on its own, as LITE needs
+    assert all(torch.equal(norm.running_mean, old) for norm, old in zip(norms, stored, strict=True))
+
+
+def test_a_learner_with_the_frozen_batch_norm_encoder_meta_trains_with_lite(task):
+    torch.manual_seed(0)
+    learner = build_learner(
+        "cnaps", image_size=BACKBONE_SIZE, encoder_norm="frozen_batch", **TINY_ENCODER
+    )
+    assert learner.config()["options"]["encoder_norm"] == "frozen_batch"
+    losses = meta_train(learner, steps=2, h=5)  # LITE refuses train-mode batch statistics
+    assert all(torch.isfinite(torch.tensor(losses)))
+    default = build_learner("cnaps", image_size=BACKBONE_SIZE, **TINY_ENCODER)
+    # the default, GroupNorm, is what learners saved before this option were built with
+    assert "encoder_norm" not in default.config()["options"]
+    assert default.options["encoder_norm"] == "group"
