@@ -212,7 +212,7 @@ def _lite(
         image_size,
         pretrained=False,
         film_placement="published",
-        encoder_image_size=image_size,
+        encoder_image_size="backbone",
         encoder_norm="frozen_batch",
         single_example_covariance="feature_variance",
     )
