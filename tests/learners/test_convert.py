@@ -9,11 +9,14 @@ import torch
 import torch.nn.functional as F
 
 from litemeta.cli import main
+from litemeta.experiment.builders import build_model
+from litemeta.experiment.settings import load_experiment
 from litemeta.learners import ProtoNets, SimpleCNAPs, load_learner
 from litemeta.learners.convert import (
     ConversionError,
     convert_checkpoint,
     convert_state_dict,
+    model_overrides,
     read_source_state_dict,
 )
 
@@ -389,3 +392,16 @@ def test_a_lite_classifier_with_classes_is_left_over(lite_state):
     lite_state["feature_extractor._fc.bias"] = torch.zeros(1000)
     with pytest.raises(ConversionError, match=r"2 tensors with no counterpart.*_fc\.bias"):
         convert_state_dict("lite", lite_state)
+
+
+@pytest.mark.parametrize("source", ["lite", "orbit"])
+def test_the_printed_settings_build_the_converted_learner(source, request):
+    """``litemeta evaluate --checkpoint FILE`` builds its learner from the shipped default
+    config with the overrides `litemeta convert` prints: the same description, so the
+    converted weights load."""
+    state = request.getfixturevalue(
+        f"{source}_state" if source == "lite" else "orbit_protonets_state"
+    )
+    learner = convert_state_dict(source, state).learner
+    config = load_experiment("default", model_overrides(learner))
+    assert build_model(config.model).config() == learner.config()
