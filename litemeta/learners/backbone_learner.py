@@ -10,16 +10,29 @@ from typing import Any, ClassVar
 from torch import Tensor
 
 from litemeta.backbones import Backbone
+from litemeta.checkpoint import ModelMismatchError
 from litemeta.learners.base import FewShotLearner
 from litemeta.learners.registry import register_learner
 from litemeta.lite import LiteSettings, SetFunction, lite_map
 from litemeta.precision import at_least_float32
 
-__all__ = ["BackboneLearner", "option_names", "option_parameters"]
+__all__ = ["BackboneLearner", "option_names", "option_parameters", "other_film_layers_error"]
 
 PRETRAINED_BACKBONE_LR_SCALE = 0.1
 
 _BOUND = "_bound_options"
+
+
+def other_film_layers_error(saved_layers: int, current_layers: int) -> ModelMismatchError:
+    """The error for a checkpoint whose meta-trained FiLM tensors were saved for another
+    number of FiLM layers than the backbone has now."""
+    return ModelMismatchError(
+        f"this checkpoint was saved for {saved_layers} FiLM layers, but this backbone has "
+        f"{current_layers}: it was saved for another FiLM placement (the published placement "
+        "on EfficientNets now also modulates the stem's and the head's batch norm, as LITE); "
+        "its weights cannot be loaded into this version: meta-train the learner again, or "
+        "convert the checkpoint"
+    )
 
 
 def option_parameters(cls: type[BackboneLearner]) -> dict[str, inspect.Parameter]:

@@ -4,13 +4,14 @@ Learning", NeurIPS 2017): class means of support features, squared Euclidean log
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from litemeta.backbones import Backbone
-from litemeta.learners.backbone_learner import BackboneLearner
+from litemeta.learners.backbone_learner import BackboneLearner, other_film_layers_error
 from litemeta.learners.classifiers import PrototypeClassifier
 from litemeta.learners.statistics import class_means
 from litemeta.learners.validation import check_support
@@ -69,6 +70,7 @@ class ProtoNets(BackboneLearner):
             for gamma, beta in backbone.identity_film():
                 self.film_gammas.append(nn.Parameter(gamma))
                 self.film_betas.append(nn.Parameter(beta))
+        self.register_load_state_dict_pre_hook(_refuse_other_film_layers)
 
     def shared_film(self) -> list[tuple[Tensor, Tensor]] | None:
         """The meta-learned FiLM parameters, or ``None`` when the backbone is meta-trained."""
@@ -93,3 +95,13 @@ class ProtoNets(BackboneLearner):
         return PrototypeClassifier(
             self.backbone, support_images.shape[1:], prototypes, film, distance_scale=scale
         )
+
+
+def _refuse_other_film_layers(
+    learner: ProtoNets, state_dict: Mapping[str, Any], prefix: str, *_: Any
+) -> None:
+    """Load pre-hook: refuse meta-learned FiLM parameters saved for another number of FiLM
+    layers, saying why, before torch's missing-key and size-mismatch errors."""
+    saved = sum(key.startswith(f"{prefix}film_gammas.") for key in state_dict)
+    if saved and saved != len(learner.film_gammas):
+        raise other_film_layers_error(saved, len(learner.film_gammas))

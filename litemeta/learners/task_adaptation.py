@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from litemeta.backbones import Backbone, normalise_images
 from litemeta.checkpoint import ModelMismatchError
-from litemeta.learners.backbone_learner import BackboneLearner
+from litemeta.learners.backbone_learner import BackboneLearner, other_film_layers_error
 from litemeta.learners.classifiers import BackboneTaskClassifier
 from litemeta.learners.validation import check_support
 from litemeta.lite import LiteSettings
@@ -192,23 +192,14 @@ def _refuse_another_generator(
         return
     layers_saved = sum(key.startswith("gamma_regularizers.") for key in saved)
     if layers_saved != len(generator.gamma_regularizers):
-        reason = (
-            f"was saved for {layers_saved} FiLM layers, but this backbone has "
-            f"{len(generator.gamma_regularizers)}: it was saved for another FiLM placement "
-            "(the published placement on EfficientNets now also modulates the stem's and the "
-            "head's batch norm, as LITE)"
-        )
-    else:
-        first = next(key for key in sorted(current) if saved.get(key) != current[key])
-        reason = (
-            f"was saved with an earlier FiLM generator ({prefix}{first}: {saved.get(first)} saved, "
-            f"{current[first]} now): the generators are now LITE's Linear(e, e) - "
-            "LayerNorm(e) - ReLU - Linear(e, c) per FiLM layer of c channels, no longer "
-            "Linear(e, c) - LayerNorm(c) - ReLU - Linear(c, c)"
-        )
+        raise other_film_layers_error(layers_saved, len(generator.gamma_regularizers))
+    first = min(key for key in saved.keys() | current.keys() if saved.get(key) != current.get(key))
     raise ModelMismatchError(
-        f"this checkpoint {reason}; its weights cannot be loaded "
-        "into this version: meta-train the learner again, or convert the checkpoint"
+        f"this checkpoint was saved with an earlier FiLM generator ({prefix}{first}: "
+        f"{saved.get(first)} saved, {current.get(first)} now): the generators are now LITE's "
+        "Linear(e, e) - LayerNorm(e) - ReLU - Linear(e, c) per FiLM layer of c channels, no "
+        "longer Linear(e, c) - LayerNorm(c) - ReLU - Linear(c, c); its weights cannot be "
+        "loaded into this version: meta-train the learner again, or convert the checkpoint"
     )
 
 

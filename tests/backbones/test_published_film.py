@@ -136,6 +136,10 @@ def test_tf_efficientnet_b0_is_the_tensorflow_port_with_lites_input_range():
         torch.testing.assert_close(conv(images), by_hand)
     assert native.model.conv_stem.padding == (1, 1)
     assert tf_port.mean.tolist() == tf_port.std.tolist() == [0.5, 0.5, 0.5]
+    # ORBIT normalises its frames with ImageNet's statistics (utils/args.py: 'imagenet').
+    orbit = create_backbone("timm:tf_efficientnet_b0", image_size=32, pretrained=False)
+    torch.testing.assert_close(orbit.mean, torch.tensor([0.485, 0.456, 0.406]))
+    torch.testing.assert_close(orbit.std, torch.tensor([0.229, 0.224, 0.225]))
     # Same shapes, so B0 weights of one map onto the other tensor by tensor.
     shapes = [tuple(t.shape) for t in native.model.state_dict().values()]
     assert [tuple(t.shape) for t in tf_port.model.state_dict().values()] == shapes

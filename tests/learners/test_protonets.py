@@ -1,7 +1,9 @@
 """ProtoNets: prototypes classify an easy task; backbone or FiLM-only meta-training."""
 
+import pytest
 import torch
 
+from litemeta.checkpoint import ModelMismatchError
 from litemeta.learners import ProtoNets, build_learner
 from litemeta.learners.statistics import class_means
 
@@ -60,3 +62,16 @@ def test_distance_scale_multiplies_logits_and_is_meta_learned(task):
     assert head and head[0]["params"] == [scaled.log_distance_scale]
     scaled_logits.logsumexp(1).sum().backward()
     assert scaled.log_distance_scale.grad is not None and scaled.log_distance_scale.grad != 0
+
+
+def test_protonets_film_saved_for_other_film_layers_is_refused_naming_the_placement():
+    torch.manual_seed(0)
+    learner = build_learner(
+        "protonets", "resnet18", image_size=32, pretrained=False, meta_train="film"
+    )
+    state = learner.state_dict()
+    for key in ("film_gammas.15", "film_betas.15"):  # as if saved for 15 layers
+        del state[key]
+    with pytest.raises(ModelMismatchError, match=r"saved for 15 FiLM layers.*has 16"):
+        learner.load_state_dict(state)
+    learner.load_state_dict(learner.state_dict())

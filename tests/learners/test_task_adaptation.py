@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from litemeta.checkpoint import ModelMismatchError
+from litemeta.checkpoint import ModelMismatchError, load_model_weights, save_model
 from litemeta.config import ConfigError
 from litemeta.learners import build_learner, load_learner, save_learner
 from litemeta.learners.task_adaptation import FilmGenerator, SetEncoder
@@ -207,3 +207,17 @@ def test_a_learner_with_the_frozen_batch_norm_encoder_meta_trains_with_lite(task
     # the default, GroupNorm, is what learners saved before this option were built with
     assert "encoder_norm" not in default.config()["options"]
     assert default.options["encoder_norm"] == "group"
+
+
+def test_a_training_checkpoint_with_the_earlier_generator_is_refused_saying_why(tmp_path):
+    """The path of `litemeta evaluate --checkpoint` and of a resumed run: the description
+    matches (the generator's form is not an option), the weights do not."""
+    torch.manual_seed(0)
+    earlier = build_learner("cnaps", "resnet18", image_size=32, pretrained=False)
+    generator = earlier.film_generator
+    for index, layer in enumerate(earlier.backbone.film_layers):
+        generator.gamma_generators[index] = _earlier_generator(64, layer.channels)
+    save_model(tmp_path / "last.pt", earlier, earlier.config())
+    learner = build_learner("cnaps", "resnet18", image_size=32, pretrained=False)
+    with pytest.raises(ModelMismatchError, match="earlier FiLM generator"):
+        load_model_weights(learner, tmp_path / "last.pt", learner.config())
