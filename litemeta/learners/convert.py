@@ -110,6 +110,14 @@ _ORBIT_TASK_STATE = (
     "classifier.task_precision",
 )
 
+#: ORBIT's ``tag_film_layers``: timm EfficientNet block classes -> the norm it modulates.
+_ORBIT_TAGGED_BLOCKS = {
+    "InvertedResidual": "bn2",
+    "CondConvResidual": "bn2",
+    "EdgeResidual": "bn1",
+    "ConvBnAct": "bn1",
+}
+
 _SHOWN_KEYS = 8
 
 
@@ -125,6 +133,19 @@ class Conversion:
     learner: BackboneLearner
     mapped: int
     ignored: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Plan:
+    """How a source state dict becomes ``learner``: learner key -> source key, the learner
+    tensors set to constants, source keys dropped with their reason, and a transform of the
+    loaded learner that keeps what it computes (ORBIT's FiLM, see :func:`_orbit_film`)."""
+
+    learner: BackboneLearner
+    mapping: dict[str, str]
+    ignored: dict[str, str] = field(default_factory=dict)
+    constants: dict[str, Tensor] = field(default_factory=dict)
+    transform: Callable[[BackboneLearner], None] | None = None
 
 
 def _keys(keys: Iterable[str]) -> str:
@@ -159,19 +180,19 @@ def _lite_efficientnet_modules(model: nn.Module, target: str, source: str) -> di
     return modules
 
 
-def _lite_set_encoder_modules(encoder: nn.Module, target: str) -> dict[str, str]:
-    """litemeta's set encoder: its i-th convolution and i-th norm are LITE's
-    ``layer{i+1}.0`` and ``layer{i+1}.1`` (``set_encoder.py``, ``SimplePrePoolNet``)."""
+def _set_encoder_modules(encoder: nn.Module, target: str, source: str) -> dict[str, str]:
+    """litemeta's set encoder: its i-th convolution and i-th norm are the reference's
+    ``{source}layer{i+1}.0`` and ``.1`` (LITE's ``set_encoder.py`` and ORBIT's
+    ``set_encoders.py``, ``SimplePrePoolNet``)."""
     convolutions = [n for n, m in encoder.named_modules() if isinstance(m, nn.Conv2d)]
     norms = [n for n, m in encoder.named_modules() if isinstance(m, nn.BatchNorm2d)]
     if not norms:
         raise ConversionError(
-            "LITE's set encoder normalises with BatchNorm2d and its stored running statistics: "
+            "the reference set encoder normalises with BatchNorm2d and its stored statistics: "
             "the litemeta learner to convert into must be built with a batch-norm set encoder"
         )
-    source = "set_encoder.pre_pooling_fn.layer{}.{}"
-    modules = {f"{target}{n}": source.format(i + 1, 0) for i, n in enumerate(convolutions)}
-    modules |= {f"{target}{n}": source.format(i + 1, 1) for i, n in enumerate(norms)}
+    modules = {f"{target}{n}": f"{source}layer{i + 1}.0" for i, n in enumerate(convolutions)}
+    modules |= {f"{target}{n}": f"{source}layer{i + 1}.1" for i, n in enumerate(norms)}
     return modules
 
 
@@ -193,9 +214,7 @@ def _lite_generator_keys(layers: int) -> dict[str, str]:
     return mapping
 
 
-def _lite(
-    state: Mapping[str, Tensor], learner: str, backbone: str, image_size: int
-) -> tuple[BackboneLearner, dict[str, str], dict[str, str]]:
+def _lite(state: Mapping[str, Tensor], learner: str, backbone: str, image_size: int) -> _Plan:
     if learner != "simple_cnaps":
         raise ConversionError(
             f"a LITE checkpoint is Simple CNAPs (its model.py: set encoder, FiLM generator, "
@@ -220,7 +239,9 @@ def _lite(
     modules = _lite_efficientnet_modules(
         model.backbone.model, "backbone.model.", "feature_extractor."
     )
-    modules |= _lite_set_encoder_modules(model.set_encoder, "set_encoder.")
+    modules |= _set_encoder_modules(
+        model.set_encoder, "set_encoder.", "set_encoder.pre_pooling_fn."
+    )
     mapping = _by_module(targets, modules)
     mapping |= _lite_generator_keys(len(model.backbone.film_layers))
     ignored = {
@@ -229,7 +250,7 @@ def _lite(
     _check_film_layer_count(
         state, "feature_adaptation_network.layers.", len(model.backbone.film_layers), "LITE"
     )
-    return model, mapping, ignored
+    return _Plan(model, mapping, ignored)
 
 
 def _check_film_layer_count(
@@ -245,14 +266,9 @@ def _check_film_layer_count(
         )
 
 
-def _orbit(
-    state: Mapping[str, Tensor], learner: str, backbone: str, image_size: int
-) -> tuple[BackboneLearner, dict[str, str], dict[str, str]]:
-    if any(key.startswith(("film_generator.", "set_encoder.")) for key in state):
-        raise ConversionError(
-            "this ORBIT checkpoint generates FiLM parameters (--adapt_features: ORBIT's CNAPs "
-            f"or Simple CNAPs), which litemeta cannot reproduce: {ORBIT_FILM_DIFFERENCES}"
-        )
+def _orbit(state: Mapping[str, Tensor], learner: str, backbone: str, image_size: int) -> _Plan:
+    if any(key.startswith("film_generator.") for key in state):
+        return _orbit_film(state, learner, backbone, image_size)
     if any(key.startswith("classifier.weight_processor.") for key in state):
         raise ConversionError(
             "this ORBIT checkpoint is a CNAPs head (--classifier versa) on a meta-trained "
@@ -266,20 +282,155 @@ def _orbit(
     model = build_learner(
         "protonets", backbone, image_size, pretrained=False, meta_train="backbone"
     )
-    mapping = {
-        key: "feature_extractor." + key[len("backbone.model.") :]
+    return _Plan(model, _orbit_extractor_keys(model), _orbit_task_state(state))
+
+
+def _orbit_extractor_keys(model: BackboneLearner) -> dict[str, str]:
+    """ORBIT's ``feature_extractor`` is the timm model itself: the same names."""
+    prefix = "backbone.model."
+    return {
+        key: "feature_extractor." + key[len(prefix) :]
         for key in model.state_dict()
-        if key.startswith("backbone.model.")
+        if key.startswith(prefix)
     }
-    ignored = {
+
+
+def _orbit_task_state(state: Mapping[str, Tensor]) -> dict[str, str]:
+    return {
         key: "the classifier's statistics of the last task (litemeta computes them per task)"
         for key in _ORBIT_TASK_STATE
         if key in state
     }
-    return model, mapping, ignored
 
 
-_BUILDERS: dict[str, Callable[..., tuple[BackboneLearner, dict[str, str], dict[str, str]]]] = {
+def _orbit_film_norms(model: nn.Module) -> list[str]:
+    """The batch norms ORBIT's ``tag_film_layers`` marks in a timm EfficientNet
+    (``model/film.py``): the root's ``bn1`` and ``bn2``, ``bn2`` of each block whose class
+    is in :data:`_ORBIT_TAGGED_BLOCKS`'s list; other blocks (B0's first, a depthwise-separable
+    block) are not modulated."""
+    names = []
+    for name, module in model.named_modules():
+        norm = _ORBIT_TAGGED_BLOCKS.get(type(module).__name__)
+        if name == "":
+            norm = None
+            names += [
+                n for n in ("bn1", "bn2") if isinstance(getattr(module, n, None), nn.BatchNorm2d)
+            ]
+        if norm is not None and isinstance(getattr(module, norm, None), nn.BatchNorm2d):
+            names.append(f"{name}.{norm}")
+    return names
+
+
+def _orbit_film(state: Mapping[str, Tensor], learner: str, backbone: str, image_size: int) -> _Plan:
+    """ORBIT's CNAPs (``--classifier versa``) or Simple CNAPs (``mahalanobis``) with generated
+    FiLM (``--adapt_features``, a frozen extractor) as litemeta's, computing the same:
+
+    - ORBIT sorts the names of the modulated norms' ``weight`` and ``bias`` and gives each its
+      generator network and regulariser (``feature_adapters.py``): a ``weight``'s become the
+      layer's gamma generator, a ``bias``'s its beta generator.
+    - ORBIT's FiLM sets the norm's parameters to ``w * gamma`` and ``b + beta``
+      (``gamma w x_hat + b + beta``), litemeta's modulates the norm's output
+      (``gamma (w x_hat + b) + beta``). The same function: the norm's bias ``b`` moves into
+      the beta generator's last bias as ``b / r_beta`` (so ``r_beta * b(z)`` gains ``b``) and
+      the norm's bias becomes 0. A channel with ``r_beta = 0`` and ``b != 0`` cannot move and
+      is refused.
+    - A FiLM layer ORBIT does not modulate (EfficientNet-B0's first block) gets a generator
+      of zeros and regularisers of zeros: gamma = 1, beta = 0, the plain layer.
+    - ORBIT's set encoder sees the frames as its backbone does (ImageNet's mean and std):
+      ``encoder_input_norm="backbone"``; it runs in eval mode: ``encoder_norm="frozen_batch"``.
+    """
+    if learner not in ("simple_cnaps", "cnaps"):
+        raise ConversionError(
+            f"an ORBIT checkpoint with generated FiLM is CNAPs (--classifier versa) or Simple "
+            f"CNAPs (--classifier mahalanobis), not '{learner}': use --learner cnaps or "
+            "simple_cnaps"
+        )
+    head = any(key.startswith("classifier.weight_processor.") for key in state)
+    if head != (learner == "cnaps"):
+        kind = "has" if head else "has no"
+        raise ConversionError(
+            f"this ORBIT checkpoint {kind} a CNAPs classifier head (classifier.weight_processor): "
+            f"use --learner {'cnaps' if head else 'simple_cnaps'}"
+        )
+    options = {"single_example_covariance": "feature_variance"} if learner == "simple_cnaps" else {}
+    model = build_learner(
+        learner,
+        backbone,
+        image_size,
+        pretrained=False,
+        film_placement="published",
+        encoder_image_size="backbone",
+        encoder_norm="frozen_batch",
+        encoder_input_norm="backbone",
+        **options,
+    )
+    norms = _orbit_film_norms(model.backbone.model)
+    if not norms:
+        raise ConversionError(
+            f"ORBIT's FiLM is defined here for EfficientNets (its model/film.py); the backbone "
+            f"'{backbone}' has no layers it would modulate"
+        )
+    order = sorted(f"{norm}.{leaf}" for norm in norms for leaf in ("weight", "bias"))
+    index = {name: position for position, name in enumerate(order)}
+    mapping = _orbit_extractor_keys(model)
+    mapping |= _by_module(
+        model.state_dict(),
+        _set_encoder_modules(model.set_encoder, "set_encoder.", "set_encoder.encoder."),
+    )
+    constants: dict[str, Tensor] = {}
+    target = model.state_dict()
+    folded = []
+    for layer, film_layer in enumerate(model.backbone.film_layers):
+        for kind, leaf in (("gamma", "weight"), ("beta", "bias")):
+            prefix = f"film_generator.{kind}_generators.{layer}."
+            regularizer = f"film_generator.{kind}_regularizers.{layer}"
+            position = index.get(f"{film_layer.name}.{leaf}")
+            if position is None:  # not modulated by ORBIT: the identity
+                for key in [k for k in target if k.startswith(prefix)] + [regularizer]:
+                    one = key == f"{prefix}1.weight"  # the LayerNorm's scale
+                    constants[key] = (
+                        torch.ones_like(target[key]) if one else torch.zeros_like(target[key])
+                    )
+                continue
+            mapping[regularizer] = f"film_generator.regularizers.{position}"
+            for t in ("0", "1", "3"):
+                for tensor in ("weight", "bias"):
+                    mapping[f"{prefix}{t}.{tensor}"] = (
+                        f"film_generator.generators.{position}.block.{t}.{tensor}"
+                    )
+            if kind == "beta":
+                folded.append((layer, film_layer.name))
+    if learner == "cnaps":
+        for ours, theirs in (
+            ("weight_network", "weight_processor"),
+            ("bias_network", "bias_processor"),
+        ):
+            for t, s in (("0", "linear1"), ("2", "linear2"), ("4", "linear3")):
+                for tensor in ("weight", "bias"):
+                    mapping[f"classifier_adaptation.{ours}.layers.{t}.{tensor}"] = (
+                        f"classifier.{theirs}.{s}.{tensor}"
+                    )
+
+    def move_norm_biases(converted: BackboneLearner) -> None:
+        modules = dict(converted.backbone.model.named_modules())
+        for layer, name in folded:
+            norm = modules[name]
+            scale = converted.film_generator.beta_regularizers[layer]
+            last = converted.film_generator.beta_generators[layer][3]
+            stuck = (scale == 0) & (norm.bias != 0)
+            if stuck.any():
+                raise ConversionError(
+                    f"ORBIT's FiLM regulariser of {name}.bias is 0 where the norm's bias is not "
+                    f"(channels {stuck.nonzero().flatten().tolist()[:8]}): its shift cannot "
+                    "move into litemeta's beta generator"
+                )
+            last.bias += torch.where(scale == 0, 0.0, norm.bias / scale)
+            norm.bias.zero_()
+
+    return _Plan(model, mapping, _orbit_task_state(state), constants, move_norm_biases)
+
+
+_BUILDERS: dict[str, Callable[[Mapping[str, Tensor], str, str, int], _Plan]] = {
     "lite": _lite,
     "orbit": _orbit,
 }
@@ -307,11 +458,24 @@ def convert_state_dict(
         raise ConversionError(f"unknown source '{source}': choose one of {', '.join(SOURCES)}")
     learner = learner or _DEFAULT_LEARNER[source]
     backbone = backbone or _DEFAULT_BACKBONE[source]
-    model, mapping, ignored = _BUILDERS[source](state, learner, backbone, image_size)
-    target = model.state_dict()
-    _check_mapping(source, state, target, mapping, ignored)
-    model.load_state_dict({key: state[mapping[key]] for key in target}, strict=True)
-    return Conversion(model.eval(), mapped=len(mapping), ignored=ignored)
+    plan = _BUILDERS[source](state, learner, backbone, image_size)
+    floating = [value.dtype for value in state.values() if value.is_floating_point()]
+    if floating:  # the source's precision, also for the transform (float32 as published)
+        plan.learner.to(floating[0])
+    target = plan.learner.state_dict()
+    mapping = {key: value for key, value in plan.mapping.items() if key in target}
+    _check_mapping(source, state, target, mapping, plan)
+    plan.learner.load_state_dict(
+        {
+            key: plan.constants[key] if key in plan.constants else state[mapping[key]]
+            for key in target
+        },
+        strict=True,
+    )
+    if plan.transform is not None:
+        with torch.no_grad():
+            plan.transform(plan.learner)
+    return Conversion(plan.learner.eval(), mapped=len(mapping), ignored=plan.ignored)
 
 
 def _check_mapping(
@@ -319,10 +483,13 @@ def _check_mapping(
     state: Mapping[str, Tensor],
     target: Mapping[str, Tensor],
     mapping: Mapping[str, str],
-    ignored: Mapping[str, str],
+    plan: _Plan,
 ) -> None:
-    mapping = {key: value for key, value in mapping.items() if key in target}
-    unfilled = [key for key in target if key not in mapping or mapping[key] not in state]
+    unfilled = [
+        key
+        for key in target
+        if key not in plan.constants and (key not in mapping or mapping[key] not in state)
+    ]
     if unfilled:
         wanted = sorted(mapping.get(key, f"(no source for {key})") for key in unfilled)
         raise ConversionError(
@@ -330,7 +497,7 @@ def _check_mapping(
             f"{_keys(wanted)}; is it a {source} checkpoint of this learner and backbone?"
         )
     used = set(mapping.values())
-    left_over = [key for key in state if key not in used and key not in ignored]
+    left_over = [key for key in state if key not in used and key not in plan.ignored]
     if left_over:
         raise ConversionError(
             f"the {source} checkpoint holds {len(left_over)} tensors with no counterpart in "
@@ -340,7 +507,7 @@ def _check_mapping(
     mismatched = [
         f"{mapping[key]} {tuple(state[mapping[key]].shape)} -> {key} {tuple(value.shape)}"
         for key, value in target.items()
-        if tuple(state[mapping[key]].shape) != tuple(value.shape)
+        if key in mapping and tuple(state[mapping[key]].shape) != tuple(value.shape)
     ]
     if mismatched:
         raise ConversionError(
