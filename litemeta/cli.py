@@ -252,9 +252,10 @@ def add_convert_commands(subparsers: argparse._SubParsersAction) -> None:
     convert = subparsers.add_parser(
         "convert",
         help="turn a LITE or ORBIT checkpoint into a litemeta learner file",
-        description="Map the state dict of LITE's Simple CNAPs or ORBIT's ProtoNets, key by key "
-        "with shape checks, into a litemeta learner file that evaluate, personalise and "
-        "load_learner read. A tensor that cannot be mapped refuses the conversion, naming it.",
+        description="Map the state dict of LITE's Simple CNAPs or ORBIT's ProtoNets, CNAPs or "
+        "Simple CNAPs, key by key with shape checks, into a litemeta learner file that "
+        "evaluate, personalise and load_learner read. A tensor that cannot be mapped refuses "
+        "the conversion, naming it.",
     )
     convert.add_argument(
         "--from",
@@ -268,7 +269,8 @@ def add_convert_commands(subparsers: argparse._SubParsersAction) -> None:
     convert.add_argument(
         "--learner",
         default=None,
-        help="the litemeta learner (default: simple_cnaps for lite, protonets for orbit)",
+        help="the litemeta learner (default: what the checkpoint holds: simple_cnaps for "
+        "lite; protonets, cnaps or simple_cnaps for orbit)",
     )
     convert.add_argument(
         "--backbone",

@@ -9,10 +9,12 @@ Two sources (:data:`SOURCES`):
   same network) with the published FiLM placement and a batch-norm set encoder.
 - ``"orbit"``: the state dict of ORBIT's ``SingleStepFewShotRecogniser``
   (microsoft/ORBIT-Dataset, ``model/few_shot_recognisers.py``, the timm-based code that made
-  the checkpoints its README lists). ProtoNets (``--classifier proto``, a meta-trained
-  extractor and no FiLM) becomes a :class:`~litemeta.learners.ProtoNets`. Checkpoints with
-  generated FiLM (ORBIT's CNAPs and Simple CNAPs) are refused: ORBIT's FiLM is a different
-  function from litemeta's (see :data:`ORBIT_FILM_DIFFERENCES`).
+  the checkpoints its README lists) on timm's ``tf_efficientnet_b0``. ProtoNets
+  (``--classifier proto``, a meta-trained extractor, no FiLM) becomes a
+  :class:`~litemeta.learners.ProtoNets`; CNAPs (``versa``) and Simple CNAPs
+  (``mahalanobis``) with generated FiLM (``--adapt_features``, a frozen extractor) become
+  :class:`~litemeta.learners.CNAPs` and :class:`~litemeta.learners.SimpleCNAPs`, with
+  ORBIT's form of FiLM rewritten as litemeta's (:func:`_orbit_film`).
 
 The mapping tables below name every tensor of the learner and the source tensor it comes
 from; every tensor is shape-checked; a source tensor nothing maps, or a learner tensor no
@@ -36,7 +38,6 @@ from litemeta.learners.factory import build_learner, save_learner
 __all__ = [
     "LITE_BACKBONE",
     "ORBIT_BACKBONE",
-    "ORBIT_FILM_DIFFERENCES",
     "SOURCES",
     "Conversion",
     "ConversionError",
@@ -54,16 +55,6 @@ LITE_BACKBONE = "tf_efficientnet_b0"
 #: ORBIT's EfficientNet-B0 is timm's ``tf_efficientnet_b0`` with ImageNet normalisation
 #: (``data/datasets.py``, ``frame_norm_method='imagenet'``): timm's own settings.
 ORBIT_BACKBONE = "timm:tf_efficientnet_b0"
-
-#: Why a checkpoint of ORBIT with generated FiLM (``--adapt_features``) cannot become a
-#: litemeta learner without changing what it computes.
-ORBIT_FILM_DIFFERENCES = (
-    "ORBIT's FiLM multiplies and adds to each batch norm's own scale and shift "
-    "(weight * gamma, bias + beta: out = gamma * w * x_hat + b + beta), litemeta's (and LITE's) "
-    "modulates the norm's output (gamma * (w * x_hat + b) + beta); ORBIT modulates 17 layers "
-    "of EfficientNet-B0 (not the first block's depthwise norm), litemeta's published placement "
-    "18; ORBIT's set encoder sees ImageNet-normalised images, litemeta's mean = std = 0.5"
-)
 
 # LITE's EfficientNet (lukemelas' EfficientNet-PyTorch) -> timm module names. A block with an
 # expansion convolution is timm's InvertedResidual, one without its DepthwiseSeparableConv.
@@ -434,7 +425,17 @@ _BUILDERS: dict[str, Callable[[Mapping[str, Tensor], str, str, int], _Plan]] = {
     "lite": _lite,
     "orbit": _orbit,
 }
-_DEFAULT_LEARNER = {"lite": "simple_cnaps", "orbit": "protonets"}
+
+
+def _default_learner(source: str, state: Mapping[str, Tensor]) -> str:
+    """The learner a state dict of ``source`` is, where its tensors say so."""
+    if source == "lite":
+        return "simple_cnaps"
+    if any(key.startswith("classifier.weight_processor.") for key in state):
+        return "cnaps"
+    return "simple_cnaps" if any(k.startswith("film_generator.") for k in state) else "protonets"
+
+
 _DEFAULT_BACKBONE = {"lite": LITE_BACKBONE, "orbit": ORBIT_BACKBONE}
 
 
@@ -449,14 +450,15 @@ def convert_state_dict(
     """The litemeta learner holding ``state``, a state dict of the ``source`` reference code.
 
     ``learner`` and ``backbone`` default to what the source's published checkpoints are
-    (LITE: ``simple_cnaps`` on :data:`LITE_BACKBONE`; ORBIT: ``protonets`` on
-    :data:`ORBIT_BACKBONE`, where another timm backbone with the same tensor names, e.g.
-    ``timm:vit_base_patch32_224``, also fits). Raises :class:`ConversionError` naming the
-    keys that are missing, left over or of another shape.
+    (LITE: ``simple_cnaps`` on :data:`LITE_BACKBONE`; ORBIT: on :data:`ORBIT_BACKBONE`,
+    ``protonets`` without FiLM, ``cnaps`` with a CNAPs head, else ``simple_cnaps``; for
+    ORBIT's ProtoNets another timm backbone with the same tensor names also fits). The
+    learner takes the precision of the source's tensors. Raises :class:`ConversionError`
+    naming the keys that are missing, left over or of another shape.
     """
     if source not in SOURCES:
         raise ConversionError(f"unknown source '{source}': choose one of {', '.join(SOURCES)}")
-    learner = learner or _DEFAULT_LEARNER[source]
+    learner = learner or _default_learner(source, state)
     backbone = backbone or _DEFAULT_BACKBONE[source]
     plan = _BUILDERS[source](state, learner, backbone, image_size)
     floating = [value.dtype for value in state.values() if value.is_floating_point()]

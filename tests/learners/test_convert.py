@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from litemeta.cli import main
 from litemeta.experiment.builders import build_model
 from litemeta.experiment.settings import load_experiment
-from litemeta.learners import ProtoNets, SimpleCNAPs, load_learner
+from litemeta.learners import CNAPs, ProtoNets, SimpleCNAPs, load_learner
 from litemeta.learners.convert import (
     ConversionError,
     convert_checkpoint,
@@ -39,6 +39,10 @@ def orbit_extractor():
                 buffer.copy_(torch.rand(buffer.shape, generator=generator) + 0.5)
             elif name.endswith("running_mean"):
                 buffer.copy_(torch.randn(buffer.shape, generator=generator) * 0.1)
+        for name, parameter in model.named_parameters():  # norms: not timm's 1 and 0
+            if parameter.dim() == 1 and "bn" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.2)
+                parameter.add_(1.0 if name.endswith("weight") else 0.0)
     return model
 
 
@@ -113,13 +117,12 @@ def test_an_unknown_source_is_refused():
         convert_state_dict("tensorflow", {})
 
 
-def test_orbit_with_generated_film_is_refused_saying_why(orbit_protonets_state):
+def test_an_orbit_set_encoder_without_film_is_left_over(orbit_protonets_state):
     state = {
         **orbit_protonets_state,
         "set_encoder.encoder.layer1.0.weight": torch.zeros(64, 3, 3, 3),
-        "film_generator.regularizers.0": torch.zeros(32),
     }
-    with pytest.raises(ConversionError, match=r"batch norm's own scale and shift.*17 layers"):
+    with pytest.raises(ConversionError, match=r"1 tensors with no counterpart.*set_encoder"):
         convert_state_dict("orbit", state)
 
 
@@ -405,3 +408,168 @@ def test_the_printed_settings_build_the_converted_learner(source, request):
     learner = convert_state_dict(source, state).learner
     config = load_experiment("default", model_overrides(learner))
     assert build_model(config.model).config() == learner.config()
+
+
+# ORBIT with --adapt_features (model/film.py, feature_adapters.py, set_encoders.py,
+# classifier_heads.py): FiLM on the root's bn1 and bn2 and on bn2 of every InvertedResidual
+# block, i.e. every block of EfficientNet-B0 but the first (a DepthwiseSeparableConv); one
+# generator (DenseBlock: block.0 Linear(64, 64), block.1 LayerNorm(64), block.3 Linear(64, c))
+# and one regulariser per modulated parameter, in the sorted order of the parameters' names;
+# the set encoder as ``set_encoder.encoder``; CNAPs' head as ``classifier.weight_processor``
+# and ``bias_processor`` (DenseResidualBlock linear1..3).
+def orbit_film_norms(extractor) -> list[str]:
+    blocks = [
+        f"blocks.{s}.{b}" for s, stage in enumerate(extractor.blocks) for b in range(len(stage))
+    ]
+    return ["bn1", *[f"{block}.bn2" for block in blocks[1:]], "bn2"]
+
+
+def orbit_film_state(extractor, protonets_state, head: bool) -> dict:
+    generator = torch.Generator().manual_seed(6)
+    modules = dict(extractor.named_modules())
+    names = sorted(
+        f"{n}.{leaf}" for n in orbit_film_norms(extractor) for leaf in ("weight", "bias")
+    )
+    shapes: dict[str, tuple] = {}
+    for layer in range(1, 6):
+        prefix = f"set_encoder.encoder.layer{layer}."
+        shapes[prefix + "0.weight"] = (64, 3 if layer == 1 else 64, 3, 3)
+        shapes[prefix + "0.bias"] = (64,)
+        _batch_norm(shapes, prefix + "1", 64)
+    for index, name in enumerate(names):
+        channels = modules[name.rsplit(".", 1)[0]].num_features
+        prefix = f"film_generator.generators.{index}.block."
+        shapes |= {prefix + "0.weight": (64, 64), prefix + "0.bias": (64,)}
+        shapes |= {prefix + "1.weight": (64,), prefix + "1.bias": (64,)}
+        shapes |= {prefix + "3.weight": (channels, 64), prefix + "3.bias": (channels,)}
+        shapes[f"film_generator.regularizers.{index}"] = (channels,)
+    if head:
+        for processor, out in (("weight_processor", 1280), ("bias_processor", 1)):
+            for position, (rows, columns) in enumerate([(out, 1280), (out, out), (out, out)], 1):
+                shapes[f"classifier.{processor}.linear{position}.weight"] = (rows, columns)
+                shapes[f"classifier.{processor}.linear{position}.bias"] = (rows,)
+    state = dict(protonets_state)
+    for key, shape in shapes.items():
+        if key.endswith("num_batches_tracked"):
+            state[key] = torch.tensor(0)
+        elif key.endswith("running_var"):
+            state[key] = torch.rand(shape, generator=generator) + 0.5
+        else:
+            state[key] = torch.randn(shape, generator=generator) * 0.3
+    return state, names
+
+
+@pytest.fixture
+def orbit_simple_cnaps(orbit_extractor, orbit_protonets_state):
+    return orbit_film_state(orbit_extractor, orbit_protonets_state, head=False)
+
+
+def test_orbit_simple_cnaps_becomes_simple_cnaps(orbit_simple_cnaps, orbit_extractor):
+    state, names = orbit_simple_cnaps
+    assert len(names) == 2 * 17
+    conversion = convert_state_dict("orbit", state)
+    learner = conversion.learner
+    assert isinstance(learner, SimpleCNAPs)
+    assert learner.options["encoder_norm"] == "frozen_batch"
+    assert learner.set_encoder.image_size == 224
+    # ORBIT's set encoder sees the frames its backbone sees: ImageNet's mean and std.
+    torch.testing.assert_close(learner.set_encoder.mean, IMAGENET_MEAN.flatten())
+    torch.testing.assert_close(learner.set_encoder.std, IMAGENET_STD.flatten())
+    converted = learner.state_dict()
+    assert torch.equal(
+        converted["set_encoder.layers.4.weight"], state["set_encoder.encoder.layer2.0.weight"]
+    )
+    assert torch.equal(
+        converted["set_encoder.layers.5.running_var"],
+        state["set_encoder.encoder.layer2.1.running_var"],
+    )
+    # The gamma generator of blocks.1.0.bn2 (litemeta's FiLM layer 2) is ORBIT's generator
+    # of that norm's weight.
+    index = names.index("blocks.1.0.bn2.weight")
+    assert learner.backbone.film_layers[2].name == "blocks.1.0.bn2"
+    for ours, theirs in (("0", "0"), ("1", "1"), ("3", "3")):
+        assert torch.equal(
+            converted[f"film_generator.gamma_generators.2.{ours}.weight"],
+            state[f"film_generator.generators.{index}.block.{theirs}.weight"],
+        )
+    assert torch.equal(
+        converted["film_generator.gamma_regularizers.2"],
+        state[f"film_generator.regularizers.{index}"],
+    )
+
+
+def test_orbit_film_is_the_same_function_as_orbits(orbit_simple_cnaps):
+    """ORBIT sets a modulated norm's weight to w * (1 + r_w g_w(z)) and its bias to
+    b + r_b g_b(z) (feature_adapters.py); the converted learner's norm followed by its FiLM
+    gives the same output, and the norm ORBIT leaves alone gets the identity."""
+    state, names = orbit_simple_cnaps
+    learner = convert_state_dict("orbit", state, image_size=64).learner
+    z = torch.randn(64, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        film = learner.film_generator(z)
+    modules = dict(learner.backbone.model.named_modules())
+
+    def orbit_generated(name: str) -> torch.Tensor:
+        index = names.index(name)
+        block = {
+            k.removeprefix(f"film_generator.generators.{index}.block."): v for k, v in state.items()
+        }
+        hidden = block["0.weight"] @ z + block["0.bias"]
+        hidden = (hidden - hidden.mean()) / (hidden.var(unbiased=False) + 1e-5).sqrt()
+        hidden = (hidden * block["1.weight"] + block["1.bias"]).clamp(min=0)
+        return (block["3.weight"] @ hidden + block["3.bias"]) * state[
+            f"film_generator.regularizers.{index}"
+        ]
+
+    x = torch.randn(2, 1280, 3, 3, generator=torch.Generator().manual_seed(8))
+    for layer, film_layer in enumerate(learner.backbone.film_layers):
+        name, norm = film_layer.name, modules[film_layer.name]
+        mean, var = (
+            state[f"feature_extractor.{name}.running_mean"],
+            state[f"feature_extractor.{name}.running_var"],
+        )
+        inputs = x[:, : mean.numel()]
+        normalised = (inputs - mean.view(1, -1, 1, 1)) / (var.view(1, -1, 1, 1) + norm.eps).sqrt()
+        weight, bias = (
+            state[f"feature_extractor.{name}.weight"],
+            state[f"feature_extractor.{name}.bias"],
+        )
+        if name == "blocks.0.0.bn1":  # not modulated by ORBIT
+            assert torch.equal(film[layer][0], torch.ones_like(weight))
+            assert torch.equal(film[layer][1], torch.zeros_like(bias))
+            weight_orbit, bias_orbit = weight, bias
+        else:
+            weight_orbit = weight * (1 + orbit_generated(f"{name}.weight"))
+            bias_orbit = bias + orbit_generated(f"{name}.bias")
+        orbit = normalised * weight_orbit.view(1, -1, 1, 1) + bias_orbit.view(1, -1, 1, 1)
+        with torch.no_grad():
+            ours = F.batch_norm(
+                inputs, norm.running_mean, norm.running_var, norm.weight, norm.bias, eps=norm.eps
+            )
+            ours = ours * film[layer][0].view(1, -1, 1, 1) + film[layer][1].view(1, -1, 1, 1)
+        torch.testing.assert_close(ours, orbit, rtol=1e-5, atol=1e-5)
+
+
+def test_orbit_cnaps_maps_its_head(orbit_extractor, orbit_protonets_state):
+    state, _ = orbit_film_state(orbit_extractor, orbit_protonets_state, head=True)
+    learner = convert_state_dict("orbit", state).learner
+    assert isinstance(learner, CNAPs)
+    converted = learner.state_dict()
+    for ours, theirs in (
+        ("weight_network", "weight_processor"),
+        ("bias_network", "bias_processor"),
+    ):
+        for position, linear in (("0", "linear1"), ("2", "linear2"), ("4", "linear3")):
+            assert torch.equal(
+                converted[f"classifier_adaptation.{ours}.layers.{position}.bias"],
+                state[f"classifier.{theirs}.{linear}.bias"],
+            )
+    with pytest.raises(ConversionError, match="use --learner cnaps"):
+        convert_state_dict("orbit", state, learner="simple_cnaps")
+
+
+def test_a_zero_orbit_bias_regulariser_under_a_nonzero_bias_is_refused(orbit_simple_cnaps):
+    state, names = orbit_simple_cnaps
+    state[f"film_generator.regularizers.{names.index('bn2.bias')}"][3] = 0.0
+    with pytest.raises(ConversionError, match=r"regulariser of bn2\.bias is 0.*channels \[3\]"):
+        convert_state_dict("orbit", state)
