@@ -397,14 +397,16 @@ def test_a_lite_classifier_with_classes_is_left_over(lite_state):
         convert_state_dict("lite", lite_state)
 
 
-@pytest.mark.parametrize("source", ["lite", "orbit"])
-def test_the_printed_settings_build_the_converted_learner(source, request):
+@pytest.mark.parametrize(
+    ("source", "fixture"),
+    [("lite", "lite_state"), ("orbit", "orbit_protonets_state"), ("orbit", "orbit_simple_cnaps")],
+)
+def test_the_printed_settings_build_the_converted_learner(source, fixture, request):
     """``litemeta evaluate --checkpoint FILE`` builds its learner from the shipped default
     config with the overrides `litemeta convert` prints: the same description, so the
     converted weights load."""
-    state = request.getfixturevalue(
-        f"{source}_state" if source == "lite" else "orbit_protonets_state"
-    )
+    state = request.getfixturevalue(fixture)
+    state = state[0] if isinstance(state, tuple) else state
     learner = convert_state_dict(source, state).learner
     config = load_experiment("default", model_overrides(learner))
     assert build_model(config.model).config() == learner.config()
