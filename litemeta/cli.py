@@ -275,6 +275,73 @@ def _export(args: argparse.Namespace) -> None:
     print(f"wrote {out} ({len(model) / 2**20:.1f} MB): uint8 images in, probabilities of {labels}")
 
 
+def _convert(args: argparse.Namespace) -> None:
+    from litemeta.learners.convert import convert_checkpoint, model_overrides
+
+    output = Path(args.output)
+    if output.is_dir():
+        raise IsADirectoryError(f"{output} is a folder; give a file, e.g. {output}/learner.pt")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    conversion = convert_checkpoint(
+        args.source_format,
+        args.source,
+        output,
+        learner=args.learner,
+        backbone=args.backbone,
+        image_size=args.image_size,
+    )
+    learner = conversion.learner
+    print(
+        f"converted {conversion.mapped} tensors of {args.source} ({args.source_format}) into "
+        f"{learner.name} on {learner.backbone.name} at {learner.backbone.image_size} px"
+    )
+    for key, why in conversion.ignored.items():
+        print(f"ignored {key}: {why}")
+    command = ["litemeta", "evaluate", "--checkpoint", str(output), *model_overrides(learner)]
+    print(f"wrote {output}; evaluate it with: {shlex.join(command)}")
+
+
+def add_convert_commands(subparsers: argparse._SubParsersAction) -> None:
+    """``litemeta convert``: a published reference checkpoint to a litemeta learner."""
+    convert = subparsers.add_parser(
+        "convert",
+        help="turn a LITE or ORBIT checkpoint into a litemeta learner file",
+        description="Map the state dict of LITE's Simple CNAPs or ORBIT's ProtoNets, CNAPs or "
+        "Simple CNAPs, key by key with shape checks, into a litemeta learner file that "
+        "evaluate, personalise and load_learner read. A tensor that cannot be mapped refuses "
+        "the conversion, naming it.",
+    )
+    convert.add_argument(
+        "--from",
+        dest="source_format",
+        required=True,
+        choices=["lite", "orbit"],
+        help="the code that wrote SOURCE: cambridge-mlg/LITE or microsoft/ORBIT-Dataset",
+    )
+    convert.add_argument("source", help="the reference checkpoint (.pt/.pth state dict)")
+    convert.add_argument("output", help="the litemeta learner file to write")
+    convert.add_argument(
+        "--learner",
+        default=None,
+        help="the litemeta learner (default: what the checkpoint holds: simple_cnaps for "
+        "lite; protonets, cnaps or simple_cnaps for orbit)",
+    )
+    convert.add_argument(
+        "--backbone",
+        type=_backbone,
+        default=None,
+        help="the litemeta backbone (default: tf_efficientnet_b0 for lite, "
+        "timm:tf_efficientnet_b0 for orbit)",
+    )
+    convert.add_argument(
+        "--image-size",
+        type=_positive_int,
+        default=224,
+        help="image side the learner sees (default: %(default)s, as the checkpoints were trained)",
+    )
+    convert.set_defaults(handler=_convert)
+
+
 def _upload_megabytes(text: str) -> float:
     try:
         value = float(text)
@@ -829,6 +896,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_experiment_commands(subparsers)
     add_data_commands(subparsers)
     add_bench_commands(subparsers)
+    add_convert_commands(subparsers)
     return parser
 
 

@@ -12,7 +12,7 @@ product of the two estimates biased.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal, get_args
 
 import torch
@@ -28,7 +28,9 @@ from litemeta.precision import full_precision
 
 __all__ = [
     "BACKBONE_IMAGE_SIZE",
+    "ENCODER_INPUT_NORMS",
     "ENCODER_NORMS",
+    "EncoderInputNorm",
     "EncoderNorm",
     "FilmAdaptedLearner",
     "FilmGenerator",
@@ -42,6 +44,10 @@ _REGULARIZER_INIT_STD = 1e-3
 
 EncoderNorm = Literal["group", "frozen_batch"]
 ENCODER_NORMS: tuple[str, ...] = get_args(EncoderNorm)
+
+#: How the set encoder normalises its images: LITE's mean = std = 0.5 or the backbone's own.
+EncoderInputNorm = Literal["half", "backbone"]
+ENCODER_INPUT_NORMS: tuple[str, ...] = get_args(EncoderInputNorm)
 
 #: ``encoder_image_size`` value that makes the set encoder see the backbone's image size.
 BACKBONE_IMAGE_SIZE = "backbone"
@@ -77,11 +83,17 @@ class SetEncoder(nn.Module):
     image's embedding depends on that image alone, which LITE's exact gradient estimate
     needs: ``"group"`` (``GroupNorm`` with one group) or ``"frozen_batch"``
     (:class:`FrozenStatisticsBatchNorm2d`, the reference's layer run with its stored
-    statistics). Images are resized to ``image_size`` and normalised with mean = std = 0.5.
+    statistics). Images are resized to ``image_size`` and normalised with ``mean`` and
+    ``std`` per channel (default 0.5 and 0.5, LITE's input range [-1, 1]).
     """
 
     def __init__(
-        self, image_size: int = 84, channels: int = 64, norm: EncoderNorm = "group"
+        self,
+        image_size: int = 84,
+        channels: int = 64,
+        norm: EncoderNorm = "group",
+        mean: Sequence[float] = (0.5, 0.5, 0.5),
+        std: Sequence[float] = (0.5, 0.5, 0.5),
     ) -> None:
         super().__init__()
         if image_size < 2**_ENCODER_BLOCKS:
@@ -104,8 +116,8 @@ class SetEncoder(nn.Module):
             ]
             in_channels = channels
         self.layers = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.register_buffer("mean", torch.full((3,), 0.5), persistent=False)
-        self.register_buffer("std", torch.full((3,), 0.5), persistent=False)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32), persistent=False)
 
     def forward(self, images: Tensor) -> Tensor:
         return self.layers(normalise_images(images, self.image_size, self.mean, self.std))
@@ -222,13 +234,19 @@ class FilmAdaptedLearner(BackboneLearner):
             (``GroupNorm``, one group; default) or ``"frozen_batch"`` (the reference's
             ``BatchNorm2d`` with its stored running statistics, what a converted
             reference checkpoint evaluates with; see :class:`SetEncoder`).
+        encoder_input_norm: how the set encoder normalises its images: ``"half"`` (mean =
+            std = 0.5, LITE's [-1, 1]; default) or ``"backbone"`` (the backbone's mean and
+            std, as ORBIT, whose set encoder sees the frames its backbone sees).
         film_regularization: weight of the FiLM regulariser, the squared norm of the FiLM
             generator's regulariser vectors (0.001 in CNAPs' and LITE's training scripts),
             reported as the classifier's ``regularizer``.
         train_backbone, backbone_lr_scale, chunk_size: see :class:`BackboneLearner`.
     """
 
-    added_options: ClassVar[dict[str, Any]] = {"encoder_norm": "group"}
+    added_options: ClassVar[dict[str, Any]] = {
+        "encoder_norm": "group",
+        "encoder_input_norm": "half",
+    }
 
     def __init__(
         self,
@@ -237,6 +255,7 @@ class FilmAdaptedLearner(BackboneLearner):
         encoder_image_size: int | Literal["backbone"] = 84,
         encoder_channels: int = 64,
         encoder_norm: EncoderNorm = "group",
+        encoder_input_norm: EncoderInputNorm = "half",
         film_regularization: float = 1e-3,
         train_backbone: bool = False,
         backbone_lr_scale: float | None = None,
@@ -256,7 +275,18 @@ class FilmAdaptedLearner(BackboneLearner):
                 f"encoder_image_size must be a number of pixels or {BACKBONE_IMAGE_SIZE!r} "
                 f"(the backbone's image size), got {encoder_image_size!r}"
             )
-        self.set_encoder = SetEncoder(encoder_image_size, encoder_channels, encoder_norm)
+        if encoder_input_norm not in ENCODER_INPUT_NORMS:
+            raise ValueError(
+                f"encoder_input_norm must be one of {ENCODER_INPUT_NORMS}, "
+                f"got {encoder_input_norm!r}"
+            )
+        if encoder_input_norm == "backbone":
+            mean, std = backbone.mean.tolist(), backbone.std.tolist()
+        else:
+            mean, std = [0.5] * 3, [0.5] * 3
+        self.set_encoder = SetEncoder(
+            encoder_image_size, encoder_channels, encoder_norm, mean=mean, std=std
+        )
         channels = [layer.channels for layer in backbone.film_layers]
         self.film_generator = FilmGenerator(channels, encoder_channels)
 
