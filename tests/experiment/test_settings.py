@@ -9,7 +9,8 @@ from litemeta.experiment import load_experiment
 
 
 def test_shipped_configs_load_with_overrides() -> None:
-    for name in ("default", "orbit", "meta-dataset", "vtab", "paper-vtab"):
+    shipped = ("default", "orbit", "meta-dataset", "vtab", "paper-vtab", "paper-md", "paper-orbit")
+    for name in shipped:
         assert load_experiment(name).model.learner in {"protonets", "simple_cnaps"}
     config = load_experiment("default", ["training.lite.h=7", "data.query_styles=[google]"])
     assert config.training.lite.h == 7 and config.data.query_styles == ["google"]
@@ -121,12 +122,53 @@ def test_paper_vtab_follows_lites_vtab_evaluation() -> None:
     """LITE's run.py --mode test_vtab: EfficientNet-B0 at 224 px, a context set of 1,000
     (SUN397 filled), support and test images 40 at a time (--batch_size 40), float32."""
     config = load_experiment("paper-vtab")
-    assert (config.model.learner, config.model.backbone) == ("simple_cnaps", "efficientnet_b0")
+    assert (config.model.learner, config.model.backbone) == ("simple_cnaps", "tf_efficientnet_b0")
     assert config.model.image_size == 224 and config.model.options["chunk_size"] == 40
+    assert config.model.learner_options == load_experiment("paper-md").model.learner_options
     assert config.evaluation.query_batch_size == 40 and config.evaluation.tasks == 1
     assert config.data.vtab.support == "lite-first-1000" and config.data.vtab.support_size == 1000
     assert config.data.vtab.query_limit is None and config.training.precision == "fp32"
     assert load_experiment("vtab").data.vtab.support == "vtab-1k"
+
+
+def test_paper_md_follows_lites_md_v2_run() -> None:
+    """LITE's run.py defaults: Adam 1e-3, 10,000 tasks with a step every 16, h = 40, batches
+    of 40, 224 px, 8 training sources (ImageNet without its DAG), 7 validation sources of 200
+    tasks, 8 test sources of 600 tasks; the objective LITE's code back-propagates."""
+    config = load_experiment("paper-md")
+    assert (config.model.learner, config.model.backbone) == ("simple_cnaps", "tf_efficientnet_b0")
+    assert config.model.image_size == 224 and config.model.options["chunk_size"] == 40
+    assert config.model.learner_options["simple_cnaps"]["encoder_image_size"] == "backbone"
+    training = config.training
+    assert training.steps * training.tasks_per_step == 10_000 and training.tasks_per_step == 16
+    assert training.optim.lr == 1e-3 and training.query_batch_size == 40
+    assert (training.lite.h, training.lite.objective) == (40, "lite_reference")
+    assert training.precision == "fp32"
+    data = config.data
+    assert data.sources == [
+        "ilsvrc_2012", "omniglot", "aircraft", "cu_birds", "dtd", "quickdraw", "fungi", "mnist"
+    ]  # fmt: skip
+    assert data.validation_sources == [
+        "omniglot", "aircraft", "cu_birds", "dtd", "quickdraw", "fungi", "mscoco"
+    ]  # fmt: skip
+    assert data.test_sources == [
+        "omniglot", "aircraft", "cu_birds", "dtd", "quickdraw", "fungi", "traffic_sign", "mscoco"
+    ]  # fmt: skip
+    assert data.sampler.kind == "variable" and not data.sampler.train_dag
+    assert data.validation_tasks == 200 and config.evaluation.tasks == 600
+
+
+def test_paper_orbit_follows_the_lite_papers_orbit_run() -> None:
+    """ORBIT at the LITE paper (01b7448 README and utils/args.py): Simple CNAPs + LITE with 8
+    samples and batches of 8, Adam 1e-4, 16 tasks a step, 5 test tasks for each of 17 users,
+    8-frame clips (the 2021 protocol)."""
+    config = load_experiment("paper-orbit")
+    assert config.model.learner == "simple_cnaps" and config.model.image_size == 224
+    assert config.data.orbit.protocol == "lite-2021"
+    training = config.training
+    assert (training.lite.h, training.lite.objective) == (8, "orbit_reference")
+    assert training.query_batch_size == 8 and training.tasks_per_step == 16
+    assert training.optim.lr == 1e-4 and config.evaluation.tasks == 5 * 17
 
 
 def test_an_override_can_set_options_of_a_learner_the_config_does_not_list() -> None:

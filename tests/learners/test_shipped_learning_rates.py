@@ -8,7 +8,7 @@ from litemeta.experiment import build_model, load_experiment
 SMALL_MODEL = ["model.backbone=efficientnet_lite0", "model.image_size=32"]
 
 
-@pytest.mark.parametrize("config", ["orbit", "meta-dataset", "vtab", "paper-vtab"])
+@pytest.mark.parametrize("config", ["orbit", "meta-dataset", "vtab", "paper-vtab", "paper-md"])
 @pytest.mark.parametrize("learner", ["protonets", "cnaps", "simple_cnaps"])
 def test_a_pretrained_backbone_gets_the_same_rate_as_everything_else(config, learner):
     overrides = [*SMALL_MODEL, f"model.learner={learner}"]
