@@ -61,6 +61,7 @@ __all__ = [
     "budget_bytes",
     "check_plan",
     "first_task",
+    "largest_fitting",
     "measure_cost",
     "measure_inference_cost",
     "plan_evaluation",
@@ -295,7 +296,7 @@ def budget_bytes(budget_gib: float | None, device: torch.device) -> tuple[int, s
     return int(free * share), f"{share:.0%} of the {free / GIB:.1f} GiB {where}"
 
 
-def _largest(fits: Callable[[int], bool], limit: int = 1 << 24) -> int:
+def largest_fitting(fits: Callable[[int], bool], limit: int = 1 << 24) -> int:
     """The largest n in 1..limit with ``fits(n)`` (``fits`` monotone), or 0 if none."""
     if not fits(1):
         return 0
@@ -355,7 +356,7 @@ def plan_training(
     def fits(h: int) -> bool:
         return cost.training_peak(images(h), task_bytes) <= budget
 
-    h = _largest(fits)
+    h = largest_fitting(fits)
     if h == 0:
         needed = cost.training_peak(images(1), task_bytes)
         raise BudgetTooSmall(
@@ -402,7 +403,7 @@ def plan_evaluation(
 ) -> EvaluationPlan:
     """The largest chunk whose pass without autograd fits ``budget``, with query batches of
     ``query_batch_size`` also fitting; raises :class:`BudgetTooSmall` otherwise."""
-    chunk = _largest(lambda n: cost.inference_peak(n, task_bytes) <= budget)
+    chunk = largest_fitting(lambda n: cost.inference_peak(n, task_bytes) <= budget)
     if chunk < max(query_batch_size, 1):
         needed = cost.inference_peak(max(query_batch_size, 1), task_bytes)
         raise BudgetTooSmall(
