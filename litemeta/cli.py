@@ -496,7 +496,7 @@ def _bench_speed(args: argparse.Namespace) -> None:
 
 
 def _bench_fit(args: argparse.Namespace) -> None:
-    from litemeta.bench.fit import FitGrid, run_fit
+    from litemeta.bench.fit import FitGrid, run_fit, run_fit_check
 
     grid = FitGrid(
         budgets=list(dict.fromkeys(args.budget)),
@@ -508,7 +508,8 @@ def _bench_fit(args: argparse.Namespace) -> None:
         precision=args.precision,
         device=args.device or "cpu",
     )
-    print(run_fit(grid, Path(args.out or "runs/bench/fit")))
+    output = Path(args.out or "runs/bench/fit")
+    print(run_fit_check(grid, output) if args.check else run_fit(grid, output))
 
 
 def _bench_gradient(args: argparse.Namespace) -> None:
@@ -729,6 +730,12 @@ def _add_fit_arguments(parser: argparse.ArgumentParser) -> None:
         "--precision", choices=["fp32", "bf16"], default="fp32", help="(default: fp32)"
     )
     _add_device_argument(parser)
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="instead of the table, plan h: auto under each budget and measure one real step "
+        "at the plan's sizes (fit-check.md)",
+    )
     parser.add_argument("--out", default=None, help="output directory (default runs/bench/fit)")
 
 

@@ -24,12 +24,15 @@ from litemeta.training.memory_plan import (
     GIB,
     BudgetTooSmall,
     ModelCost,
+    check_plan,
     largest_fitting,
     measure_cost,
     plan_training,
+    task_image_bytes,
 )
 
 from .report import Row, markdown_table, write_csv
+from .step import synthetic_task
 
 __all__ = [
     "FIT_BACKBONES",
@@ -37,8 +40,10 @@ __all__ = [
     "FIT_SIZES",
     "FitGrid",
     "assumptions",
+    "check_rows",
     "fit_rows",
     "run_fit",
+    "run_fit_check",
 ]
 
 FIT_LEARNERS = ("protonets", "cnaps", "simple_cnaps")
@@ -75,23 +80,24 @@ def _budget_columns(cost: ModelCost, budget: float, query_batch_size: int) -> Ro
     }
 
 
-def fit_rows(grid: FitGrid, cost_of=measure_cost) -> list[Row]:
+def _measured(grid: FitGrid, learner_name: str, backbone: str, size: int):
+    torch.manual_seed(0)
+    learner = build_learner(learner_name, backbone, size, pretrained=False)
+    learner = place_on_device(learner, torch.device(grid.device))
+    cost = measure_cost(
+        learner, queue_backward_task, image_size=size, way=grid.way, precision=grid.precision
+    )
+    return learner, cost
+
+
+def fit_rows(grid: FitGrid) -> list[Row]:
     """One row per learner, backbone and image size: the measured cost per image and the
     largest N (full back-propagation) and h (LITE) for each budget."""
     rows = []
     for learner_name in grid.learners:
         for backbone in grid.backbones:
             for size in grid.sizes:
-                torch.manual_seed(0)
-                learner = build_learner(learner_name, backbone, size, pretrained=False)
-                learner = place_on_device(learner, torch.device(grid.device))
-                cost = cost_of(
-                    learner,
-                    queue_backward_task,
-                    image_size=size,
-                    way=grid.way,
-                    precision=grid.precision,
-                )
+                _, cost = _measured(grid, learner_name, backbone, size)
                 row: Row = {
                     "learner": learner_name,
                     "backbone": backbone,
@@ -145,4 +151,64 @@ def run_fit(grid: FitGrid, output: Path) -> str:
     output.mkdir(parents=True, exist_ok=True)
     write_csv(rows, output / "fit.csv")
     (output / "fit.md").write_text(text)
+    return text
+
+
+def check_rows(grid: FitGrid) -> list[Row]:
+    """For each configuration and budget: plan ``h: auto`` as training does, then run one
+    real step at the plan's sizes (a task of ``grid.way`` classes holding at least h support
+    images, two queries per class) and one Adam step, metered
+    (:func:`litemeta.training.memory_plan.check_plan`): the measured peak against the plan
+    and the budget."""
+    rows = []
+    for learner_name in grid.learners:
+        for backbone in grid.backbones:
+            for size in grid.sizes:
+                learner, cost = _measured(grid, learner_name, backbone, size)
+                for budget in grid.budgets:
+                    limit = int(budget * GIB)
+                    qb = grid.query_batch_size
+                    shots = -(-plan_training(cost, limit, query_batch_size=qb).h // grid.way)
+                    task = synthetic_task(grid.way, grid.way * shots, 2, size)
+                    task = task.to(torch.device(grid.device))
+                    plan = plan_training(
+                        cost, limit, query_batch_size=qb, task_bytes=task_image_bytes(task)
+                    )
+                    measured = check_plan(
+                        learner, plan, task, queue_backward_task, precision=grid.precision
+                    )
+                    gpu = measured.gpu_peak_bytes
+                    rows.append(
+                        {
+                            "learner": learner_name,
+                            "backbone": backbone,
+                            "px": size,
+                            "precision": cost.precision,
+                            "budget GiB": budget,
+                            "h": plan.h,
+                            "query batch": plan.query_batch_size,
+                            "N": task.support_images.shape[0],
+                            "planned MiB": plan.peak_bytes / MIB,
+                            "measured MiB": measured.accounted_bytes / MIB,
+                            "saved, planned MiB": cost.saved(plan.h) / MIB,
+                            "saved, measured MiB": measured.saved_bytes / MIB,
+                            "unused %": 100 * (1 - measured.accounted_bytes / limit),
+                            "GPU max allocated MiB": None if gpu is None else gpu / MIB,
+                        }
+                    )
+    return rows
+
+
+def run_fit_check(grid: FitGrid, output: Path) -> str:
+    """:func:`check_rows` as ``fit-check.csv`` and ``fit-check.md`` in ``output``; returns
+    the markdown."""
+    rows = check_rows(grid)
+    text = (
+        "h: auto under each budget: the plan, and one real step at its sizes, measured "
+        "(state after an Adam step + the task's images + the saved-tensor meter's peak + the "
+        "largest layer's inputs and outputs).\n\n" + markdown_table(rows)
+    )
+    output.mkdir(parents=True, exist_ok=True)
+    write_csv(rows, output / "fit-check.csv")
+    (output / "fit-check.md").write_text(text)
     return text
