@@ -4,10 +4,13 @@ that h, metered, fills the budget to within 15% without passing it."""
 import pytest
 import torch
 import yaml
+from cli_helpers import TINY_OVERRIDES
 from train_helpers import SyntheticTasks, TinyProtoNet
 
 from litemeta.config import ConfigError
 from litemeta.device import place_on_device
+from litemeta.experiment import load_experiment
+from litemeta.experiment.jobs import train_experiment
 from litemeta.learners import build_learner
 from litemeta.tasks import Task
 from litemeta.training import TrainingConfig, queue_backward_task, train
@@ -134,3 +137,19 @@ def test_h_auto_and_the_budget_are_checked_settings():
         TrainingConfig(memory_budget=-1.0)
     with pytest.raises(ConfigError, match=r"lite\.h"):
         TrainingConfig().apply_overrides(["lite.h=automatic"])
+
+
+@pytest.mark.slow
+def test_the_experiment_plans_training_and_evaluation_chunks(tmp_path, capsys):
+    overrides = [
+        *TINY_OVERRIDES,
+        "training.lite.h=auto",
+        "training.memory_budget=0.25",
+        "evaluation.chunk_size=auto",
+        f"training.output_dir={tmp_path / 'run'}",
+    ]
+    train_experiment(load_experiment("default", overrides), compare_baseline=False)
+    printed = capsys.readouterr().out
+    assert "memory plan: lite.h=" in printed
+    assert "evaluation plan: chunk_size=" in printed
+    assert (tmp_path / "run" / "run.log").read_text().startswith("memory plan: lite.h=")
