@@ -156,7 +156,7 @@ def run_fit(grid: FitGrid, output: Path) -> str:
 
 def check_rows(grid: FitGrid) -> list[Row]:
     """For each configuration and budget: plan ``h: auto`` as training does, then run one
-    real step at the plan's sizes (a task of ``grid.way`` classes holding at least h support
+    real step at the plan's sizes (a task of ``grid.way`` classes holding more than h support
     images, two queries per class) and one Adam step, metered
     (:func:`litemeta.training.memory_plan.check_plan`): the measured peak against the plan
     and the budget."""
@@ -168,11 +168,16 @@ def check_rows(grid: FitGrid) -> list[Row]:
                 for budget in grid.budgets:
                     limit = int(budget * GIB)
                     qb = grid.query_batch_size
-                    shots = -(-plan_training(cost, limit, query_batch_size=qb).h // grid.way)
+                    # More support images than h, so that LITE, not full back-propagation, runs.
+                    shots = plan_training(cost, limit, query_batch_size=qb).h // grid.way + 1
                     task = synthetic_task(grid.way, grid.way * shots, 2, size)
                     task = task.to(torch.device(grid.device))
                     plan = plan_training(
-                        cost, limit, query_batch_size=qb, task_bytes=task_image_bytes(task)
+                        cost,
+                        limit,
+                        query_batch_size=qb,
+                        task_bytes=task_image_bytes(task),
+                        support_size=grid.way * shots,
                     )
                     measured = check_plan(
                         learner, plan, task, queue_backward_task, precision=grid.precision

@@ -344,21 +344,31 @@ def plan_training(
     query_batch_size: int,
     task_bytes: int = 0,
     rows_with_queries: bool = False,
+    support_size: int | None = None,
     budget_source: str = "",
 ) -> MemoryPlan:
     """The largest h (the chunk size set to h, query batches of at most
     ``min(query_batch_size, h)``) whose accounted peak fits ``budget`` bytes; raises
-    :class:`BudgetTooSmall`, naming the smallest budget that works, if h = 1 does not fit."""
+    :class:`BudgetTooSmall`, naming the smallest budget that works, if h = 1 does not fit.
+
+    A support set of at most h images is back-propagated whole, without LITE, and its graph
+    is held with each query batch: with ``support_size`` (N) known, h = N is chosen only if
+    N images and a query batch fit, else h stays below N."""
 
     def images(h: int) -> int:
         return h + min(query_batch_size, h) if rows_with_queries else h
 
-    def fits(h: int) -> bool:
-        return cost.training_peak(images(h), task_bytes) <= budget
+    def peak(h: int) -> float:
+        if support_size is not None and h >= support_size:  # full back-propagation
+            return cost.training_peak(support_size + min(query_batch_size, h), task_bytes)
+        return cost.training_peak(images(h), task_bytes)
 
-    h = largest_fitting(fits)
+    limit = 1 << 24 if support_size is None else support_size - 1
+    h = largest_fitting(lambda h: peak(h) <= budget, limit) if limit >= 1 else 0
+    if support_size is not None and peak(support_size) <= budget:
+        h = support_size
     if h == 0:
-        needed = cost.training_peak(images(1), task_bytes)
+        needed = peak(1)
         raise BudgetTooSmall(
             f"a memory budget of {budget / GIB:.2f} GiB ({budget_source or 'given'}) cannot "
             f"hold one LITE step with h = 1 ({cost.image_size} px, {cost.precision}): it needs "
@@ -369,7 +379,7 @@ def plan_training(
         h=h,
         chunk_size=h,
         query_batch_size=min(query_batch_size, h),
-        peak_bytes=cost.training_peak(images(h), task_bytes),
+        peak_bytes=peak(h),
         budget_bytes=budget,
         budget_source=budget_source,
         cost=cost,
@@ -450,6 +460,7 @@ def plan_run(
         query_batch_size=config.query_batch_size,
         task_bytes=task_image_bytes(task),
         rows_with_queries=config.lite.rows_with_queries,
+        support_size=int(task.support_labels.numel()),
         budget_source=source,
     )
     if hasattr(learner, "chunk_size"):
@@ -486,8 +497,8 @@ def check_plan(
     lite: LiteSettings | None = None,
     precision: Precision = "auto",
 ) -> PlanCheck:
-    """Run one meta-training step at ``plan``'s sizes on ``task`` (which should hold at least
-    ``plan.h`` support images) and one Adam step, metered: the saved tensors
+    """Run one meta-training step at ``plan``'s sizes on ``task`` (planned with its support
+    size) and one Adam step, metered: the saved tensors
     (:class:`SavedTensorMeter`), the working memory (forward hooks), the state after the
     optimiser step and, on CUDA, ``torch.cuda.max_memory_allocated`` over both steps
     (from a reset, with the learner, its state and the task already on the device)."""

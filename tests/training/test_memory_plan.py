@@ -58,6 +58,20 @@ def test_the_plan_is_the_largest_h_under_the_budget_by_hand():
     assert plan_training(_cost(), 150 * MIB, query_batch_size=32).query_batch_size == 3
 
 
+def test_a_support_set_of_at_most_h_images_is_planned_as_full_back_propagation():
+    # With N = 200 < 215, h = N back-propagates all 200 with a query batch of 32: 232 images
+    # (137 + 928 MiB) do not fit, so h stays below N: h = 199, which fits as LITE.
+    plan = plan_training(
+        _cost(), 1000 * MIB, query_batch_size=32, task_bytes=2 * MIB, support_size=200
+    )
+    assert plan.h == 199
+    # N = 150: 150 + 32 images (137 + 728 MiB) fit, so every support image is used.
+    small = plan_training(
+        _cost(), 1000 * MIB, query_batch_size=32, task_bytes=2 * MIB, support_size=150
+    )
+    assert (small.h, small.peak_bytes) == (150, 865 * MIB)
+
+
 def test_a_budget_too_small_for_h_1_names_the_smallest_that_works():
     # h = 1 needs 135 + 4 = 139 MiB = 0.1357... GiB -> "0.14 GiB".
     with pytest.raises(BudgetTooSmall, match=r"needs at least 0\.14 GiB"):
@@ -84,7 +98,7 @@ def test_the_chosen_h_fits_the_budget_by_the_meter(learner_name):
     cost = measure_cost(learner, queue_backward_task, image_size=32, way=10)
     budget = int(0.3 * GIB)
     first = plan_training(cost, budget, query_batch_size=10)
-    shots = -(-first.h // 10)
+    shots = first.h // 10 + 1  # more support images than h: LITE, not full back-propagation
     task = Task(
         support_images=torch.randint(0, 256, (10 * shots, 3, 32, 32), dtype=torch.uint8),
         support_labels=torch.arange(10).repeat_interleave(shots),
@@ -92,8 +106,14 @@ def test_the_chosen_h_fits_the_budget_by_the_meter(learner_name):
         query_labels=torch.arange(10).repeat_interleave(2),
         class_names=[str(c) for c in range(10)],
     )
-    plan = plan_training(cost, budget, query_batch_size=10, task_bytes=task_image_bytes(task))
-    assert plan.h >= 10  # a meaningful h, and the task holds h support images
+    plan = plan_training(
+        cost,
+        budget,
+        query_batch_size=10,
+        task_bytes=task_image_bytes(task),
+        support_size=10 * shots,
+    )
+    assert 10 <= plan.h < 10 * shots
     measured = check_plan(learner, plan, task, queue_backward_task)
     assert 0.85 * budget <= measured.accounted_bytes <= budget
     # The extrapolated saved bytes agree with the meter at h to within 5%.
