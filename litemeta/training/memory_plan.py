@@ -222,7 +222,10 @@ def measure_cost(
     :data:`PROBE_SIZES`). The learner's gradients are cleared afterwards and the global
     random generators left as they were."""
     if way < max(PROBE_SIZES):
-        raise ValueError(f"the probe needs at least {max(PROBE_SIZES)} classes, got {way}")
+        raise ValueError(
+            f"the memory probe needs tasks of at least {max(PROBE_SIZES)} classes, got {way}: "
+            f"use a way of {max(PROBE_SIZES)} or more"
+        )
     device = next(learner.parameters()).device
     task = probe_task(way, image_size, device)
     lite = lite if lite is not None else LiteSettings()
