@@ -50,11 +50,13 @@ from litemeta.precision import Precision, autocast, resolve_precision
 from litemeta.tasks import Task
 from litemeta.training.saved_tensors import SavedTensorMeter
 from litemeta.training.settings import TrainingConfig
+from litemeta.training.task_stream import TaskSource
 
 __all__ = [
     "GIB",
     "BudgetTooSmall",
     "EvaluationPlan",
+    "Line",
     "MemoryPlan",
     "ModelCost",
     "PlanCheck",
@@ -433,7 +435,7 @@ def plan_evaluation(
     )
 
 
-def first_task(tasks: Callable[[int], Task] | object) -> Task:
+def first_task(tasks: TaskSource) -> Task:
     """Task 0 of a task stream (a dataset, or a function of the index)."""
     return tasks[0] if hasattr(tasks, "__getitem__") else tasks(0)  # type: ignore[index,operator]
 
