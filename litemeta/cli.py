@@ -562,6 +562,23 @@ def _bench_speed(args: argparse.Namespace) -> None:
     print(run_speed_benchmark(_step_grid(args), _output(args), repeats=args.repeats))
 
 
+def _bench_fit(args: argparse.Namespace) -> None:
+    from litemeta.bench.fit import FitGrid, run_fit, run_fit_check
+
+    grid = FitGrid(
+        budgets=list(dict.fromkeys(args.budget)),
+        learners=list(dict.fromkeys(args.learners)),
+        backbones=list(dict.fromkeys(args.backbones)),
+        sizes=list(dict.fromkeys(args.sizes)),
+        way=args.way,
+        query_batch_size=args.query_batch_size,
+        precision=args.precision,
+        device=args.device or "cpu",
+    )
+    output = Path(args.out or "runs/bench/fit")
+    print(run_fit_check(grid, output) if args.check else run_fit(grid, output))
+
+
 def _bench_gradient(args: argparse.Namespace) -> None:
     from litemeta.bench.gradient import run_gradient_benchmark
     from litemeta.bench.real_tasks import emoji_test_tasks
@@ -756,6 +773,39 @@ def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     _add_model_arguments(parser)
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def _add_fit_arguments(parser: argparse.ArgumentParser) -> None:
+    from litemeta.bench.fit import FIT_BACKBONES, FIT_LEARNERS, FIT_SIZES
+
+    parser.add_argument(
+        "--budget", nargs="+", type=_positive_float, required=True, help="budgets in GiB"
+    )
+    _add_learners_argument(parser, FIT_LEARNERS)
+    parser.add_argument(
+        "--backbones", nargs="+", type=_backbone, default=list(FIT_BACKBONES), help="backbones"
+    )
+    parser.add_argument("--sizes", nargs="+", type=_positive_int, default=list(FIT_SIZES))
+    parser.add_argument("--way", type=_positive_int, default=10, help="classes per task")
+    parser.add_argument("--query-batch-size", type=_positive_int, default=10)
+    parser.add_argument(
+        "--precision", choices=["fp32", "bf16"], default="fp32", help="(default: fp32)"
+    )
+    _add_device_argument(parser)
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="instead of the table, plan h: auto under each budget and measure one real step "
+        "at the plan's sizes (fit-check.md)",
+    )
+    parser.add_argument("--out", default=None, help="output directory (default runs/bench/fit)")
+
+
 def _add_emoji_task_arguments(
     parser: argparse.ArgumentParser, learners: Sequence[str], way: int
 ) -> None:
@@ -776,7 +826,8 @@ def add_bench_commands(subparsers: argparse._SubParsersAction) -> None:
 
     bench = subparsers.add_parser(
         "bench",
-        help="benchmarks: memory, speed, gradient fidelity, personalisation cost, data pipeline",
+        help="benchmarks: memory, speed, what fits a budget, gradient fidelity, personalisation "
+        "cost, data pipeline",
     )
     commands = bench.add_subparsers(dest="bench_command", required=True)
 
@@ -792,6 +843,12 @@ def add_bench_commands(subparsers: argparse._SubParsersAction) -> None:
         "--repeats", type=_positive_int, default=3, help="timed steps after a warm-up"
     )
     speed.set_defaults(handler=_bench_speed)
+
+    fit = commands.add_parser(
+        "fit", help="the largest N (full back-propagation) and h (LITE) that fit a budget"
+    )
+    _add_fit_arguments(fit)
+    fit.set_defaults(handler=_bench_fit)
 
     gradient = commands.add_parser(
         "gradient", help="LITE gradient against the exact one on a real emoji task"

@@ -8,12 +8,19 @@ only the queueing; :class:`Stopwatch` waits for the device before every reading.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TypeVar
 
 import torch
 from torch import nn
 
-__all__ = ["Stopwatch", "pick_device", "place_on_device", "synchronize"]
+__all__ = [
+    "Stopwatch",
+    "available_memory_bytes",
+    "pick_device",
+    "place_on_device",
+    "synchronize",
+]
 
 ModuleType = TypeVar("ModuleType", bound=nn.Module)
 
@@ -23,6 +30,17 @@ def pick_device(local_rank: int = 0) -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device("cpu")
+
+
+def available_memory_bytes(device: str = "cpu") -> int:
+    """Memory that work on ``device`` may use now: free GPU memory on CUDA, else
+    ``MemAvailable`` from ``/proc/meminfo``."""
+    if device.startswith("cuda"):
+        return torch.cuda.mem_get_info(torch.device(device))[0]
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("MemAvailable not found in /proc/meminfo")
 
 
 def synchronize(device: torch.device | None = None) -> None:

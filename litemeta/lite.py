@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from numbers import Integral
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -472,7 +473,8 @@ class LiteSettings:
 
     Args:
         h: support images back-propagated per set function; ``None``: all of them (full
-            back-propagation).
+            back-propagation); ``"auto"``: the largest that fits a memory budget, which the
+            trainer resolves before training (:mod:`litemeta.training.memory_plan`).
         stratified: draw the subset per class (see :func:`draw_subset`).
         gradient_checkpointing: with full back-propagation, recompute each chunk's
             activations in the backward pass instead of keeping them.
@@ -505,7 +507,7 @@ class LiteSettings:
     (unless ``shared_subset``).
     """
 
-    h: int | None = 40
+    h: int | Literal["auto"] | None = 40
     objective: str = "unbiased"
     stratified: bool = False
     gradient_checkpointing: bool = False
@@ -529,6 +531,11 @@ class LiteSettings:
         """:func:`lite_map` with these settings and an independent draw (with
         ``shared_subset``, the draw of every other map of these settings); ``chunk_size``
         rows per forward call (the learner's)."""
+        if self.h == "auto":
+            raise ValueError(
+                "h='auto' must be resolved to a number before a support set is mapped: "
+                "litemeta.training.memory_plan.plan_training does it (the trainer calls it)"
+            )
         generator = self.generator
         if self.shared_subset:
             if generator is None:

@@ -11,7 +11,7 @@ SCRIPTS = Path(__file__).parents[1] / "scripts"
 
 
 def test_the_quick_sections_run_on_the_cpu_and_report_agreement(tmp_path):
-    sections = "frozen_layers row_agreement simple_cnaps_half_precision graphed_passes"
+    sections = "frozen_layers row_agreement simple_cnaps_half_precision graphed_passes memory_plan"
     environment = {
         **os.environ,
         "GPU_CHECK_DEVICE": "cpu",
@@ -38,6 +38,7 @@ def test_the_quick_sections_run_on_the_cpu_and_report_agreement(tmp_path):
     assert re.search(r"row agreement, fp32 .* relative difference 0\.00e\+00", summary)
     assert "Simple CNAPs LITE step, bf16" in summary and "all finite: True" in summary
     assert "eager vs CUDA graph | needs a CUDA GPU" in summary
+    assert "h: auto against the GPU's peak memory | needs a CUDA GPU" in summary
 
 
 def test_alternate_steps_times_each_mode_in_turn():

@@ -22,9 +22,9 @@ from litemeta.lite import LiteSettings
 from litemeta.precision import Precision, autocast
 from litemeta.tasks import Task
 from litemeta.training import PendingOutcome, queue_backward_task
+from litemeta.training.saved_tensors import SavedTensorMeter
 
 from .report import Row
-from .saved_tensors import SavedTensorMeter
 
 __all__ = [
     "INFERENCE",

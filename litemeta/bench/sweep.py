@@ -17,8 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
+
+from litemeta.device import available_memory_bytes
 
 from .isolation import run_isolated
 from .report import Row
@@ -72,17 +73,6 @@ class Grid:
             replace(self.template, learner=learner, image_size=size, mode=mode, support=support)
             for learner, size, mode, support in combos
         ]
-
-
-def available_memory_bytes(device: str = "cpu") -> int:
-    """Memory a new configuration may use now: free GPU memory on CUDA, else
-    ``MemAvailable`` from ``/proc/meminfo``."""
-    if device.startswith("cuda"):
-        return torch.cuda.mem_get_info(torch.device(device))[0]
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("MemAvailable not found in /proc/meminfo")
 
 
 def peak_key(device: str) -> str:

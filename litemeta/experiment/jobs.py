@@ -46,6 +46,7 @@ from litemeta.training import (
     torchrun_environment,
     train,
 )
+from litemeta.training.memory_plan import first_task, plan_evaluation_run
 
 __all__ = [
     "Prediction",
@@ -80,6 +81,17 @@ def _evaluate(
 ) -> EvaluationResult:
     device = pick_device(torchrun_environment().local_rank)
     place_on_device(learner, device)
+    if config.evaluation.chunk_size == "auto":
+        plan = plan_evaluation_run(
+            learner,
+            first_task(tasks).to(device),
+            memory_budget=config.training.memory_budget,
+            query_batch_size=config.evaluation.query_batch_size,
+            precision=config.training.precision,
+        )
+        print(plan.describe())
+    elif config.evaluation.chunk_size is not None:
+        learner.chunk_size = config.evaluation.chunk_size
     return evaluate(
         learner,
         tasks,
@@ -104,7 +116,7 @@ def _tune_cuda(config: ExperimentConfig) -> None:
 
 def _warn_about_full_backpropagation(config: ExperimentConfig) -> None:
     h, largest = config.training.lite.h, max_support_size(config.data)
-    if h is not None and largest is not None and h >= largest:
+    if isinstance(h, int) and largest is not None and h >= largest:
         warnings.warn(
             f"training.lite.h={h} is at least the largest support set ({largest} images): "
             "every support image is back-propagated, which is full back-propagation, not "
@@ -154,7 +166,7 @@ def _check_stratified_draws(config: ExperimentConfig) -> None:
     """Refuse now what the first step would: stratified LITE draws one row per class."""
     lite, sampler = config.training.lite, config.data.sampler
     fixed_way = config.data.dataset not in ("orbit", "vtab") and sampler.kind == "fixed"
-    if lite.stratified and lite.h is not None and fixed_way and lite.h < sampler.way:
+    if lite.stratified and isinstance(lite.h, int) and fixed_way and lite.h < sampler.way:
         raise ConfigError(
             f"training.lite.stratified draws at least one support image per class, so "
             f"training.lite.h={lite.h} must be at least the {sampler.way} classes of a task "

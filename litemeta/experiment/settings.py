@@ -212,11 +212,14 @@ class DataConfig:
 @dataclass
 class EvaluationConfig:
     """Test tasks per split, or per test source for several Meta-Dataset sources (600, as
-    for Meta-Dataset; 0: ``train`` skips the test evaluation) and the query batch size."""
+    for Meta-Dataset; 0: ``train`` skips the test evaluation) and the query batch size.
+    ``chunk_size``: support images per forward call (``None``: the model's; ``auto``: the
+    largest that fits ``training.memory_budget``, :mod:`litemeta.training.memory_plan`)."""
 
     tasks: int = 600
     query_batch_size: int = 256
     seed: int = 1
+    chunk_size: int | Literal["auto"] | None = None
 
     def __post_init__(self) -> None:
         if self.tasks < 0:
@@ -229,6 +232,10 @@ class EvaluationConfig:
             )
         if self.seed < 0:
             raise ConfigError(f"evaluation.seed must be >= 0, got {self.seed}")
+        if isinstance(self.chunk_size, int) and self.chunk_size < 1:
+            raise ConfigError(
+                f"evaluation.chunk_size must be null, auto or at least 1, got {self.chunk_size}"
+            )
 
 
 @dataclass

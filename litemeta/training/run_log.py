@@ -34,7 +34,8 @@ class CsvLog:
 
 
 class RunLog:
-    """``train.csv``, ``validation.csv`` and TensorBoard events under ``directory``."""
+    """``train.csv``, ``validation.csv``, TensorBoard events and ``run.log`` (notes such as
+    the memory plan, appended, one per line) under ``directory``."""
 
     TRAIN_COLUMNS = ("step", "loss", "accuracy", "tasks_per_second", "images_per_second")
     VALIDATION_COLUMNS = ("step", "accuracy", "ci95")
@@ -43,11 +44,17 @@ class RunLog:
         from torch.utils.tensorboard import SummaryWriter
 
         directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
         self.train_csv = CsvLog(directory / "train.csv", self.TRAIN_COLUMNS, start_step)
         self.validation_csv = CsvLog(
             directory / "validation.csv", self.VALIDATION_COLUMNS, start_step
         )
         self.tensorboard = SummaryWriter(directory / "tensorboard", purge_step=start_step + 1)
+
+    def note(self, line: str) -> None:
+        """Append ``line`` to ``run.log``."""
+        with (self.directory / "run.log").open("a") as stream:
+            stream.write(line.rstrip("\n") + "\n")
 
     def log_train(self, row: Mapping[str, float | int]) -> None:
         self._write(self.train_csv, "train", row)

@@ -54,7 +54,9 @@ class TrainingConfig:
     ``precision``: ``auto`` is bf16 autocast on a GPU and fp32 on the CPU
     (:mod:`litemeta.precision`). ``cudnn_benchmark``: let cuDNN time its convolution
     algorithms for each new input shape (``torch.backends.cudnn.benchmark``); ``null``
-    (auto) turns it on when task shapes repeat (a fixed-way sampler).
+    (auto) turns it on when task shapes repeat (a fixed-way sampler). ``memory_budget``
+    (GiB) bounds what ``lite.h: auto`` may use (:mod:`litemeta.training.memory_plan`);
+    ``None``: the device's free memory less a margin.
     """
 
     steps: int = 10_000
@@ -67,6 +69,7 @@ class TrainingConfig:
     log_every: int = 10
     seed: int = 0
     output_dir: str = "runs/train"
+    memory_budget: float | None = None
     lite: LiteSettings = field(default_factory=LiteSettings)
     optim: OptimConfig = field(default_factory=OptimConfig)
 
@@ -96,8 +99,14 @@ class TrainingConfig:
         if self.validate_every < 0:
             raise ConfigError(f"validate_every must be >= 0 (0: never), got {self.validate_every}")
         check_number("seed", self.seed, minimum=0, maximum=MAX_INTEGER)
-        if self.lite.h is not None and self.lite.h < 1:
-            raise ConfigError(f"lite.h must be null or at least 1, got {self.lite.h}")
+        if isinstance(self.lite.h, int) and self.lite.h < 1:
+            raise ConfigError(f"lite.h must be null, auto or at least 1, got {self.lite.h}")
+        if self.memory_budget is not None:
+            check_number(
+                "memory_budget (GiB; null: free memory less a margin)",
+                self.memory_budget,
+                above=0,
+            )
         resolve_objective(self.lite)  # an unknown name, or flags that contradict it
         if self.lite.row_tolerance is not None:
             check_number(

@@ -47,6 +47,7 @@ from litemeta.lite import DeferredBackward, FirstPasses, LiteSettings
 from litemeta.precision import Precision, at_least_float32, autocast, grad_scaler
 from litemeta.tasks import Task
 from litemeta.training.distributed import ProcessGroup
+from litemeta.training.memory_plan import MemoryPlan, first_task, plan_run
 from litemeta.training.objective import resolve_objective
 from litemeta.training.output_lock import hold_output_directory
 from litemeta.training.run_log import RunLog
@@ -334,6 +335,7 @@ class Trainer:
         self.workers = workers
         self.output_dir = Path(config.output_dir)
         self.best_validation_accuracy: float | None = None
+        self.memory_plan: MemoryPlan | None = None
 
     def run(self, *, resume: bool = False) -> TrainingResult:
         """Train up to ``config.steps``; with ``resume``, continue from ``last.pt`` exactly."""
@@ -347,6 +349,8 @@ class Trainer:
                     self._set_up(resume)
                     if self.group.is_main:
                         log = RunLog(self.output_dir, self.start_step)
+                        if self.memory_plan is not None:
+                            log.note(self.memory_plan.describe())
                         self.config.to_yaml(self.output_dir / "config.yaml")
                     history = self._loop(log)
                 finally:
@@ -380,6 +384,13 @@ class Trainer:
         device = self.group.device
         seed_everything(self.config.seed + self.group.rank)
         place_on_device(self.learner, device)
+        if self.config.lite.h == "auto":  # before the optimiser: the probe leaves no state
+            task = first_task(self.train_tasks).to(device)
+            self.config, self.memory_plan = plan_run(
+                self.config, self.learner, task, queue_backward_task
+            )
+            if self.group.is_main:
+                print(self.memory_plan.describe())
         self.loader_workers = resolve_workers(self.workers, device)
         self.optimizer = build_optimizer(self.learner, self.config.optim)
         self.scaler = grad_scaler(device, self.config.precision)

@@ -29,7 +29,7 @@ def test_the_defaults_are_valid_and_documented_values():
         ("checkpoint_every=0", "checkpoint_every must be at least 1, got 0"),
         ("log_every=0", "log_every must be at least 1, got 0"),
         ("validate_every=-1", r"validate_every must be >= 0 \(0: never\), got -1"),
-        ("lite.h=0", "lite.h must be null or at least 1, got 0"),
+        ("lite.h=0", "lite.h must be null, auto or at least 1, got 0"),
         ("optim.lr=0", "optim.lr must be a finite number > 0, got 0.0"),
         ("optim.lr=.nan", "optim.lr must be a finite number, got nan"),
         ("optim.group_lr.backbone=-1", "optim.group_lr.backbone must be a finite number > 0"),
