@@ -168,9 +168,12 @@ def run_openset_benchmark(
     }
     for key, name in names.items():
         mean, ci = _mean_ci([row[key] for row in rows])
-        scale = 1 if key.startswith("auroc") else 100
-        unit = "" if key.startswith("auroc") else " (%)"
-        summary.append({"measure": name + unit, "value": f"{scale * mean:.3f} ± {scale * ci:.3f}"})
+        if key.startswith("auroc"):
+            summary.append({"measure": name, "value": f"{mean:.3f} ± {ci:.3f}"})
+        else:
+            summary.append(
+                {"measure": f"{name} (%)", "value": f"{100 * mean:.1f} ± {100 * ci:.1f}"}
+            )
     drops = [100 * (row["accuracy"] - row["accuracy_with_rejection"]) for row in rows]
     mean, ci = _mean_ci(drops)
     summary.append({"measure": "accuracy drop (points)", "value": f"{mean:.2f} ± {ci:.2f}"})
