@@ -39,6 +39,8 @@ __all__ = ["auroc", "openset_tasks", "run_openset_benchmark"]
 SUPPORT_STYLES = ("google", "twitter", "openmoji")
 QUERY_STYLES = tuple(s for s in STYLES if s.startswith("fluent"))
 AGREEMENT_QUERIES = 100
+#: The thresholds of the trade-off table, besides the one benchmarked.
+SWEEP = (0.05, 0.1, 0.2, 0.3, 0.5)
 
 
 def auroc(known: Sequence[float], unknown: Sequence[float]) -> float:
@@ -69,6 +71,18 @@ def openset_tasks(
     return list(tasks)
 
 
+def _rejection(
+    familiar: torch.Tensor, known: torch.Tensor, correct: torch.Tensor, threshold: float
+) -> Row:
+    """Shares rejected and accuracy with rejection at ``threshold``."""
+    rejected = familiar < threshold
+    return {
+        "untaught_rejected": float(rejected[~known].double().mean()),
+        "known_rejected": float(rejected[known].double().mean()),
+        "accuracy_with_rejection": float((correct & ~rejected)[known].double().mean()),
+    }
+
+
 def _task_row(learner: BackboneLearner, task: Task, way: int, threshold: float) -> Row:
     device = next(learner.parameters()).device
     taught = task.support_labels < way
@@ -82,9 +96,13 @@ def _task_row(learner: BackboneLearner, task: Task, way: int, threshold: float) 
     familiar = familiarity(raw, torch.tensor(open_set.knots, dtype=torch.float64))
     largest = logits.max(-1).values
     known = task.query_labels < way
-    rejected = familiar < threshold
     correct = logits.argmax(-1) == task.query_labels
     probabilities = (logits / open_set.temperature).softmax(-1)
+    sweep = {
+        f"{key}@{level}": value
+        for level in SWEEP
+        for key, value in _rejection(familiar, known, correct, level).items()
+    }
     return {
         "auroc": auroc(raw[known].tolist(), raw[~known].tolist()),
         "auroc_logit": auroc(largest[known].tolist(), largest[~known].tolist()),
@@ -92,11 +110,10 @@ def _task_row(learner: BackboneLearner, task: Task, way: int, threshold: float) 
             probabilities.max(-1).values[known].tolist(),
             probabilities.max(-1).values[~known].tolist(),
         ),
-        "untaught_rejected": float(rejected[~known].double().mean()),
-        "known_rejected": float(rejected[known].double().mean()),
+        **_rejection(familiar, known, correct, threshold),
         "accuracy": float(correct[known].double().mean()),
-        "accuracy_with_rejection": float((correct & ~rejected)[known].double().mean()),
         "temperature": open_set.temperature,
+        **sweep,
     }
 
 
@@ -197,6 +214,22 @@ def run_openset_benchmark(
             "value": f"{100 * int8['rejection_agreement']:.0f}",
         }
     )
+    trade_off = []
+    for level in (threshold, *SWEEP):
+        suffix = "" if level == threshold else f"@{level}"
+
+        def mean(key: str, suffix: str = suffix) -> float:
+            return 100 * statistics.fmean(row[key + suffix] for row in rows)
+
+        accuracy = 100 * statistics.fmean(row["accuracy"] for row in rows)
+        trade_off.append(
+            {
+                "threshold": level,
+                "untaught rejected (%)": f"{mean('untaught_rejected'):.1f}",
+                "known rejected (%)": f"{mean('known_rejected'):.1f}",
+                "accuracy drop (points)": f"{accuracy - mean('accuracy_with_rejection'):.1f}",
+            }
+        )
     task = tasks[0]
     untaught = int(task.support_labels.max()) + 1 - way
     table = (
@@ -205,6 +238,8 @@ def run_openset_benchmark(
         f"each), queried with {', '.join(QUERY_STYLES)}; {untaught} untaught classes' query "
         f"images as unknowns; threshold {threshold}; {model}; mean ± 95% CI over tasks.\n\n"
         + markdown_table(summary)
+        + "\n\nThe trade-off at other thresholds (means over the same tasks):\n\n"
+        + markdown_table(sorted(trade_off, key=lambda row: row["threshold"]))
     )
     output.mkdir(parents=True, exist_ok=True)
     write_csv(rows, output / "openset.csv")

@@ -37,6 +37,7 @@ def test_the_benchmark_writes_its_figures(tmp_path):
     table = run_openset_benchmark(learner, tasks, 2, tmp_path, model="tiny", progress=False)
     assert "Open set on 2 emoji tasks: 2 classes taught" in table and "tiny" in table
     assert "int8 top-1 agreement with float (32 queries, %)" in table
+    assert "| 0.5 |" in table  # the trade-off at other thresholds
     with open(tmp_path / "openset.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 2
