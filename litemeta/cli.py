@@ -272,7 +272,10 @@ def _export(args: argparse.Namespace) -> None:
     partial = out.with_name(out.name + ".partial")
     partial.write_bytes(model)
     partial.replace(out)
-    print(f"wrote {out} ({len(model) / 2**20:.1f} MB): uint8 images in, probabilities of {labels}")
+    print(
+        f"wrote {out} ({len(model) / 2**20:.1f} MB): uint8 images in, probabilities of {labels}, "
+        '"none of these" and score out'
+    )
 
 
 def _upload_megabytes(text: str) -> float:

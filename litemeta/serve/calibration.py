@@ -1,4 +1,4 @@
-""""None of these" and meaningful probabilities, calibrated from the taught examples alone.
+"""Calibrated probabilities and "none of these", from the taught examples alone.
 
 Each taught example is scored by a classifier adapted to the other examples (leave-one-out,
 :mod:`litemeta.serve.quality`). From those held-out logits:

@@ -100,8 +100,8 @@ PRETRAINED_BACKBONE = "efficientnet_lite0"
 PRETRAINED_IMAGE_SIZE = 84
 PRETRAINED_DISTANCE_SCALE = 0.01
 PRETRAINED_HINT = (
-    "for better accuracy, meta-train the backbone with `litemeta train` (about an hour on a "
-    "CPU), then start `litemeta serve --checkpoint runs/default`"
+    "for better accuracy, meta-train the backbone with `litemeta train`, then start "
+    "`litemeta serve --checkpoint runs/default`"
 )
 NO_CHECKPOINT_HINT = (
     "train one with `litemeta train`, or start `litemeta serve` without --checkpoint to use "
