@@ -292,3 +292,15 @@ def test_download_names_keep_the_name_with_an_ascii_fallback(name, fallback):
     assert header.startswith(f"attachment; filename=\"{fallback}.onnx\"; filename*=UTF-8''")
     assert unquote(header.split("''", 1)[1]) == f"{name}.onnx"
     assert header.isascii()
+
+
+def test_with_one_example_per_class_nothing_is_left_out_or_rejected(client):
+    recogniser = _recogniser(client, {"red": 1, "green": 1})
+    taught = client.post(f"/api/recognisers/{recogniser}/teach").json()
+    assert [c["accuracy"] for c in taught["quality"]["per_class"]] == [None, None]
+    assert (
+        taught["quality"]["confusion"] == [[0, 0], [0, 0]] and taught["quality"]["confused"] == []
+    )
+    assert taught["open_set"]["temperature"] == 1.0  # nothing to fit it on
+    answer = _predict(client, recogniser, STRIPES)
+    assert answer["score"] == 1.0 and answer["none_of_these"] is False
