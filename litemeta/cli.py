@@ -272,7 +272,10 @@ def _export(args: argparse.Namespace) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     model, labels = export_folders(args.checkpoint, args.support)
     write_files_atomically({out: lambda partial: partial.write_bytes(model)})
-    print(f"wrote {out} ({len(model) / 2**20:.1f} MB): uint8 images in, probabilities of {labels}")
+    print(
+        f"wrote {out} ({len(model) / 2**20:.1f} MB): uint8 images in, probabilities of {labels}, "
+        '"none of these" and score out'
+    )
 
 
 def _convert(args: argparse.Namespace) -> None:
@@ -464,7 +467,10 @@ def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
         help="a web page to teach a recogniser from photos or the webcam (needs litemeta[serve])",
     )
     serve.add_argument(
-        "--checkpoint", required=True, help="a checkpoint or training output directory"
+        "--checkpoint",
+        default=None,
+        help="a checkpoint or training output directory (default: none, the ImageNet-pretrained "
+        "EfficientNet-Lite0 with ProtoNets' classifier, not meta-trained)",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     serve.add_argument(
@@ -617,6 +623,30 @@ def _bench_personalise(args: argparse.Namespace) -> None:
         image_size=args.size,
         backbone=args.backbone,
         pretrained=not args.no_pretrained,
+    )
+    print(table)
+
+
+def _bench_openset(args: argparse.Namespace) -> None:
+    from litemeta.bench.openset import openset_tasks, run_openset_benchmark
+    from litemeta.serve.recogniser import Personaliser
+
+    personaliser = (
+        Personaliser.pretrained()
+        if args.checkpoint is None
+        else Personaliser.from_checkpoint(args.checkpoint)
+    )
+    tasks = openset_tasks(
+        args.split, args.tasks, args.way, args.untaught, personaliser.image_size, seed=args.seed
+    )
+    options = {} if args.threshold is None else {"threshold": args.threshold}
+    table = run_openset_benchmark(
+        personaliser.learner,
+        tasks,
+        args.way,
+        _output(args),
+        model=personaliser.description.model,
+        **options,
     )
     print(table)
 
@@ -827,7 +857,7 @@ def add_bench_commands(subparsers: argparse._SubParsersAction) -> None:
     bench = subparsers.add_parser(
         "bench",
         help="benchmarks: memory, speed, what fits a budget, gradient fidelity, personalisation "
-        "cost, data pipeline",
+        "cost, open set, data pipeline",
     )
     commands = bench.add_subparsers(dest="bench_command", required=True)
 
@@ -872,6 +902,39 @@ def add_bench_commands(subparsers: argparse._SubParsersAction) -> None:
     _add_emoji_task_arguments(personalise, personalise_learners(), way=10)
     personalise.add_argument("--tasks", type=_positive_int, default=20, help="emoji test tasks")
     personalise.set_defaults(handler=_bench_personalise)
+
+    openset = commands.add_parser(
+        "openset",
+        help='how well "none of these" rejects untaught emoji classes, and the int8 export',
+    )
+    openset.add_argument(
+        "--checkpoint",
+        default=None,
+        help="a checkpoint or training output directory (default: the pretrained backbone "
+        "with ProtoNets' classifier, as `litemeta serve` without one)",
+    )
+    openset.add_argument(
+        "--split",
+        choices=["train", "validation", "test"],
+        default="test",
+        help="emoji classes to draw from (default: %(default)s; tune on validation)",
+    )
+    openset.add_argument("--tasks", type=_positive_int, default=40, help="tasks (default 40)")
+    openset.add_argument("--way", type=_positive_int, default=5, help="taught classes (5)")
+    openset.add_argument(
+        "--untaught", type=_positive_int, default=5, help="untaught classes per task (5)"
+    )
+    openset.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="familiarity threshold (default: the web app's calibrated default)",
+    )
+    openset.add_argument("--seed", type=int, default=0, help="which tasks")
+    openset.add_argument(
+        "--out", default=None, help="output directory (default runs/bench/openset)"
+    )
+    openset.set_defaults(handler=_bench_openset)
 
     pipeline = commands.add_parser(
         "pipeline",

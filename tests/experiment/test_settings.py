@@ -44,7 +44,7 @@ def test_shipped_configs_load_with_overrides() -> None:
         ("data.vtab.query_limit=0", r"data\.vtab\.query_limit must be null .* at least 1"),
         ("data.vtab.support=first", r"data\.vtab\.support must be one of \['vtab-1k', "),
         ("data.vtab.support_size=800", r"data\.vtab\.support_size 800 does not apply to"),
-        ("training.lite.h=0", r"^training\.lite\.h must be null or at least 1"),
+        ("training.lite.h=0", r"^training\.lite\.h must be null, auto or at least 1"),
         ("training.optim.group_lr.backbone=-1", r"^training\.optim\.group_lr\.backbone must be"),
         ("optim.lr=1", r"unknown key 'optim' in the config; did you mean training\.optim\.lr\?"),
         (

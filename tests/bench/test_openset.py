@@ -1,0 +1,48 @@
+"""The open-set benchmark: its AUROC by hand, its tasks, and the figures it writes."""
+
+import csv
+
+import pytest
+import torch
+
+from litemeta.bench.openset import (
+    QUERY_STYLES,
+    SUPPORT_STYLES,
+    auroc,
+    openset_tasks,
+    run_openset_benchmark,
+)
+from litemeta.learners import build_learner
+
+
+def test_auroc_is_the_share_of_known_untaught_pairs_ranked_right():
+    # Pairs (known, untaught): 3 > 1, 3 > 2, 2 > 1, 2 = 2 (half), 0 < 1, 0 < 2: 3.5 of 6.
+    assert auroc([3, 2, 0], [1, 2]) == pytest.approx(3.5 / 6)
+    assert auroc([5, 6], [1, 2]) == 1.0 and auroc([1], [5]) == 0.0
+    with pytest.raises(ValueError, match="at least one known and one untaught"):
+        auroc([], [1.0])
+
+
+def test_tasks_teach_support_styles_and_query_the_others():
+    [task] = openset_tasks("validation", 1, way=2, untaught=3, image_size=32, seed=5)
+    assert task.support_labels.bincount().tolist() == [len(SUPPORT_STYLES)] * 5
+    assert task.query_labels.bincount().tolist() == [len(QUERY_STYLES)] * 5
+    assert task.support_images.shape[-1] == 32
+
+
+def test_the_benchmark_writes_its_figures(tmp_path):
+    tasks = openset_tasks("validation", 2, way=2, untaught=2, image_size=32, seed=5)
+    torch.manual_seed(0)
+    learner = build_learner("protonets", "resnet18", 32, pretrained=False, distance_scale=0.05)
+    table = run_openset_benchmark(learner, tasks, 2, tmp_path, model="tiny", progress=False)
+    assert "Open set on 2 emoji tasks: 2 classes taught" in table and "tiny" in table
+    assert "int8 top-1 agreement with float (32 queries, %)" in table
+    assert "| 0.5 |" in table  # the trade-off at other thresholds
+    with open(tmp_path / "openset.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2
+    for row in rows:
+        values = {key: float(value) for key, value in row.items()}
+        assert values["accuracy_with_rejection"] <= values["accuracy"]
+        assert 0 <= values["untaught_rejected"] <= 1 and 0 <= values["auroc"] <= 1
+    assert (tmp_path / "openset.md").read_text().startswith("Open set on 2 emoji tasks")
