@@ -397,7 +397,10 @@ def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
         help="a web page to teach a recogniser from photos or the webcam (needs litemeta[serve])",
     )
     serve.add_argument(
-        "--checkpoint", required=True, help="a checkpoint or training output directory"
+        "--checkpoint",
+        default=None,
+        help="a checkpoint or training output directory (default: none, the ImageNet-pretrained "
+        "EfficientNet-Lite0 with ProtoNets' classifier, not meta-trained)",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     serve.add_argument(

@@ -29,8 +29,12 @@ class BackboneTaskClassifier(TaskClassifier):
     which count as task parameters; shared, meta-learned FiLM parameters do not.
     ``embed`` is the query embedding, equal to the learner's support map
     (:class:`~litemeta.backbones.FilmedBackbone`); ``classify`` scores its features, or the
-    mean feature of each of ``clips`` (ORBIT's clip pooling).
+    mean feature of each of ``clips`` (ORBIT's clip pooling). ``support_features`` are the
+    (detached) support features the learner built it from, when it records them, so that
+    diagnostics such as leave-one-out need no second pass over the support images.
     """
+
+    support_features: Tensor | None = None
 
     def __init__(
         self,

@@ -94,9 +94,11 @@ class ProtoNets(BackboneLearner):
         with full_precision(features.device):
             prototypes = class_means(features, labels.to(features.device), way)
         scale = None if self.log_distance_scale is None else self.log_distance_scale.exp()
-        return PrototypeClassifier(
+        classifier = PrototypeClassifier(
             self.backbone, support_images.shape[1:], prototypes, film, distance_scale=scale
         )
+        classifier.support_features = features.detach()
+        return classifier
 
 
 def _refuse_other_film_layers(

@@ -284,6 +284,7 @@ class FilmAdaptedLearner(BackboneLearner):
         classifier.regularizer = (
             self.film_regularization * self.film_generator.regularization_term()
         )
+        classifier.support_features = features.detach()
         return classifier
 
     @abstractmethod

@@ -6,12 +6,15 @@ import contextlib
 import errno
 import ipaddress
 import json
+import math
 import os
 import secrets
 import socket
 import threading
+import unicodedata
 from importlib import resources
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -53,6 +56,46 @@ class Refused(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+#: Export formats by name, with the file name's suffix.
+EXPORT_FORMATS = {"onnx": ".onnx", "onnx-int8": "-int8.onnx"}
+
+
+def _threshold(value: object) -> float | None:
+    """A user's "none of these" threshold: a familiarity from 0 to 1, or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise Refused(400, f"the threshold must be a number from 0 to 1 or null, got {value!r}")
+    if not 0 <= value <= 1:
+        raise Refused(
+            400,
+            f"the threshold is a familiarity from 0 to 1, got {value}; 0 never answers "
+            '"none of these", null goes back to the calibrated one',
+        )
+    return float(value)
+
+
+def ascii_file_name(name: str) -> str:
+    """``name`` in ASCII letters, digits, ``-`` and ``_`` for a download: accents dropped
+    (``é`` -> ``e``), other characters as ``-``; a name with no ASCII letter or digit
+    (``猫と犬 🐶``) is spelt by its UTF-8 bytes in hex instead, never as dashes only."""
+    decomposed = unicodedata.normalize("NFKD", name)
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    spelt = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "-" for c in plain)
+    spelt = "-".join(part for part in spelt.split("-") if part)
+    if not any(c.isalnum() for c in spelt):
+        return "recogniser-" + name.encode("utf-8").hex()[:32]
+    return spelt
+
+
+def content_disposition(name: str, suffix: str) -> str:
+    """An attachment named ``name + suffix``: the ASCII fallback in ``filename`` and the
+    name itself, non-ASCII included, in ``filename*`` (RFC 6266, RFC 5987)."""
+    fallback = ascii_file_name(name) + suffix
+    exact = quote(unicodedata.normalize("NFC", name) + suffix, safe="")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{exact}"
 
 
 def needs_token(host: str) -> bool:
@@ -221,7 +264,7 @@ def create_app(
     *,
     token: str | None = None,
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
-    checkpoint_name: str = "",
+    checkpoint_name: str | None = None,
 ) -> FastAPI:
     """The ASGI app. With ``token``, every ``/api`` request must send it (header
     ``Authorization: Bearer TOKEN`` or query ``?token=TOKEN``) or gets 401; without one,
@@ -353,6 +396,9 @@ def create_app(
             "learner": personaliser.learner.name,
             "image_size": personaliser.image_size,
             "max_upload_mb": max_upload_mb,
+            "model": personaliser.description.model,
+            "meta_trained": personaliser.description.meta_trained,
+            "hint": personaliser.description.hint,
         }
 
     @app.get("/api/recognisers")
@@ -441,27 +487,43 @@ def create_app(
         return vars(taught)
 
     @app.post("/api/recognisers/{recogniser_id}/predict")
-    async def predict(recogniser_id: str, request: Request) -> list[dict[str, object]]:
+    async def predict(recogniser_id: str, request: Request) -> dict[str, object]:
         _taught(store.get(recogniser_id))  # before reading the upload
         _, uploads = await _form(request, one=True)
         [(data, _, _)] = await _images(uploads)
-        return await run_in_threadpool(
-            lambda: personaliser.predict(_adapted(recogniser_id), data, "the image")
-        )
+
+        def answer() -> dict[str, object]:
+            taught = _adapted(recogniser_id)
+            threshold = store.get(recogniser_id).own_threshold
+            return personaliser.predict(taught, data, "the image", threshold)
+
+        return await run_in_threadpool(answer)
+
+    @app.put("/api/recognisers/{recogniser_id}/threshold")
+    async def set_threshold(recogniser_id: str, request: Request) -> dict[str, float | None]:
+        store.get(recogniser_id)
+        threshold = _threshold(await _json(request, "threshold"))
+        store.set_threshold(recogniser_id, threshold)
+        return {"threshold": store.get(recogniser_id).threshold}
 
     @app.get("/api/recognisers/{recogniser_id}/export")
     def export(recogniser_id: str, format: str = "onnx") -> Response:
-        if format != "onnx":
-            raise Refused(400, f"unknown export format {format!r}; use format=onnx")
+        if format not in EXPORT_FORMATS:
+            raise Refused(
+                400,
+                f"unknown export format {format!r}; use format=onnx (float) or format=onnx-int8 "
+                "(quantised, about 4 times smaller)",
+            )
         recogniser = store.get(recogniser_id)
         taught = _adapted(recogniser_id)
-        model = personaliser.export(taught)
-        name = "".join(c if c.isascii() and c.isalnum() else "-" for c in recogniser.name)
+        model = personaliser.export(
+            taught, store.get(recogniser_id).own_threshold, int8=format == "onnx-int8"
+        )
         return Response(
             model,
             media_type="application/octet-stream",
             headers={
-                "Content-Disposition": f'attachment; filename="{name or "recogniser"}.onnx"',
+                "Content-Disposition": content_disposition(recogniser.name, EXPORT_FORMATS[format]),
                 "X-Labels": json.dumps(taught.classes),  # also in the model's metadata
             },
         )
@@ -497,7 +559,7 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def run_server(
-    checkpoint: str | Path,
+    checkpoint: str | Path | None,
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -506,8 +568,9 @@ def run_server(
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     chunk_size: int | None = None,
 ) -> None:
-    """Bind the port, load the checkpoint, open (and lock) the store, and serve until
-    interrupted. Nothing is printed and the store is not touched if the port is taken."""
+    """Bind the port, load the checkpoint (``None``: the pretrained backbone with ProtoNets'
+    classifier), open (and lock) the store, and serve until interrupted. Nothing is
+    printed and the store is not touched if the port is taken."""
     import uvicorn
 
     if needs_token(host) and not token:
@@ -517,7 +580,11 @@ def run_server(
         )
     listener = listen(host, port)
     try:
-        personaliser = Personaliser.from_checkpoint(checkpoint, chunk_size)
+        personaliser = (
+            Personaliser.pretrained(chunk_size)
+            if checkpoint is None
+            else Personaliser.from_checkpoint(checkpoint, chunk_size)
+        )
         address = f"[{host}]" if ":" in host else host
         url = f"http://{address}:{listener.getsockname()[1]}/"
         opened = Store(store, holder=f"litemeta serve {url}")
@@ -527,10 +594,13 @@ def run_server(
                 opened,
                 token=token,
                 max_upload_mb=max_upload_mb,
-                checkpoint_name=Path(checkpoint).name,
+                checkpoint_name=None if checkpoint is None else Path(checkpoint).name,
             )
             page = url + (f"?token={token}" if token else "")
             print(f"litemeta: serving {page} (store {store}); Ctrl-C stops", flush=True)
+            print(f"litemeta: model: {personaliser.description.model}", flush=True)
+            if personaliser.description.hint:
+                print(f"litemeta: {personaliser.description.hint}", flush=True)
             config = uvicorn.Config(
                 app, log_level="warning", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS
             )

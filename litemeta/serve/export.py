@@ -1,8 +1,11 @@
-"""A taught recogniser as one self-contained ONNX model: uint8 images in, probabilities out.
+"""A taught recogniser as one self-contained ONNX model: uint8 images in; calibrated
+probabilities, "none of these" and the familiarity score out.
 
-The backbone, the task's FiLM parameters and the adapted classifier (prototypes, linear
-head or Mahalanobis statistics) are baked in as constants; the class labels are stored in
-the model's metadata under ``labels`` (a JSON list, in output order).
+The backbone, the task's FiLM parameters, the adapted classifier (prototypes, linear head or
+Mahalanobis statistics) and the open-set calibration (:mod:`litemeta.serve.calibration`:
+temperature, held-out scores, threshold) are baked in as constants; the class labels are
+stored in the model's metadata under ``labels`` (a JSON list, in output order), with
+``image_size``, ``temperature`` and ``threshold``. :func:`quantise` makes an int8 copy.
 """
 
 from __future__ import annotations
@@ -23,22 +26,33 @@ from litemeta.learners.classifiers import (
     MahalanobisClassifier,
     PrototypeClassifier,
 )
+from litemeta.serve.calibration import OpenSet, familiarity, open_set_scores
 
-__all__ = ["ExportedRecogniser", "export_onnx"]
+__all__ = ["ExportedRecogniser", "export_onnx", "quantise"]
 
 OPSET = 17
 
 
 class ExportedRecogniser(nn.Module):
-    """``[n, 3, S, S]`` uint8 images -> ``[n, way]`` class probabilities, with no task input.
+    """``[n, 3, S, S]`` uint8 images -> calibrated probabilities ``[n, way]``, "none of
+    these" ``[n]`` (bool) and familiarity score ``[n]``, with no task input.
 
-    Computes exactly what the classifier does, but Mahalanobis logits use the precomputed
-    inverse Cholesky factors (ONNX has no triangular solve).
+    Computes exactly what the classifier and the web app do, but Mahalanobis logits use the
+    precomputed inverse Cholesky factors (ONNX has no triangular solve).
     """
 
-    def __init__(self, backbone: Backbone, classifier: TaskClassifier) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        classifier: TaskClassifier,
+        open_set: OpenSet,
+        threshold: float,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
+        self.register_buffer("temperature", torch.tensor(open_set.temperature))
+        self.register_buffer("knots", torch.tensor(open_set.knots, dtype=torch.float32))
+        self.register_buffer("threshold", torch.tensor(threshold))
         film = getattr(classifier, "film", None) or []
         self.film_gammas = nn.ParameterList([nn.Parameter(g.detach().clone()) for g, _ in film])
         self.film_betas = nn.ParameterList([nn.Parameter(b.detach().clone()) for _, b in film])
@@ -67,7 +81,7 @@ class ExportedRecogniser(nn.Module):
             )
         self.requires_grad_(False)
 
-    def forward(self, images: Tensor) -> Tensor:
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         film = list(zip(self.film_gammas, self.film_betas, strict=True)) or None
         features = self.backbone(images, film).float()
         if self.kind == "prototypes":
@@ -79,15 +93,28 @@ class ExportedRecogniser(nn.Module):
             differences = features.unsqueeze(0) - self.centres.unsqueeze(1)  # [way, n, d]
             whitened = differences @ self.whitening.transpose(1, 2)
             logits = -whitened.square().sum(-1).T
-        return logits.softmax(-1)
+        score = familiarity(open_set_scores(logits), self.knots)
+        return (logits / self.temperature).softmax(-1), score < self.threshold, score
 
 
-def export_onnx(backbone: Backbone, classifier: TaskClassifier, labels: list[str]) -> bytes:
-    """The ONNX bytes of :class:`ExportedRecogniser` (input ``image``, output
-    ``probabilities``, any batch size) with ``labels`` in its metadata."""
+OUTPUTS = ["probabilities", "none_of_these", "score"]
+
+
+def export_onnx(
+    backbone: Backbone,
+    classifier: TaskClassifier,
+    labels: list[str],
+    open_set: OpenSet,
+    threshold: float | None = None,
+) -> bytes:
+    """The ONNX bytes of :class:`ExportedRecogniser` (input ``image``, outputs
+    :data:`OUTPUTS`, any batch size) with ``labels`` in its metadata; ``threshold``
+    defaults to the calibrated one."""
     import onnx
 
-    model = ExportedRecogniser(copy.deepcopy(backbone), classifier).cpu().eval()
+    threshold = open_set.threshold if threshold is None else threshold
+    model = ExportedRecogniser(copy.deepcopy(backbone), classifier, open_set, threshold)
+    model = model.cpu().eval()
     size = backbone.image_size
     example = torch.zeros(1, 3, size, size, dtype=torch.uint8)
     buffer = io.BytesIO()
@@ -99,30 +126,57 @@ def export_onnx(backbone: Backbone, classifier: TaskClassifier, labels: list[str
             buffer,
             dynamo=False,
             input_names=["image"],
-            output_names=["probabilities"],
-            dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"}},
+            output_names=OUTPUTS,
+            dynamic_axes={"image": {0: "batch"}, **{name: {0: "batch"} for name in OUTPUTS}},
             opset_version=OPSET,
         )
     proto = onnx.load_from_string(buffer.getvalue())
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = "labels", json.dumps(labels)
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = "image_size", str(size)
+    metadata = {
+        "labels": json.dumps(labels),
+        "image_size": str(size),
+        "temperature": repr(open_set.temperature),
+        "threshold": repr(threshold),
+    }
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
     return proto.SerializeToString()
 
 
+def quantise(model: bytes) -> bytes:
+    """An int8 copy of an exported model: weights of its convolutions and matrix products
+    quantised to 8 bits per output channel, activations quantised as they run
+    (``onnxruntime.quantization.quantize_dynamic``); inputs, outputs and metadata alike."""
+    import logging
+    import tempfile
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    with tempfile.TemporaryDirectory() as folder:
+        source, target = Path(folder) / "float.onnx", Path(folder) / "int8.onnx"
+        source.write_bytes(model)
+        root.setLevel(logging.ERROR)  # its notes on tensors it leaves in float
+        try:
+            quantize_dynamic(source, target, per_channel=True, weight_type=QuantType.QInt8)
+        finally:
+            root.setLevel(level)
+        return target.read_bytes()
+
+
 def export_folders(checkpoint: str | Path, support: str | Path) -> tuple[bytes, list[str]]:
-    """Adapt a checkpoint's learner to ``support/<class>/*`` images in one pass and export
-    it, as the web app's export does; returns the ONNX bytes and the labels."""
+    """Adapt a checkpoint's learner to ``support/<class>/*`` images in one pass, calibrate
+    it, and export it, as the web app's export does; returns the ONNX bytes and the labels."""
     from litemeta.experiment.jobs import load_trained_learner, read_support_set
+    from litemeta.serve.recogniser import adapt_and_calibrate
 
     learner = load_trained_learner(checkpoint).eval()
     device = next(learner.parameters()).device
     classes, images, labels, _ = read_support_set(
         Path(support), learner.backbone.image_size, skip_unreadable=False
     )
-    with torch.no_grad():
-        classifier = learner.adapt(
-            torch.stack(images).to(device), torch.tensor(labels, device=device)
-        )
-    return export_onnx(learner.backbone, classifier, classes), classes
+    classifier, open_set, _ = adapt_and_calibrate(
+        learner, torch.stack(images).to(device), torch.tensor(labels, device=device)
+    )
+    return export_onnx(learner.backbone, classifier, classes, open_set), classes

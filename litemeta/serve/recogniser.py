@@ -10,20 +10,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
 from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
 
+from litemeta.checkpoint import find_checkpoint
 from litemeta.data.images import ImageLoadError, decode_image, to_rgb
-from litemeta.experiment.jobs import load_trained_learner
+from litemeta.device import pick_device, place_on_device
+from litemeta.experiment.jobs import EXPERIMENT_FILE, load_trained_learner
+from litemeta.learners import build_learner
 from litemeta.learners.backbone_learner import BackboneLearner
-from litemeta.learners.base import TaskClassifier
-from litemeta.serve.export import export_onnx
+from litemeta.learners.classifiers import BackboneTaskClassifier
+from litemeta.serve.calibration import OpenSet, calibrate, familiarity, open_set_scores
+from litemeta.serve.export import export_onnx, quantise
+from litemeta.serve.quality import HeldOut, held_out_logits, quality_report, support_features
 from litemeta.serve.store import Example, Recogniser, Taught
 
 __all__ = [
     "Adapted",
     "CheckedImage",
+    "ModelDescription",
     "Personaliser",
     "UnreadableExample",
+    "adapt_and_calibrate",
     "check_image",
     "make_thumbnail",
 ]
@@ -141,10 +150,78 @@ def make_thumbnail(path: Path, side: int = THUMBNAIL_SIDE) -> bytes:
 
 @dataclass(frozen=True)
 class Adapted:
-    """A recogniser's classifier after "teach": its class names and the classifier."""
+    """A recogniser's classifier after "teach": its class names, the classifier and its
+    open-set calibration."""
 
     classes: list[str]
-    classifier: TaskClassifier
+    classifier: BackboneTaskClassifier
+    open_set: OpenSet
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """The model in plain words for the page, whether it was meta-trained, and if not, a
+    hint how to meta-train one."""
+
+    model: str
+    meta_trained: bool
+    hint: str | None = None
+
+
+#: The model `litemeta serve` uses without a checkpoint: ProtoNets' classifier on the
+#: ImageNet-pretrained EfficientNet-Lite0, at the default experiment's image size and
+#: distance scale (litemeta/configs/default.yaml).
+PRETRAINED_BACKBONE = "efficientnet_lite0"
+PRETRAINED_IMAGE_SIZE = 84
+PRETRAINED_DISTANCE_SCALE = 0.01
+PRETRAINED_HINT = (
+    "for better accuracy, meta-train the backbone with `litemeta train` (about an hour on a "
+    "CPU), then start `litemeta serve --checkpoint runs/default`"
+)
+NO_CHECKPOINT_HINT = (
+    "train one with `litemeta train`, or start `litemeta serve` without --checkpoint to use "
+    "the pretrained backbone"
+)
+BACKBONE_NAMES = {
+    "efficientnet_lite0": "EfficientNet-Lite0",
+    "efficientnet_b0": "EfficientNet-B0",
+    "resnet18": "ResNet-18",
+}
+LEARNER_NAMES = {
+    "protonets": "ProtoNets",
+    "cnaps": "CNAPs",
+    "simple_cnaps": "Simple CNAPs",
+    "finetuner": "fine-tuning",
+}
+
+
+def _backbone_name(learner: BackboneLearner) -> str:
+    name = learner.backbone.config().get("name", "")
+    return BACKBONE_NAMES.get(name, name or type(learner.backbone).__name__)
+
+
+def _trained_on(checkpoint: Path) -> str | None:
+    """The data set a run was meta-trained on, from the run's experiment file if present."""
+    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    try:
+        settings = yaml.safe_load((folder / EXPERIMENT_FILE).read_text(encoding="utf-8"))
+        return str(settings["data"]["dataset"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+
+
+def describe(learner: BackboneLearner, checkpoint: Path | None) -> ModelDescription:
+    """The plain-words description of a checkpoint's learner (``None``: the pretrained one)."""
+    backbone = _backbone_name(learner)
+    size = f"{learner.backbone.image_size} px"
+    method = LEARNER_NAMES.get(learner.name, learner.name)
+    if checkpoint is None:
+        source = "pretrained on ImageNet" if learner.backbone.pretrained else "random weights"
+        model = f"{backbone}, {source}, not meta-trained, {method}' classifier, {size}"
+        return ModelDescription(model, False, PRETRAINED_HINT)
+    data = _trained_on(checkpoint)
+    on = f" on {data}" if data else ""
+    return ModelDescription(f"{backbone}, meta-trained{on} with {method}, {size}", True)
 
 
 #: Support images per forward pass when teaching on a CPU: smaller chunks stay in cache
@@ -153,8 +230,25 @@ class Adapted:
 CPU_CHUNK_SIZE = 16
 
 
+def adapt_and_calibrate(
+    learner: BackboneLearner, images: Tensor, labels: Tensor
+) -> tuple[BackboneTaskClassifier, OpenSet, HeldOut]:
+    """Adapt to a support set in one pass, then calibrate "none of these" from its
+    leave-one-out logits (:mod:`litemeta.serve.quality`); returns the classifier, the
+    calibration, and the leave-one-out logits."""
+    with torch.no_grad():
+        classifier = learner.adapt(images, labels)
+        if not isinstance(classifier, BackboneTaskClassifier):
+            raise ValueError(f"cannot serve a {learner.name} learner's classifier")
+        features = support_features(classifier, images)
+    held_out = held_out_logits(learner, classifier, features, labels.to(features.device))
+    held_out = HeldOut(held_out.logits.cpu(), held_out.rows, held_out.labels)
+    return classifier, calibrate(held_out.logits, held_out.labels), held_out
+
+
 class Personaliser:
-    """The learner of a checkpoint, adapting recognisers and predicting with them.
+    """The learner of a checkpoint (or the pretrained one), adapting recognisers and
+    predicting with them.
 
     ``chunk_size`` sets how many support images go through the backbone at once when
     teaching (default: :data:`CPU_CHUNK_SIZE` on a CPU, the checkpoint's on a GPU).
@@ -163,10 +257,16 @@ class Personaliser:
     are module state.
     """
 
-    def __init__(self, learner: BackboneLearner, chunk_size: int | None = None) -> None:
+    def __init__(
+        self,
+        learner: BackboneLearner,
+        chunk_size: int | None = None,
+        description: ModelDescription | None = None,
+    ) -> None:
         self.learner = learner.eval()
         self.image_size = learner.backbone.image_size
         self.device = next(learner.parameters()).device
+        self.description = description or describe(learner, None)
         if chunk_size is None and self.device.type == "cpu":
             chunk_size = CPU_CHUNK_SIZE
         if chunk_size is not None:
@@ -177,7 +277,26 @@ class Personaliser:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, chunk_size: int | None = None) -> Personaliser:
-        return cls(load_trained_learner(checkpoint), chunk_size)
+        """The personaliser of a checkpoint; ``FileNotFoundError`` says how to get one."""
+        try:
+            find_checkpoint(checkpoint)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"{error}: {NO_CHECKPOINT_HINT}") from None
+        learner = load_trained_learner(checkpoint)
+        return cls(learner, chunk_size, describe(learner, Path(checkpoint)))
+
+    @classmethod
+    def pretrained(cls, chunk_size: int | None = None) -> Personaliser:
+        """ProtoNets on the ImageNet-pretrained EfficientNet-Lite0 (offline weights), not
+        meta-trained: what `litemeta serve` uses without a checkpoint."""
+        learner = build_learner(
+            "protonets",
+            PRETRAINED_BACKBONE,
+            PRETRAINED_IMAGE_SIZE,
+            pretrained=True,
+            distance_scale=PRETRAINED_DISTANCE_SCALE,
+        )
+        return cls(place_on_device(learner, pick_device()), chunk_size)
 
     def images(self, data: list[bytes], sources: list[str]) -> torch.Tensor:
         """Decode image bytes to a uint8 batch at the learner's image size."""
@@ -186,7 +305,8 @@ class Personaliser:
         ).to(self.device)
 
     def teach(self, recogniser: Recogniser) -> tuple[Adapted, Taught]:
-        """Adapt to the recogniser's examples in one pass; ``ValueError`` says what is missing."""
+        """Adapt to the recogniser's examples in one pass, and calibrate and report on it
+        by leave-one-out; ``ValueError`` says what is missing."""
         classes = list(recogniser.classes)
         if len(classes) < 2:
             raise ValueError(
@@ -204,10 +324,14 @@ class Personaliser:
         examples = [e for label in classes for e in recogniser.classes[label]]
         labels = [i for i, label in enumerate(classes) for _ in recogniser.classes[label]]
         images = torch.stack([self._example(e) for e in examples]).to(self.device)
-        with self._lock, torch.no_grad():
-            classifier = self.learner.adapt(images, torch.tensor(labels, device=self.device))
-        seconds = time.perf_counter() - start
-        return Adapted(classes, classifier), Taught(classes, len(examples), round(seconds, 4))
+        with self._lock:
+            classifier, open_set, held_out = adapt_and_calibrate(
+                self.learner, images, torch.tensor(labels, device=self.device)
+            )
+        quality = quality_report(classes, [e.id for e in examples], labels, held_out)
+        seconds = round(time.perf_counter() - start, 4)
+        taught = Taught(classes, len(examples), seconds, quality, open_set.summary())
+        return Adapted(classes, classifier, open_set), taught
 
     def _example(self, example: Example) -> torch.Tensor:
         """A stored example decoded; :class:`UnreadableExample` names it if that fails."""
@@ -220,15 +344,40 @@ class Personaliser:
                 "delete it and teach again"
             ) from None
 
-    def predict(self, adapted: Adapted, data: bytes, source: str) -> list[dict[str, object]]:
-        """Every class with its probability for one image, most probable first."""
+    def predict(
+        self, adapted: Adapted, data: bytes, source: str, threshold: float | None = None
+    ) -> dict[str, object]:
+        """The answer for one image: the most probable class, or none when its familiarity
+        ``score`` is below ``threshold`` (default: the calibrated one), and every class
+        with its calibrated probability, most probable first."""
         image = self.images([data], [source])
         with self._lock, torch.no_grad():
-            probabilities = adapted.classifier(image).softmax(-1)[0].cpu().tolist()
+            logits = adapted.classifier(image)[0].float().cpu()
+        open_set = adapted.open_set
+        threshold = open_set.threshold if threshold is None else threshold
+        probabilities = (logits / open_set.temperature).softmax(-1).tolist()
+        knots = torch.tensor(open_set.knots, dtype=torch.float64)
+        score = float(familiarity(open_set_scores(logits.double()[None]), knots)[0])
         ranked = sorted(zip(adapted.classes, probabilities, strict=True), key=lambda p: -p[1])
-        return [{"label": label, "probability": p} for label, p in ranked]
+        rejected = score < threshold
+        return {
+            "label": None if rejected else ranked[0][0],
+            "none_of_these": rejected,
+            "score": score,
+            "threshold": threshold,
+            "probabilities": [{"label": label, "probability": p} for label, p in ranked],
+        }
 
-    def export(self, adapted: Adapted) -> bytes:
-        """The taught recogniser as ONNX bytes (see :func:`litemeta.serve.export.export_onnx`)."""
+    def export(self, adapted: Adapted, threshold: float | None = None, int8: bool = False) -> bytes:
+        """The taught recogniser as ONNX bytes with its calibration and ``threshold``
+        (default: the calibrated one), float or int8 (see :mod:`litemeta.serve.export`)."""
+        threshold = adapted.open_set.threshold if threshold is None else threshold
         with self._lock:
-            return export_onnx(self.learner.backbone, adapted.classifier, adapted.classes)
+            model = export_onnx(
+                self.learner.backbone,
+                adapted.classifier,
+                adapted.classes,
+                adapted.open_set,
+                threshold,
+            )
+        return quantise(model) if int8 else model

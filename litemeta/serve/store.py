@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 __all__ = [
     "Example",
@@ -64,7 +64,8 @@ CREATE TABLE IF NOT EXISTS recognisers (
     name TEXT NOT NULL,
     created REAL NOT NULL,
     taught TEXT,
-    version INTEGER NOT NULL DEFAULT 0
+    version INTEGER NOT NULL DEFAULT 0,
+    threshold REAL
 );
 CREATE TABLE IF NOT EXISTS classes (
     recogniser_id TEXT NOT NULL REFERENCES recognisers(id) ON DELETE CASCADE,
@@ -148,18 +149,23 @@ class Example:
 
 @dataclass(frozen=True)
 class Taught:
-    """What the last "teach" used: its classes (in output order), image count and time."""
+    """What the last "teach" used (its classes, in output order, image count and time) and
+    found: the leave-one-out ``quality`` report and the ``open_set`` calibration's summary
+    (``None`` in a store written before they were kept)."""
 
     classes: list[str]
     examples: int
     seconds: float
+    quality: dict[str, Any] | None = None
+    open_set: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
 class Recogniser:
     """A recogniser with its classes (in creation order) and examples per class.
 
-    ``version`` counts the changes to its classes and examples.
+    ``version`` counts the changes to its classes and examples; ``own_threshold`` is the
+    user's "none of these" threshold (``None``: the calibrated one).
     """
 
     id: str
@@ -168,6 +174,16 @@ class Recogniser:
     classes: dict[str, list[Example]]
     taught: Taught | None
     version: int
+    own_threshold: float | None = None
+
+    @property
+    def threshold(self) -> float | None:
+        """The threshold in effect: the user's, else the calibrated one; None untaught."""
+        if self.taught is None:
+            return None
+        if self.own_threshold is not None:
+            return self.own_threshold
+        return None if self.taught.open_set is None else self.taught.open_set["threshold"]
 
     def summary(self) -> dict[str, object]:
         """The JSON the API returns for this recogniser."""
@@ -180,6 +196,8 @@ class Recogniser:
                 for label, examples in self.classes.items()
             ],
             "taught": None if self.taught is None else vars(self.taught),
+            "threshold": self.threshold,
+            "quality": None if self.taught is None else self.taught.quality,
         }
 
 
@@ -286,7 +304,7 @@ class Store:
         with self._lock:
             self._require(recogniser_id)
             row = self._db.execute(
-                "SELECT name, created, taught, version FROM recognisers WHERE id = ?",
+                "SELECT name, created, taught, version, threshold FROM recognisers WHERE id = ?",
                 (recogniser_id,),
             ).fetchone()
             classes: dict[str, list[Example]] = {
@@ -303,7 +321,7 @@ class Store:
             ):
                 classes[label].append(Example(example_id, label, self.images / file, media_type))
         taught = None if row[2] is None else Taught(**json.loads(row[2]))
-        return Recogniser(recogniser_id, row[0], row[1], classes, taught, row[3])
+        return Recogniser(recogniser_id, row[0], row[1], classes, taught, row[3], row[4])
 
     def delete(self, recogniser_id: str) -> None:
         recogniser = self.get(recogniser_id)
@@ -327,6 +345,15 @@ class Store:
         if not updated:
             self._require(recogniser_id)
         return bool(updated)
+
+    def set_threshold(self, recogniser_id: str, threshold: float | None) -> None:
+        """Keep the user's "none of these" threshold (``None``: back to the calibrated
+        one); what the recogniser was taught stays."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE recognisers SET threshold = ? WHERE id = ?", (threshold, recogniser_id)
+            )
+        self._require(recogniser_id)
 
     # Classes
 
@@ -512,6 +539,8 @@ def _open_database(path: Path) -> sqlite3.Connection:
         columns = {row[1] for row in db.execute("PRAGMA table_info(recognisers)")}
         if "version" not in columns:  # a store made before versions were kept
             db.execute("ALTER TABLE recognisers ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
+        if "threshold" not in columns:  # a store made before users set thresholds
+            db.execute("ALTER TABLE recognisers ADD COLUMN threshold REAL")
     except sqlite3.DatabaseError as error:
         db.close()
         raise StoreError(

@@ -41,12 +41,20 @@ def _teach_colours(client: httpx.Client, shots: int = 3) -> str:
     return recogniser
 
 
-def _predict(client: httpx.Client, recogniser: str, image: bytes) -> list[dict]:
+def _answer(client: httpx.Client, recogniser: str, image: bytes) -> dict:
     response = client.post(
         f"/api/recognisers/{recogniser}/predict", files={"file": ("q.jpg", image, "image/jpeg")}
     )
     assert response.status_code == 200, response.text
-    return response.json()
+    answer = response.json()
+    top = answer["probabilities"][0]["label"]
+    assert answer["label"] == (None if answer["none_of_these"] else top)
+    return answer
+
+
+def _predict(client: httpx.Client, recogniser: str, image: bytes) -> list[dict]:
+    """Every class with its probability, most probable first."""
+    return _answer(client, recogniser, image)["probabilities"]
 
 
 def test_teach_predict_survives_a_restart(personaliser, tmp_path):
@@ -260,8 +268,11 @@ def test_the_exported_model_gives_the_servers_probabilities(personaliser, tmp_pa
         refused = client.get(export, params={"format": "zip"})
         assert refused.status_code == 400 and "format=onnx" in refused.json()["error"]
         response = client.get(export, params={"format": "onnx"})
-        assert response.headers["content-disposition"] == 'attachment; filename="Colours.onnx"'
-        served = {p["label"]: p["probability"] for p in _predict(client, recogniser, held_out)}
+        assert response.headers["content-disposition"] == (
+            "attachment; filename=\"Colours.onnx\"; filename*=UTF-8''Colours.onnx"
+        )
+        answer = _answer(client, recogniser, held_out)
+        served = {p["label"]: p["probability"] for p in answer["probabilities"]}
     model = response.content
     labels = json.loads(
         next(p.value for p in onnx.load_from_string(model).metadata_props if p.key == "labels")
@@ -269,8 +280,11 @@ def test_the_exported_model_gives_the_servers_probabilities(personaliser, tmp_pa
     assert labels == list(COLOURS) == json.loads(response.headers["x-labels"])
     image = decode_image(held_out, personaliser.image_size, "held-out").unsqueeze(0).numpy()
     session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
-    [probabilities] = session.run(["probabilities"], {"image": image})[0]
+    [probabilities], [rejected], [score] = session.run(
+        ["probabilities", "none_of_these", "score"], {"image": image}
+    )
     assert probabilities.tolist() == pytest.approx([served[label] for label in labels], abs=1e-4)
+    assert bool(rejected) == answer["none_of_these"] and score == pytest.approx(answer["score"])
 
 
 def test_a_killed_server_keeps_everything_it_answered(tiny_run, tmp_path):

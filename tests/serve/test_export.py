@@ -13,6 +13,7 @@ import torch
 from litemeta.cli import main
 from litemeta.experiment.jobs import personalise
 from litemeta.learners import build_learner
+from litemeta.serve.calibration import OpenSet
 from litemeta.serve.export import export_onnx
 from tests.learners.helpers import colour_task
 from tests.serve.conftest import COLOURS, photo
@@ -20,9 +21,10 @@ from tests.serve.conftest import COLOURS, photo
 SIZE = 32
 
 
-def _run(model: bytes, images: torch.Tensor) -> np.ndarray:
+def _run(model: bytes, images: torch.Tensor) -> list[np.ndarray]:
+    """The model's probabilities, "none of these" and score."""
     session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
-    return session.run(["probabilities"], {"image": images.numpy()})[0]
+    return session.run(["probabilities", "none_of_these", "score"], {"image": images.numpy()})
 
 
 @pytest.mark.parametrize(
@@ -35,15 +37,26 @@ def test_onnx_probabilities_match_pytorch(learner, options):
     support, labels, queries, _ = colour_task(way=4, shots=3, queries=5, seed=1)
     with torch.no_grad():
         classifier = model.adapt(support, labels)
-        expected = classifier(queries).softmax(-1).numpy()
-    exported = export_onnx(model.backbone, classifier, ["a", "b", "c", "d"])
-    got = _run(exported, queries)
-    assert queries.shape[0] == 20 and got.shape == (20, 4)
-    assert np.abs(got - expected).max() < 1e-4
+        logits = classifier(queries).double().numpy()
+    # Held-out scores placed between queries' so that some fall below, between and above.
+    maxima = np.sort(logits.max(axis=1))
+    knots = [float(maxima[i : i + 2].mean()) for i in (2, 8, 9, 15)]
+    open_set = OpenSet(temperature=1.7, knots=knots, threshold=0.3)
+    exported = export_onnx(model.backbone, classifier, ["a", "b", "c", "d"], open_set)
+    probabilities, rejected, score = _run(exported, queries)
+    # By hand: softmax at the temperature; familiarity by interpolation at i / (m + 1).
+    shifted = np.exp((logits - logits.max(axis=1, keepdims=True)) / 1.7)
+    expected = shifted / shifted.sum(axis=1, keepdims=True)
+    familiar = np.interp(logits.max(axis=1), knots, [0.2, 0.4, 0.6, 0.8], left=0, right=1)
+    assert queries.shape[0] == 20 and probabilities.shape == (20, 4)
+    assert np.abs(probabilities - expected).max() < 1e-4
     assert expected.max(axis=1).min() < 0.999, "saturated probabilities would hide errors"
+    assert np.abs(score - familiar).max() < 1e-4
+    assert rejected.tolist() == (familiar < 0.3).tolist() and 0 < rejected.sum() < 20
     metadata = {p.key: p.value for p in onnx.load_from_string(exported).metadata_props}
     assert json.loads(metadata["labels"]) == ["a", "b", "c", "d"]
     assert metadata["image_size"] == str(SIZE)
+    assert float(metadata["temperature"]) == 1.7 and float(metadata["threshold"]) == 0.3
 
 
 def test_litemeta_export_agrees_with_personalise(tiny_run, tmp_path, capsys):
@@ -64,13 +77,18 @@ def test_litemeta_export_agrees_with_personalise(tiny_run, tmp_path, capsys):
     images = torch.stack(
         [read_image_file(str(tmp_path / "query" / f"q{i}.jpg"), SIZE) for i in range(3)]
     )
-    probabilities = _run(out.read_bytes(), images)
+    probabilities, _, _ = _run(out.read_bytes(), images)
     expected = personalise(tiny_run, tmp_path / "support", tmp_path / "query")
     assert [p.label for p in expected] == list(COLOURS)  # q0 red, q1 green, q2 blue
     labels = ["blue", "green", "red"]
+    metadata = {p.key: p.value for p in onnx.load_from_string(out.read_bytes()).metadata_props}
+    temperature = float(metadata["temperature"])
     for row, prediction in zip(probabilities, expected, strict=True):
         assert labels[int(row.argmax())] == prediction.label
-        assert float(row.max()) == pytest.approx(prediction.probability, abs=1e-4)
+        # personalise's softmax at temperature 1 is the exported one at T, sharpened
+        assert prediction.probability == pytest.approx(
+            float((row**temperature).max() / (row**temperature).sum()), abs=1e-4
+        )
 
 
 def test_export_to_a_folder_fails_before_the_work(tmp_path, capsys, monkeypatch):

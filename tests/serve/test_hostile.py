@@ -58,8 +58,11 @@ def _fake_serving(monkeypatch) -> list[uvicorn.Config]:
     it would have served."""
     served: list[uvicorn.Config] = []
     learner = SimpleNamespace(name="protonets")
+    description = SimpleNamespace(model="a model", hint=None)
     monkeypatch.setattr(
-        Personaliser, "from_checkpoint", lambda *a: SimpleNamespace(learner=learner)
+        Personaliser,
+        "from_checkpoint",
+        lambda *a: SimpleNamespace(learner=learner, description=description),
     )
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: served.append(self))
     return served

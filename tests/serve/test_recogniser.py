@@ -1,5 +1,6 @@
 """The personaliser behind the web app: uploads checked by decoding, teaching in one pass,
-and predictions equal to the learner's own softmax over the taught classes."""
+and predictions equal to the learner's own softmax (at the calibrated temperature) over the
+taught classes."""
 
 from __future__ import annotations
 
@@ -86,7 +87,7 @@ def test_teaching_adapts_once_to_every_example_and_predictions_are_the_softmax(
     assert taught.examples == 9 and taught.seconds >= 0
 
     query = photo(COLOURS["blue"], variant=5, kind="JPEG")
-    ranked = personaliser.predict(adapted, query, "q.jpg")
+    ranked = personaliser.predict(adapted, query, "q.jpg")["probabilities"]
     assert ranked[0]["label"] == "blue"
     # By hand: the checkpoint's learner adapted to the decoded examples, class by class.
     learner = load_trained_learner(tiny_run).eval()
@@ -97,7 +98,8 @@ def test_teaching_adapts_once_to_every_example_and_predictions_are_the_softmax(
     labels = torch.arange(3).repeat_interleave(3)
     with torch.no_grad():
         image = decode_image(query, size, "q")[None]
-        probabilities = learner.adapt(support, labels)(image).softmax(-1)[0].tolist()
+        logits = learner.adapt(support, labels)(image)
+        probabilities = (logits / adapted.open_set.temperature).softmax(-1)[0].tolist()
     expected = sorted(zip(COLOURS, probabilities, strict=True), key=lambda p: -p[1])
     assert [p["label"] for p in ranked] == [label for label, _ in expected]
     assert [p["probability"] for p in ranked] == pytest.approx([p for _, p in expected], abs=1e-5)

@@ -1,0 +1,123 @@
+"""How well a recogniser learnt: each taught example classified by a classifier adapted to
+the others (leave-one-out), from features computed once.
+
+ProtoNets: the support features do not depend on the other examples (no task-specific
+FiLM), so rebuilding the prototypes without the example is exactly adapting to the others.
+CNAPs and Simple CNAPs: the FiLM parameters generated from the whole task are kept (adapting
+again N times would pass the support set through the backbone N more times); the
+classifier head (CNAPs' generated linear head, Simple CNAPs' means and covariances) is
+rebuilt from the other examples' features. The example's features were made with FiLM
+parameters that saw it, so their estimate is slightly optimistic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from litemeta.learners.backbone_learner import BackboneLearner
+from litemeta.learners.classifiers import BackboneTaskClassifier, PrototypeClassifier
+from litemeta.learners.statistics import class_means
+from litemeta.precision import full_precision
+
+__all__ = ["HeldOut", "held_out_logits", "quality_report", "support_features"]
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Leave-one-out logits ``[k, way]`` of the ``k`` examples that can be left out (their
+    class has another example), with their positions in the support set and classes."""
+
+    logits: Tensor
+    rows: Tensor
+    labels: Tensor
+
+
+def _head_without(
+    learner: BackboneLearner,
+    classifier: BackboneTaskClassifier,
+    features: Tensor,
+    labels: Tensor,
+    way: int,
+) -> BackboneTaskClassifier:
+    """The classifier head built from ``features`` (of all classes) as ``learner`` builds it."""
+    if isinstance(classifier, PrototypeClassifier):
+        return PrototypeClassifier(
+            classifier.backbone,
+            classifier.support_shape,
+            class_means(features, labels, way),
+            classifier.film,
+            distance_scale=classifier.distance_scale,
+        )
+    build = getattr(learner, "classifier", None)
+    if build is None:
+        raise ValueError(
+            f"cannot rebuild a {type(learner).__name__}'s classifier from features; the quality "
+            "report works for ProtoNets, CNAPs and Simple CNAPs"
+        )
+    return build(features, labels, way, classifier.film, classifier.support_shape)
+
+
+def support_features(classifier: BackboneTaskClassifier, images: Tensor) -> Tensor:
+    """The support features the classifier was built from (embedding them again only for a
+    learner that does not record them)."""
+    if classifier.support_features is not None:
+        return classifier.support_features
+    return classifier.embed(images).float()
+
+
+def held_out_logits(
+    learner: BackboneLearner,
+    classifier: BackboneTaskClassifier,
+    features: Tensor,
+    labels: Tensor,
+) -> HeldOut:
+    """Each example's logits under the classifier head rebuilt without it, for the
+    examples whose class has at least two (a class must keep one to be classified)."""
+    way = int(labels.max()) + 1
+    counts = torch.bincount(labels, minlength=way)
+    rows = torch.nonzero(counts[labels] >= 2).flatten()
+    logits = []
+    with torch.no_grad(), full_precision(features.device):
+        for row in rows.tolist():
+            keep = torch.arange(labels.shape[0], device=labels.device) != row
+            head = _head_without(learner, classifier, features[keep], labels[keep], way)
+            logits.append(head.logits(features[row : row + 1]))
+    empty = features.new_zeros(0, way)
+    return HeldOut(torch.cat(logits) if logits else empty, rows.cpu(), labels[rows].cpu())
+
+
+def quality_report(
+    classes: list[str], example_ids: list[str], labels: list[int], held_out: HeldOut
+) -> dict[str, object]:
+    """The teach answer's ``quality``: leave-one-out accuracy per class, the confusion
+    matrix (``confusion[i][j]``: examples of ``classes[i]`` taken for ``classes[j]``) and
+    the examples taken for another class. A class with one example cannot be left out: its
+    accuracy is None and its row stays zero."""
+    way = len(classes)
+    confusion = [[0] * way for _ in range(way)]
+    confused = []
+    rows, truths = held_out.rows.tolist(), held_out.labels.tolist()
+    predicted = held_out.logits.argmax(-1).tolist()
+    for row, label, guess in zip(rows, truths, predicted, strict=True):
+        confusion[label][guess] += 1
+        if guess != label:
+            confused.append(
+                {"example": example_ids[row], "label": classes[label], "looks_like": classes[guess]}
+            )
+    per_class = []
+    for index, label in enumerate(classes):
+        left_out = sum(confusion[index])
+        correct = confusion[index][index]
+        examples = labels.count(index)
+        per_class.append(
+            {
+                "label": label,
+                "examples": examples,
+                "correct": correct,
+                "accuracy": correct / left_out if left_out else None,
+            }
+        )
+    return {"labels": classes, "per_class": per_class, "confusion": confusion, "confused": confused}
