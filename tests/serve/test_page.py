@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import time
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -23,7 +24,7 @@ from litemeta.serve.app import create_app
 from litemeta.serve.recogniser import Personaliser
 from litemeta.serve.store import Store
 from tests.serve.conftest import COLOURS, photo
-from tests.serve.helpers import api_client, running
+from tests.serve.helpers import ROOT, api_client, free_port, running, serving_process
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -112,7 +113,7 @@ def _drop(page: Page, label: str, files: list[dict]) -> None:
 
 
 def test_teach_and_try_a_recogniser_in_the_browser(page: Page, tmp_path):
-    expect(page.locator("#model-info")).to_contain_text("protonets from run, 32 px")
+    expect(page.locator("#model-info")).to_have_text("ResNet-18, meta-trained on emoji with ProtoNets, 32 px")
     page.fill("#new-name", "Desk things")
     page.click("#create-form button")
     expect(page.locator("#recogniser-name")).to_have_text("Desk things")
@@ -465,3 +466,105 @@ def test_thumbnails_are_small_and_the_webcam_records_while_held(served):
     assert _record(page, "camera", 3) >= 3
     expect(page.locator("#camera")).to_be_hidden()
     expect(page.locator("#teach")).to_be_enabled()
+
+
+# The whole page on `litemeta serve` without a checkpoint, on a phone-sized screen
+
+EMOJI = ROOT / "litemeta" / "datasets" / "emoji" / "emoji-64.zip"
+#: Classes taught from files (label: emoji folder), visually distinct, and an untaught one.
+TAUGHT = {"banana": "1f34c_banana", "soccer ball": "26bd_soccer-ball", "rocket": "1f680_rocket"}
+UNTAUGHT = "1f436_dog-face"
+#: The styles taught from; the tries use another style (the 3D renderings).
+TEACH_STYLES = ("google", "twitter", "openmoji", "fluent-color", "fluent-flat")
+TRY_STYLE = "fluent-3d"
+PHONE = {"width": 390, "height": 844}
+
+
+def _emoji(folder: str, style: str) -> dict:
+    with zipfile.ZipFile(EMOJI) as archive:
+        [name] = [n for n in archive.namelist() if n.startswith(f"{folder}/{style}/")]
+        return {
+            "name": f"{folder}-{style}.webp",
+            "mimeType": "image/webp",
+            "buffer": archive.read(name),
+        }
+
+
+def test_teach_four_classes_and_try_them_on_a_phone_without_a_checkpoint(browser, tmp_path):
+    port = free_port("127.0.0.1")
+    argv = ["serve", "--port", str(port), "--store", str(tmp_path / "store")]
+    with serving_process(argv, port):
+        url = f"http://127.0.0.1:{port}"
+        api = api_client(url)
+        context = browser.new_context(viewport=PHONE, has_touch=True)
+        context.grant_permissions(["camera"], origin=url)
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        page.goto(url)
+        expect(page.locator("#model-info")).to_contain_text(
+            "EfficientNet-Lite0, pretrained on ImageNet, not meta-trained"
+        )
+        expect(page.locator("#model-hint")).to_contain_text("litemeta train")
+
+        page.fill("#new-name", "Emoji")
+        page.click("#create-form button")
+        for label, folder in TAUGHT.items():
+            page.fill("#new-class", label)
+            page.click("#class-form button")
+            files = [_emoji(folder, style) for style in TEACH_STYLES]
+            _card(page, label).locator(".pick").set_input_files(files)
+            expect(_card(page, label).locator(".thumbs img")).to_have_count(len(files))
+
+        # another tab adds a class without examples: Teach is refused, and says why
+        [recogniser] = api.get("/api/recognisers").json()
+        api.post(f"/api/recognisers/{recogniser['id']}/classes", json={"label": "webcam"})
+        page.click("#teach")
+        expect(page.locator("#teach-error")).to_contain_text("class 'webcam' has no examples")
+        expect(page.locator("#teach-result")).to_contain_text(
+            'Not taught yet. Add examples to "webcam"'
+        )
+        expect(page.locator("#teach")).to_be_disabled()
+
+        recorded = _record(page, "webcam", 5)
+        page.click("#teach")
+        examples = 3 * len(TEACH_STYLES) + recorded
+        expect(page.locator("#teach-result")).to_contain_text(
+            f"Taught 4 classes from {examples} examples"
+        )
+        expect(page.locator("#teach-error")).to_be_hidden()
+
+        quality = api.get(f"/api/recognisers/{recogniser['id']}").json()["quality"]
+        rows = page.locator("#per-class li")
+        expect(rows).to_have_count(4)
+        for row, expected in zip(rows.all(), quality["per_class"], strict=True):
+            shown = f"{expected['correct']} of {expected['examples']} right"
+            expect(row).to_contain_text(expected["label"])
+            expect(row.locator(".accuracy")).to_contain_text(shown)
+        cells = page.locator("#confusion tr").all()[1:]
+        assert [[int(n) for n in row.locator("td").all_inner_texts()] for row in cells] == quality[
+            "confusion"
+        ]
+        expect(page.locator("#confused li")).to_have_count(len(quality["confused"]))
+        for item, mistake in zip(
+            page.locator("#confused li").all(), quality["confused"], strict=True
+        ):
+            expect(item).to_contain_text(
+                f"this photo of {mistake['label']} looks like {mistake['looks_like']}"
+            )
+
+        page.set_input_files("#try-file", [_emoji(TAUGHT["rocket"], TRY_STYLE)])
+        expect(page.locator("#verdict")).to_have_text("rocket")
+        expect(page.locator("#predictions li")).to_have_count(4)  # every class's probability
+        page.set_input_files("#try-file", [_emoji(UNTAUGHT, TRY_STYLE)])
+        expect(page.locator("#verdict")).to_have_text("Not one of these")
+        expect(page.locator("#predictions li")).to_have_count(4)
+
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        for bar in page.locator("#predictions .bar, #per-class .bar").all():
+            assert bar.bounding_box()["width"] >= 60  # the bars keep their room
+        screenshot = tmp_path / "phone.png"
+        page.screenshot(path=str(screenshot), full_page=True)
+        if os.environ.get("LITEMETA_SCREENSHOT"):
+            shutil.copy(screenshot, os.environ["LITEMETA_SCREENSHOT"].replace(".png", "-phone.png"))
+        context.close()
+        api.close()

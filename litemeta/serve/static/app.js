@@ -242,8 +242,6 @@ function renderQuality(quality) {
 function drawConfusion(quality) {
   const table = $("confusion");
   table.replaceChildren();
-  const caption = document.createElement("caption");
-  caption.textContent = "Rows: the class of an example. Columns: what it was taken for.";
   const head = document.createElement("tr");
   head.append(document.createElement("th"));
   for (const label of quality.labels) {
@@ -252,7 +250,7 @@ function drawConfusion(quality) {
     th.textContent = label;
     head.append(th);
   }
-  table.append(caption, head);
+  table.append(head);
   quality.confusion.forEach((row, i) => {
     const tr = document.createElement("tr");
     const th = document.createElement("th");
@@ -631,9 +629,7 @@ function setUp() {
   $("threshold-reset").addEventListener("click", () => attempt(() => setThreshold(null), $("try-error")));
   attempt(async () => {
     const health = await api("/api/health");
-    $("model-info").textContent = health.model
-      ? `${health.model} (${health.learner})`
-      : `${health.learner} from ${health.checkpoint || "a checkpoint"}, ${health.image_size} px`;
+    $("model-info").textContent = health.model;
     $("model-hint").textContent = health.hint || "";
     $("model-hint").hidden = !health.hint;
     await loadList();
