@@ -169,7 +169,7 @@ def export_folders(checkpoint: str | Path, support: str | Path) -> tuple[bytes, 
     """Adapt a checkpoint's learner to ``support/<class>/*`` images in one pass, calibrate
     it, and export it, as the web app's export does; returns the ONNX bytes and the labels."""
     from litemeta.experiment.jobs import load_trained_learner, read_support_set
-    from litemeta.serve.recogniser import adapt_and_calibrate
+    from litemeta.serve.quality import adapt_and_calibrate
 
     learner = load_trained_learner(checkpoint).eval()
     device = next(learner.parameters()).device

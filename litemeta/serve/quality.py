@@ -21,8 +21,15 @@ from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.learners.classifiers import BackboneTaskClassifier, PrototypeClassifier
 from litemeta.learners.statistics import class_means
 from litemeta.precision import full_precision
+from litemeta.serve.calibration import OpenSet, calibrate
 
-__all__ = ["HeldOut", "held_out_logits", "quality_report", "support_features"]
+__all__ = [
+    "HeldOut",
+    "adapt_and_calibrate",
+    "held_out_logits",
+    "quality_report",
+    "support_features",
+]
 
 
 @dataclass(frozen=True)
@@ -121,3 +128,19 @@ def quality_report(
             }
         )
     return {"labels": classes, "per_class": per_class, "confusion": confusion, "confused": confused}
+
+
+def adapt_and_calibrate(
+    learner: BackboneLearner, images: Tensor, labels: Tensor
+) -> tuple[BackboneTaskClassifier, OpenSet, HeldOut]:
+    """Adapt to a support set in one pass, then calibrate "none of these" from its
+    leave-one-out logits (:mod:`litemeta.serve.quality`); returns the classifier, the
+    calibration, and the leave-one-out logits."""
+    with torch.no_grad():
+        classifier = learner.adapt(images, labels)
+        if not isinstance(classifier, BackboneTaskClassifier):
+            raise ValueError(f"cannot serve a {learner.name} learner's classifier")
+        features = support_features(classifier, images)
+    held_out = held_out_logits(learner, classifier, features, labels.to(features.device))
+    held_out = HeldOut(held_out.logits.cpu(), held_out.rows, held_out.labels)
+    return classifier, calibrate(held_out.logits, held_out.labels), held_out

@@ -12,7 +12,6 @@ from pathlib import Path
 import torch
 import yaml
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torch import Tensor
 
 from litemeta.checkpoint import find_checkpoint
 from litemeta.data.images import ImageLoadError, decode_image, to_rgb
@@ -21,9 +20,9 @@ from litemeta.experiment.jobs import EXPERIMENT_FILE, load_trained_learner
 from litemeta.learners import build_learner
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.learners.classifiers import BackboneTaskClassifier
-from litemeta.serve.calibration import OpenSet, calibrate, familiarity, open_set_scores
+from litemeta.serve.calibration import OpenSet, familiarity, open_set_scores
 from litemeta.serve.export import export_onnx, quantise
-from litemeta.serve.quality import HeldOut, held_out_logits, quality_report, support_features
+from litemeta.serve.quality import adapt_and_calibrate, quality_report
 from litemeta.serve.store import Example, Recogniser, Taught
 
 __all__ = [
@@ -32,7 +31,6 @@ __all__ = [
     "ModelDescription",
     "Personaliser",
     "UnreadableExample",
-    "adapt_and_calibrate",
     "check_image",
     "make_thumbnail",
 ]
@@ -228,22 +226,6 @@ def describe(learner: BackboneLearner, checkpoint: Path | None) -> ModelDescript
 #: (EfficientNet-Lite0, 2 cores, teaching 100 images: 84 px 0.25 s in chunks of 16 or 64;
 #: 224 px 1.8 s in chunks of 16, 3.1 s in 64; docs/benchmarks.md).
 CPU_CHUNK_SIZE = 16
-
-
-def adapt_and_calibrate(
-    learner: BackboneLearner, images: Tensor, labels: Tensor
-) -> tuple[BackboneTaskClassifier, OpenSet, HeldOut]:
-    """Adapt to a support set in one pass, then calibrate "none of these" from its
-    leave-one-out logits (:mod:`litemeta.serve.quality`); returns the classifier, the
-    calibration, and the leave-one-out logits."""
-    with torch.no_grad():
-        classifier = learner.adapt(images, labels)
-        if not isinstance(classifier, BackboneTaskClassifier):
-            raise ValueError(f"cannot serve a {learner.name} learner's classifier")
-        features = support_features(classifier, images)
-    held_out = held_out_logits(learner, classifier, features, labels.to(features.device))
-    held_out = HeldOut(held_out.logits.cpu(), held_out.rows, held_out.labels)
-    return classifier, calibrate(held_out.logits, held_out.labels), held_out
 
 
 class Personaliser:
