@@ -76,18 +76,26 @@ def _files(colour: str, count: int) -> list[dict]:
     ]
 
 
-def _record(page: Page, label: str, at_least: int) -> int:
-    """Hold a class's "Hold to record" button until it has counted ``at_least`` webcam
-    frames, release it, and wait for the frames to be added; returns how many were."""
+def _record(page: Page, label: str, at_least: int, touch: bool = False) -> int:
+    """Hold a class's "Hold to record" button (with the mouse, or a finger) until it has
+    counted ``at_least`` webcam frames, release it, and wait for the frames to be added;
+    returns how many were."""
     card = _card(page, label)
     before = card.locator(".thumbs img").count()
-    card.locator(".record").hover()
-    page.mouse.down()
     counted = card.locator(".record")
+    finger = {"pointerType": "touch", "pointerId": 7, "isPrimary": True, "bubbles": True}
+    if touch:
+        counted.dispatch_event("pointerdown", finger)
+    else:
+        counted.hover()
+        page.mouse.down()
     expect(counted).to_have_text(re.compile(r"Recording: \d+ frames"))
     while int(re.search(r"\d+", counted.inner_text())[0]) < at_least:
         time.sleep(0.05)
-    page.mouse.up()
+    if touch:
+        counted.dispatch_event("pointerup", finger)
+    else:
+        page.mouse.up()
     status = card.locator(".card-status")
     expect(status).to_contain_text(re.compile(r"Added \d+ images?"))
     recorded = int(re.search(r"Added (\d+) image", status.inner_text())[1])
@@ -113,7 +121,9 @@ def _drop(page: Page, label: str, files: list[dict]) -> None:
 
 
 def test_teach_and_try_a_recogniser_in_the_browser(page: Page, tmp_path):
-    expect(page.locator("#model-info")).to_have_text("ResNet-18, meta-trained on emoji with ProtoNets, 32 px")
+    expect(page.locator("#model-info")).to_have_text(
+        "ResNet-18, meta-trained on emoji with ProtoNets, 32 px"
+    )
     page.fill("#new-name", "Desk things")
     page.click("#create-form button")
     expect(page.locator("#recogniser-name")).to_have_text("Desk things")
@@ -391,9 +401,10 @@ def test_try_and_export_errors_show_beside_them_and_a_stale_page_catches_up(serv
 
     page.click("#teach")
     expect(page.locator("#teach-result")).to_contain_text("Taught 2 classes from 5 examples")
-    with page.expect_download() as download:
-        page.click("#export-float")
-    assert download.value.suggested_filename.endswith(".onnx")
+    for button, suffix in (("#export-float", "r.onnx"), ("#export-int8", "r-int8.onnx")):
+        with page.expect_download() as download:
+            page.click(button)
+        assert download.value.suggested_filename == suffix
     api.post(f"/api/recognisers/{recogniser}/examples", data={"label": "blue"}, files=files)
     page.set_input_files("#try-file", _files("red", 1))
     expect(page.locator("#try-error")).to_contain_text("teach 'r' first")
@@ -525,7 +536,7 @@ def test_teach_four_classes_and_try_them_on_a_phone_without_a_checkpoint(browser
         )
         expect(page.locator("#teach")).to_be_disabled()
 
-        recorded = _record(page, "webcam", 5)
+        recorded = _record(page, "webcam", 5, touch=True)
         page.click("#teach")
         examples = 3 * len(TEACH_STYLES) + recorded
         expect(page.locator("#teach-result")).to_contain_text(
@@ -558,6 +569,15 @@ def test_teach_four_classes_and_try_them_on_a_phone_without_a_checkpoint(browser
         page.set_input_files("#try-file", [_emoji(UNTAUGHT, TRY_STYLE)])
         expect(page.locator("#verdict")).to_have_text("Not one of these")
         expect(page.locator("#predictions li")).to_have_count(4)
+        calibrated = page.locator("#threshold-value").inner_text()
+        page.focus("#threshold")
+        page.keyboard.press("Home")  # threshold 0: always one of these
+        expect(page.locator("#threshold-value")).to_have_text("0.00")
+        expect(page.locator("#verdict")).not_to_have_text("Not one of these")
+        assert api.get(f"/api/recognisers/{recogniser['id']}").json()["threshold"] == 0
+        page.click("#threshold-reset")
+        expect(page.locator("#threshold-value")).to_have_text(calibrated)
+        expect(page.locator("#verdict")).to_have_text("Not one of these")
 
         assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
         for bar in page.locator("#predictions .bar, #per-class .bar").all():

@@ -430,7 +430,11 @@ function holdToRecord(button, label, card) {
   const start = (event) => {
     if (held || button.disabled || state.recording) return;
     event.preventDefault();
-    if (event.pointerId !== undefined) button.setPointerCapture(event.pointerId);
+    try {
+      if (event.pointerId !== undefined) button.setPointerCapture(event.pointerId); // release anywhere
+    } catch (error) {
+      // a pointer the browser no longer tracks: pointerup on the button still ends it
+    }
     held = { released: false };
     const session = held;
     attempt(() => record(button, label, card, session), card.querySelector(".card-error"));
