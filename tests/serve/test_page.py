@@ -239,7 +239,8 @@ def test_the_page_sends_the_token_of_its_address(browser, personaliser, tmp_path
         thumbnail = _card(page, "red").locator(".thumbs img")
         expect(thumbnail).to_have_count(1)
         _wait_until_loaded(thumbnail)
-        expect(page.locator("#message")).to_contain_text("red now has 1 example.")
+        status = _card(page, "red").locator(".card-status")
+        expect(status).to_have_text("Added 1 image: red now has 1 example.")
         page.context.close()
 
 
@@ -474,6 +475,7 @@ def test_thumbnails_are_small_and_the_webcam_records_while_held(served):
     expect(_card(page, "camera").locator(".card-camera video")).to_be_visible()
     page.mouse.up()
     expect(page.locator("#camera")).to_be_hidden()
+    expect(_card(page, "camera").locator(".card-status")).to_contain_text("Added")
     assert _record(page, "camera", 3) >= 3
     expect(page.locator("#camera")).to_be_hidden()
     expect(page.locator("#teach")).to_be_enabled()

@@ -46,13 +46,6 @@ async function api(path, options = {}) {
   return answer;
 }
 
-function say(text, ok = false) {
-  const box = $("message");
-  box.textContent = text;
-  box.classList.toggle("ok", ok);
-  box.hidden = !text;
-}
-
 function report(box, text) {
   box.textContent = text || "";
   box.hidden = !text;
@@ -76,7 +69,7 @@ async function attempt(work, box = null) {
     }
     if (box && !box.isConnected && box.dataset.label) box = cardError(box.dataset.label); // re-rendered
     if (box && visible(box.parentElement)) report(box, text);
-    else say(text);
+    else report($("message"), text);
   }
 }
 
@@ -142,7 +135,7 @@ async function show(id, keepTry = false) {
   localStorage.setItem("litemeta-recogniser", id);
   $("workspace").hidden = false;
   $("recogniser-name").textContent = opened.name;
-  if (other || !keepTry) clearTry();
+  if (other || !keepTry || !opened.taught) clearTry(); // no answers from a forgotten teaching
   if (other) {
     stopCamera();
     for (const box of ["class-error", "teach-error", "export-error", "try-error"]) report($(box), "");
@@ -172,7 +165,7 @@ function controls() {
   let why = "";
   if (classes.length < 2) why = "Add two or more classes with a few examples each, then teach.";
   else if (empty.length) why = `Add examples to ${empty.join(", ")} (or delete ${empty.length === 1 ? "it" : "them"}), then teach.`;
-  $("teach").disabled = Boolean(why) || state.recording;
+  $("teach").disabled = Boolean(why);
   $("teach").title = why;
   const taught = Boolean(current.taught);
   $("try-file").disabled = !taught;
@@ -504,6 +497,10 @@ function showThreshold(value) {
 
 async function setThreshold(value) {
   const answer = await api(`/api/recognisers/${state.current.id}/threshold`, { method: "PUT", json: { threshold: value } });
+  if (answer.threshold === null) { // untaught meanwhile, in another tab
+    await refresh();
+    return;
+  }
   state.current.threshold = answer.threshold;
   showThreshold(answer.threshold);
   if (state.last && !state.live) await predict(state.last.blob, state.last.name);
