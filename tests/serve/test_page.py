@@ -402,6 +402,14 @@ def test_try_and_export_errors_show_beside_them_and_a_stale_page_catches_up(serv
 
     page.click("#teach")
     expect(page.locator("#teach-result")).to_contain_text("Taught 2 classes from 5 examples")
+    api.post(f"/api/recognisers/{recogniser}/classes", json={"label": "green"})
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")  # back to this tab
+    expect(page.locator("#message")).to_contain_text('"r" was changed in another tab or client')
+    expect(_card(page, "green")).to_have_count(1)
+    page.once("dialog", lambda dialog: dialog.accept())
+    _card(page, "green").locator(".remove").click()
+    page.click("#teach")
+    expect(page.locator("#teach-result")).to_contain_text("Taught 2 classes from 5 examples")
     for button, suffix in (("#export-float", "r.onnx"), ("#export-int8", "r-int8.onnx")):
         with page.expect_download() as download:
             page.click(button)
@@ -512,6 +520,8 @@ def test_teach_four_classes_and_try_them_on_a_phone_without_a_checkpoint(browser
         context = browser.new_context(viewport=PHONE, has_touch=True)
         context.grant_permissions(["camera"], origin=url)
         page = context.new_page()
+        uncaught = []
+        page.on("pageerror", lambda error: uncaught.append(str(error)))
         page.set_default_timeout(30_000)
         page.goto(url)
         expect(page.locator("#model-info")).to_contain_text(
@@ -588,5 +598,6 @@ def test_teach_four_classes_and_try_them_on_a_phone_without_a_checkpoint(browser
         page.screenshot(path=str(screenshot), full_page=True)
         if os.environ.get("LITEMETA_SCREENSHOT"):
             shutil.copy(screenshot, os.environ["LITEMETA_SCREENSHOT"].replace(".png", "-phone.png"))
+        assert uncaught == []
         context.close()
         api.close()

@@ -90,6 +90,23 @@ async function resync() {
   }
 }
 
+// Back in this tab: catch up with what other tabs or clients changed meanwhile.
+async function catchUp() {
+  if (!state.current || state.recording || state.live) return;
+  const before = JSON.stringify(state.current);
+  let now;
+  try {
+    now = await api("/api/recognisers/" + state.current.id);
+  } catch (error) {
+    if (error.status !== 404) return; // the server's troubles show at the next action
+    report($("message"), "This page was out of date." + (await resync()));
+    return;
+  }
+  if (JSON.stringify(now) === before) return;
+  await show(now.id, true);
+  report($("message"), `"${now.name}" was changed in another tab or client; the page now shows its current state.`);
+}
+
 function close() {
   stopCamera();
   state.current = null;
@@ -628,6 +645,9 @@ function setUp() {
   $("threshold").addEventListener("change", () =>
     attempt(() => setThreshold(Number($("threshold").value)), $("try-error")));
   $("threshold-reset").addEventListener("click", () => attempt(() => setThreshold(null), $("try-error")));
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") attempt(catchUp);
+  });
   attempt(async () => {
     const health = await api("/api/health");
     $("model-info").textContent = health.model;
