@@ -540,6 +540,30 @@ def _bench_personalise(args: argparse.Namespace) -> None:
     print(table)
 
 
+def _bench_openset(args: argparse.Namespace) -> None:
+    from litemeta.bench.openset import openset_tasks, run_openset_benchmark
+    from litemeta.serve.recogniser import Personaliser
+
+    personaliser = (
+        Personaliser.pretrained()
+        if args.checkpoint is None
+        else Personaliser.from_checkpoint(args.checkpoint)
+    )
+    tasks = openset_tasks(
+        args.split, args.tasks, args.way, args.untaught, personaliser.image_size, seed=args.seed
+    )
+    options = {} if args.threshold is None else {"threshold": args.threshold}
+    table = run_openset_benchmark(
+        personaliser.learner,
+        tasks,
+        args.way,
+        _output(args),
+        model=personaliser.description.model,
+        **options,
+    )
+    print(table)
+
+
 def _bench_pipeline(args: argparse.Namespace) -> None:
     from litemeta.bench.pipeline import PipelineConfig, run_pipeline_benchmark
     from litemeta.device import pick_device
@@ -712,7 +736,8 @@ def add_bench_commands(subparsers: argparse._SubParsersAction) -> None:
 
     bench = subparsers.add_parser(
         "bench",
-        help="benchmarks: memory, speed, gradient fidelity, personalisation cost, data pipeline",
+        help="benchmarks: memory, speed, gradient fidelity, personalisation cost, open set, "
+        "data pipeline",
     )
     commands = bench.add_subparsers(dest="bench_command", required=True)
 
@@ -751,6 +776,39 @@ def add_bench_commands(subparsers: argparse._SubParsersAction) -> None:
     _add_emoji_task_arguments(personalise, personalise_learners(), way=10)
     personalise.add_argument("--tasks", type=_positive_int, default=20, help="emoji test tasks")
     personalise.set_defaults(handler=_bench_personalise)
+
+    openset = commands.add_parser(
+        "openset",
+        help='how well "none of these" rejects untaught emoji classes, and the int8 export',
+    )
+    openset.add_argument(
+        "--checkpoint",
+        default=None,
+        help="a checkpoint or training output directory (default: the pretrained backbone "
+        "with ProtoNets' classifier, as `litemeta serve` without one)",
+    )
+    openset.add_argument(
+        "--split",
+        choices=["train", "validation", "test"],
+        default="test",
+        help="emoji classes to draw from (default: %(default)s; tune on validation)",
+    )
+    openset.add_argument("--tasks", type=_positive_int, default=40, help="tasks (default 40)")
+    openset.add_argument("--way", type=_positive_int, default=5, help="taught classes (5)")
+    openset.add_argument(
+        "--untaught", type=_positive_int, default=5, help="untaught classes per task (5)"
+    )
+    openset.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="familiarity threshold (default: the web app's calibrated default)",
+    )
+    openset.add_argument("--seed", type=int, default=0, help="which tasks")
+    openset.add_argument(
+        "--out", default=None, help="output directory (default runs/bench/openset)"
+    )
+    openset.set_defaults(handler=_bench_openset)
 
     pipeline = commands.add_parser(
         "pipeline",

@@ -51,6 +51,7 @@ class ExportedRecogniser(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.register_buffer("temperature", torch.tensor(open_set.temperature))
+        self.register_buffer("class_means", open_set.centres.detach().float().cpu())
         self.register_buffer("knots", torch.tensor(open_set.knots, dtype=torch.float32))
         self.register_buffer("threshold", torch.tensor(threshold))
         film = getattr(classifier, "film", None) or []
@@ -93,7 +94,7 @@ class ExportedRecogniser(nn.Module):
             differences = features.unsqueeze(0) - self.centres.unsqueeze(1)  # [way, n, d]
             whitened = differences @ self.whitening.transpose(1, 2)
             logits = -whitened.square().sum(-1).T
-        score = familiarity(open_set_scores(logits), self.knots)
+        score = familiarity(open_set_scores(features, self.class_means), self.knots)
         return (logits / self.temperature).softmax(-1), score < self.threshold, score
 
 

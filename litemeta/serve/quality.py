@@ -21,7 +21,7 @@ from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.learners.classifiers import BackboneTaskClassifier, PrototypeClassifier
 from litemeta.learners.statistics import class_means
 from litemeta.precision import full_precision
-from litemeta.serve.calibration import OpenSet, calibrate
+from litemeta.serve.calibration import OpenSet, calibrate, open_set_scores
 
 __all__ = [
     "HeldOut",
@@ -34,10 +34,12 @@ __all__ = [
 
 @dataclass(frozen=True)
 class HeldOut:
-    """Leave-one-out logits ``[k, way]`` of the ``k`` examples that can be left out (their
-    class has another example), with their positions in the support set and classes."""
+    """Leave-one-out logits ``[k, way]`` and open-set scores ``[k]`` of the ``k`` examples
+    that can be left out (their class has another example), with their positions in the
+    support set and classes."""
 
     logits: Tensor
+    scores: Tensor
     rows: Tensor
     labels: Tensor
 
@@ -81,19 +83,26 @@ def held_out_logits(
     features: Tensor,
     labels: Tensor,
 ) -> HeldOut:
-    """Each example's logits under the classifier head rebuilt without it, for the
-    examples whose class has at least two (a class must keep one to be classified)."""
+    """Each example's logits under the classifier head rebuilt without it, and its open-set
+    score against the class means without it, for the examples whose class has at least
+    two (a class must keep one to be classified)."""
     way = int(labels.max()) + 1
     counts = torch.bincount(labels, minlength=way)
     rows = torch.nonzero(counts[labels] >= 2).flatten()
-    logits = []
+    logits, scores = [], []
     with torch.no_grad(), full_precision(features.device):
         for row in rows.tolist():
             keep = torch.arange(labels.shape[0], device=labels.device) != row
             head = _head_without(learner, classifier, features[keep], labels[keep], way)
             logits.append(head.logits(features[row : row + 1]))
-    empty = features.new_zeros(0, way)
-    return HeldOut(torch.cat(logits) if logits else empty, rows.cpu(), labels[rows].cpu())
+            centres = class_means(features[keep], labels[keep], way)
+            scores.append(open_set_scores(features[row : row + 1], centres))
+    return HeldOut(
+        torch.cat(logits).cpu() if logits else features.new_zeros(0, way).cpu(),
+        torch.cat(scores).cpu() if scores else features.new_zeros(0).cpu(),
+        rows.cpu(),
+        labels[rows].cpu(),
+    )
 
 
 def quality_report(
@@ -141,6 +150,9 @@ def adapt_and_calibrate(
         if not isinstance(classifier, BackboneTaskClassifier):
             raise ValueError(f"cannot serve a {learner.name} learner's classifier")
         features = support_features(classifier, images)
-    held_out = held_out_logits(learner, classifier, features, labels.to(features.device))
-    held_out = HeldOut(held_out.logits.cpu(), held_out.rows, held_out.labels)
-    return classifier, calibrate(held_out.logits, held_out.labels), held_out
+    labels = labels.to(features.device)
+    held_out = held_out_logits(learner, classifier, features, labels)
+    with full_precision(features.device):
+        centres = class_means(features, labels, int(labels.max()) + 1).cpu()
+    open_set = calibrate(held_out.logits, held_out.scores, held_out.labels, centres)
+    return classifier, open_set, held_out

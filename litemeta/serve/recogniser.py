@@ -20,7 +20,7 @@ from litemeta.experiment.jobs import EXPERIMENT_FILE, load_trained_learner
 from litemeta.learners import build_learner
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.learners.classifiers import BackboneTaskClassifier
-from litemeta.serve.calibration import OpenSet, familiarity, open_set_scores
+from litemeta.serve.calibration import OpenSet
 from litemeta.serve.export import export_onnx, quantise
 from litemeta.serve.quality import adapt_and_calibrate, quality_report
 from litemeta.serve.store import Example, Recogniser, Taught
@@ -334,12 +334,12 @@ class Personaliser:
         with its calibrated probability, most probable first."""
         image = self.images([data], [source])
         with self._lock, torch.no_grad():
-            logits = adapted.classifier(image)[0].float().cpu()
+            features = adapted.classifier.embed(image).float()
+            logits = adapted.classifier.classify(features)[0].cpu()
         open_set = adapted.open_set
         threshold = open_set.threshold if threshold is None else threshold
         probabilities = (logits / open_set.temperature).softmax(-1).tolist()
-        knots = torch.tensor(open_set.knots, dtype=torch.float64)
-        score = float(familiarity(open_set_scores(logits.double()[None]), knots)[0])
+        score = float(open_set.familiarity(features.double().cpu())[0])
         ranked = sorted(zip(adapted.classes, probabilities, strict=True), key=lambda p: -p[1])
         rejected = score < threshold
         return {

@@ -37,17 +37,24 @@ def test_onnx_probabilities_match_pytorch(learner, options):
     support, labels, queries, _ = colour_task(way=4, shots=3, queries=5, seed=1)
     with torch.no_grad():
         classifier = model.adapt(support, labels)
+        features = classifier.embed(queries).double().numpy()
         logits = classifier(queries).double().numpy()
-    # Held-out scores placed between queries' so that some fall below, between and above.
-    maxima = np.sort(logits.max(axis=1))
-    knots = [float(maxima[i : i + 2].mean()) for i in (2, 8, 9, 15)]
-    open_set = OpenSet(temperature=1.7, knots=knots, threshold=0.3)
+    centres = torch.randn(4, features.shape[1], generator=torch.Generator().manual_seed(2))
+    # By hand: the largest cosine to the class means, placed among held-out scores set
+    # between the queries' so that some fall below, between and above them.
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    cosines = (unit @ (centres / centres.norm(dim=1, keepdim=True)).double().numpy().T).max(1)
+    ordered = np.sort(cosines)
+    knots = [float(ordered[i : i + 2].mean()) for i in (3, 8, 9, 14)]
+    open_set = OpenSet(temperature=1.7, centres=centres, knots=knots, threshold=0.3)
     exported = export_onnx(model.backbone, classifier, ["a", "b", "c", "d"], open_set)
     probabilities, rejected, score = _run(exported, queries)
-    # By hand: softmax at the temperature; familiarity by interpolation at i / (m + 1).
+    gap = (knots[-1] - knots[0]) / 3
+    familiar = np.interp(
+        cosines, [knots[0] - gap, *knots, knots[-1] + gap], [0, 0.2, 0.4, 0.6, 0.8, 1]
+    )
     shifted = np.exp((logits - logits.max(axis=1, keepdims=True)) / 1.7)
     expected = shifted / shifted.sum(axis=1, keepdims=True)
-    familiar = np.interp(logits.max(axis=1), knots, [0.2, 0.4, 0.6, 0.8], left=0, right=1)
     assert queries.shape[0] == 20 and probabilities.shape == (20, 4)
     assert np.abs(probabilities - expected).max() < 1e-4
     assert expected.max(axis=1).min() < 0.999, "saturated probabilities would hide errors"
