@@ -494,7 +494,7 @@ def test_thumbnails_are_small_and_the_webcam_records_while_held(served):
 EMOJI = ROOT / "litemeta" / "datasets" / "emoji" / "emoji-64.zip"
 #: Classes taught from files (label: emoji folder), visually distinct, and an untaught one.
 TAUGHT = {"banana": "1f34c_banana", "soccer ball": "26bd_soccer-ball", "rocket": "1f680_rocket"}
-UNTAUGHT = "1f436_dog-face"
+UNTAUGHT = "1f3e0_house"
 #: The styles taught from; the tries use another style (the 3D renderings).
 TEACH_STYLES = ("google", "twitter", "openmoji", "fluent-color", "fluent-flat")
 TRY_STYLE = "fluent-3d"
