@@ -257,7 +257,7 @@ function drawConfusion(quality) {
   for (const label of quality.labels) {
     const th = document.createElement("th");
     th.scope = "col";
-    th.textContent = label;
+    th.textContent = th.title = label; // the title tells a cut label in full
     head.append(th);
   }
   table.append(head);
@@ -265,7 +265,7 @@ function drawConfusion(quality) {
     const tr = document.createElement("tr");
     const th = document.createElement("th");
     th.scope = "row";
-    th.textContent = quality.labels[i];
+    th.textContent = th.title = quality.labels[i];
     tr.append(th);
     const total = row.reduce((a, b) => a + b, 0);
     row.forEach((n, j) => {
