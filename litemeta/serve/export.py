@@ -3,9 +3,9 @@ probabilities, "none of these" and the familiarity score out.
 
 The backbone, the task's FiLM parameters, the adapted classifier (prototypes, linear head or
 Mahalanobis statistics) and the open-set calibration (:mod:`litemeta.serve.calibration`:
-temperature, held-out scores, threshold) are baked in as constants; the class labels are
-stored in the model's metadata under ``labels`` (a JSON list, in output order), with
-``image_size``, ``temperature`` and ``threshold``. :func:`quantise` makes an int8 copy.
+class means, temperature, held-out scores, threshold) are baked in as constants; the class
+labels are stored in the model's metadata under ``labels`` (a JSON list, in output order),
+with ``image_size``, ``temperature`` and ``threshold``. :func:`quantise` makes an int8 copy.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import io
 import json
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -27,6 +28,9 @@ from litemeta.learners.classifiers import (
     PrototypeClassifier,
 )
 from litemeta.serve.calibration import OpenSet, familiarity, open_set_scores
+
+if TYPE_CHECKING:
+    import onnx
 
 __all__ = ["ExportedRecogniser", "export_onnx", "quantise"]
 
@@ -144,26 +148,79 @@ def export_onnx(
     return proto.SerializeToString()
 
 
+#: Weight tensors smaller than this stay in float (biases, tiny layers): too little to gain.
+SMALLEST_QUANTISED_WEIGHT = 256
+#: The operations whose weight input (input 1) is quantised, with the axis of their
+#: output channels in it (Gemm: 0 with transB, else 1).
+WEIGHT_AXES = {"Conv": 0, "Gemm": 1, "MatMul": -1}
+
+
+def _output_axis(node: onnx.NodeProto, weight_dims: int) -> int:
+    if node.op_type == "Gemm":
+        transposed = any(a.name == "transB" and a.i for a in node.attribute)
+        return 0 if transposed else 1
+    return WEIGHT_AXES[node.op_type] % weight_dims
+
+
 def quantise(model: bytes) -> bytes:
-    """An int8 copy of an exported model: weights of its convolutions and matrix products
-    quantised to 8 bits per output channel, activations quantised as they run
-    (``onnxruntime.quantization.quantize_dynamic``); inputs, outputs and metadata alike."""
-    import logging
-    import tempfile
+    """An int8 copy of an exported model: the weights of its convolutions and matrix
+    products stored as int8 with one symmetric scale per output channel, dequantised as the
+    model loads (ONNX ``DequantizeLinear``); the rest, inputs, outputs and metadata alike.
 
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    Weight-only: on an emoji recogniser (EfficientNet-Lite0, 84 px, 100 queries) it agreed
+    with the float model on 96 % of top-1 answers, where onnxruntime's dynamic quantisation
+    agreed on 55 % and its static QDQ quantisation, calibrated on the taught images, on 80 %
+    (activations quantised too); the file is 3.5 MB instead of 13 (docs/benchmarks.md).
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
 
-    root = logging.getLogger()
-    level = root.level
-    with tempfile.TemporaryDirectory() as folder:
-        source, target = Path(folder) / "float.onnx", Path(folder) / "int8.onnx"
-        source.write_bytes(model)
-        root.setLevel(logging.ERROR)  # its notes on tensors it leaves in float
-        try:
-            quantize_dynamic(source, target, per_channel=True, weight_type=QuantType.QInt8)
-        finally:
-            root.setLevel(level)
-        return target.read_bytes()
+    proto = onnx.load_from_string(model)
+    graph = proto.graph
+    uses: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
+    for node in graph.node:
+        for position, name in enumerate(node.input):
+            uses.setdefault(name, []).append((node, position))
+    dequantise = []
+    for initializer in list(graph.initializer):
+        users = uses.get(initializer.name, [])
+        kinds = {node.op_type for node, _ in users}
+        if (
+            initializer.data_type != TensorProto.FLOAT
+            or not users
+            or len(kinds) != 1
+            or not kinds <= set(WEIGHT_AXES)
+            or any(position != 1 for _, position in users)
+        ):
+            continue
+        weight = numpy_helper.to_array(initializer)
+        if weight.size < SMALLEST_QUANTISED_WEIGHT:
+            continue
+        axis = _output_axis(users[0][0], weight.ndim)
+        rows = np.moveaxis(weight, axis, 0).reshape(weight.shape[axis], -1)
+        scale = np.abs(rows).max(axis=1) / 127
+        scale[scale == 0] = 1
+        shape = [1] * weight.ndim
+        shape[axis] = -1
+        values = np.clip(np.round(weight / scale.reshape(shape)), -127, 127).astype(np.int8)
+        name = initializer.name
+        graph.initializer.remove(initializer)
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(values, f"{name}_int8"),
+                numpy_helper.from_array(scale.astype(np.float32), f"{name}_scale"),
+            ]
+        )
+        dequantise.append(
+            helper.make_node(
+                "DequantizeLinear", [f"{name}_int8", f"{name}_scale"], [name], axis=axis
+            )
+        )
+    nodes = [*dequantise, *graph.node]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return proto.SerializeToString()
 
 
 def export_folders(checkpoint: str | Path, support: str | Path) -> tuple[bytes, list[str]]:
