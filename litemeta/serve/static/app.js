@@ -73,38 +73,29 @@ async function attempt(work, box = null) {
   }
 }
 
+// Reloads the open recogniser: a note saying what changed elsewhere, or "" if nothing did.
 async function resync() {
-  const id = state.current.id;
+  const { id, name } = state.current;
+  const before = JSON.stringify(state.current);
+  let now;
   try {
-    state.recognisers = await api("/api/recognisers");
-    if (!state.recognisers.some((r) => r.id === id)) {
-      const name = state.current.name;
-      close();
-      await loadList();
-      return ` (The recogniser "${name}" was deleted in another tab or client.)`;
-    }
-    await show(id, true);
-    return " (The page was out of date, changed in another tab or client; it now shows the current state.)";
+    now = await api("/api/recognisers/" + id);
   } catch (error) {
-    return "";
+    if (error.status !== 404) return "";
+    close();
+    await loadList().catch(() => {});
+    return ` (The recogniser "${name}" was deleted in another tab or client.)`;
   }
+  if (JSON.stringify(now) === before) return "";
+  await show(id, true);
+  return ` (The page was out of date: "${name}" was changed in another tab or client; it now shows the current state.)`;
 }
 
 // Back in this tab: catch up with what other tabs or clients changed meanwhile.
 async function catchUp() {
   if (!state.current || state.recording || state.live) return;
-  const before = JSON.stringify(state.current);
-  let now;
-  try {
-    now = await api("/api/recognisers/" + state.current.id);
-  } catch (error) {
-    if (error.status !== 404) return; // the server's troubles show at the next action
-    report($("message"), "This page was out of date." + (await resync()));
-    return;
-  }
-  if (JSON.stringify(now) === before) return;
-  await show(now.id, true);
-  report($("message"), `"${now.name}" was changed in another tab or client; the page now shows its current state.`);
+  const note = await resync();
+  if (note) report($("message"), note.slice(2, -1));
 }
 
 function close() {
