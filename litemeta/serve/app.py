@@ -26,7 +26,14 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from litemeta.data.images import ImageLoadError
-from litemeta.serve.recogniser import Adapted, Personaliser, UnreadableExample, check_image
+from litemeta.serve.recogniser import (
+    STORED_SIZE_FACTOR,
+    Adapted,
+    Personaliser,
+    UnreadableExample,
+    check_image,
+    make_thumbnail,
+)
 from litemeta.serve.store import NotFound, Recogniser, Store, Taught, check_name
 
 __all__ = ["DEFAULT_MAX_UPLOAD_MB", "create_app", "listen", "needs_token"]
@@ -331,13 +338,16 @@ def create_app(
         return fields, uploads
 
     async def _images(uploads: list[tuple[str, bytes]]) -> list[tuple[bytes, str, str]]:
-        """Each upload decoded and checked, as ``(data, extension, media type)``."""
+        """Each upload decoded once, checked and downscaled to a bounded size, as ``(data,
+        extension, media type)``."""
+        longest_side = STORED_SIZE_FACTOR * personaliser.image_size
         images = []
         for name, data in uploads:
             try:
-                images.append((data, *await run_in_threadpool(check_image, data, name)))
+                checked = await run_in_threadpool(check_image, data, name, longest_side)
             except ImageLoadError as error:
                 raise Refused(400, str(error)) from None
+            images.append((checked.data, checked.extension, checked.media_type))
         return images
 
     def _taught(recogniser: Recogniser) -> Taught:
@@ -370,9 +380,13 @@ def create_app(
                 adapted[recogniser_id] = (recogniser.version, result)
             return adapted[recogniser_id][1]
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(str(STATIC / "index.html"), media_type="text/html")
+
+    @app.api_route("/favicon.ico", methods=["GET", "HEAD"], include_in_schema=False)
+    def favicon() -> FileResponse:
+        return FileResponse(str(STATIC / "favicon.svg"), media_type="image/svg+xml")
 
     @app.get("/api/health")
     def health() -> dict[str, object]:
@@ -425,17 +439,32 @@ def create_app(
         store.get(recogniser_id)
         fields, uploads = await _form(request, one=False)
         label = check_name(fields.get("label", ""), "class label")
+        create = fields.get("create", "true").lower()
+        if create not in ("true", "false"):
+            raise Refused(400, f"form field 'create' is 'true' or 'false', not {create!r}")
         images = await _images(uploads)
-        return await run_in_threadpool(store.add_examples, recogniser_id, label, images)
+        return await run_in_threadpool(
+            store.add_examples, recogniser_id, label, images, create == "true"
+        )
 
     @app.get("/api/recognisers/{recogniser_id}/examples/{example_id}/image")
-    def example_image(recogniser_id: str, example_id: str) -> FileResponse:
+    def example_image(recogniser_id: str, example_id: str, thumbnail: bool = False) -> Response:
+        """The stored image, or with ``?thumbnail=true`` a small JPEG of it."""
         example = store.example(recogniser_id, example_id)
         if not example.path.is_file():
             raise NotFound(
                 f"the image file of example {example_id} of class {example.label!r} is missing "
                 "from the store; delete the example"
             )
+        if thumbnail:
+            try:
+                small = make_thumbnail(example.path)
+            except (OSError, ValueError) as error:
+                raise UnreadableExample(
+                    f"example {example_id} of class {example.label!r} cannot be read ({error}); "
+                    "delete it"
+                ) from None
+            return Response(small, media_type="image/jpeg")
         return FileResponse(example.path, media_type=example.media_type)
 
     @app.delete("/api/recognisers/{recogniser_id}/examples/{example_id}")

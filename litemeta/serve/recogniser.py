@@ -5,15 +5,16 @@ from __future__ import annotations
 import io
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import yaml
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from litemeta.checkpoint import find_checkpoint
-from litemeta.data.images import ImageLoadError, decode_image
+from litemeta.data.images import ImageLoadError, decode_image, to_rgb
 from litemeta.device import pick_device, place_on_device
 from litemeta.experiment.jobs import EXPERIMENT_FILE, load_trained_learner
 from litemeta.learners import build_learner
@@ -26,10 +27,12 @@ from litemeta.serve.store import Example, Recogniser, Taught
 
 __all__ = [
     "Adapted",
+    "CheckedImage",
     "ModelDescription",
     "Personaliser",
     "UnreadableExample",
     "check_image",
+    "make_thumbnail",
 ]
 
 #: The image formats the app accepts, by the name Pillow gives them.
@@ -51,15 +54,38 @@ class UnreadableExample(RuntimeError):
     it and says to delete it."""
 
 
-def check_image(data: bytes, source: str) -> tuple[str, str]:
-    """``(extension, media type)`` of an upload that decodes fully as an image in one of
-    :data:`MEDIA_TYPES`; :class:`ImageLoadError` otherwise. Only those formats' headers are
-    parsed, and the image is decoded only once its format and size are accepted."""
+#: Uploads are stored with their longest side at most this many times the model's image
+#: size: enough for any crop or resize the model needs, small to decode on every teach.
+STORED_SIZE_FACTOR = 4
+#: The longest side of the thumbnails the page shows.
+THUMBNAIL_SIDE = 112
+#: The most memory one upload may take to decode (Pillow holds colour pixels in 4 bytes).
+MAX_DECODED_MB = 192
+#: Bytes per pixel of Pillow's image modes; other modes take 4.
+_PIXEL_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+
+
+@dataclass(frozen=True)
+class CheckedImage:
+    """An accepted upload: the bytes to store (as received, or downscaled) and their type."""
+
+    data: bytes
+    extension: str
+    media_type: str
+
+
+def check_image(data: bytes, source: str, longest_side: int | None = None) -> CheckedImage:
+    """An upload that decodes fully as an image in one of :data:`MEDIA_TYPES`, decoded once;
+    :class:`ImageLoadError` otherwise. Only those formats' headers are parsed, and the image
+    is decoded only once its format and size are accepted (JPEGs at a reduced scale when
+    large). With ``longest_side``, a larger image is downscaled to it (upright, RGB) and
+    stored as JPEG (JPEG uploads) or PNG; a smaller one is kept as received."""
     if not data:
         raise ImageLoadError(f"{source} is empty; choose an image file")
     try:
-        with Image.open(io.BytesIO(data), formats=list(MEDIA_TYPES)) as image:
-            kind = ALIASES.get(image.format or "", image.format or "")
+        with warnings.catch_warnings():  # the size is checked below, by memory
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=list(MEDIA_TYPES))
     except UnidentifiedImageError:
         raise ImageLoadError(
             f"cannot decode image {source}: it is not a {ACCEPTED} image (or it is corrupt); "
@@ -69,8 +95,55 @@ def check_image(data: bytes, source: str) -> tuple[str, str]:
         raise ImageLoadError(f"{source} has too many pixels ({error}); shrink it") from None
     except OSError as error:  # a header Pillow's reader for the format refuses
         raise ImageLoadError(f"cannot decode image {source}: {error}") from None
-    decode_image(data, 8, source)
-    return MEDIA_TYPES[kind]
+    with image:
+        kind = ALIASES.get(image.format or "", image.format or "")
+        extension, media_type = MEDIA_TYPES[kind]
+        if longest_side is not None and kind == "JPEG":
+            image.draft("RGB", (longest_side, longest_side))  # decode at 1/2, 1/4 or 1/8
+        _check_decoded_size(image, source)
+        try:
+            image.load()
+            large = longest_side is not None and max(image.size) > longest_side
+            if large:
+                image.thumbnail((longest_side, longest_side), reducing_gap=None)
+            rgb = to_rgb(ImageOps.exif_transpose(image))
+        except Exception as error:  # PIL raises many types for corrupt files
+            raise ImageLoadError(
+                f"cannot decode image {source}: {type(error).__name__}: {error}; upload another"
+            ) from None
+    if not large:
+        return CheckedImage(data, extension, media_type)
+    buffer = io.BytesIO()
+    if kind == "JPEG":
+        rgb.save(buffer, "JPEG", quality=90)
+    else:
+        rgb.save(buffer, "PNG")
+        extension, media_type = MEDIA_TYPES["PNG"]
+    return CheckedImage(buffer.getvalue(), extension, media_type)
+
+
+def _check_decoded_size(image: Image.Image, source: str) -> None:
+    """:class:`ImageLoadError` if decoding ``image`` would take over :data:`MAX_DECODED_MB`."""
+    width, height = image.size
+    megabytes = width * height * _PIXEL_BYTES.get(image.mode, 4) / 2**20
+    if megabytes > MAX_DECODED_MB:
+        side = int((MAX_DECODED_MB * 2**20 / 4) ** 0.5) // 100 * 100
+        raise ImageLoadError(
+            f"{source} is {width} x {height} pixels, too large to read here (it takes "
+            f"{megabytes:.0f} MB to decode, at most {MAX_DECODED_MB} MB: e.g. {side} x {side} "
+            "in colour); shrink it and upload it again"
+        )
+
+
+def make_thumbnail(path: Path, side: int = THUMBNAIL_SIDE) -> bytes:
+    """A stored image at most ``side`` pixels on its longest side, upright, as JPEG."""
+    with Image.open(path) as image:
+        image.draft("RGB", (side, side))
+        image.thumbnail((side, side))
+        rgb = to_rgb(ImageOps.exif_transpose(image))
+    buffer = io.BytesIO()
+    rgb.save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
 
 
 @dataclass(frozen=True)
@@ -222,10 +295,12 @@ class Personaliser:
                 f"a recogniser needs at least two classes to tell apart, it has {len(classes)}; "
                 "add another class with a few examples"
             )
-        empty = [label for label, examples in recogniser.classes.items() if not examples]
+        empty = [repr(label) for label, examples in recogniser.classes.items() if not examples]
+        if len(empty) == 1:
+            raise ValueError(f"class {empty[0]} has no examples; add a few photos or delete it")
         if empty:
             raise ValueError(
-                f"class(es) {', '.join(empty)} have no examples; add a few photos or delete them"
+                f"classes {', '.join(empty)} have no examples; add a few photos or delete them"
             )
         start = time.perf_counter()
         examples = [e for label in classes for e in recogniser.classes[label]]

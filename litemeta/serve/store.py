@@ -40,8 +40,10 @@ __all__ = [
 ]
 
 MAX_NAME_LENGTH = 64
-#: Characters refused in names and labels: path separators and markup.
-FORBIDDEN_CHARACTERS = set("/\\<>\"'`&")
+#: Characters refused in names and labels: path separators (a label is part of its URL's
+#: path) and markup. Apostrophes and ampersands ("it's", "Tom & Jerry") are fine: the page
+#: sets labels as text only.
+FORBIDDEN_CHARACTERS = set('/\\<>"`')
 #: Invisible format characters that real text needs: zero-width joiner (emoji sequences)
 #: and non-joiner (Persian, Indic scripts).
 JOINERS = {"\u200c", "\u200d"}
@@ -126,7 +128,7 @@ def check_name(text: object, what: str) -> str:
     if bad:
         raise ValueError(
             f"the {what} {name!r} contains {' '.join(bad)}; use letters, digits, spaces and "
-            "simple punctuation (. , - _ + ( ) !) only"
+            "simple punctuation (. , - _ + ( ) ! ' &) only"
         )
     if any(unicodedata.category(c).startswith("C") and c not in JOINERS for c in name):
         raise ValueError(f"the {what} contains control characters; type it again")
@@ -432,11 +434,16 @@ class Store:
     # Examples
 
     def add_examples(
-        self, recogniser_id: str, label: str, images: list[tuple[bytes, str, str]]
+        self,
+        recogniser_id: str,
+        label: str,
+        images: list[tuple[bytes, str, str]],
+        create: bool = True,
     ) -> dict[str, int]:
         """Store ``(data, extension, media type)`` images as examples of ``label`` (created if
-        new), all or none; returns the number of examples per class. ``NotFound`` (and
-        nothing left behind) if the recogniser is deleted meanwhile."""
+        new and ``create``), all or none; returns the number of examples per class.
+        ``NotFound`` (and nothing left behind) if the recogniser is deleted meanwhile, or
+        without ``create`` if it has no class ``label``."""
         label = check_name(label, "class label")
         unknown = sorted({e for _, e, _ in images if e not in IMAGE_EXTENSIONS})
         if unknown:
@@ -457,7 +464,11 @@ class Store:
                 relative = str(path.relative_to(self.images))
                 rows.append((example_id, recogniser_id, label, relative, media_type, time.time()))
             with self._transaction() as db:
-                self._add_class(db, recogniser_id, label)
+                if self._add_class(db, recogniser_id, label) and not create:
+                    raise NotFound(
+                        f"the recogniser has no class {label!r} (deleted elsewhere?); reload "
+                        "the page"
+                    )
                 db.executemany("INSERT INTO examples VALUES (?, ?, ?, ?, ?, ?)", rows)
                 self._changed(db, recogniser_id)
         except BaseException:

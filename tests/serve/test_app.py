@@ -198,7 +198,10 @@ def test_teach_and_predict_say_what_is_missing(personaliser, tmp_path):
         assert response.status_code == 400 and "at least two classes" in response.json()["error"]
         client.post(f"/api/recognisers/{recogniser}/classes", json={"label": "blue"})
         response = client.post(f"/api/recognisers/{recogniser}/teach")
-        assert response.status_code == 400 and "blue have no examples" in response.json()["error"]
+        assert (
+            response.status_code == 400
+            and "class 'blue' has no examples" in response.json()["error"]
+        )
         response = client.post(
             f"/api/recognisers/{recogniser}/predict",
             files={"file": ("q.png", photo(COLOURS["red"]), "image/png")},

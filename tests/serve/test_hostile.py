@@ -229,9 +229,11 @@ def test_a_second_serve_is_refused_and_sweeps_nothing(tmp_path, monkeypatch, cap
 
 @pytest.fixture
 def api(tmp_path) -> Iterator[TestClient]:
-    """The app without a token; no checkpoint needed to create recognisers and upload."""
+    """The app without a token; no checkpoint needed to create recognisers and upload (the
+    image size bounds the stored images)."""
     store = Store(tmp_path)
-    with TestClient(create_app(SimpleNamespace(), store), raise_server_exceptions=False) as client:
+    app = create_app(SimpleNamespace(image_size=32), store)
+    with TestClient(app, raise_server_exceptions=False) as client:
         yield client
     store.close()
 
