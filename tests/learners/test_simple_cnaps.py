@@ -17,7 +17,8 @@ def test_simple_cnaps_classifier_uses_the_blended_class_covariances(task):
     with torch.no_grad():
         classifier = learner.adapt(support, support_labels)
         features = learner.backbone(support, classifier.film)
-    q0 = classifier.cholesky_factors[0] @ classifier.cholesky_factors[0].T
+    assert classifier.cholesky_factors.dtype == torch.float64  # Q_k factorised in float64
+    q0 = (classifier.cholesky_factors[0] @ classifier.cholesky_factors[0].T).float()
     rows = features[support_labels == 0]
     expected = 0.8 * torch.cov(rows.T) + 0.2 * torch.cov(features.T) + torch.eye(rows.shape[1])
     torch.testing.assert_close(q0, expected, rtol=1e-4, atol=1e-4)
