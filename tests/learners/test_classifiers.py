@@ -81,8 +81,9 @@ def test_mahalanobis_logits_use_each_class_covariance(setting):
 
 def test_mahalanobis_logits_of_ill_conditioned_covariances_are_float64_accurate(setting):
     """Simple CNAPs' Q_k = (spread of features of scale 30) + I: eigenvalues from ~10^5 down
-    to 1. Given the float32 means and covariances, the logits agree with numpy's float64
-    arithmetic to float32 rounding; a float32 factor and solve here miss by ~10^-3 relative."""
+    to 1. Given the float32 means and covariances (no gradient), the logits agree with
+    numpy's float64 arithmetic to float32 rounding; a float32 factor and solve here miss by
+    ~10^-4 relative."""
     backbone, queries, _ = setting
     generator = torch.Generator().manual_seed(3)
     dim = 256
@@ -96,6 +97,10 @@ def test_mahalanobis_logits_of_ill_conditioned_covariances_are_float64_accurate(
     expected = np.array([[-(f - mu[k]) @ inverses[k] @ (f - mu[k]) for k in range(WAY)] for f in q])
     logits = classifier.logits(features)
     assert logits.dtype == torch.float32
+    trained = MahalanobisClassifier(
+        backbone, queries.shape[1:], means, covariances.requires_grad_()
+    )
+    assert trained.cholesky_factors.dtype == torch.float32  # meta-training: float32
     scale = np.abs(expected).max()
     np.testing.assert_allclose(logits.double().numpy(), expected, rtol=0, atol=1e-6 * scale)
 
