@@ -414,6 +414,8 @@ def test_the_command_prints_lites_test_time_set_encoder_and_how_to_meta_train(
     assert main([*arguments, "--encoder-norm", "frozen_batch"]) == 0
     assert "model.options.encoder_norm=frozen_batch" in capsys.readouterr().out
     assert load_learner(frozen).meta_training_error() is None
+    with pytest.raises(ConversionError, match="encoder_norm must be one of"):
+        convert_state_dict("lite", lite_state, encoder_norm="instance")
 
 
 def test_lite_is_only_simple_cnaps_on_tf_efficientnet_b0(lite_state):
