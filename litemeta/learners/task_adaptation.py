@@ -84,10 +84,6 @@ class BatchStatisticsBatchNorm2d(nn.BatchNorm2d):
         "stored statistics) or 'group'"
     )
 
-    def __init__(self, channels: int) -> None:
-        super().__init__(channels)
-        self.train()
-
     def train(self, mode: bool = True) -> BatchStatisticsBatchNorm2d:
         """Stay in train mode (batch statistics) whatever ``mode`` asks."""
         return super().train(True)
