@@ -292,6 +292,7 @@ def _convert(args: argparse.Namespace) -> None:
         learner=args.learner,
         backbone=args.backbone,
         image_size=args.image_size,
+        encoder_norm=args.encoder_norm,
     )
     learner = conversion.learner
     print(
@@ -302,6 +303,12 @@ def _convert(args: argparse.Namespace) -> None:
         print(f"ignored {key}: {why}")
     command = ["litemeta", "evaluate", "--checkpoint", str(output), *model_overrides(learner)]
     print(f"wrote {output}; evaluate it with: {shlex.join(command)}")
+    if learner.options.get("encoder_norm") == "batch":
+        print(
+            "encoder_norm=batch normalises each batch of chunk_size support images with its own "
+            "statistics, as the reference's test code, which is exact for evaluation; to "
+            "meta-train this learner further, convert with --encoder-norm frozen_batch"
+        )
 
 
 def add_convert_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -341,6 +348,13 @@ def add_convert_commands(subparsers: argparse._SubParsersAction) -> None:
         type=_positive_int,
         default=224,
         help="image side the learner sees (default: %(default)s, as the checkpoints were trained)",
+    )
+    convert.add_argument(
+        "--encoder-norm",
+        choices=["batch", "frozen_batch", "group"],
+        default=None,
+        help="the set encoder's normalisation (default: as the reference tests: batch, in "
+        "batches of 40, for lite; frozen_batch for orbit); frozen_batch to meta-train further",
     )
     convert.set_defaults(handler=_convert)
 

@@ -171,11 +171,16 @@ def _refuse_batch_statistics(fn: SetFunction) -> Iterator[None]:
         )
         if uses_batch_stats:
             name = names.get(module, type(module).__name__)
+            advice = getattr(
+                module,
+                "row_coupling_advice",
+                "Switch it to eval mode (module.eval(), running statistics) or replace it "
+                "with a per-sample normalisation (GroupNorm, LayerNorm, InstanceNorm)",
+            )
             raise RowCouplingError(
                 f"module '{name}' ({type(module).__name__}) normalises with batch statistics, "
-                "which couples the rows of the set, so the LITE gradient would be biased. "
-                "Switch it to eval mode (module.eval(), running statistics) or replace it "
-                "with a per-sample normalisation (GroupNorm, LayerNorm, InstanceNorm)."
+                f"which couples the rows of the set, so the LITE gradient would be biased. "
+                f"{advice}."
             )
 
     handle = nn.modules.module.register_module_forward_pre_hook(check)

@@ -219,6 +219,9 @@ def train_experiment(
             f"model.learner={config.model.learner} has nothing to meta-train: evaluate it "
             f"with `litemeta evaluate model.learner={config.model.learner}` instead"
         )
+    refusal = learner.meta_training_error()
+    if refusal is not None:
+        raise ConfigError(refusal)
     if resume:  # refuse a checkpoint that cannot be resumed before any work or any write
         read_resumable_checkpoint(
             resume_point(output_dir),

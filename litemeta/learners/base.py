@@ -45,6 +45,11 @@ class FewShotLearner(nn.Module, ABC):
     #: False for learners with nothing to meta-train (the fine-tuning baseline).
     meta_trainable: bool = True
 
+    def meta_training_error(self) -> str | None:
+        """Why this learner, as built, cannot be meta-trained (said before any training
+        step), or ``None``."""
+        return None
+
     @abstractmethod
     def adapt(
         self,

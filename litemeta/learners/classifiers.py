@@ -122,7 +122,16 @@ class LinearClassifier(BackboneTaskClassifier):
 
 
 class MahalanobisClassifier(BackboneTaskClassifier):
-    """Negative squared Mahalanobis distance to class means (Bateni et al., CVPR 2020)."""
+    """Negative squared Mahalanobis distance to class means (Bateni et al., CVPR 2020).
+
+    Where no gradient flows through ``Q_k`` (evaluation, personalisation, serving), ``Q_k`` is
+    factorised, and the logits solved, in float64 (from the float32 statistics), and the
+    logits returned in the features' precision. ``Q_k``'s eigenvalues run from the features'
+    spread squared down to 1 (its ``+ I``): a float32 Cholesky factor and solve lose as much
+    as the references' float32 inverse at logits below 10^4 and about twice as much beyond;
+    in float64 only the result's rounding is left (docs/reproduce.md). Meta-training keeps
+    them in float32, where float64 would cost 1.7 times as much on the CPU.
+    """
 
     def __init__(
         self,
@@ -136,11 +145,16 @@ class MahalanobisClassifier(BackboneTaskClassifier):
     ) -> None:
         super().__init__(backbone, support_shape, film, task_film=task_film)
         self.means = means
+        covariances = at_least_float32(covariances)
+        if not covariances.requires_grad:
+            covariances = covariances.to(torch.float64)
         with full_precision(covariances.device):
-            self.cholesky_factors = torch.linalg.cholesky(at_least_float32(covariances))
+            self.cholesky_factors = torch.linalg.cholesky(covariances)
 
     def logits(self, features: Tensor) -> Tensor:
-        return mahalanobis_logits(features, self.means, self.cholesky_factors)
+        factors = self.cholesky_factors
+        means = self.means.to(factors.dtype)
+        return mahalanobis_logits(features.to(factors.dtype), means, factors).to(features.dtype)
 
     def task_parameters(self) -> dict[str, Tensor]:
         return {

@@ -6,7 +6,10 @@ Two sources (:data:`SOURCES`):
   ``src/model.py``; Bronskill et al., NeurIPS 2021), Simple CNAPs on EfficientNet-B0 in
   lukemelas' EfficientNet-PyTorch naming, e.g. ``models/meta-trained_lite_224.pt``. It becomes
   a :class:`~litemeta.learners.SimpleCNAPs` on ``tf_efficientnet_b0`` (timm's port of the
-  same network) with the published FiLM placement and a batch-norm set encoder.
+  same network) with the published FiLM placement and a batch-norm set encoder that
+  normalises each batch of 40 support images with its own statistics, as LITE's test code
+  (``encoder_norm="batch"``, ``chunk_size`` 40; ``encoder_norm="frozen_batch"``, the stored
+  statistics, to meta-train it further).
 - ``"orbit"``: the state dict of ORBIT's ``SingleStepFewShotRecogniser``
   (microsoft/ORBIT-Dataset, ``model/few_shot_recognisers.py``, the timm-based code that made
   the checkpoints its README lists) on timm's ``tf_efficientnet_b0``. ProtoNets
@@ -28,15 +31,18 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.learners.factory import build_learner, save_learner
+from litemeta.learners.task_adaptation import ENCODER_NORMS
 
 __all__ = [
     "LITE_BACKBONE",
+    "LITE_TEST_CHUNK_SIZE",
     "ORBIT_BACKBONE",
     "SOURCES",
     "Conversion",
@@ -55,6 +61,13 @@ LITE_BACKBONE = "tf_efficientnet_b0"
 #: ORBIT's EfficientNet-B0 is timm's ``tf_efficientnet_b0`` with ImageNet normalisation
 #: (``data/datasets.py``, ``frame_norm_method='imagenet'``): timm's own settings.
 ORBIT_BACKBONE = "timm:tf_efficientnet_b0"
+
+#: LITE's test-time batch of support images (``run.py``, ``--batch_size`` 40): the set
+#: encoder's batch statistics are each batch's.
+LITE_TEST_CHUNK_SIZE = 40
+#: How each source's test code runs its set encoder: LITE's model stays in train mode
+#: (batch statistics), ORBIT's is put in eval mode (stored statistics).
+_TEST_ENCODER_NORM = {"lite": "batch", "orbit": "frozen_batch"}
 
 # LITE's EfficientNet (lukemelas' EfficientNet-PyTorch) -> timm module names. A block with an
 # expansion convolution is timm's InvertedResidual, one without its DepthwiseSeparableConv.
@@ -205,7 +218,16 @@ def _lite_generator_keys(layers: int) -> dict[str, str]:
     return mapping
 
 
-def _lite(state: Mapping[str, Tensor], learner: str, backbone: str, image_size: int) -> _Plan:
+def _encoder_options(encoder_norm: str) -> dict[str, Any]:
+    """The set encoder's options: LITE's test-time chunks for batch statistics."""
+    if encoder_norm == "batch":
+        return {"encoder_norm": "batch", "chunk_size": LITE_TEST_CHUNK_SIZE}
+    return {"encoder_norm": encoder_norm}
+
+
+def _lite(
+    state: Mapping[str, Tensor], learner: str, backbone: str, image_size: int, encoder_norm: str
+) -> _Plan:
     if learner != "simple_cnaps":
         raise ConversionError(
             f"a LITE checkpoint is Simple CNAPs (its model.py: set encoder, FiLM generator, "
@@ -223,8 +245,8 @@ def _lite(state: Mapping[str, Tensor], learner: str, backbone: str, image_size: 
         pretrained=False,
         film_placement="published",
         encoder_image_size="backbone",
-        encoder_norm="frozen_batch",
         single_example_covariance="feature_variance",
+        **_encoder_options(encoder_norm),
     )
     targets = list(model.state_dict())
     modules = _lite_efficientnet_modules(
@@ -257,9 +279,11 @@ def _check_film_layer_count(
         )
 
 
-def _orbit(state: Mapping[str, Tensor], learner: str, backbone: str, image_size: int) -> _Plan:
+def _orbit(
+    state: Mapping[str, Tensor], learner: str, backbone: str, image_size: int, encoder_norm: str
+) -> _Plan:
     if any(key.startswith("film_generator.") for key in state):
-        return _orbit_film(state, learner, backbone, image_size)
+        return _orbit_film(state, learner, backbone, image_size, encoder_norm)
     if any(key.startswith("classifier.weight_processor.") for key in state):
         raise ConversionError(
             "this ORBIT checkpoint is a CNAPs head (--classifier versa) on a meta-trained "
@@ -312,7 +336,9 @@ def _orbit_film_norms(model: nn.Module) -> list[str]:
     return names
 
 
-def _orbit_film(state: Mapping[str, Tensor], learner: str, backbone: str, image_size: int) -> _Plan:
+def _orbit_film(
+    state: Mapping[str, Tensor], learner: str, backbone: str, image_size: int, encoder_norm: str
+) -> _Plan:
     """ORBIT's CNAPs (``--classifier versa``) or Simple CNAPs (``mahalanobis``) with generated
     FiLM (``--adapt_features``, a frozen extractor) as litemeta's, computing the same:
 
@@ -328,7 +354,8 @@ def _orbit_film(state: Mapping[str, Tensor], learner: str, backbone: str, image_
     - A FiLM layer ORBIT does not modulate (EfficientNet-B0's first block) gets a generator
       of zeros and regularisers of zeros: gamma = 1, beta = 0, the plain layer.
     - ORBIT's set encoder sees the frames as its backbone does (ImageNet's mean and std):
-      ``encoder_input_norm="backbone"``; it runs in eval mode: ``encoder_norm="frozen_batch"``.
+      ``encoder_input_norm="backbone"``; it runs in eval mode: ``encoder_norm="frozen_batch"``
+      (unless another is asked for).
     """
     if learner not in ("simple_cnaps", "cnaps"):
         raise ConversionError(
@@ -351,9 +378,9 @@ def _orbit_film(state: Mapping[str, Tensor], learner: str, backbone: str, image_
         pretrained=False,
         film_placement="published",
         encoder_image_size="backbone",
-        encoder_norm="frozen_batch",
         encoder_input_norm="backbone",
         **options,
+        **_encoder_options(encoder_norm),
     )
     norms = _orbit_film_norms(model.backbone.model)
     if not norms:
@@ -421,7 +448,7 @@ def _orbit_film(state: Mapping[str, Tensor], learner: str, backbone: str, image_
     return _Plan(model, mapping, _orbit_task_state(state), constants, move_norm_biases)
 
 
-_BUILDERS: dict[str, Callable[[Mapping[str, Tensor], str, str, int], _Plan]] = {
+_BUILDERS: dict[str, Callable[[Mapping[str, Tensor], str, str, int, str], _Plan]] = {
     "lite": _lite,
     "orbit": _orbit,
 }
@@ -446,21 +473,30 @@ def convert_state_dict(
     learner: str | None = None,
     backbone: str | None = None,
     image_size: int = 224,
+    encoder_norm: str | None = None,
 ) -> Conversion:
     """The litemeta learner holding ``state``, a state dict of the ``source`` reference code.
 
     ``learner`` and ``backbone`` default to what the source's published checkpoints are
     (LITE: ``simple_cnaps`` on :data:`LITE_BACKBONE`; ORBIT: on :data:`ORBIT_BACKBONE`,
     ``protonets`` without FiLM, ``cnaps`` with a CNAPs head, else ``simple_cnaps``; for
-    ORBIT's ProtoNets another timm backbone with the same tensor names also fits). The
-    learner takes the precision of the source's tensors. Raises :class:`ConversionError`
-    naming the keys that are missing, left over or of another shape.
+    ORBIT's ProtoNets another timm backbone with the same tensor names also fits).
+    ``encoder_norm`` (learners with a set encoder) defaults to how the source's test code
+    runs its set encoder: LITE ``"batch"`` with ``chunk_size`` 40 (its ``run.py``), ORBIT
+    ``"frozen_batch"``; ``"frozen_batch"`` gives a LITE learner that can be meta-trained
+    further (``"batch"`` cannot be). The learner takes the precision of the source's
+    tensors. Raises :class:`ConversionError` naming the keys that are missing, left over or
+    of another shape.
     """
     if source not in SOURCES:
         raise ConversionError(f"unknown source '{source}': choose one of {', '.join(SOURCES)}")
     learner = learner or _default_learner(source, state)
     backbone = backbone or _DEFAULT_BACKBONE[source]
-    plan = _BUILDERS[source](state, learner, backbone, image_size)
+    if encoder_norm is not None and encoder_norm not in ENCODER_NORMS:
+        raise ConversionError(f"encoder_norm must be one of {ENCODER_NORMS}, got {encoder_norm!r}")
+    plan = _BUILDERS[source](
+        state, learner, backbone, image_size, encoder_norm or _TEST_ENCODER_NORM[source]
+    )
     floating = [value.dtype for value in state.values() if value.is_floating_point()]
     if floating:  # the source's precision, also for the transform (float32 as published)
         plan.learner.to(floating[0])
@@ -543,6 +579,7 @@ def convert_checkpoint(
     learner: str | None = None,
     backbone: str | None = None,
     image_size: int = 224,
+    encoder_norm: str | None = None,
 ) -> Conversion:
     """Convert the reference checkpoint at ``path`` (:func:`convert_state_dict`) and save the
     learner to ``output`` (:func:`~litemeta.learners.save_learner`), which ``litemeta
@@ -553,6 +590,7 @@ def convert_checkpoint(
         learner=learner,
         backbone=backbone,
         image_size=image_size,
+        encoder_norm=encoder_norm,
     )
     save_learner(conversion.learner, output)
     return conversion

@@ -24,25 +24,28 @@ from litemeta.learners.backbone_learner import BackboneLearner, other_film_layer
 from litemeta.learners.classifiers import BackboneTaskClassifier
 from litemeta.learners.validation import check_support
 from litemeta.lite import LiteSettings
-from litemeta.precision import full_precision
+from litemeta.precision import at_least_float32, full_precision
+from litemeta.tasks import pool_clips
 
 __all__ = [
     "BACKBONE_IMAGE_SIZE",
     "ENCODER_INPUT_NORMS",
     "ENCODER_NORMS",
+    "BatchStatisticsBatchNorm2d",
     "EncoderInputNorm",
     "EncoderNorm",
     "FilmAdaptedLearner",
     "FilmGenerator",
     "FrozenStatisticsBatchNorm2d",
     "SetEncoder",
+    "lite_test_chunks",
 ]
 
 _ENCODER_BLOCKS = 5
 _REGULARIZER_INIT_STD = 1e-3
 
 
-EncoderNorm = Literal["group", "frozen_batch"]
+EncoderNorm = Literal["group", "frozen_batch", "batch"]
 ENCODER_NORMS: tuple[str, ...] = get_args(EncoderNorm)
 
 #: How the set encoder normalises its images: LITE's mean = std = 0.5 or the backbone's own.
@@ -68,10 +71,52 @@ class FrozenStatisticsBatchNorm2d(nn.BatchNorm2d):
         return super().train(False)
 
 
+class BatchStatisticsBatchNorm2d(nn.BatchNorm2d):
+    """``BatchNorm2d`` that always normalises with the statistics of the batch it is given,
+    in ``eval()`` as in ``train()``, and never updates its stored running statistics: the
+    reference set encoders' layer as LITE's ``run.py`` runs it at test time (its model stays
+    in train mode). It couples the images of a batch; its tensors are a ``BatchNorm2d``'s."""
+
+    #: What :func:`litemeta.lite.lite_map` advises when it refuses this layer.
+    row_coupling_advice = (
+        "This is the set encoder of encoder_norm='batch' (LITE's test-time batch statistics), "
+        "for evaluation only: meta-train with encoder_norm='frozen_batch' (the same tensors, "
+        "stored statistics) or 'group'"
+    )
+
+    def train(self, mode: bool = True) -> BatchStatisticsBatchNorm2d:
+        """Stay in train mode (batch statistics) whatever ``mode`` asks."""
+        return super().train(True)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return nn.functional.batch_norm(
+            images, None, None, self.weight, self.bias, training=True, eps=self.eps
+        )
+
+
 def _encoder_norm(norm: EncoderNorm, channels: int) -> nn.Module:
     if norm == "group":
         return nn.GroupNorm(1, channels)
+    if norm == "batch":
+        return BatchStatisticsBatchNorm2d(channels)
     return FrozenStatisticsBatchNorm2d(channels)
+
+
+def lite_test_chunks(num_images: int, chunk_size: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of each batch of support images that LITE's test code gives its set
+    encoder (``model.py``, ``build_task_representation_by_batch`` with
+    ``_get_batch_indices``): ``ceil(n / chunk_size)`` batches of ``chunk_size``, a batch
+    that would leave one image over taking it. For ``n = q * chunk_size + 1`` (``q >= 1``)
+    the batch count is not reduced, so a last batch holds the last image again, alone:
+    that image is encoded twice and counts twice in the mean, as LITE computes it."""
+    chunks = []
+    for index in range(-(-num_images // chunk_size)):
+        start = index * chunk_size
+        end = start + chunk_size
+        if end == num_images - 1:
+            end = num_images
+        chunks.append((start, min(end, num_images)))
+    return chunks
 
 
 class SetEncoder(nn.Module):
@@ -105,6 +150,7 @@ class SetEncoder(nn.Module):
             raise ValueError(f"encoder_norm must be one of {ENCODER_NORMS}, got {norm!r}")
         self.image_size = image_size
         self.embedding_dim = channels
+        self.norm = norm
         blocks: list[nn.Module] = []
         in_channels = 3
         for _ in range(_ENCODER_BLOCKS):
@@ -121,6 +167,14 @@ class SetEncoder(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         return self.layers(normalise_images(images, self.image_size, self.mean, self.std))
+
+    def encode_in_lite_test_chunks(self, images: Tensor, chunk_size: int) -> Tensor:
+        """The images' embeddings, computed in the batches of :func:`lite_test_chunks`
+        (one row per image of each batch: ``n + 1`` rows where LITE encodes the last image
+        twice). With ``norm="batch"`` each batch is normalised with its own statistics,
+        as LITE's test code computes the task representation (``chunk_size`` 40 there)."""
+        chunks = lite_test_chunks(images.shape[0], chunk_size)
+        return torch.cat([self(images[start:end]) for start, end in chunks])
 
 
 def _generator_network(embedding_dim: int, channels: int) -> nn.Sequential:
@@ -230,10 +284,15 @@ class FilmAdaptedLearner(BackboneLearner):
             same images as the backbone (84 by default, for cost).
         encoder_channels: width of the set encoder, = the task-embedding size (64 as
             published).
-        encoder_norm: the set encoder's normalisation, per image either way: ``"group"``
+        encoder_norm: the set encoder's normalisation: per image, ``"group"``
             (``GroupNorm``, one group; default) or ``"frozen_batch"`` (the reference's
-            ``BatchNorm2d`` with its stored running statistics, what a converted
-            reference checkpoint evaluates with; see :class:`SetEncoder`).
+            ``BatchNorm2d`` with its stored running statistics, ORBIT's test-time set
+            encoder); or ``"batch"``, for evaluation only: the support set's batch
+            statistics, per batch of ``chunk_size`` images chunked as LITE's test code
+            (:func:`lite_test_chunks`; LITE's ``run.py`` with ``chunk_size`` 40), so that
+            ``chunk_size`` changes the result. It couples the images of a batch, so
+            meta-training refuses it (:meth:`meta_training_error`); see
+            :class:`SetEncoder`.
         encoder_input_norm: how the set encoder normalises its images: ``"half"`` (mean =
             std = 0.5, LITE's [-1, 1]; default) or ``"backbone"`` (the backbone's mean and
             std, as ORBIT, whose set encoder sees the frames its backbone sees).
@@ -301,9 +360,13 @@ class FilmAdaptedLearner(BackboneLearner):
         way = check_support(support_images, support_labels)
         labels = self.clip_labels(support_labels, support_clips)
         # Clip means averaged: the mean over every image of every clip, as ORBIT's set encoder.
-        encodings = self.map_support(
-            self.set_encoder, support_images, support_labels, lite, support_clips
-        )
+        if self.set_encoder.norm == "batch" and lite is None:
+            encoded = self.set_encoder.encode_in_lite_test_chunks(support_images, self.chunk_size)
+            encodings = pool_clips(at_least_float32(encoded), support_clips)
+        else:  # with "batch", LITE's map refuses the batch statistics (RowCouplingError)
+            encodings = self.map_support(
+                self.set_encoder, support_images, support_labels, lite, support_clips
+            )
         film = self.film_generator(encodings.mean(dim=0))
         embed = self.backbone.with_film(film)
         features = self.map_support(embed, support_images, support_labels, lite, support_clips)
@@ -316,6 +379,21 @@ class FilmAdaptedLearner(BackboneLearner):
         )
         classifier.support_features = features.detach()
         return classifier
+
+    def meta_training_error(self) -> str | None:
+        """Why this learner cannot be meta-trained, or ``None``: ``encoder_norm="batch"``
+        normalises the set encoder's images with the statistics of their batch, so no
+        image's embedding is its own, which LITE's gradient estimate needs."""
+        if self.set_encoder.norm != "batch":
+            return None
+        return (
+            "encoder_norm='batch' normalises the set encoder's support images with the "
+            "statistics of each batch of them (LITE's test-time computation), which couples "
+            "the images, so LITE's gradient estimate, which needs each image's embedding on "
+            "its own, would be biased; it is for evaluation and personalisation only. "
+            "Meta-train with model.options.encoder_norm=frozen_batch (the same tensors, "
+            "normalised with their stored statistics) or group"
+        )
 
     @abstractmethod
     def classifier(

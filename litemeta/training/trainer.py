@@ -324,6 +324,9 @@ class Trainer:
                 f"{type(learner).__name__} has nothing to meta-train (meta_trainable is False); "
                 "evaluate it directly with litemeta.evaluation.evaluate instead"
             )
+        refusal = learner.meta_training_error()
+        if refusal is not None:
+            raise ValueError(refusal)
         config.validate()
         self.config = config
         self.learner = learner

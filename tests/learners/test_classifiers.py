@@ -76,7 +76,33 @@ def test_mahalanobis_logits_use_each_class_covariance(setting):
     with torch.no_grad():
         np.testing.assert_allclose(classifier(queries).numpy(), expected, rtol=1e-4, atol=1e-4)
     lower = classifier.task_parameters()["cholesky_factors"]
-    torch.testing.assert_close(lower @ lower.transpose(1, 2), covariances)
+    torch.testing.assert_close((lower @ lower.transpose(1, 2)).float(), covariances)
+
+
+def test_mahalanobis_logits_of_ill_conditioned_covariances_are_float64_accurate(setting):
+    """Simple CNAPs' Q_k = (spread of features of scale 30) + I: eigenvalues from ~10^5 down
+    to 1. Given the float32 means and covariances (no gradient), the logits agree with
+    numpy's float64 arithmetic to float32 rounding; a float32 factor and solve here miss by
+    ~10^-4 relative."""
+    backbone, queries, _ = setting
+    generator = torch.Generator().manual_seed(3)
+    dim = 256
+    spread = torch.randn(WAY, 8, dim, generator=generator) * 30
+    covariances = (spread.transpose(1, 2) @ spread / 7 + torch.eye(dim)).float()
+    means = torch.randn(WAY, dim, generator=generator) * 30
+    features = means[0] + torch.randn(4, dim, generator=generator) * 30
+    classifier = MahalanobisClassifier(backbone, queries.shape[1:], means, covariances)
+    mu, q = means.double().numpy(), features.double().numpy()
+    inverses = [np.linalg.inv(c) for c in covariances.double().numpy()]
+    expected = np.array([[-(f - mu[k]) @ inverses[k] @ (f - mu[k]) for k in range(WAY)] for f in q])
+    logits = classifier.logits(features)
+    assert logits.dtype == torch.float32
+    trained = MahalanobisClassifier(
+        backbone, queries.shape[1:], means, covariances.requires_grad_()
+    )
+    assert trained.cholesky_factors.dtype == torch.float32  # meta-training: float32
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(logits.double().numpy(), expected, rtol=0, atol=1e-6 * scale)
 
 
 def test_half_precision_features_are_scored_in_float32(setting):

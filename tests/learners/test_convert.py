@@ -350,24 +350,72 @@ def test_lite_film_parameters_are_lites_formula(lite_state):
             torch.testing.assert_close(film[layer][position], expected)
 
 
-def test_lite_set_encoder_runs_with_lites_stored_statistics(lite_state):
-    """set_encoder.py SimplePrePoolNet in eval mode, on images scaled to [-1, 1] (LITE's
-    readers): conv, BatchNorm with running statistics (eps 1e-5), ReLU, 2x2 max-pool, five
-    times, then the spatial mean."""
-    learner = convert_state_dict("lite", lite_state, image_size=64).learner.train()
-    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+def lite_set_encoder(state: dict, images: torch.Tensor, batch_statistics: bool) -> torch.Tensor:
+    """set_encoder.py SimplePrePoolNet on images scaled to [-1, 1] (LITE's readers): conv,
+    BatchNorm (eps 1e-5), ReLU, 2x2 max-pool, five times, then the spatial mean. BatchNorm
+    with the running statistics (eval mode) or with the batch's own (train mode: the mean
+    and the biased variance over images and positions)."""
     x = (images - 0.5) / 0.5
     for layer in range(1, 6):
         p = f"set_encoder.pre_pooling_fn.layer{layer}."
-        x = F.conv2d(x, lite_state[p + "0.weight"], lite_state[p + "0.bias"], padding=1)
-        mean, var = lite_state[p + "1.running_mean"], lite_state[p + "1.running_var"]
+        x = F.conv2d(x, state[p + "0.weight"], state[p + "0.bias"], padding=1)
+        if batch_statistics:
+            mean = x.mean(dim=(0, 2, 3))
+            var = (x - mean.view(1, -1, 1, 1)).square().mean(dim=(0, 2, 3))
+        else:
+            mean, var = state[p + "1.running_mean"], state[p + "1.running_var"]
         x = (x - mean.view(1, -1, 1, 1)) / (var.view(1, -1, 1, 1) + 1e-5).sqrt()
-        x = x * lite_state[p + "1.weight"].view(1, -1, 1, 1) + lite_state[p + "1.bias"].view(
-            1, -1, 1, 1
-        )
+        x = x * state[p + "1.weight"].view(1, -1, 1, 1) + state[p + "1.bias"].view(1, -1, 1, 1)
         x = F.max_pool2d(x.clamp(min=0), 2)
+    return x.mean(dim=(2, 3))
+
+
+def test_lite_set_encoder_runs_with_lites_stored_statistics_as_frozen_batch(lite_state):
+    learner = convert_state_dict(
+        "lite", lite_state, image_size=64, encoder_norm="frozen_batch"
+    ).learner.train()
+    assert learner.options["encoder_norm"] == "frozen_batch"
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
-        torch.testing.assert_close(learner.set_encoder(images), x.mean(dim=(2, 3)))
+        torch.testing.assert_close(
+            learner.set_encoder(images), lite_set_encoder(lite_state, images, False)
+        )
+    assert learner.meta_training_error() is None
+
+
+def test_lite_set_encoder_runs_with_batch_statistics_as_lites_test_code_by_default(lite_state):
+    """LITE's run.py keeps its model in train mode, so at test time its set encoder
+    normalises each batch of --batch_size 40 support images with that batch's statistics;
+    the stored running statistics are left as they are."""
+    learner = convert_state_dict("lite", lite_state, image_size=64).learner.eval()
+    assert learner.options["encoder_norm"] == "batch" and learner.chunk_size == 40
+    images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            learner.set_encoder(images), lite_set_encoder(lite_state, images, True)
+        )
+    stored = learner.state_dict()["set_encoder.layers.1.running_mean"]
+    assert torch.equal(stored, lite_state["set_encoder.pre_pooling_fn.layer1.1.running_mean"])
+    assert "frozen_batch" in learner.meta_training_error()
+
+
+def test_the_command_prints_lites_test_time_set_encoder_and_how_to_meta_train(
+    tmp_path, capsys, lite_state
+):
+    source, output = tmp_path / "lite.pt", tmp_path / "learner.pt"
+    torch.save(lite_state, source)
+    assert main(["convert", "--from", "lite", str(source), str(output)]) == 0
+    printed = capsys.readouterr().out
+    assert "model.options.encoder_norm=batch" in printed
+    assert "model.options.chunk_size=40" in printed
+    assert "convert with --encoder-norm frozen_batch" in printed
+    frozen = tmp_path / "frozen.pt"
+    arguments = ["convert", "--from", "lite", str(source), str(frozen)]
+    assert main([*arguments, "--encoder-norm", "frozen_batch"]) == 0
+    assert "model.options.encoder_norm=frozen_batch" in capsys.readouterr().out
+    assert load_learner(frozen).meta_training_error() is None
+    with pytest.raises(ConversionError, match="encoder_norm must be one of"):
+        convert_state_dict("lite", lite_state, encoder_norm="instance")
 
 
 def test_lite_is_only_simple_cnaps_on_tf_efficientnet_b0(lite_state):

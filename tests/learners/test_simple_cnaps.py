@@ -17,7 +17,8 @@ def test_simple_cnaps_classifier_uses_the_blended_class_covariances(task):
     with torch.no_grad():
         classifier = learner.adapt(support, support_labels)
         features = learner.backbone(support, classifier.film)
-    q0 = classifier.cholesky_factors[0] @ classifier.cholesky_factors[0].T
+    assert classifier.cholesky_factors.dtype == torch.float64  # no gradient: in float64
+    q0 = (classifier.cholesky_factors[0] @ classifier.cholesky_factors[0].T).float()
     rows = features[support_labels == 0]
     expected = 0.8 * torch.cov(rows.T) + 0.2 * torch.cov(features.T) + torch.eye(rows.shape[1])
     torch.testing.assert_close(q0, expected, rtol=1e-4, atol=1e-4)
@@ -47,7 +48,7 @@ def test_simple_cnaps_one_shot_covariance(task, single_example):
         sigma = s * torch.ones(d, d) if single_example == "feature_variance" else 0
         expected = 0.5 * sigma + 0.5 * torch.cov(features.T) + torch.eye(d)
         factor = classifier.cholesky_factors[k]
-        torch.testing.assert_close(factor @ factor.T, expected, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close((factor @ factor.T).float(), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_simple_cnaps_logits_equal_mahalanobis_distances_computed_by_hand(task):

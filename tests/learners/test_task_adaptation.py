@@ -3,10 +3,14 @@
 import pytest
 import torch
 
+from litemeta.backbones import normalise_images
 from litemeta.checkpoint import ModelMismatchError, load_model_weights, save_model
 from litemeta.config import ConfigError
 from litemeta.learners import build_learner, load_learner, save_learner
-from litemeta.learners.task_adaptation import FilmGenerator, SetEncoder
+from litemeta.learners.task_adaptation import FilmGenerator, SetEncoder, lite_test_chunks
+from litemeta.lite import LiteSettings, RowCouplingError
+from litemeta.training import TrainingConfig
+from litemeta.training.trainer import Trainer
 
 from .helpers import BACKBONE_SIZE, meta_train
 
@@ -207,6 +211,65 @@ def test_a_learner_with_the_frozen_batch_norm_encoder_meta_trains_with_lite(task
     # the default, GroupNorm, is what learners saved before this option were built with
     assert "encoder_norm" not in default.config()["options"]
     assert default.options["encoder_norm"] == "group"
+
+
+def test_lite_test_chunks_are_lites_batches_of_support_images():
+    """LITE's model.py build_task_representation_by_batch: ceil(n / 40) batches, each
+    [40 i, 40 i + 40) cut at n, extended to n when it would end at n - 1."""
+    assert lite_test_chunks(12, 40) == [(0, 12)]
+    assert lite_test_chunks(80, 40) == [(0, 40), (40, 80)]
+    assert lite_test_chunks(79, 40) == [(0, 40), (40, 79)]
+    assert lite_test_chunks(81, 40) == [(0, 40), (40, 81), (80, 81)]  # image 80 twice
+    assert lite_test_chunks(41, 40) == [(0, 41), (40, 41)]
+    assert lite_test_chunks(1, 40) == [(0, 1)]
+
+
+def _batch_statistics_encoding(encoder: SetEncoder, images: torch.Tensor) -> torch.Tensor:
+    """The set encoder by hand with train-mode BatchNorm: each channel normalised with the
+    mean and biased variance of ``images``' values at every position."""
+    x = normalise_images(images, encoder.image_size, encoder.mean, encoder.std)
+    for conv, norm in zip(encoder.layers[0:20:4], encoder.layers[1:20:4], strict=True):
+        x = conv(x)
+        mean = x.mean(dim=(0, 2, 3), keepdim=True)
+        var = (x - mean).square().mean(dim=(0, 2, 3), keepdim=True)
+        x = (x - mean) / (var + norm.eps).sqrt() * norm.weight.view(1, -1, 1, 1)
+        x = torch.nn.functional.max_pool2d((x + norm.bias.view(1, -1, 1, 1)).clamp(min=0), 2)
+    return x.mean(dim=(2, 3))
+
+
+def test_the_batch_norm_encoder_normalises_each_of_lites_batches_with_its_statistics(task):
+    torch.manual_seed(0)
+    learner = build_learner(
+        "simple_cnaps", image_size=BACKBONE_SIZE, encoder_norm="batch", chunk_size=5,
+        **TINY_ENCODER,
+    ).eval()  # fmt: skip
+    encoder = learner.set_encoder
+    assert all(m.training for m in encoder.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    stored = encoder.layers[1].running_mean.clone()
+    # 11 images in LITE's batches of 5: [0, 5), [5, 11) (not [5, 10)) and [10, 11) again.
+    support_labels = task[1][:11]
+    support = torch.randint(0, 256, (11, 3, 40, 40), dtype=torch.uint8)
+    embeddings = []  # what the FiLM generator is given: the mean of the rows
+    learner.film_generator.register_forward_pre_hook(lambda _, args: embeddings.append(args[0]))
+    with torch.no_grad():
+        learner.adapt(support, support_labels)
+        chunks = [(0, 5), (5, 11), (10, 11)]
+        rows = [_batch_statistics_encoding(encoder, support[a:b]) for a, b in chunks]
+        per_image = torch.cat([_batch_statistics_encoding(encoder, i[None]) for i in support])
+    torch.testing.assert_close(embeddings[0], torch.cat(rows).mean(dim=0))
+    assert not torch.allclose(embeddings[0], per_image.mean(dim=0), atol=1e-3)  # batches matter
+    assert torch.equal(encoder.layers[1].running_mean, stored)  # never updated
+
+
+def test_meta_training_refuses_the_batch_norm_encoder_before_training_saying_why(task):
+    torch.manual_seed(0)
+    learner = build_learner("cnaps", image_size=BACKBONE_SIZE, encoder_norm="batch", **TINY_ENCODER)
+    with pytest.raises(ValueError, match=r"encoder_norm='batch'.*encoder_norm=frozen_batch"):
+        Trainer(TrainingConfig(), learner, train_tasks=[])
+    support, support_labels, *_ = task
+    # LITE's own check refuses it too, with the same advice.
+    with pytest.raises(RowCouplingError, match=r"set encoder of encoder_norm='batch'.*frozen_b"):
+        learner.train().adapt(support, support_labels, lite=LiteSettings(h=4))
 
 
 def test_a_training_checkpoint_with_the_earlier_generator_is_refused_saying_why(tmp_path):
