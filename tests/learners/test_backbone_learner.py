@@ -80,6 +80,7 @@ def test_each_learner_takes_its_own_options_and_those_of_its_bases():
         "encoder_image_size",
         "encoder_channels",
         "encoder_norm",
+        "encoder_input_norm",
         "film_regularization",
         "train_backbone",
         "backbone_lr_scale",
