@@ -44,5 +44,12 @@ def test_the_benchmark_writes_its_figures(tmp_path):
     for row in rows:
         values = {key: float(value) for key, value in row.items()}
         assert values["accuracy_with_rejection"] <= values["accuracy"]
-        assert 0 <= values["untaught_rejected"] <= 1 and 0 <= values["auroc"] <= 1
+        # Rates count whole images: 2 classes x 4 query styles on each side.
+        images = 2 * len(QUERY_STYLES)
+        for rate in ("untaught_rejected", "known_rejected", "accuracy", "accuracy_with_rejection"):
+            assert values[rate] * images == pytest.approx(round(values[rate] * images))
+        # Each rejected known image costs at most one correct answer.
+        assert values["accuracy"] - values["accuracy_with_rejection"] <= (
+            values["known_rejected"] + 1e-9
+        )
     assert (tmp_path / "openset.md").read_text().startswith("Open set on 2 emoji tasks")
