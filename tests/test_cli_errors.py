@@ -433,7 +433,7 @@ def test_warnings_are_one_line_like_the_errors(tmp_path):
 def test_the_skip_hint_is_not_offered_when_skipping_already_ran_out():
     import argparse
 
-    from litemeta.cli import _hint
+    from litemeta.cli.entry import _hint
     from litemeta.data.images import ImageLoadError, NoReplacementError
 
     args = argparse.Namespace(unreadable_hint="to skip unreadable images: data.on_error=skip")

@@ -1,7 +1,7 @@
 """The jobs behind the command line: meta-train, evaluate, personalise.
 
 Each job takes an :class:`~litemeta.experiment.settings.ExperimentConfig` (or plain paths)
-and wires the data, learner, training and evaluation layers together; ``cli.py`` only
+and wires the data, learner, training and evaluation layers together; ``litemeta.cli`` only
 parses.
 """
 
