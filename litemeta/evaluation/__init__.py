@@ -22,7 +22,13 @@ from litemeta.evaluation.metrics import (
     summarise_sources,
     video_prediction,
 )
-from litemeta.evaluation.report import markdown_table, plot_results, write_report
+from litemeta.evaluation.report import (
+    format_cell,
+    markdown_table,
+    plot_results,
+    results_table,
+    write_report,
+)
 
 __all__ = [
     "ORBIT_METRICS",
@@ -32,11 +38,13 @@ __all__ = [
     "SourceSummary",
     "VideoScore",
     "evaluate",
+    "format_cell",
     "frames_to_recognition",
     "markdown_table",
     "mean_with_ci",
     "plot_results",
     "predict_queries",
+    "results_table",
     "score_video",
     "score_videos",
     "summarise_orbit",
