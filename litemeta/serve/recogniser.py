@@ -23,7 +23,7 @@ from litemeta.learners.classifiers import BackboneTaskClassifier
 from litemeta.serve.calibration import OpenSet
 from litemeta.serve.export import export_onnx, quantise
 from litemeta.serve.quality import adapt_and_calibrate, quality_report
-from litemeta.serve.store import Example, Recogniser, Taught
+from litemeta.serve.records import Example, Recogniser, Taught
 
 __all__ = [
     "Adapted",
