@@ -1,6 +1,7 @@
 """Evaluation of few-shot learners: metrics (accuracy with a 95% confidence interval, the
 ORBIT frame / video / frames-to-recognition metrics, the accuracy per source), the evaluate
-loop, and the report.
+loop, the report and its markdown tables, and a trained learner adapted to a user's support
+set (:mod:`litemeta.evaluation.trained`).
 
 Layer: imports the base, ``data`` (the task loader) and ``learners``; ``training`` and the
 layers above import it.
