@@ -8,8 +8,9 @@ import torch
 from PIL import Image
 
 from litemeta.data import load_emoji
+from litemeta.evaluation.trained import load_trained_learner
 from litemeta.experiment import load_experiment
-from litemeta.experiment.jobs import load_trained_learner, train_experiment
+from litemeta.experiment.jobs import train_experiment
 
 TINY_OVERRIDES = [
     "model.backbone=resnet18",
@@ -60,7 +61,7 @@ def write_emoji(folder: Path, class_id: int, style: str) -> Path:
 def accuracies_by_hand(checkpoint: Path, tasks) -> list[float]:
     """Each task's query accuracy of the learner in ``checkpoint``, adapting without LITE:
     the reference the evaluation reports are checked against."""
-    learner = load_trained_learner(checkpoint).eval()
+    learner = load_trained_learner(checkpoint)
     accuracies = []
     with torch.no_grad():
         for task in tasks:

@@ -87,6 +87,19 @@ def test_every_import_runs_downward():
     assert not wrong, "\n".join(wrong)
 
 
+def test_the_web_app_imports_no_experiment_code():
+    """``serve`` reads support folders and adapts checkpoints through ``data`` and
+    ``evaluation``, never through the command line's jobs."""
+    wrong = [
+        f"{module} imports {target}"
+        for module, targets in _graph().items()
+        if module.startswith("litemeta.serve")
+        for target in targets
+        if target.startswith("litemeta.experiment")
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
 def test_no_import_cycles():
     graph = _graph()
     known = set(graph)

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 import litemeta.data.emoji_build as emoji_build
+import litemeta.evaluation.trained as trained
 import litemeta.experiment.jobs as jobs
 from litemeta.cli import main
 from litemeta.config import ConfigError
@@ -188,7 +189,7 @@ def test_a_bad_output_folder_fails_before_the_work(run, folders, capsys, monkeyp
     support, query = folders
     taken = query.parent / "taken"
     taken.write_text("a file")
-    monkeypatch.setattr(jobs, "load_trained_learner", lambda *_: pytest.fail("work started"))
+    monkeypatch.setattr(trained, "load_trained_learner", lambda *_: pytest.fail("work started"))
     assert _personalise(run, support, query, "--output", str(taken)) == 1
     assert "is a file; give a folder" in _one_line_error(capsys)
 

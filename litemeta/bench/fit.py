@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from litemeta.device import place_on_device
+from litemeta.evaluation import markdown_table
 from litemeta.learners import build_learner
 from litemeta.precision import Precision
 from litemeta.training import queue_backward_task
@@ -31,7 +32,7 @@ from litemeta.training.memory_plan import (
     task_image_bytes,
 )
 
-from .report import Row, markdown_table, write_csv
+from .report import Row, write_csv
 from .step import synthetic_task
 
 __all__ = [

@@ -16,12 +16,13 @@ from torch.nn import functional
 from tqdm.auto import tqdm
 
 from litemeta.backbones import DEFAULT_BACKBONE
+from litemeta.evaluation import markdown_table
 from litemeta.learners import build_learner
 from litemeta.learners.base import FewShotLearner
 from litemeta.lite import LiteSettings
 from litemeta.tasks import Task
 
-from .report import Row, markdown_table, save_figure, write_outputs
+from .report import Row, save_figure, write_outputs
 
 VARIANTS = ("unbiased (ours)", "no N/h scaling", "query loss x N/h")
 

@@ -26,13 +26,14 @@ from tqdm.auto import tqdm
 
 from litemeta.data import FixedWaySampler, emoji_tasks
 from litemeta.data.emoji import STYLES
+from litemeta.evaluation import markdown_table
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.serve.calibration import DEFAULT_THRESHOLD, familiarity, open_set_scores
 from litemeta.serve.export import export_onnx, quantise
 from litemeta.serve.quality import adapt_and_calibrate
 from litemeta.tasks import Task
 
-from .report import Row, markdown_table, write_csv
+from .report import Row, write_csv
 
 __all__ = ["auroc", "openset_tasks", "run_openset_benchmark"]
 

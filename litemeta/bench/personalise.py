@@ -17,11 +17,11 @@ import torch
 from tqdm.auto import tqdm
 
 from litemeta.backbones import DEFAULT_BACKBONE
-from litemeta.evaluation import evaluate
+from litemeta.evaluation import evaluate, markdown_table
 from litemeta.learners import LEARNERS, build_learner
 from litemeta.tasks import Task
 
-from .report import Row, markdown_table, save_figure, write_outputs
+from .report import Row, save_figure, write_outputs
 
 __all__ = [
     "personalise_learners",

@@ -34,11 +34,12 @@ from torch.utils.data import Dataset
 from litemeta.backbones.preprocessing import normalise_images
 from litemeta.data.loading import task_loader
 from litemeta.device import Stopwatch, synchronize
+from litemeta.evaluation import markdown_table
 from litemeta.experiment import DataConfig, ExperimentConfig, build_model, task_dataset
 from litemeta.tasks import Task
 from litemeta.training import backward_task
 
-from .report import Row, machine_description, markdown_table
+from .report import Row, machine_description
 
 __all__ = ["CACHE_SPEEDUP_TARGET", "PipelineConfig", "measure_pipeline", "run_pipeline_benchmark"]
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from litemeta.evaluation import markdown_table
+
 Row = dict[str, Any]
 
 
@@ -40,23 +42,6 @@ def write_csv(rows: Sequence[Row], path: Path) -> None:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-
-
-def format_cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
-    return "" if value is None else str(value)
-
-
-def markdown_table(rows: Sequence[Row], columns: Sequence[str] | None = None) -> str:
-    """A GitHub-flavoured markdown table of ``rows`` (all keys, or just ``columns``)."""
-    columns = list(columns or dict.fromkeys(key for row in rows for key in row))
-    lines = [
-        "| " + " | ".join(columns) + " |",
-        "|" + "|".join("---" for _ in columns) + "|",
-    ]
-    lines += ["| " + " | ".join(format_cell(row.get(c)) for c in columns) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 def configuration_columns(row: Row) -> Row:

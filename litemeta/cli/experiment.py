@@ -12,10 +12,10 @@ from litemeta.cli.arguments import add_experiment_arguments, positive_int
 
 
 def print_results(results: dict) -> None:
-    from litemeta.evaluation import markdown_table
+    from litemeta.evaluation import results_table
 
     if results:
-        print(markdown_table(results))
+        print(results_table(results))
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -75,7 +75,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 def run_settings(checkpoint: Path | None) -> str | None:
     """The ``experiment.yaml`` of the run ``checkpoint`` belongs to, if there is one."""
-    from litemeta.experiment.jobs import EXPERIMENT_FILE
+    from litemeta.evaluation.trained import EXPERIMENT_FILE
 
     saved = checkpoint.parent / EXPERIMENT_FILE if checkpoint is not None else None
     if saved is None or not saved.is_file():

@@ -1,14 +1,29 @@
-"""Evaluation reports: a markdown table, a figure (matplotlib) and the raw results as JSON."""
+"""Evaluation reports: markdown tables (:func:`markdown_table`, which the benchmarks' reports
+use too), a figure (matplotlib) and the raw results as JSON."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from litemeta.evaluation.metrics import ORBIT_METRICS, EvaluationResult, MeanCI
+from litemeta.evaluation.metrics import (
+    ORBIT_METRICS,
+    EvaluationResult,
+    MeanCI,
+    OrbitSummary,
+    SourceSummary,
+)
 
-__all__ = ["ORBIT_AVERAGING", "markdown_table", "plot_results", "write_report"]
+__all__ = [
+    "ORBIT_AVERAGING",
+    "format_cell",
+    "markdown_table",
+    "plot_results",
+    "results_table",
+    "write_report",
+]
 
 
 def _percent(summary: MeanCI) -> str:
@@ -25,42 +40,88 @@ ORBIT_AVERAGING = {
 }
 
 
-def markdown_table(results: Mapping[str, EvaluationResult]) -> str:
+def format_cell(value: Any) -> str:
+    """A table cell: floats to three significant digits (thousands with separators), text
+    and integers as they are, ``None`` empty."""
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return "" if value is None else str(value)
+
+
+def markdown_table(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str] | None = None,
+    *,
+    right_aligned: Collection[str] = (),
+) -> str:
+    """A GitHub-flavoured markdown table of ``rows`` (all keys in first-seen order, or just
+    ``columns``), cells by :func:`format_cell`; ``right_aligned`` columns align right."""
+    columns = list(columns or dict.fromkeys(key for row in rows for key in row))
+    lines = [
+        "| " + " | ".join(columns) + " |",
+        "|" + "|".join("---:" if c in right_aligned else "---" for c in columns) + "|",
+    ]
+    lines += ["| " + " | ".join(format_cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+#: The accuracy columns of the results tables, saying what is averaged.
+ACCURACY_COLUMN = "Accuracy (%) ± 95% CI (per task: its queries; mean over tasks)"
+SOURCE_ACCURACY_COLUMN = "Accuracy (%) ± 95% CI"
+ORBIT_COLUMNS = [f"{metric.replace('_', ' ')} (%)" for metric in ORBIT_METRICS]
+
+
+def _source_rows(name: str, summary: SourceSummary) -> list[dict[str, object]]:
+    """A row per source, then the unweighted average over sources (it has no interval)."""
+    rows: list[dict[str, object]] = [
+        {"Model": name, "Source": source, "Tasks": stats.n, SOURCE_ACCURACY_COLUMN: _percent(stats)}
+        for source, stats in summary.per_source.items()
+    ]
+    rows.append(
+        {
+            "Model": name,
+            "Source": f"average over {len(summary.per_source)} sources",
+            "Tasks": sum(stats.n for stats in summary.per_source.values()),
+            SOURCE_ACCURACY_COLUMN: f"{100 * summary.average:.2f}",
+        }
+    )
+    return rows
+
+
+def _orbit_rows(name: str, summary: OrbitSummary) -> list[dict[str, object]]:
+    """A row per way of averaging (:data:`ORBIT_AVERAGING`); pooled frames give the frame
+    accuracy only."""
+    rows: list[dict[str, object]] = []
+    for key, label in ORBIT_AVERAGING.items():
+        stats = getattr(summary, key)
+        if isinstance(stats, MeanCI):
+            cells, n = [_percent(stats), "-", "-"], stats.n
+        else:
+            cells = [_percent(stats[metric]) for metric in ORBIT_METRICS]
+            n = stats[ORBIT_METRICS[0]].n
+        row = {"Model": name, "Averaged": label.format(n=n)}
+        rows.append(row | dict(zip(ORBIT_COLUMNS, cells, strict=True)))
+    return rows
+
+
+def results_table(results: Mapping[str, EvaluationResult]) -> str:
     """Accuracy per named result (a model: the baseline, the meta-trained learner) and, where
     present, the accuracy per source with the average over sources, and the ORBIT metrics,
     each row labelled with how it is averaged."""
-    lines = [
-        "| Model | Tasks | Accuracy (%) ± 95% CI (per task: its queries; mean over tasks) |",
-        "|---|---:|---:|",
-        *(f"| {name} | {r.accuracy.n} | {_percent(r.accuracy)} |" for name, r in results.items()),
+    accuracy = [
+        {"Model": name, "Tasks": r.accuracy.n, ACCURACY_COLUMN: _percent(r.accuracy)}
+        for name, r in results.items()
     ]
-    by_source = {name: r.sources for name, r in results.items() if r.sources is not None}
-    if by_source:
-        lines += ["", "| Model | Source | Tasks | Accuracy (%) ± 95% CI |", "|---|---|---:|---:|"]
-        for name, summary in by_source.items():
-            for source, stats in summary.per_source.items():
-                lines.append(f"| {name} | {source} | {stats.n} | {_percent(stats)} |")
-            tasks = sum(stats.n for stats in summary.per_source.values())
-            sources = len(summary.per_source)
-            lines.append(
-                f"| {name} | average over {sources} sources | {tasks} | "
-                f"{100 * summary.average:.2f} |"
-            )
-    orbit = {name: r.orbit for name, r in results.items() if r.orbit is not None}
+    tables = [markdown_table(accuracy, right_aligned=("Tasks", ACCURACY_COLUMN))]
+    sources = [
+        row for name, r in results.items() if r.sources for row in _source_rows(name, r.sources)
+    ]
+    if sources:
+        tables.append(markdown_table(sources, right_aligned=("Tasks", SOURCE_ACCURACY_COLUMN)))
+    orbit = [row for name, r in results.items() if r.orbit for row in _orbit_rows(name, r.orbit)]
     if orbit:
-        header = " | ".join(f"{metric.replace('_', ' ')} (%)" for metric in ORBIT_METRICS)
-        lines += ["", f"| Model | Averaged | {header} |", "|---|---|---:|---:|---:|"]
-        for name, summary in orbit.items():
-            for key, label in ORBIT_AVERAGING.items():
-                stats = getattr(summary, key)
-                if isinstance(stats, MeanCI):  # frame accuracy only
-                    cells = " | ".join([_percent(stats), "-", "-"])
-                    n = stats.n
-                else:
-                    cells = " | ".join(_percent(stats[metric]) for metric in ORBIT_METRICS)
-                    n = stats[ORBIT_METRICS[0]].n
-                lines.append(f"| {name} | {label.format(n=n)} | {cells} |")
-    return "\n".join(lines) + "\n"
+        tables.append(markdown_table(orbit, right_aligned=ORBIT_COLUMNS))
+    return "\n".join(tables)
 
 
 def plot_results(results: Mapping[str, EvaluationResult], path: str | Path) -> Path:
@@ -109,6 +170,6 @@ def write_report(results: Mapping[str, EvaluationResult], directory: str | Path)
     }
     serialisable = {name: result.to_dict() for name, result in results.items()}
     paths["json"].write_text(json.dumps(serialisable, indent=2) + "\n")
-    paths["markdown"].write_text(markdown_table(results))
+    paths["markdown"].write_text(results_table(results))
     plot_results(results, paths["plot"])
     return paths

@@ -19,21 +19,16 @@ import torch
 import yaml
 from torch.utils.data import Dataset
 
-from litemeta.checkpoint import (
-    describe_model,
-    find_checkpoint,
-    load_model_weights,
-    write_files_atomically,
-)
+from litemeta.checkpoint import describe_model, load_model_weights, write_files_atomically
 from litemeta.config import ConfigError, load_yaml, setting_differences
-from litemeta.data.class_folders import FileTree, hidden_name
-from litemeta.data.images import IMAGE_EXTENSIONS, ImageLoadError, read_image_file
+from litemeta.data.images import IMAGE_EXTENSIONS
 from litemeta.data.loading import resolve_workers
+from litemeta.data.support_folder import SkippedImage, folder_images, read_image_or_skip
 from litemeta.device import pick_device, place_on_device
 from litemeta.evaluation import EvaluationResult, evaluate, write_report
+from litemeta.evaluation.trained import EXPERIMENT_FILE, adapt_checkpoint, adapt_in_one_pass
 from litemeta.experiment.builders import build_model, max_support_size, task_dataset
 from litemeta.experiment.settings import ExperimentConfig
-from litemeta.learners import load_learner
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.tasks import Task
 from litemeta.training import (
@@ -56,7 +51,6 @@ __all__ = [
     "train_experiment",
 ]
 
-EXPERIMENT_FILE = "experiment.yaml"
 BASELINE = "pretrained, no meta-training"
 #: The baseline's name when the backbone starts from random weights.
 UNTRAINED_BASELINE = "random weights, no meta-training"
@@ -311,15 +305,6 @@ def evaluate_experiment(
     return results
 
 
-def load_trained_learner(checkpoint: str | Path) -> BackboneLearner:
-    """Rebuild a learner from a checkpoint alone (its model description and weights): a
-    training checkpoint, a run's output directory (its best, else last, checkpoint) or a file
-    of :func:`~litemeta.learners.save_learner`; on the device to use."""
-    device = pick_device()
-    learner = load_learner(find_checkpoint(checkpoint), map_location=device)
-    return place_on_device(learner, device)
-
-
 @dataclass(frozen=True)
 class Prediction:
     """The label of one query image, or, for an image that was skipped, why."""
@@ -330,88 +315,13 @@ class Prediction:
     error: str = ""
 
 
-def _image_files(folder: Path, what: str) -> list[Path]:
-    """The images under ``folder``, sorted, following linked folders; hidden files (macOS's
-    ``._x.png``, ``.git``) are not images, and other files are named in a warning."""
-    if folder.is_file():
-        raise NotADirectoryError(
-            f"{what} must be a folder of images, but {folder} is a file; give the folder "
-            "that holds it"
-        )
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{what} folder {folder} does not exist")
-    files = [folder / relative for relative in FileTree(folder).files()]
-    others = [p for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
-    if others:
-        warnings.warn(
-            f"left out {len(others)} file(s) of {what} folder {folder} that are not images "
-            f"litemeta reads (e.g. {others[0].name}; it reads "
-            f"{', '.join(IMAGE_EXTENSIONS)}): convert them to JPEG or PNG to use them",
-            stacklevel=3,
-        )
-    return [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
-
-
 def _query_files(folder: Path) -> list[Path]:
-    files = _image_files(folder, "query")
+    files = folder_images(folder, "query")
     if not files:
         raise ValueError(
             f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in query folder {folder}"
         )
     return files
-
-
-def _read_or_skip(
-    path: Path, image_size: int, skip_unreadable: bool, skipped: list[Prediction]
-) -> torch.Tensor | None:
-    """The image at ``path``; with ``skip_unreadable`` an unreadable one is recorded in
-    ``skipped`` (as a prediction with its error) and ``None`` returned instead of raising."""
-    try:
-        return read_image_file(str(path), image_size)
-    except ImageLoadError as error:
-        if not skip_unreadable:
-            raise
-        skipped.append(Prediction(str(path), "", 0.0, str(error)))
-        return None
-
-
-def read_support_set(
-    folder: Path, image_size: int, skip_unreadable: bool
-) -> tuple[list[str], list[torch.Tensor], list[int], list[Prediction]]:
-    """The class names, images and labels of ``folder/<class>/*``; refuses what would
-    silently give a wrong recogniser (one class, an empty class, stray top-level images)."""
-    files = _image_files(folder, "support")
-    stray = [p for p in files if p.parent == folder]
-    if stray:
-        raise ValueError(
-            f"support images must be in one sub-folder per class, but {len(stray)} lie in "
-            f"{folder} itself (e.g. {stray[0].name}); move them into {folder}/<class>/"
-        )
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not hidden_name(p.name))
-    by_class = {
-        name: [p for p in files if p.relative_to(folder).parts[0] == name] for name in classes
-    }
-    empty = [name for name, paths in by_class.items() if not paths]
-    if empty:
-        raise ValueError(
-            f"support class folders {empty} in {folder} have no images; add images or "
-            "remove the folders"
-        )
-    if len(classes) < 2:
-        raise ValueError(
-            f"{folder} has {len(classes)} class folder(s) {classes}; personalising needs at "
-            "least two classes to tell apart (one sub-folder of images per class)"
-        )
-    images, labels, skipped = [], [], []
-    for label, name in enumerate(classes):
-        for path in by_class[name]:
-            image = _read_or_skip(path, image_size, skip_unreadable, skipped)
-            if image is not None:
-                images.append(image)
-                labels.append(label)
-        if label not in labels:
-            raise ValueError(f"support class '{name}' has no readable images")
-    return classes, images, labels, skipped
 
 
 def personalise(
@@ -430,25 +340,22 @@ def personalise(
     :class:`ImageLoadError`. Writes ``predictions.csv`` and ``predictions.json`` to
     ``output_dir`` when given (checked before any work)."""
     output = _output_folder(output_dir) if output_dir is not None else None
-    learner = load_trained_learner(checkpoint).eval()
-    image_size = learner.backbone.image_size
-    class_names, images, labels, skipped_support = read_support_set(
-        Path(support), image_size, skip_unreadable
-    )
-    for skipped_image in skipped_support:
-        warnings.warn(f"left out unreadable support image: {skipped_image.error}", stacklevel=2)
-    device = pick_device()
     query_files = _query_files(Path(query))
+    personalised = adapt_checkpoint(
+        checkpoint, support, adapt_in_one_pass, skip_unreadable=skip_unreadable
+    )
+    for skipped_image in personalised.support.skipped:
+        warnings.warn(f"left out unreadable support image: {skipped_image.error}", stacklevel=2)
+    image_size = personalised.learner.backbone.image_size
+    device = next(personalised.learner.parameters()).device
+    class_names, classifier = personalised.support.classes, personalised.adapted
     predictions: list[Prediction] = []
-    skipped: list[Prediction] = []
+    unreadable: list[SkippedImage] = []
     with torch.no_grad():
-        classifier = learner.adapt(
-            torch.stack(images).to(device), torch.tensor(labels, device=device)
-        )
         for start in range(0, len(query_files), batch_size):
             batch, queries = [], []
             for path in query_files[start : start + batch_size]:
-                image = _read_or_skip(path, image_size, skip_unreadable, skipped)
+                image = read_image_or_skip(path, image_size, skip_unreadable, unreadable)
                 if image is not None:
                     queries.append(image)
                     batch.append(path)
@@ -458,7 +365,7 @@ def personalise(
             for path, row in zip(batch, probabilities, strict=True):
                 best = int(row.argmax())
                 predictions.append(Prediction(str(path), class_names[best], float(row[best])))
-    predictions += skipped
+    predictions += [Prediction(str(image.path), "", 0.0, image.error) for image in unreadable]
     if output is not None:
         _write_predictions(predictions, output)
     return predictions

@@ -226,15 +226,10 @@ def quantise(model: bytes) -> bytes:
 def export_folders(checkpoint: str | Path, support: str | Path) -> tuple[bytes, list[str]]:
     """Adapt a checkpoint's learner to ``support/<class>/*`` images in one pass, calibrate
     it, and export it, as the web app's export does; returns the ONNX bytes and the labels."""
-    from litemeta.experiment.jobs import load_trained_learner, read_support_set
+    from litemeta.evaluation.trained import adapt_checkpoint
     from litemeta.serve.quality import adapt_and_calibrate
 
-    learner = load_trained_learner(checkpoint).eval()
-    device = next(learner.parameters()).device
-    classes, images, labels, _ = read_support_set(
-        Path(support), learner.backbone.image_size, skip_unreadable=False
-    )
-    classifier, open_set, _ = adapt_and_calibrate(
-        learner, torch.stack(images).to(device), torch.tensor(labels, device=device)
-    )
-    return export_onnx(learner.backbone, classifier, classes, open_set), classes
+    personalised = adapt_checkpoint(checkpoint, support, adapt_and_calibrate)
+    classifier, open_set, _ = personalised.adapted
+    classes = personalised.support.classes
+    return export_onnx(personalised.learner.backbone, classifier, classes, open_set), classes

@@ -10,20 +10,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from litemeta.checkpoint import find_checkpoint
 from litemeta.data.images import ImageLoadError, decode_image, to_rgb
+from litemeta.data.support_folder import SupportSet
 from litemeta.device import pick_device, place_on_device
-from litemeta.experiment.jobs import EXPERIMENT_FILE, load_trained_learner
+from litemeta.evaluation.trained import adapt_to_support, load_trained_learner, trained_on
 from litemeta.learners import build_learner
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.learners.classifiers import BackboneTaskClassifier
 from litemeta.serve.calibration import OpenSet
 from litemeta.serve.export import export_onnx, quantise
 from litemeta.serve.quality import adapt_and_calibrate, quality_report
-from litemeta.serve.store import Example, Recogniser, Taught
+from litemeta.serve.records import Example, Recogniser, Taught
 
 __all__ = [
     "Adapted",
@@ -198,16 +198,6 @@ def _backbone_name(learner: BackboneLearner) -> str:
     return BACKBONE_NAMES.get(name, name or type(learner.backbone).__name__)
 
 
-def _trained_on(checkpoint: Path) -> str | None:
-    """The data set a run was meta-trained on, from the run's experiment file if present."""
-    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
-    try:
-        settings = yaml.safe_load((folder / EXPERIMENT_FILE).read_text(encoding="utf-8"))
-        return str(settings["data"]["dataset"])
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
-        return None
-
-
 def describe(learner: BackboneLearner, checkpoint: Path | None) -> ModelDescription:
     """The plain-words description of a checkpoint's learner (``None``: the pretrained one)."""
     backbone = _backbone_name(learner)
@@ -217,7 +207,7 @@ def describe(learner: BackboneLearner, checkpoint: Path | None) -> ModelDescript
         source = "pretrained on ImageNet" if learner.backbone.pretrained else "random weights"
         model = f"{backbone}, {source}, not meta-trained, {method}' classifier, {size}"
         return ModelDescription(model, False, PRETRAINED_HINT)
-    data = _trained_on(checkpoint)
+    data = trained_on(checkpoint)
     on = f" on {data}" if data else ""
     return ModelDescription(f"{backbone}, meta-trained{on} with {method}, {size}", True)
 
@@ -305,10 +295,11 @@ class Personaliser:
         start = time.perf_counter()
         examples = [e for label in classes for e in recogniser.classes[label]]
         labels = [i for i, label in enumerate(classes) for _ in recogniser.classes[label]]
-        images = torch.stack([self._example(e) for e in examples]).to(self.device)
+        images = torch.stack([self._example(e) for e in examples])
+        support = SupportSet(classes, images, torch.tensor(labels))
         with self._lock:
-            classifier, open_set, held_out = adapt_and_calibrate(
-                self.learner, images, torch.tensor(labels, device=self.device)
+            classifier, open_set, held_out = adapt_to_support(
+                self.learner, support, adapt_and_calibrate
             )
         quality = quality_report(classes, [e.id for e in examples], labels, held_out)
         seconds = round(time.perf_counter() - start, 4)

@@ -13,40 +13,29 @@ import contextlib
 import json
 import os
 import re
-import socket
 import sqlite3
 import sys
 import threading
 import time
-import unicodedata
 import uuid
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
 
-__all__ = [
-    "Example",
-    "NotFound",
-    "Recogniser",
-    "Store",
-    "StoreError",
-    "StoreInUse",
-    "Taught",
-    "check_name",
-    "default_store_dir",
-]
+from litemeta.serve.records import (
+    Example,
+    NotFound,
+    Recogniser,
+    StoreError,
+    Taught,
+    check_name,
+    normalise_name,
+)
+from litemeta.serve.store_lock import hold
 
-MAX_NAME_LENGTH = 64
-#: Characters refused in names and labels: path separators (a label is part of its URL's
-#: path) and markup. Apostrophes and ampersands ("it's", "Tom & Jerry") are fine: the page
-#: sets labels as text only.
-FORBIDDEN_CHARACTERS = set('/\\<>"`')
-#: Invisible format characters that real text needs: zero-width joiner (emoji sequences)
-#: and non-joiner (Persian, Indic scripts).
-JOINERS = {"\u200c", "\u200d"}
+__all__ = ["Store", "default_store_dir"]
+
 #: The extensions of the image files the store writes.
 IMAGE_EXTENSIONS = (".jpg", ".png", ".webp", ".gif", ".bmp")
 _ID = "[0-9a-f]{32}"
@@ -86,18 +75,6 @@ CREATE TABLE IF NOT EXISTS examples (
 """
 
 
-class NotFound(LookupError):
-    """A recogniser, class or example that does not exist."""
-
-
-class StoreError(RuntimeError):
-    """A store that cannot be opened: its database is damaged or not a database."""
-
-
-class StoreInUse(StoreError):
-    """A store already held by another process (or another ``Store`` of this one)."""
-
-
 def default_store_dir() -> Path:
     """The per-user data folder: ``$XDG_DATA_HOME/litemeta/serve`` (``~/.local/share`` if
     unset), ``~/Library/Application Support`` on macOS, ``%LOCALAPPDATA%`` on Windows."""
@@ -108,97 +85,6 @@ def default_store_dir() -> Path:
     else:
         base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     return base / "litemeta" / "serve"
-
-
-def normalise_name(text: str) -> str:
-    """``text`` as names and labels are stored: NFC, without surrounding spaces."""
-    return unicodedata.normalize("NFC", text).strip()
-
-
-def check_name(text: object, what: str) -> str:
-    """A recogniser name or class label, normalised; ``ValueError`` says what to change."""
-    if not isinstance(text, str):
-        raise ValueError(f"the {what} must be text")
-    name = normalise_name(text)
-    if not name:
-        raise ValueError(f"the {what} is empty: type a few letters")
-    if len(name) > MAX_NAME_LENGTH:
-        raise ValueError(f"the {what} has {len(name)} characters; use at most {MAX_NAME_LENGTH}")
-    bad = sorted({c for c in name if c in FORBIDDEN_CHARACTERS})
-    if bad:
-        raise ValueError(
-            f"the {what} {name!r} contains {' '.join(bad)}; use letters, digits, spaces and "
-            "simple punctuation (. , - _ + ( ) ! ' &) only"
-        )
-    if any(unicodedata.category(c).startswith("C") and c not in JOINERS for c in name):
-        raise ValueError(f"the {what} contains control characters; type it again")
-    if name.startswith("."):
-        raise ValueError(f"the {what} {name!r} starts with a dot; start with a letter or digit")
-    return name
-
-
-@dataclass(frozen=True)
-class Example:
-    """One stored example image of a class."""
-
-    id: str
-    label: str
-    path: Path
-    media_type: str
-
-
-@dataclass(frozen=True)
-class Taught:
-    """What the last "teach" used (its classes, in output order, image count and time) and
-    found: the leave-one-out ``quality`` report and the ``open_set`` calibration's summary
-    (``None`` in a store written before they were kept)."""
-
-    classes: list[str]
-    examples: int
-    seconds: float
-    quality: dict[str, Any] | None = None
-    open_set: dict[str, float] | None = None
-
-
-@dataclass(frozen=True)
-class Recogniser:
-    """A recogniser with its classes (in creation order) and examples per class.
-
-    ``version`` counts the changes to its classes and examples; ``own_threshold`` is the
-    user's "none of these" threshold (``None``: the calibrated one).
-    """
-
-    id: str
-    name: str
-    created: float
-    classes: dict[str, list[Example]]
-    taught: Taught | None
-    version: int
-    own_threshold: float | None = None
-
-    @property
-    def threshold(self) -> float | None:
-        """The threshold in effect: the user's, else the calibrated one; None untaught."""
-        if self.taught is None:
-            return None
-        if self.own_threshold is not None:
-            return self.own_threshold
-        return None if self.taught.open_set is None else self.taught.open_set["threshold"]
-
-    def summary(self) -> dict[str, object]:
-        """The JSON the API returns for this recogniser."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "created": self.created,
-            "classes": [
-                {"label": label, "examples": [e.id for e in examples]}
-                for label, examples in self.classes.items()
-            ],
-            "taught": None if self.taught is None else vars(self.taught),
-            "threshold": self.threshold,
-            "quality": None if self.taught is None else self.taught.quality,
-        }
 
 
 class Store:
@@ -217,7 +103,7 @@ class Store:
         self.images = self.root / "images"
         self.images.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._holding = _hold(self.root / "store.lock", holder)
+        self._holding = hold(self.root / "store.lock", holder)
         try:
             self._db = _open_database(self.root / "store.sqlite3")
             self._remove_orphan_files()
@@ -548,57 +434,3 @@ def _open_database(path: Path) -> sqlite3.Connection:
             f"move it aside (e.g. to {path.name}.damaged) to start an empty store there"
         ) from None
     return db
-
-
-def _hold(path: Path, holder: str) -> IO[str]:
-    """The lock file ``path``, locked for this process and naming ``holder``, its process
-    and machine; ``StoreInUse`` with what the file says if another one holds it. The
-    operating system releases the lock when the file closes or the process ends."""
-    # "a+" never truncates another holder's note; the handle lives as long as the store
-    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115
-    try:
-        _lock_file(handle)
-    except OSError:
-        handle.seek(0)
-        note = handle.read()
-        handle.close()
-        raise StoreInUse(
-            f"the store {path.parent} is in use by {_describe_holder(note)}; stop that server "
-            "first, or give another store folder (--store)"
-        ) from None
-    handle.seek(0)
-    handle.truncate()
-    note = {
-        "holder": holder,
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "since": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
-    handle.write(json.dumps(note))
-    handle.flush()
-    return handle
-
-
-def _describe_holder(note: str) -> str:
-    try:
-        fields = json.loads(note)
-        return (
-            f"{fields['holder']} (process {fields['pid']} on {fields['host']}, since "
-            f"{fields['since']})"
-        )
-    except (ValueError, TypeError, KeyError):  # being written just now
-        return "another process"
-
-
-if os.name == "nt":
-    import msvcrt
-
-    def _lock_file(handle: IO[str]) -> None:
-        handle.seek(2**30)  # a byte past the note, so that others can still read it
-        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-
-else:
-    import fcntl
-
-    def _lock_file(handle: IO[str]) -> None:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

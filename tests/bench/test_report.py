@@ -9,14 +9,13 @@ import torch
 
 from litemeta.bench.report import (
     configuration_columns,
-    format_cell,
     machine_description,
-    markdown_table,
     plot_by_mode,
     titled_table,
     write_csv,
     write_outputs,
 )
+from litemeta.evaluation import format_cell, markdown_table
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -15,13 +15,13 @@ from PIL import Image
 
 import litemeta.experiment.jobs as jobs
 from litemeta.data.images import read_image_file
+from litemeta.evaluation.trained import load_trained_learner
 from litemeta.experiment import load_experiment, task_dataset
 from litemeta.experiment.jobs import (
     BASELINE,
     META_TRAINED,
     UNTRAINED_BASELINE,
     baseline_name,
-    load_trained_learner,
     personalise,
 )
 from litemeta.learners import save_learner

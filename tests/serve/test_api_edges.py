@@ -15,10 +15,11 @@ import uvicorn
 from starlette.testclient import TestClient
 
 import litemeta.serve.store as store_module
-from litemeta.serve import app as app_module
 from litemeta.serve.app import GRACEFUL_SHUTDOWN_SECONDS, create_app, run_server
 from litemeta.serve.recogniser import Personaliser
-from litemeta.serve.store import Store, Taught
+from litemeta.serve.records import Taught
+from litemeta.serve.routes import requests as request_readers
+from litemeta.serve.store import Store
 from tests.serve.conftest import COLOURS, photo
 
 WAIT = 30  # seconds a paused step waits at most, so that a broken test fails, not hangs
@@ -236,7 +237,7 @@ def test_predict_before_teaching_answers_without_decoding(client, monkeypatch):
     def not_allowed(*args):
         raise AssertionError("decoded")
 
-    monkeypatch.setattr(app_module, "check_image", not_allowed)
+    monkeypatch.setattr(request_readers, "check_image", not_allowed)
     response = _predict(client, recogniser)
     assert response.status_code == 409 and "teach 'r' first" in response.json()["error"]
 

@@ -13,7 +13,8 @@ import onnxruntime
 import pytest
 
 from litemeta.data.images import decode_image
-from litemeta.serve.app import create_app, needs_token, run_server
+from litemeta.serve.app import create_app, run_server
+from litemeta.serve.guards import needs_token
 from litemeta.serve.recogniser import Personaliser
 from litemeta.serve.store import Store
 from tests.serve.conftest import COLOURS, photo

@@ -26,7 +26,8 @@ from litemeta.cli import main
 from litemeta.serve import app as app_module
 from litemeta.serve.app import create_app
 from litemeta.serve.recogniser import MEDIA_TYPES, Personaliser
-from litemeta.serve.store import IMAGE_EXTENSIONS, Store, StoreError, StoreInUse
+from litemeta.serve.records import StoreError, StoreInUse
+from litemeta.serve.store import IMAGE_EXTENSIONS, Store
 from tests.serve.conftest import COLOURS, photo
 from tests.serve.helpers import ROOT, running
 
@@ -139,7 +140,8 @@ def test_the_pattern_matches_every_file_name_the_store_writes(tmp_path):
 OPENER = """
 import sys, time
 from pathlib import Path
-from litemeta.serve.store import Store, StoreInUse
+from litemeta.serve.records import StoreInUse
+from litemeta.serve.store import Store
 tries = refused = 0
 while not Path(sys.argv[2]).exists() or tries == 0:
     tries += 1

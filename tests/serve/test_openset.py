@@ -15,9 +15,10 @@ from starlette.testclient import TestClient
 
 from litemeta.cli import main
 from litemeta.data.images import decode_image
-from litemeta.serve.app import ascii_file_name, content_disposition, create_app
+from litemeta.serve.app import create_app
 from litemeta.serve.calibration import DEFAULT_THRESHOLD
 from litemeta.serve.recogniser import Personaliser
+from litemeta.serve.routes.predict import ascii_file_name, content_disposition
 from litemeta.serve.store import Store
 from tests.serve.conftest import COLOURS, photo
 

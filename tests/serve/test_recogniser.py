@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from litemeta.data.images import ImageLoadError, decode_image
-from litemeta.experiment.jobs import load_trained_learner
+from litemeta.evaluation.trained import load_trained_learner
 from litemeta.serve.recogniser import CPU_CHUNK_SIZE, Personaliser, check_image
 from litemeta.serve.store import Store
 from tests.serve.conftest import COLOURS, photo
@@ -90,7 +90,7 @@ def test_teaching_adapts_once_to_every_example_and_predictions_are_the_softmax(
     ranked = personaliser.predict(adapted, query, "q.jpg")["probabilities"]
     assert ranked[0]["label"] == "blue"
     # By hand: the checkpoint's learner adapted to the decoded examples, class by class.
-    learner = load_trained_learner(tiny_run).eval()
+    learner = load_trained_learner(tiny_run)
     size = learner.backbone.image_size
     support = torch.stack(
         [decode_image(photo(c, shot), size, "s") for c in COLOURS.values() for shot in range(3)]

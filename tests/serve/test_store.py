@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from litemeta.serve.store import Store, check_name
+from litemeta.serve.records import check_name
+from litemeta.serve.store import Store
 from tests.serve.conftest import COLOURS, photo
 
 WRITER = """
