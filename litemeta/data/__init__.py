@@ -16,12 +16,9 @@ from litemeta.data.episodic import EpisodicTaskDataset, load_task, task_rng
 from litemeta.data.images import ImageLoadError
 from litemeta.data.metadataset import MetaDatasetRecords, read_dataset_spec
 from litemeta.data.multisource import MixedSourceTasks, PerSourceTasks
-from litemeta.data.orbit import (
-    InterleavedOrbitTasks,
-    OrbitDataset,
-    OrbitTaskDataset,
-    OrbitTaskSampler,
-)
+from litemeta.data.orbit import OrbitDataset
+from litemeta.data.orbit_sampler import OrbitTaskSampler
+from litemeta.data.orbit_tasks import InterleavedOrbitTasks, OrbitTaskDataset
 from litemeta.data.samplers import (
     ClassHierarchy,
     EpisodeSpec,

@@ -25,7 +25,7 @@ from litemeta.config import (
     load_yaml,
 )
 from litemeta.data.loading import Workers
-from litemeta.data.orbit import OrbitTaskSampler
+from litemeta.data.orbit_sampler import OrbitTaskSampler
 from litemeta.data.vtab import VtabSettings
 from litemeta.learners.factory import LEARNERS, checked_options
 from litemeta.training.settings import TrainingConfig
