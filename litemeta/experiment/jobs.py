@@ -162,10 +162,19 @@ def _warn_about_changed_settings(config: ExperimentConfig, saved_file: Path) -> 
         )
 
 
+def _check_trainable(config: ExperimentConfig) -> None:
+    """Refuse a dataset whose kind has nothing to meta-train on (VTAB's one test task)."""
+    if not config.data.kind.trainable:
+        raise ConfigError(
+            f"data.dataset={config.data.dataset} has no tasks to meta-train on, only test "
+            "tasks: evaluate it with `litemeta evaluate`, and meta-train on another dataset"
+        )
+
+
 def _check_stratified_draws(config: ExperimentConfig) -> None:
     """Refuse now what the first step would: stratified LITE draws one row per class."""
     lite, sampler = config.training.lite, config.data.sampler
-    fixed_way = config.data.dataset not in ("orbit", "vtab") and sampler.kind == "fixed"
+    fixed_way = config.data.kind.episodic and sampler.kind == "fixed"
     if lite.stratified and isinstance(lite.h, int) and fixed_way and lite.h < sampler.way:
         raise ConfigError(
             f"training.lite.stratified draws at least one support image per class, so "
@@ -208,6 +217,7 @@ def train_experiment(
             f"{output_dir} already holds a training run ({', '.join(earlier)}): continue it "
             "with --resume, or start a new one elsewhere with training.output_dir=DIR"
         )
+    _check_trainable(config)
     _check_stratified_draws(config)
     _warn_about_full_backpropagation(config)
     _warn_about_unused_checkpointing(config)
