@@ -11,6 +11,7 @@ and describes a dataset of its kind on disk.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from pathlib import Path
@@ -184,10 +185,15 @@ def discover_datasets() -> dict[str, DatasetKind]:
     return DATASETS
 
 
+@functools.cache
+def _discover_once() -> None:
+    discover_datasets()
+
+
 def dataset_kinds() -> dict[str, DatasetKind]:
-    """:data:`DATASETS`, discovered on first use."""
-    if not DATASETS:
-        discover_datasets()
+    """:data:`DATASETS`, every module of the kinds' package imported on first use (a kind
+    module imported on its own before that registers only its kind)."""
+    _discover_once()
     return DATASETS
 
 
