@@ -122,6 +122,14 @@ class DataConfig:
         """The registered kind that ``dataset`` names: its reader, tasks and policies."""
         return dataset_kind(self.dataset)
 
+    def check_trainable(self) -> None:
+        """Refuse a dataset whose kind has nothing to meta-train on (VTAB's one test task)."""
+        if not self.kind.trainable:
+            raise ConfigError(
+                f"data.dataset={self.dataset} has no tasks to meta-train on, only test "
+                "tasks: evaluate it with `litemeta evaluate`, and meta-train on another dataset"
+            )
+
     @property
     def multi_source(self) -> bool:
         """Whether tasks come from several record folders (any of the source lists set)."""

@@ -162,15 +162,6 @@ def _warn_about_changed_settings(config: ExperimentConfig, saved_file: Path) -> 
         )
 
 
-def _check_trainable(config: ExperimentConfig) -> None:
-    """Refuse a dataset whose kind has nothing to meta-train on (VTAB's one test task)."""
-    if not config.data.kind.trainable:
-        raise ConfigError(
-            f"data.dataset={config.data.dataset} has no tasks to meta-train on, only test "
-            "tasks: evaluate it with `litemeta evaluate`, and meta-train on another dataset"
-        )
-
-
 def _check_stratified_draws(config: ExperimentConfig) -> None:
     """Refuse now what the first step would: stratified LITE draws one row per class."""
     lite, sampler = config.training.lite, config.data.sampler
@@ -217,7 +208,7 @@ def train_experiment(
             f"{output_dir} already holds a training run ({', '.join(earlier)}): continue it "
             "with --resume, or start a new one elsewhere with training.output_dir=DIR"
         )
-    _check_trainable(config)
+    config.data.check_trainable()
     _check_stratified_draws(config)
     _warn_about_full_backpropagation(config)
     _warn_about_unused_checkpointing(config)
