@@ -16,6 +16,7 @@ import yaml
 
 __all__ = [
     "RUNTIME",
+    "SECTIONS",
     "ConfigError",
     "apply_overrides",
     "check_number",
@@ -33,6 +34,11 @@ ABSENT = "<absent>"
 #: Field metadata of a dataclass field that holds run-time state (a random generator, a
 #: collector), not a setting: it is neither read from nor written to a settings file.
 RUNTIME = {"runtime": True}
+
+#: Field metadata of a mapping field whose entries are sections named beside the dataclass's
+#: own settings (``data.orbit`` next to ``data.root``), each a dataclass that the class's
+#: ``section_types()`` names (the sections of the registered dataset kinds, for example).
+SECTIONS = {"sections": True}
 
 Config = TypeVar("Config")
 
@@ -88,11 +94,29 @@ def _settings(cls: type) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if not f.metadata.get("runtime")]
 
 
+def _schema(cls: type) -> dict[str, Any]:
+    """The type of each setting of dataclass ``cls`` by name: its fields' and, in place of a
+    :data:`SECTIONS` field, the sections that ``cls.section_types()`` names."""
+    hints = typing.get_type_hints(cls)
+    schema: dict[str, Any] = {}
+    for f in _settings(cls):
+        if f.metadata.get("sections"):
+            schema |= cls.section_types()  # type: ignore[attr-defined]
+        else:
+            schema[f.name] = hints[f.name]
+    return schema
+
+
 def config_to_dict(config: Any) -> Any:
-    """Dataclass ``config`` as nested plain data (its settings only, see :data:`RUNTIME`);
-    YAML, JSON and ``torch.load(weights_only=True)`` safe."""
+    """Dataclass ``config`` as nested plain data (its settings only, see :data:`RUNTIME`;
+    the entries of a :data:`SECTIONS` field beside the others); YAML, JSON and
+    ``torch.load(weights_only=True)`` safe."""
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        return {f.name: config_to_dict(getattr(config, f.name)) for f in _settings(type(config))}
+        plain: dict[str, Any] = {}
+        for f in _settings(type(config)):
+            value = config_to_dict(getattr(config, f.name))
+            plain |= value if f.metadata.get("sections") else {f.name: value}
+        return plain
     if isinstance(config, dict):
         return {key: config_to_dict(value) for key, value in config.items()}
     if isinstance(config, list | tuple):
@@ -169,7 +193,7 @@ def _set_dotted(data: dict[str, Any], root: type, path: list[str], value: Any) -
     for depth, part in enumerate(path):
         if schema is not None:
             _check_known(path[depth:], section, ".".join(path[:depth]), root)
-            hint = typing.get_type_hints(schema)[part]
+            hint = _schema(schema)[part]
             schema = hint if dataclasses.is_dataclass(hint) else None
         if depth == len(path) - 1:
             section[part] = value
@@ -200,9 +224,8 @@ def _setting_paths(
 ) -> Iterator[tuple[tuple[str, ...], bool]]:
     """The path of every setting in dataclass ``cls``'s tree (sections included), and
     whether it is a mapping that takes any key."""
-    hints = typing.get_type_hints(cls)
-    for field in _settings(cls):
-        path, hint = (*prefix, field.name), hints[field.name]
+    for name, hint in _schema(cls).items():
+        path = (*prefix, name)
         yield path, typing.get_origin(hint) is dict
         if dataclasses.is_dataclass(hint):
             yield from _setting_paths(hint, path)
@@ -226,12 +249,18 @@ def _full_keys(root: type, path: Sequence[str]) -> list[str]:
 def _build(cls: type, data: Mapping[str, Any], prefix: str, root: type) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in _settings(cls)]
-    values = {}
+    schema = _schema(cls)
+    names = list(schema)
+    sections_field = next((f.name for f in _settings(cls) if f.metadata.get("sections")), None)
+    fields = {f.name for f in _settings(cls)}
+    values: dict[str, Any] = {}
+    sections: dict[str, Any] = {}
     for key, value in data.items():
         _check_known([key], dict.fromkeys(names), prefix.rstrip("."), root)
-        values[key] = _coerce(value, hints[key], f"{prefix}{key}", root)
+        coerced = _coerce(value, schema[key], f"{prefix}{key}", root)
+        (values if key in fields else sections)[key] = coerced
+    if sections_field is not None:
+        values[sections_field] = sections
     try:
         return cls(**values)
     except ConfigError as error:  # a section's own check names its keys without the section

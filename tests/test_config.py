@@ -11,6 +11,7 @@ import pytest
 
 from litemeta.config import (
     RUNTIME,
+    SECTIONS,
     ConfigError,
     apply_overrides,
     config_from_dict,
@@ -169,3 +170,47 @@ def test_run_time_state_is_neither_written_nor_read():
     ):
         config_from_dict(WithState, {"generator": 1})
     assert apply_overrides(config, ["seed=4"]) == WithState(seed=4, pairs=[[1, 2]])
+
+
+@dataclass
+class Colour:
+    name: str = "red"
+
+
+@dataclass
+class Size:
+    pixels: int = 16
+
+
+@dataclass
+class Sectioned:
+    """Sections named beside the settings, as the dataset kinds' sections under ``data:``."""
+
+    root: str = "."
+    sections: dict = field(default_factory=dict, metadata=SECTIONS)
+
+    @classmethod
+    def section_types(cls) -> dict[str, type]:
+        return {"colour": Colour, "size": Size}
+
+    def __post_init__(self) -> None:
+        for key, settings in self.section_types().items():
+            self.sections.setdefault(key, settings())
+
+
+def test_sections_sit_beside_the_settings_and_are_checked_like_them():
+    config = config_from_dict(Sectioned, {"root": "x", "colour": {"name": "blue"}})
+    assert config.sections == {"colour": Colour("blue"), "size": Size(16)}
+    assert config_to_dict(config) == {
+        "root": "x",
+        "colour": {"name": "blue"},
+        "size": {"pixels": 16},
+    }
+    changed = apply_overrides(config, ["size.pixels=32"])
+    assert changed.sections["size"] == Size(32) and changed.sections["colour"] == Colour("blue")
+    with pytest.raises(ConfigError, match=r"size\.pixels must be of type int, got 'big'"):
+        apply_overrides(config, ["size.pixels=big"])
+    with pytest.raises(ConfigError, match=r"unknown key 'shade' in section 'colour'"):
+        config_from_dict(Sectioned, {"colour": {"shade": "dark"}})
+    with pytest.raises(ConfigError, match=r"unknown key 'sections'.*known: root, colour, size"):
+        config_from_dict(Sectioned, {"sections": {}})

@@ -48,6 +48,10 @@ CACHE_SPEEDUP_TARGET = 3.0
 
 TaskSource = Dataset[Task] | list[Task]
 
+#: The dataset of the cache and decode rows when the experiment's images are not decoded at
+#: one stored size: the built-in emoji set.
+REFERENCE_DATASET = "emoji"
+
 #: The backbones' input normalisation (EfficientNet-Lite: mean = std = 0.5).
 _HALF = (0.5, 0.5, 0.5)
 
@@ -150,10 +154,11 @@ def _step_function(config: PipelineConfig, device: torch.device) -> Callable[[Ta
 
 
 def _emoji_data(config: PipelineConfig, cache: bool) -> DataConfig:
-    """The experiment's emoji data (or the emoji set with its sampler) with the cache set."""
+    """The experiment's data where its images are decoded at one stored size (the emoji
+    set's), else the built-in emoji set with the experiment's sampler; the cache set."""
     data = config.experiment.data
-    if data.dataset != "emoji":
-        data = DataConfig(dataset="emoji", sampler=data.sampler)
+    if not data.kind.decode_at_stored_size:
+        data = DataConfig(dataset=REFERENCE_DATASET, sampler=data.sampler)
     return dataclasses.replace(data, cache_decoded=cache)
 
 
@@ -258,19 +263,6 @@ def cache_verdict(rows: Sequence[Row]) -> str | None:
     )
 
 
-def _task_shape(data: DataConfig) -> str:
-    """How the tasks of ``data``'s training split are drawn, in words."""
-    if data.dataset == "orbit":
-        return (
-            f"one user each, way 2 to min(objects, {data.orbit.resolved.max_way}), "
-            "ORBIT's training sampler"
-        )
-    sampler = data.sampler
-    if sampler.kind == "variable":
-        return "variable-way variable-shot"
-    return f"{sampler.way}-way {sampler.shot}-shot, {sampler.query} queries per class"
-
-
 def pipeline_table(config: PipelineConfig, rows: Sequence[Row]) -> str:
     """The markdown report: settings line, table, the cache verdict."""
     experiment = config.experiment
@@ -278,17 +270,19 @@ def pipeline_table(config: PipelineConfig, rows: Sequence[Row]) -> str:
     lite = experiment.training.lite
     header = (
         f"Data pipeline: {config.tasks} {data.dataset} {data.train_split} tasks "
-        f"({_task_shape(data)}) per row, model at {config.image_size} px on {config.device}"
+        f"({data.kind.task_shape(data)}) per row, model at {config.image_size} px on "
+        f"{config.device}"
     )
     if config.model:
         header += (
             f"; step = LITE h = {lite.h} meta-training step of {experiment.model.learner} "
             f"on {experiment.model.backbone}"
         )
-    if (config.cache or config.decode) and data.dataset != "emoji":
+    if (config.cache or config.decode) and not data.kind.decode_at_stored_size:
         emoji = _emoji_data(config, cache=False)
         header += (
-            f". The cache and decode rows use the built-in emoji set instead ({_task_shape(emoji)})"
+            f". The cache and decode rows use the built-in emoji set instead "
+            f"({emoji.kind.task_shape(emoji)})"
         )
     header += f". Machine: {machine_description()}.\n\n"
     verdict = cache_verdict(rows)

@@ -166,10 +166,11 @@ def _bench_pipeline(args: argparse.Namespace) -> None:
     if args.no_pretrained:
         overrides.append("model.pretrained=false")
     experiment = load_experiment(args.config, overrides)
-    if shape and experiment.data.dataset == "orbit":
+    data = experiment.data
+    if shape and not data.kind.episodic:
         raise ValueError(
-            f"--{shape[0][0]} does not apply to orbit tasks, which each user's objects shape: "
-            "leave out --way, --shot and --queries"
+            f"--{shape[0][0]} does not apply to {data.dataset} tasks "
+            f"({data.kind.task_shape(data)}): leave out --way, --shot and --queries"
         )
     size = experiment.model.image_size
     config = PipelineConfig(

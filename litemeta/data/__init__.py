@@ -6,6 +6,10 @@ Readers are ``ImageCollection``s, whose images come at their stored size or at a
 size chosen when the collection is built (``decode_size``); samplers turn per-class pools
 into ``EpisodeSpec``s; ``EpisodicTaskDataset`` / ``OrbitTaskDataset`` load them as
 ``litemeta.tasks.Task``s. The emoji set's builder is ``litemeta.data.emoji_build``.
+
+An experiment's ``data:`` settings (``litemeta.data.settings.DataConfig``) name a dataset
+kind (``litemeta.data.registry``, one module each in ``litemeta.data.kinds``), which builds
+the reader and tasks of each split.
 """
 
 from litemeta.data.base import ClassPool, ImageCollection, class_pools
@@ -16,12 +20,9 @@ from litemeta.data.episodic import EpisodicTaskDataset, load_task, task_rng
 from litemeta.data.images import ImageLoadError
 from litemeta.data.metadataset import MetaDatasetRecords, read_dataset_spec
 from litemeta.data.multisource import MixedSourceTasks, PerSourceTasks
-from litemeta.data.orbit import (
-    InterleavedOrbitTasks,
-    OrbitDataset,
-    OrbitTaskDataset,
-    OrbitTaskSampler,
-)
+from litemeta.data.orbit import OrbitDataset
+from litemeta.data.orbit_sampler import OrbitTaskSampler
+from litemeta.data.orbit_tasks import InterleavedOrbitTasks, OrbitTaskDataset
 from litemeta.data.samplers import (
     ClassHierarchy,
     EpisodeSpec,

@@ -16,6 +16,7 @@ from litemeta.data.images import (
     OnError,
     check_decode_size,
     check_on_error,
+    read_image_bytes,
 )
 
 
@@ -84,6 +85,15 @@ class ImageCollection(ABC):
     def item_styles(self, class_id: int) -> list[str] | None:
         """The style (domain, artist, video type) of each item of a class, if known."""
         return None
+
+    def encoded_bytes(self, class_id: int, item: int) -> bytes:
+        """The image's stored (encoded) bytes; by default the file at its ``item_source``."""
+        return read_image_bytes(self.item_source(class_id, item))
+
+    def class_size(self, class_id: int) -> tuple[int, str | None]:
+        """The number of images of a class, and the error that stops all of them at once,
+        if any (a reader whose classes are single files may have one)."""
+        return self.num_items(class_id), None
 
     def styles(self) -> list[str]:
         found: set[str] = set()

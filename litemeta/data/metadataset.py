@@ -448,6 +448,22 @@ class MetaDatasetRecords(ImageCollection):
             raise CorruptRecordError(f"record {source} has no 'image' bytes feature")
         return example
 
+    def encoded_bytes(self, class_id: int, item: int) -> bytes:
+        return self.read_example(class_id, item)["image"][0]
+
+    def class_size(self, class_id: int) -> tuple[int, str | None]:
+        """The images of a class, counted as its records, and the error of a class file
+        that is missing, damaged or holds another number of records than the spec says
+        (then counted as the records present, or else the spec's)."""
+        try:
+            return sum(len(rows) for _, rows in self.index_class(class_id)), None
+        except (FileNotFoundError, CorruptRecordError) as error:
+            try:
+                found = self.records_found(class_id)
+            except (FileNotFoundError, CorruptRecordError):
+                found = self.spec.images_per_class.get(self.class_ids[class_id], 0)
+            return found, str(error)
+
     def read_item(self, class_id: int, item: int) -> Tensor:
         example = self.read_example(class_id, item)
         source = self.item_source(class_id, item)

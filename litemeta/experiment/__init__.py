@@ -8,13 +8,12 @@ Layer: imports the base, ``data``, ``backbones``, ``learners``, ``evaluation`` a
 ``training``; only ``bench``, ``serve`` and ``cli`` import it.
 """
 
+from litemeta.data.settings import DataConfig, SamplerConfig
 from litemeta.experiment.builders import build_model, decode_size, max_support_size, task_dataset
 from litemeta.experiment.settings import (
-    DataConfig,
     EvaluationConfig,
     ExperimentConfig,
     ModelConfig,
-    SamplerConfig,
     load_experiment,
     shipped_config,
 )

@@ -159,7 +159,7 @@ def _warn_about_changed_settings(config: ExperimentConfig, saved_file: Path) -> 
 def _check_stratified_draws(config: ExperimentConfig) -> None:
     """Refuse now what the first step would: stratified LITE draws one row per class."""
     lite, sampler = config.training.lite, config.data.sampler
-    fixed_way = config.data.dataset not in ("orbit", "vtab") and sampler.kind == "fixed"
+    fixed_way = config.data.kind.episodic and sampler.kind == "fixed"
     if lite.stratified and isinstance(lite.h, int) and fixed_way and lite.h < sampler.way:
         raise ConfigError(
             f"training.lite.stratified draws at least one support image per class, so "
@@ -202,6 +202,7 @@ def train_experiment(
             f"{output_dir} already holds a training run ({', '.join(earlier)}): continue it "
             "with --resume, or start a new one elsewhere with training.output_dir=DIR"
         )
+    config.data.check_trainable()
     _check_stratified_draws(config)
     _warn_about_full_backpropagation(config)
     _warn_about_unused_checkpointing(config)

@@ -24,24 +24,17 @@ from litemeta.config import (
     config_to_dict,
     load_yaml,
 )
-from litemeta.data.loading import Workers
-from litemeta.data.orbit import OrbitTaskSampler
-from litemeta.data.vtab import VtabSettings
+from litemeta.data.settings import DataConfig
 from litemeta.learners.factory import LEARNERS, checked_options
 from litemeta.training.settings import TrainingConfig
 
 __all__ = [
-    "DataConfig",
     "EvaluationConfig",
     "ExperimentConfig",
     "ModelConfig",
-    "SamplerConfig",
     "load_experiment",
     "shipped_config",
 ]
-
-Dataset_ = Literal["emoji", "folders", "orbit", "meta-dataset", "vtab"]
-
 
 @dataclass
 class ModelConfig:
@@ -87,126 +80,6 @@ class ModelConfig:
             for name, options in self.learner_options.items()
         }
         self.options = checked_options(self.learner, self.options)
-
-
-@dataclass
-class SamplerConfig:
-    """``fixed``: ``way``-way ``shot``-shot with ``query`` queries per class. ``variable``:
-    Meta-Dataset's variable-way variable-shot episodes (Triantafillou et al., 2020), with
-    classes drawn from one node of the source's class hierarchy (ImageNet's WordNet
-    graph, Omniglot's alphabets) where its ``dataset_spec.json`` has one, unless
-    ``hierarchy`` is false. ``train_dag``: whether training episodes use a DAG too (LITE
-    samples ImageNet without its DAG in training and with it in evaluation, hence false;
-    Meta-Dataset's own trainer uses it in both); alphabets are used in every split."""
-
-    kind: Literal["fixed", "variable"] = "fixed"
-    way: int = 5
-    shot: int = 5
-    query: int = 2
-    hierarchy: bool = True
-    train_dag: bool = False
-
-    def __post_init__(self) -> None:
-        """A fixed-way task needs a class, a support image and a query image to be scored."""
-        if self.kind != "fixed":
-            return
-        for key, value in (("way", self.way), ("shot", self.shot), ("query", self.query)):
-            if value < 1:
-                raise ConfigError(f"data.sampler.{key} must be at least 1, got {value}")
-
-
-@dataclass
-class DataConfig:
-    """Where tasks come from.
-
-    ``dataset``: ``emoji`` (built in), ``folders`` (``root/<class>/<images>`` with optional
-    styles and ``splits.json``), ``orbit`` (ORBIT's on-disk layout) or ``meta-dataset``
-    (per-class ``.tfrecords`` with ``dataset_spec.json``) or ``vtab`` (one VTAB-1k transfer
-    task, evaluation only; ``vtab`` holds its settings: ``support`` picks ``vtab-1k``,
-    ``lite-first-1000`` or ``random``, see :mod:`litemeta.data.vtab`). ``support_styles`` and
-    ``query_styles`` take a task's support and query images from different styles.
-    ``orbit`` is the saved form of :class:`~litemeta.data.OrbitTaskSampler`: ``target``
-    picks clean (CLE-VE) or clutter (CLU-VE) target videos; ``protocol`` a published
-    version of ORBIT's protocol (``dec-2022``, ``challenge-2022``, ``lite-2021``), whose
-    every sampling and filtering choice a setting of the same name overrides (docs/data.md,
-    "Fidelity: ORBIT"). ORBIT's training split gets the benchmark's training sampler, the
-    others its test protocol. ``on_error: skip``
-    replaces an unreadable image by another of its class (with a warning naming it).
-    ``verify_crc`` checks each Meta-Dataset record's CRC32C when it is read.
-
-    Meta-Dataset from several record folders: ``sources`` lists the training sources
-    (folders under ``root``, the records root, or paths), each training task drawn
-    entirely from one source chosen uniformly per task (Meta-Dataset's multi-source
-    pipeline); ``validation_sources`` and ``test_sources`` (``null``: ``sources``) are
-    evaluated source by source, ``validation_tasks`` and ``evaluation.tasks`` tasks each,
-    and reported per source with the average over sources. Without any of the three lists
-    ``root`` is one source's folder.
-
-    ``workers``: processes that load tasks ahead of the model (``auto``: none on the CPU,
-    several with a GPU; results do not depend on it). ``cache_decoded`` keeps decoded
-    images in memory (``auto``: for the built-in emoji set, whose images are also handed to
-    the model at their stored size and resized on its device).
-    """
-
-    dataset: Dataset_ = "emoji"
-    root: str | None = None
-    train_split: str = "train"
-    validation_split: str = "validation"
-    test_split: str = "test"
-    sampler: SamplerConfig = field(default_factory=SamplerConfig)
-    support_styles: list[str] | None = None
-    query_styles: list[str] | None = None
-    validation_tasks: int = 50
-    orbit: OrbitTaskSampler = field(default_factory=OrbitTaskSampler)
-    on_error: Literal["raise", "skip"] = "raise"
-    verify_crc: bool = True
-    sources: list[str] | None = None
-    validation_sources: list[str] | None = None
-    test_sources: list[str] | None = None
-    vtab: VtabSettings = field(default_factory=VtabSettings)
-    workers: Workers = "auto"
-    cache_decoded: bool | Literal["auto"] = "auto"
-
-    def __post_init__(self) -> None:
-        if self.root is not None:
-            self.root = os.path.expanduser(self.root)
-        self._check_source_lists()
-        if self.validation_tasks < 0:
-            raise ConfigError(
-                "data.validation_tasks must be >= 0 (0: no validation), "
-                f"got {self.validation_tasks}"
-            )
-
-    @property
-    def multi_source(self) -> bool:
-        """Whether tasks come from several record folders (any of the source lists set)."""
-        return any(
-            names is not None
-            for names in (self.sources, self.validation_sources, self.test_sources)
-        )
-
-    def _check_source_lists(self) -> None:
-        for key in ("sources", "validation_sources", "test_sources"):
-            names = getattr(self, key)
-            if names is None:
-                continue
-            if self.dataset != "meta-dataset":
-                raise ConfigError(
-                    f"data.{key} lists Meta-Dataset record folders, but data.dataset is "
-                    f"{self.dataset!r}: set data.dataset=meta-dataset or drop data.{key}"
-                )
-            if not names or not all(isinstance(name, str) and name for name in names):
-                raise ConfigError(
-                    f"data.{key} must be a non-empty list of source folders (e.g. "
-                    f"[omniglot, aircraft]) or null, got {names!r}"
-                )
-            folders = [Path(name).name for name in names]
-            twice = sorted({name for name in folders if folders.count(name) > 1})
-            if twice:
-                raise ConfigError(
-                    f"data.{key} names the source(s) {twice} twice (sources are named by "
-                    "their folder); list each once"
-                )
 
 
 @dataclass
@@ -271,6 +144,9 @@ MOVED_SETTINGS = {
     "training.lite.chunk_size": (
         "model.options.chunk_size: one chunk size now bounds every pass over a support set, "
         "with LITE and without"
+    ),
+    "data.verify_crc": (
+        "data.meta_dataset.verify_crc (the section of the Meta-Dataset reader's settings)"
     ),
     "data.orbit.drop_absent_target_frames": (
         "data.orbit.filter_target_frames, part of data.orbit.protocol (docs/data.md, "

@@ -7,12 +7,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from litemeta.data.orbit import (
-    InterleavedOrbitTasks,
-    OrbitDataset,
-    OrbitTaskDataset,
-    OrbitTaskSampler,
-)
+from litemeta.data.orbit import OrbitDataset
+from litemeta.data.orbit_sampler import OrbitTaskSampler
+from litemeta.data.orbit_tasks import InterleavedOrbitTasks, OrbitTaskDataset
 
 # user -> object -> (clean frame counts, clutter frame counts)
 LAYOUT = {
@@ -407,7 +404,7 @@ def test_annotation_of_the_wrong_shape_is_named(tmp_path, annotation, problem):
 def test_protocols_set_every_choice_and_settings_override_them():
     from typing import get_args
 
-    from litemeta.data.orbit import ORBIT_PROTOCOLS, ProtocolName
+    from litemeta.data.orbit_sampler import ORBIT_PROTOCOLS, ProtocolName
 
     assert list(ORBIT_PROTOCOLS) == list(get_args(ProtocolName))
     assert sorted(ORBIT_PROTOCOLS) == ["challenge-2022", "dec-2022", "lite-2021"]

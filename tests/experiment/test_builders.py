@@ -13,7 +13,8 @@ from tests.data.test_orbit import write_orbit
 
 def test_orbit_tasks_cycle_over_users_and_get_video_metrics_per_user(tmp_path):
     root = write_orbit(tmp_path, split="test")
-    data = DataConfig(dataset="orbit", root=str(root), orbit=OrbitTaskSampler(min_target_frames=4))
+    orbit = OrbitTaskSampler(min_target_frames=4)
+    data = DataConfig(dataset="orbit", root=str(root), sections={"orbit": orbit})
     tasks = task_dataset(data, "test", num_tasks=4, image_size=16, seed=0)
     assert len(tasks) == 4
     way = [task.way for task in tasks]
@@ -63,13 +64,15 @@ def test_orbit_options_reach_the_sampler(tmp_path):
         root=str(root),
         test_split="train",
         train_split="none",
-        orbit=OrbitTaskSampler(
-            min_target_frames=4,
-            target_frames="sampled",
-            context_clip_stride=2,
-            max_context_clips=2,
-            frame_cap=5,
-        ),
+        sections={
+            "orbit": OrbitTaskSampler(
+                min_target_frames=4,
+                target_frames="sampled",
+                context_clip_stride=2,
+                max_context_clips=2,
+                frame_cap=5,
+            )
+        },
     )
     tasks = task_dataset(data, "train", num_tasks=2, image_size=8, seed=0)
     sampler = tasks.by_user.sampler
@@ -80,7 +83,7 @@ def test_orbit_options_reach_the_sampler(tmp_path):
         DataConfig(
             dataset="orbit",
             root=str(root),
-            orbit=OrbitTaskSampler(min_target_frames=4, max_way=7, mode="test"),
+            sections={"orbit": OrbitTaskSampler(min_target_frames=4, max_way=7, mode="test")},
         ),
         "train",
         num_tasks=2,

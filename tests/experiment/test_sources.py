@@ -14,11 +14,16 @@ import torch
 
 from litemeta.config import ConfigError
 from litemeta.data import MixedSourceTasks, PerSourceTasks
+from litemeta.data.kinds.meta_dataset import source_folders
 from litemeta.evaluation import evaluate, summarise_sources, write_report
-from litemeta.experiment import DataConfig, build_model, load_experiment, task_dataset
-from litemeta.experiment.builders import source_folders
+from litemeta.experiment import (
+    DataConfig,
+    SamplerConfig,
+    build_model,
+    load_experiment,
+    task_dataset,
+)
 from litemeta.experiment.jobs import evaluate_experiment, train_experiment
-from litemeta.experiment.settings import SamplerConfig
 from tests.cli_helpers import TINY_OVERRIDES
 from tests.data.test_metadataset_sources import write_source
 
