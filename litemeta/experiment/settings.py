@@ -145,9 +145,6 @@ MOVED_SETTINGS = {
         "model.options.chunk_size: one chunk size now bounds every pass over a support set, "
         "with LITE and without"
     ),
-    "data.verify_crc": (
-        "data.meta_dataset.verify_crc (the section of the Meta-Dataset reader's settings)"
-    ),
     "data.orbit.drop_absent_target_frames": (
         "data.orbit.filter_target_frames, part of data.orbit.protocol (docs/data.md, "
         "'Fidelity: ORBIT')"
@@ -172,6 +169,7 @@ MOVED_SETTINGS = {
 RENAMED_SETTINGS = {
     "data.vtab_support_size": "data.vtab.support_size",
     "data.vtab_query_limit": "data.vtab.query_limit",
+    "data.verify_crc": "data.meta_dataset.verify_crc",  # runs saved before the kinds' sections
 }
 
 

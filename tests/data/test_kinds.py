@@ -161,13 +161,14 @@ def test_each_kind_has_its_own_section_saved_with_the_data_settings():
         load_experiment("vtab", ["data.vtab.query_limit=0"])
 
 
-def test_a_saved_run_with_the_old_flat_key_is_refused_naming_the_new_place(tmp_path):
+def test_a_saved_run_with_the_old_flat_key_still_loads_naming_the_new_place(tmp_path):
     saved = load_experiment("meta-dataset").to_dict()
     del saved["data"]["meta_dataset"]
     saved["data"]["verify_crc"] = False  # as runs saved it before the kinds had sections
     (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(saved))
-    with pytest.raises(ConfigError, match=r"data\.verify_crc is now data\.meta_dataset\."):
-        load_experiment(tmp_path / "experiment.yaml")
+    with pytest.warns(UserWarning, match=r"data\.verify_crc is now data\.meta_dataset\."):
+        config = load_experiment(tmp_path / "experiment.yaml")
+    assert config.data.meta_dataset.verify_crc is False
 
 
 def test_a_kind_without_training_tasks_is_refused_before_training(tmp_path):

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from litemeta.config import ConfigError
 from litemeta.data.example_proto import parse_example
 from litemeta.data.images import ImageLoadError, decode_image
 from litemeta.data.metadataset import MetaDatasetRecords
@@ -161,9 +160,10 @@ def test_crc_checks_are_on_by_default_and_can_be_switched_off(source: Path) -> N
     config = load_experiment("meta-dataset", ["data.meta_dataset.verify_crc=false"])
     assert config.data.meta_dataset.verify_crc is False
     assert load_experiment("meta-dataset").data.meta_dataset.verify_crc is True
-    moved = r"data\.verify_crc is now data\.meta_dataset\.verify_crc"
-    with pytest.raises(ConfigError, match=moved):
-        load_experiment("meta-dataset", ["data.verify_crc=false"])
+    moved = r"data\.verify_crc is now data\.meta_dataset\.verify_crc; read as that"
+    with pytest.warns(UserWarning, match=moved):
+        renamed = load_experiment("meta-dataset", ["data.verify_crc=false"])
+    assert renamed.data.meta_dataset.verify_crc is False
     records = _originals()
     data = bytearray(b"".join(_frame(r) for r in records))
     data[12 + records[0].index(b"IDAT") + 6] ^= 0x01  # inside the first record's image
