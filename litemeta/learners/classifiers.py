@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from abc import abstractmethod
-
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from litemeta.backbones import Backbone, FilmParameters
+from litemeta.backbones import Backbone, FilmedBackbone, FilmParameters
 from litemeta.learners.base import TaskClassifier
+from litemeta.learners.exported import (
+    FilmedBackboneModule,
+    LinearHead,
+    PrototypeHead,
+    WhitenedDistanceHead,
+)
 from litemeta.learners.statistics import mahalanobis_logits, squared_euclidean_logits
 from litemeta.learners.validation import check_query
 from litemeta.precision import at_least_float32, full_precision
-from litemeta.tasks import pool_clips
 
 __all__ = [
     "BackboneTaskClassifier",
@@ -27,8 +30,8 @@ class BackboneTaskClassifier(TaskClassifier):
 
     ``task_film`` marks FiLM parameters specific to this task (generated or fine-tuned),
     which count as task parameters; shared, meta-learned FiLM parameters do not.
-    ``embed`` is the query embedding, equal to the learner's support map
-    (:class:`~litemeta.backbones.FilmedBackbone`); ``classify`` scores its features, or the
+    :attr:`embed` is the query embedding, equal to the learner's support map;
+    ``classify`` scores its features, or the
     mean feature of each of ``clips`` (ORBIT's clip pooling). ``support_features`` are the
     (detached) support features the learner built it from, when it records them, so that
     diagnostics such as leave-one-out need no second pass over the support images.
@@ -49,22 +52,21 @@ class BackboneTaskClassifier(TaskClassifier):
         self.support_shape = support_shape
         self.film = film
         self.task_film = task_film
-        self.embed = backbone.with_film(film)
+        self._embedding = backbone.with_film(film)
+
+    @property
+    def embed(self) -> FilmedBackbone:  # type: ignore[override]
+        """The query embedding: the backbone under this task's FiLM parameters, equal
+        (:meth:`~litemeta.backbones.FilmedBackbone.__eq__`) to the map the learner ran over
+        the support set, which lets a LITE step embed drawn support rows with a query batch."""
+        return self._embedding
 
     def __call__(self, query_images: Tensor, clips: Tensor | None = None) -> Tensor:
         check_query(query_images, self.support_shape)
-        return self.classify(self.embed(query_images), clips)
+        return super().__call__(query_images, clips)
 
-    def classify(self, features: Tensor, clips: Tensor | None = None) -> Tensor:
-        """Logits for features from :attr:`embed` (or for the mean feature of each of
-        ``clips``, indices into them), in float32 with autocast off."""
-        features = pool_clips(at_least_float32(features), clips)
-        with full_precision(features.device):
-            return self.logits(features)
-
-    @abstractmethod
-    def logits(self, features: Tensor) -> Tensor:
-        """Logits ``[n, way]`` for backbone features ``[n, d]``."""
+    def export_embedding(self) -> nn.Module:
+        return FilmedBackboneModule(self.backbone, self.film)
 
     def task_parameters(self) -> dict[str, Tensor]:
         if not (self.task_film and self.film):
@@ -93,6 +95,9 @@ class PrototypeClassifier(BackboneTaskClassifier):
         logits = squared_euclidean_logits(features, self.prototypes)
         return logits if self.distance_scale is None else logits * self.distance_scale
 
+    def export_head(self) -> nn.Module:
+        return PrototypeHead(self.prototypes, self.distance_scale)
+
     def task_parameters(self) -> dict[str, Tensor]:
         return {**super().task_parameters(), "prototypes": self.prototypes}
 
@@ -116,6 +121,9 @@ class LinearClassifier(BackboneTaskClassifier):
 
     def logits(self, features: Tensor) -> Tensor:
         return features @ self.weight.T + self.bias
+
+    def export_head(self) -> nn.Module:
+        return LinearHead(self.weight, self.bias)
 
     def task_parameters(self) -> dict[str, Tensor]:
         return {**super().task_parameters(), "weight": self.weight, "bias": self.bias}
@@ -155,6 +163,10 @@ class MahalanobisClassifier(BackboneTaskClassifier):
         factors = self.cholesky_factors
         means = self.means.to(factors.dtype)
         return mahalanobis_logits(features.to(factors.dtype), means, factors).to(features.dtype)
+
+    def export_head(self) -> nn.Module:
+        """The distances from the inverse Cholesky factors (ONNX has no triangular solve)."""
+        return WhitenedDistanceHead(self.means, self.cholesky_factors)
 
     def task_parameters(self) -> dict[str, Tensor]:
         return {
