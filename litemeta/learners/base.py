@@ -10,7 +10,6 @@ from torch import Tensor, nn
 
 from litemeta.learners.cost import AdaptationCost, measure_adaptation_cost
 from litemeta.lite import LiteSettings
-from litemeta.precision import at_least_float32, full_precision
 from litemeta.tasks import pool_clips
 
 
@@ -44,10 +43,8 @@ class TaskClassifier(ABC):
     def classify(self, features: Tensor, clips: Tensor | None = None) -> Tensor:
         """Logits for features from :meth:`embed`, or for the mean feature of each of
         ``clips`` (indices ``[n_clips, clip_length]`` into them, see
-        :class:`~litemeta.tasks.Task`), in float32 (or float64) with autocast off."""
-        features = pool_clips(at_least_float32(features), clips)
-        with full_precision(features.device):
-            return self.logits(features)
+        :class:`~litemeta.tasks.Task`)."""
+        return self.logits(pool_clips(features, clips))
 
     def __call__(self, query_images: Tensor, clips: Tensor | None = None) -> Tensor:
         """Logits ``[n_query, way]`` for query images, or ``[n_clips, way]`` for ``clips`` of

@@ -16,6 +16,7 @@ from litemeta.learners.exported import (
 from litemeta.learners.statistics import mahalanobis_logits, squared_euclidean_logits
 from litemeta.learners.validation import check_query
 from litemeta.precision import at_least_float32, full_precision
+from litemeta.tasks import pool_clips
 
 __all__ = [
     "BackboneTaskClassifier",
@@ -64,6 +65,13 @@ class BackboneTaskClassifier(TaskClassifier):
     def __call__(self, query_images: Tensor, clips: Tensor | None = None) -> Tensor:
         check_query(query_images, self.support_shape)
         return super().__call__(query_images, clips)
+
+    def classify(self, features: Tensor, clips: Tensor | None = None) -> Tensor:
+        """Logits for features from :attr:`embed` (or for the mean feature of each of
+        ``clips``), in float32 with autocast off."""
+        features = pool_clips(at_least_float32(features), clips)
+        with full_precision(features.device):
+            return self.logits(features)
 
     def export_embedding(self) -> nn.Module:
         return FilmedBackboneModule(self.backbone, self.film)

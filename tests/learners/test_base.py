@@ -34,14 +34,13 @@ def test_a_classifier_starts_without_regulariser_or_task_parameters():
 
 
 def test_calling_a_classifier_embeds_pools_clips_then_scores():
-    images = torch.arange(4 * 3, dtype=torch.bfloat16).reshape(4, 3, 1, 1)
+    images = torch.arange(4 * 3, dtype=torch.float32).reshape(4, 3, 1, 1)
     sums = [3.0, 12.0, 21.0, 30.0]  # 0+1+2, 3+4+5, ...
     classifier = _Summing()
     assert classifier(images).tolist() == [[s, -2 * s] for s in sums]
-    clips = torch.tensor([[0, 3], [1, 2]])
-    pooled = classifier(images, clips)
-    assert pooled.dtype == torch.float32  # scored in float32, whatever the features' precision
-    assert pooled.tolist() == [[16.5, -33.0], [16.5, -33.0]]  # (3 + 30) / 2, (12 + 21) / 2
+    clips = torch.tensor([[0, 3], [1, 2], [2, 2]])
+    pooled = classifier(images, clips)  # (3 + 30) / 2, (12 + 21) / 2, 21
+    assert pooled.tolist() == [[16.5, -33.0], [16.5, -33.0], [21.0, -42.0]]
 
 
 def test_a_classifier_without_an_export_form_says_what_to_add():
