@@ -63,6 +63,16 @@ class TaskClassifier(ABC):
         float32 buffers (no triangular solves or factorisations: ONNX has none)."""
         raise self._not_exportable()
 
+    def logits_without(self, features: Tensor, labels: Tensor, way: int, row: int) -> Tensor:
+        """Logits ``[1, way]`` of support example ``row`` under this classifier's head rebuilt
+        from the other support ``features`` ``[n, d]`` (from :meth:`embed`, with ``labels``
+        ``[n]``, every class keeping an example): the leave-one-out of the web app's quality
+        report and calibration (:mod:`litemeta.serve.quality`)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot rebuild its head without one support example, which "
+            "the quality report and calibration need: give it logits_without"
+        )
+
     def task_parameters(self) -> dict[str, Tensor]:
         """The task-specific numbers this classifier holds (for the cost report); none here."""
         return {}

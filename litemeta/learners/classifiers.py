@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -13,7 +15,11 @@ from litemeta.learners.exported import (
     PrototypeHead,
     WhitenedDistanceHead,
 )
-from litemeta.learners.statistics import mahalanobis_logits, squared_euclidean_logits
+from litemeta.learners.statistics import (
+    class_means,
+    mahalanobis_logits,
+    squared_euclidean_logits,
+)
 from litemeta.learners.validation import check_query
 from litemeta.precision import at_least_float32, full_precision
 from litemeta.tasks import pool_clips
@@ -24,6 +30,12 @@ __all__ = [
     "MahalanobisClassifier",
     "PrototypeClassifier",
 ]
+
+
+def _class_means_without(features: Tensor, labels: Tensor, way: int, row: int) -> Tensor:
+    """The class means ``[way, d]`` of ``features`` without row ``row``."""
+    keep = torch.arange(labels.shape[0], device=labels.device) != row
+    return class_means(features[keep], labels[keep], way)
 
 
 class BackboneTaskClassifier(TaskClassifier):
@@ -106,12 +118,24 @@ class PrototypeClassifier(BackboneTaskClassifier):
     def export_head(self) -> nn.Module:
         return PrototypeHead(self.prototypes, self.distance_scale)
 
+    def logits_without(self, features: Tensor, labels: Tensor, way: int, row: int) -> Tensor:
+        """The prototypes without the example: exactly adapting to the others where the
+        support features do not depend on the other examples (no task-specific FiLM)."""
+        logits = squared_euclidean_logits(
+            features[row : row + 1], _class_means_without(features, labels, way, row)
+        )
+        return logits if self.distance_scale is None else logits * self.distance_scale
+
     def task_parameters(self) -> dict[str, Tensor]:
         return {**super().task_parameters(), "prototypes": self.prototypes}
 
 
 class LinearClassifier(BackboneTaskClassifier):
-    """``w_k . x + b_k``: CNAPs' generated head or the fine-tuning baseline's trained one."""
+    """``w_k . x + b_k``: CNAPs' generated head or the fine-tuning baseline's trained one.
+
+    ``head_generator`` maps class means ``[way, d]`` to ``(weight, bias)`` where the head is
+    generated from them (CNAPs), so that it can be generated again without an example.
+    """
 
     def __init__(
         self,
@@ -122,16 +146,30 @@ class LinearClassifier(BackboneTaskClassifier):
         film: FilmParameters | None = None,
         *,
         task_film: bool = False,
+        head_generator: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None,
     ) -> None:
         super().__init__(backbone, support_shape, film, task_film=task_film)
         self.weight = weight
         self.bias = bias
+        self.head_generator = head_generator
 
     def logits(self, features: Tensor) -> Tensor:
         return features @ self.weight.T + self.bias
 
     def export_head(self) -> nn.Module:
         return LinearHead(self.weight, self.bias)
+
+    def logits_without(self, features: Tensor, labels: Tensor, way: int, row: int) -> Tensor:
+        """The head generated again from the other examples' class means (the FiLM
+        parameters generated from the whole task are kept)."""
+        if self.head_generator is None:
+            raise ValueError(
+                "this linear head was trained on every support example (the fine-tuning "
+                "baseline) and cannot be rebuilt without one, which the quality report and "
+                "calibration need: serve ProtoNets, CNAPs or Simple CNAPs"
+            )
+        weight, bias = self.head_generator(_class_means_without(features, labels, way, row))
+        return features[row : row + 1] @ weight.T + bias
 
     def task_parameters(self) -> dict[str, Tensor]:
         return {**super().task_parameters(), "weight": self.weight, "bias": self.bias}
@@ -175,6 +213,12 @@ class MahalanobisClassifier(BackboneTaskClassifier):
     def export_head(self) -> nn.Module:
         """The distances from the inverse Cholesky factors (ONNX has no triangular solve)."""
         return WhitenedDistanceHead(self.means, self.cholesky_factors)
+
+    def logits_without(self, features: Tensor, labels: Tensor, way: int, row: int) -> Tensor:
+        """The class means without the example, the covariances of all (factorising a class
+        covariance again per example would cost a d x d Cholesky factorisation each)."""
+        means = _class_means_without(features, labels, way, row)
+        return mahalanobis_logits(features[row : row + 1], means, self.cholesky_factors)
 
     def task_parameters(self) -> dict[str, Tensor]:
         return {

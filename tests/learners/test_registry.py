@@ -78,6 +78,11 @@ class CosineClassifier(BackboneTaskClassifier):
     def export_head(self) -> nn.Module:
         return CosineHead(self.prototypes, self.scale)
 
+    def logits_without(self, features, labels, way, row):
+        keep = torch.arange(labels.shape[0], device=labels.device) != row
+        prototypes = class_means(features[keep], labels[keep], way)
+        return cosine_logits(features[row : row + 1], prototypes, self.scale)
+
 
 class SlowProtoNets(ProtoNets):
     name = "slow_protonets"
@@ -96,11 +101,6 @@ class SlowProtoNets(ProtoNets):
         )
         classifier.support_features = means.support_features
         return classifier
-
-    def classifier(self, features, labels, way, film, support_shape) -> CosineClassifier:
-        """The classifier from support features (the web app's leave-one-out)."""
-        prototypes = class_means(features, labels, way)
-        return CosineClassifier(self.backbone, support_shape, prototypes, film, self.cosine_scale)
 '''
 
 
