@@ -22,7 +22,8 @@ class TaskClassifier(ABC):
     rows with a query batch), :meth:`classify` pools clips and scores features with
     :meth:`logits`, and calling the classifier does both. For serving, :meth:`export_embedding`
     and :meth:`export_head` give the same two steps as self-contained modules that
-    ``torch.onnx`` exports (:mod:`litemeta.serve.export`).
+    ``torch.onnx`` exports (:mod:`litemeta.serve.export`), and :meth:`logits_without` scores
+    a support example with the head rebuilt without it (the web app's leave-one-out).
     """
 
     #: Extra loss to add once per task during meta-training (e.g. CNAPs' FiLM regulariser).
