@@ -19,8 +19,10 @@ class _PrototypeClassifier(TaskClassifier):
         self.prototypes = prototypes
         self.regularizer = 1e-2 * prototypes.pow(2).mean()
 
-    def __call__(self, query_images: Tensor, clips: Tensor | None = None) -> Tensor:
-        features = pool_clips(self.learner.embed(query_images), clips)
+    def embed(self, images: Tensor) -> Tensor:
+        return self.learner.embed(images)
+
+    def logits(self, features: Tensor) -> Tensor:
         return -torch.cdist(features, self.prototypes).pow(2)
 
 

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from abc import abstractmethod
+from collections.abc import Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from litemeta.backbones import Backbone, FilmParameters
+from litemeta.backbones import Backbone, FilmedBackbone, FilmParameters
 from litemeta.learners.base import TaskClassifier
-from litemeta.learners.statistics import mahalanobis_logits, squared_euclidean_logits
+from litemeta.learners.exported import (
+    FilmedBackboneModule,
+    LinearHead,
+    PrototypeHead,
+    WhitenedDistanceHead,
+)
+from litemeta.learners.statistics import (
+    class_means,
+    mahalanobis_logits,
+    squared_euclidean_logits,
+)
 from litemeta.learners.validation import check_query
 from litemeta.precision import at_least_float32, full_precision
 from litemeta.tasks import pool_clips
@@ -22,13 +32,19 @@ __all__ = [
 ]
 
 
+def _class_means_without(features: Tensor, labels: Tensor, way: int, row: int) -> Tensor:
+    """The class means ``[way, d]`` of ``features`` without row ``row``."""
+    keep = torch.arange(labels.shape[0], device=labels.device) != row
+    return class_means(features[keep], labels[keep], way)
+
+
 class BackboneTaskClassifier(TaskClassifier):
     """Embeds query images with the (FiLM-adapted) backbone, then scores the features.
 
     ``task_film`` marks FiLM parameters specific to this task (generated or fine-tuned),
     which count as task parameters; shared, meta-learned FiLM parameters do not.
-    ``embed`` is the query embedding, equal to the learner's support map
-    (:class:`~litemeta.backbones.FilmedBackbone`); ``classify`` scores its features, or the
+    :attr:`embed` is the query embedding, equal to the learner's support map;
+    ``classify`` scores its features, or the
     mean feature of each of ``clips`` (ORBIT's clip pooling). ``support_features`` are the
     (detached) support features the learner built it from, when it records them, so that
     diagnostics such as leave-one-out need no second pass over the support images.
@@ -49,22 +65,28 @@ class BackboneTaskClassifier(TaskClassifier):
         self.support_shape = support_shape
         self.film = film
         self.task_film = task_film
-        self.embed = backbone.with_film(film)
+        self._embedding = backbone.with_film(film)
+
+    @property
+    def embed(self) -> FilmedBackbone:  # type: ignore[override]
+        """The query embedding: the backbone under this task's FiLM parameters, equal
+        (:meth:`~litemeta.backbones.FilmedBackbone.__eq__`) to the map the learner ran over
+        the support set, which lets a LITE step embed drawn support rows with a query batch."""
+        return self._embedding
 
     def __call__(self, query_images: Tensor, clips: Tensor | None = None) -> Tensor:
         check_query(query_images, self.support_shape)
-        return self.classify(self.embed(query_images), clips)
+        return super().__call__(query_images, clips)
 
     def classify(self, features: Tensor, clips: Tensor | None = None) -> Tensor:
         """Logits for features from :attr:`embed` (or for the mean feature of each of
-        ``clips``, indices into them), in float32 with autocast off."""
+        ``clips``), in float32 with autocast off."""
         features = pool_clips(at_least_float32(features), clips)
         with full_precision(features.device):
             return self.logits(features)
 
-    @abstractmethod
-    def logits(self, features: Tensor) -> Tensor:
-        """Logits ``[n, way]`` for backbone features ``[n, d]``."""
+    def export_embedding(self) -> nn.Module:
+        return FilmedBackboneModule(self.backbone, self.film)
 
     def task_parameters(self) -> dict[str, Tensor]:
         if not (self.task_film and self.film):
@@ -93,12 +115,27 @@ class PrototypeClassifier(BackboneTaskClassifier):
         logits = squared_euclidean_logits(features, self.prototypes)
         return logits if self.distance_scale is None else logits * self.distance_scale
 
+    def export_head(self) -> nn.Module:
+        return PrototypeHead(self.prototypes, self.distance_scale)
+
+    def logits_without(self, features: Tensor, labels: Tensor, way: int, row: int) -> Tensor:
+        """The prototypes without the example: exactly adapting to the others where the
+        support features do not depend on the other examples (no task-specific FiLM)."""
+        logits = squared_euclidean_logits(
+            features[row : row + 1], _class_means_without(features, labels, way, row)
+        )
+        return logits if self.distance_scale is None else logits * self.distance_scale
+
     def task_parameters(self) -> dict[str, Tensor]:
         return {**super().task_parameters(), "prototypes": self.prototypes}
 
 
 class LinearClassifier(BackboneTaskClassifier):
-    """``w_k . x + b_k``: CNAPs' generated head or the fine-tuning baseline's trained one."""
+    """``w_k . x + b_k``: CNAPs' generated head or the fine-tuning baseline's trained one.
+
+    ``head_generator`` maps class means ``[way, d]`` to ``(weight, bias)`` where the head is
+    generated from them (CNAPs), so that it can be generated again without an example.
+    """
 
     def __init__(
         self,
@@ -109,13 +146,30 @@ class LinearClassifier(BackboneTaskClassifier):
         film: FilmParameters | None = None,
         *,
         task_film: bool = False,
+        head_generator: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None,
     ) -> None:
         super().__init__(backbone, support_shape, film, task_film=task_film)
         self.weight = weight
         self.bias = bias
+        self.head_generator = head_generator
 
     def logits(self, features: Tensor) -> Tensor:
         return features @ self.weight.T + self.bias
+
+    def export_head(self) -> nn.Module:
+        return LinearHead(self.weight, self.bias)
+
+    def logits_without(self, features: Tensor, labels: Tensor, way: int, row: int) -> Tensor:
+        """The head generated again from the other examples' class means (the FiLM
+        parameters generated from the whole task are kept)."""
+        if self.head_generator is None:
+            raise ValueError(
+                "this linear head was trained on every support example (the fine-tuning "
+                "baseline) and cannot be rebuilt without one, which the quality report and "
+                "calibration need: serve ProtoNets, CNAPs or Simple CNAPs"
+            )
+        weight, bias = self.head_generator(_class_means_without(features, labels, way, row))
+        return features[row : row + 1] @ weight.T + bias
 
     def task_parameters(self) -> dict[str, Tensor]:
         return {**super().task_parameters(), "weight": self.weight, "bias": self.bias}
@@ -155,6 +209,16 @@ class MahalanobisClassifier(BackboneTaskClassifier):
         factors = self.cholesky_factors
         means = self.means.to(factors.dtype)
         return mahalanobis_logits(features.to(factors.dtype), means, factors).to(features.dtype)
+
+    def export_head(self) -> nn.Module:
+        """The distances from the inverse Cholesky factors (ONNX has no triangular solve)."""
+        return WhitenedDistanceHead(self.means, self.cholesky_factors)
+
+    def logits_without(self, features: Tensor, labels: Tensor, way: int, row: int) -> Tensor:
+        """The class means without the example, the covariances of all (factorising a class
+        covariance again per example would cost a d x d Cholesky factorisation each)."""
+        means = _class_means_without(features, labels, way, row)
+        return mahalanobis_logits(features[row : row + 1], means, self.cholesky_factors)
 
     def task_parameters(self) -> dict[str, Tensor]:
         return {

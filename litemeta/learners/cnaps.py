@@ -74,4 +74,12 @@ class CNAPs(FilmAdaptedLearner):
         support_shape: torch.Size,
     ) -> LinearClassifier:
         weight, bias = self.classifier_adaptation(class_means(features, labels, way))
-        return LinearClassifier(self.backbone, support_shape, weight, bias, film, task_film=True)
+        return LinearClassifier(
+            self.backbone,
+            support_shape,
+            weight,
+            bias,
+            film,
+            task_film=True,
+            head_generator=self.classifier_adaptation,
+        )

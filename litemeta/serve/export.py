@@ -1,8 +1,9 @@
 """A taught recogniser as one self-contained ONNX model: uint8 images in; calibrated
 probabilities, "none of these" and the familiarity score out.
 
-The backbone, the task's FiLM parameters, the adapted classifier (prototypes, linear head or
-Mahalanobis statistics) and the open-set calibration (:mod:`litemeta.serve.calibration`:
+The classifier's embedding (the backbone with the task's FiLM parameters) and head (its
+export form, e.g. prototypes, a linear head or Mahalanobis statistics) and the open-set
+calibration (:mod:`litemeta.serve.calibration`:
 class means, temperature, held-out scores, threshold) are baked in as constants; the class
 labels are stored in the model's metadata under ``labels`` (a JSON list, in output order),
 with ``image_size``, ``temperature`` and ``threshold``. :func:`quantise` makes an int8 copy.
@@ -10,7 +11,6 @@ with ``image_size``, ``temperature`` and ``threshold``. :func:`quantise` makes a
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import warnings
@@ -22,11 +22,6 @@ from torch import Tensor, nn
 
 from litemeta.backbones import Backbone
 from litemeta.learners.base import TaskClassifier
-from litemeta.learners.classifiers import (
-    LinearClassifier,
-    MahalanobisClassifier,
-    PrototypeClassifier,
-)
 from litemeta.serve.calibration import OpenSet, familiarity, open_set_scores
 
 if TYPE_CHECKING:
@@ -41,63 +36,24 @@ class ExportedRecogniser(nn.Module):
     """``[n, 3, S, S]`` uint8 images -> calibrated probabilities ``[n, way]``, "none of
     these" ``[n]`` (bool) and familiarity score ``[n]``, with no task input.
 
-    Computes exactly what the classifier and the web app do, but Mahalanobis logits use the
-    precomputed inverse Cholesky factors (ONNX has no triangular solve).
+    Computes what the classifier and the web app do, from the classifier's own export form
+    (:meth:`~litemeta.learners.base.TaskClassifier.export_embedding` and
+    :meth:`~litemeta.learners.base.TaskClassifier.export_head`).
     """
 
-    def __init__(
-        self,
-        backbone: Backbone,
-        classifier: TaskClassifier,
-        open_set: OpenSet,
-        threshold: float,
-    ) -> None:
+    def __init__(self, classifier: TaskClassifier, open_set: OpenSet, threshold: float) -> None:
         super().__init__()
-        self.backbone = backbone
+        self.embedding = classifier.export_embedding()
+        self.head = classifier.export_head()
         self.register_buffer("temperature", torch.tensor(open_set.temperature))
         self.register_buffer("class_means", open_set.centres.detach().float().cpu())
         self.register_buffer("knots", torch.tensor(open_set.knots, dtype=torch.float32))
         self.register_buffer("threshold", torch.tensor(threshold))
-        film = getattr(classifier, "film", None) or []
-        self.film_gammas = nn.ParameterList([nn.Parameter(g.detach().clone()) for g, _ in film])
-        self.film_betas = nn.ParameterList([nn.Parameter(b.detach().clone()) for _, b in film])
-        if isinstance(classifier, PrototypeClassifier):
-            self.kind = "prototypes"
-            scale = classifier.distance_scale
-            self.register_buffer("centres", classifier.prototypes.detach().float())
-            self.register_buffer(
-                "scale", torch.ones(()) if scale is None else scale.detach().float()
-            )
-        elif isinstance(classifier, LinearClassifier):
-            self.kind = "linear"
-            self.register_buffer("weight", classifier.weight.detach().float())
-            self.register_buffer("bias", classifier.bias.detach().float())
-        elif isinstance(classifier, MahalanobisClassifier):
-            self.kind = "mahalanobis"
-            factors = classifier.cholesky_factors.detach().double()
-            identity = torch.eye(factors.shape[-1], dtype=torch.float64).expand_as(factors)
-            inverse = torch.linalg.solve_triangular(factors, identity, upper=False)
-            self.register_buffer("centres", classifier.means.detach().float())
-            self.register_buffer("whitening", inverse.float())
-        else:
-            raise ValueError(
-                f"cannot export a {type(classifier).__name__}; export works for ProtoNets, "
-                "CNAPs and Simple CNAPs recognisers"
-            )
         self.requires_grad_(False)
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        film = list(zip(self.film_gammas, self.film_betas, strict=True)) or None
-        features = self.backbone(images, film).float()
-        if self.kind == "prototypes":
-            distances = (features.unsqueeze(1) - self.centres.unsqueeze(0)).square().sum(-1)
-            logits = -distances * self.scale
-        elif self.kind == "linear":
-            logits = features @ self.weight.T + self.bias
-        else:
-            differences = features.unsqueeze(0) - self.centres.unsqueeze(1)  # [way, n, d]
-            whitened = differences @ self.whitening.transpose(1, 2)
-            logits = -whitened.square().sum(-1).T
+        features = self.embedding(images).float()
+        logits = self.head(features)
         score = familiarity(open_set_scores(features, self.class_means), self.knots)
         return (logits / self.temperature).softmax(-1), score < self.threshold, score
 
@@ -112,14 +68,13 @@ def export_onnx(
     open_set: OpenSet,
     threshold: float | None = None,
 ) -> bytes:
-    """The ONNX bytes of :class:`ExportedRecogniser` (input ``image``, outputs
-    :data:`OUTPUTS`, any batch size) with ``labels`` in its metadata; ``threshold``
-    defaults to the calibrated one."""
+    """The ONNX bytes of :class:`ExportedRecogniser` (input ``image`` at ``backbone``'s image
+    size, outputs :data:`OUTPUTS`, any batch size) with ``labels`` in its metadata;
+    ``threshold`` defaults to the calibrated one."""
     import onnx
 
     threshold = open_set.threshold if threshold is None else threshold
-    model = ExportedRecogniser(copy.deepcopy(backbone), classifier, open_set, threshold)
-    model = model.cpu().eval()
+    model = ExportedRecogniser(classifier, open_set, threshold).cpu().eval()
     size = backbone.image_size
     example = torch.zeros(1, 3, size, size, dtype=torch.uint8)
     buffer = io.BytesIO()

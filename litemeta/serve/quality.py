@@ -1,5 +1,6 @@
 """How well a recogniser learnt: each taught example classified by a classifier adapted to
-the others (leave-one-out), from features computed once.
+the others (leave-one-out), from features computed once: the classifier's head rebuilt
+without it (:meth:`~litemeta.learners.base.TaskClassifier.logits_without`).
 
 ProtoNets: the support features do not depend on the other examples (no task-specific
 FiLM), so rebuilding the prototypes without the example is exactly adapting to the others.
@@ -20,12 +21,8 @@ import torch
 from torch import Tensor
 
 from litemeta.learners.backbone_learner import BackboneLearner
-from litemeta.learners.classifiers import (
-    BackboneTaskClassifier,
-    MahalanobisClassifier,
-    PrototypeClassifier,
-)
-from litemeta.learners.statistics import class_means, mahalanobis_logits, squared_euclidean_logits
+from litemeta.learners.classifiers import BackboneTaskClassifier
+from litemeta.learners.statistics import class_means
 from litemeta.precision import full_precision
 from litemeta.serve.calibration import OpenSet, calibrate, open_set_scores
 
@@ -50,35 +47,6 @@ class HeldOut:
     labels: Tensor
 
 
-def _logits_without(
-    learner: BackboneLearner,
-    classifier: BackboneTaskClassifier,
-    features: Tensor,
-    labels: Tensor,
-    way: int,
-    row: int,
-) -> Tensor:
-    """The logits ``[1, way]`` of support example ``row`` under the classifier head rebuilt
-    from the other examples' ``features`` (see the module's note for each learner)."""
-    keep = torch.arange(labels.shape[0], device=labels.device) != row
-    means = class_means(features[keep], labels[keep], way)
-    example = features[row : row + 1]
-    if isinstance(classifier, PrototypeClassifier):
-        logits = squared_euclidean_logits(example, means)
-        scale = classifier.distance_scale
-        return logits if scale is None else logits * scale
-    if isinstance(classifier, MahalanobisClassifier):
-        return mahalanobis_logits(example, means, classifier.cholesky_factors)
-    build = getattr(learner, "classifier", None)
-    if build is None:
-        raise ValueError(
-            f"cannot rebuild a {type(learner).__name__}'s classifier from features; the quality "
-            "report works for ProtoNets, CNAPs and Simple CNAPs"
-        )
-    head = build(features[keep], labels[keep], way, classifier.film, classifier.support_shape)
-    return head.logits(example)
-
-
 def support_features(classifier: BackboneTaskClassifier, images: Tensor) -> Tensor:
     """The support features the classifier was built from (embedding them again only for a
     learner that does not record them)."""
@@ -88,21 +56,19 @@ def support_features(classifier: BackboneTaskClassifier, images: Tensor) -> Tens
 
 
 def held_out_logits(
-    learner: BackboneLearner,
-    classifier: BackboneTaskClassifier,
-    features: Tensor,
-    labels: Tensor,
+    classifier: BackboneTaskClassifier, features: Tensor, labels: Tensor
 ) -> HeldOut:
-    """Each example's logits under the classifier head rebuilt without it, and its open-set
-    score against the class means without it, for the examples whose class has at least
-    two (a class must keep one to be classified)."""
+    """Each example's logits under the classifier head rebuilt without it
+    (:meth:`~litemeta.learners.base.TaskClassifier.logits_without`), and its open-set score
+    against the class means without it, for the examples whose class has at least two (a
+    class must keep one to be classified)."""
     way = int(labels.max()) + 1
     counts = torch.bincount(labels, minlength=way)
     rows = torch.nonzero(counts[labels] >= 2).flatten()
     logits, scores = [], []
     with torch.no_grad(), full_precision(features.device):
         for row in rows.tolist():
-            logits.append(_logits_without(learner, classifier, features, labels, way, row))
+            logits.append(classifier.logits_without(features, labels, way, row))
             keep = torch.arange(labels.shape[0], device=labels.device) != row
             centres = class_means(features[keep], labels[keep], way)
             scores.append(open_set_scores(features[row : row + 1], centres))
@@ -160,7 +126,7 @@ def adapt_and_calibrate(
             raise ValueError(f"cannot serve a {learner.name} learner's classifier")
         features = support_features(classifier, images)
     labels = labels.to(features.device)
-    held_out = held_out_logits(learner, classifier, features, labels)
+    held_out = held_out_logits(classifier, features, labels)
     with full_precision(features.device):
         centres = class_means(features, labels, int(labels.max()) + 1).cpu()
     open_set = calibrate(held_out.logits, held_out.scores, held_out.labels, centres)

@@ -1,6 +1,7 @@
 """The learner interface's defaults: one parameter group of what trains, a classifier with no
 regulariser and no task parameters, and the cost of adapting counted by hand."""
 
+import pytest
 import torch
 from train_helpers import SyntheticTasks, TinyProtoNet
 
@@ -16,14 +17,36 @@ def test_the_default_parameter_group_holds_only_what_trains():
     assert [id(p) for p in group["params"]] == [id(p) for p in learner.network[3].parameters()]
 
 
-def test_a_classifier_starts_without_regulariser_or_task_parameters():
-    class Constant(TaskClassifier):
-        def __call__(self, query_images):
-            return torch.zeros(len(query_images), 2)
+class _Summing(TaskClassifier):
+    """Features: each image's pixel sum; logits: the feature and twice its negative."""
 
-    classifier = Constant()
+    def embed(self, images):
+        return images.flatten(1).sum(1, keepdim=True)
+
+    def logits(self, features):
+        return torch.cat([features, -2 * features], dim=1)
+
+
+def test_a_classifier_starts_without_regulariser_or_task_parameters():
+    classifier = _Summing()
     assert classifier.regularizer.shape == () and float(classifier.regularizer) == 0.0
     assert classifier.task_parameters() == {}
+
+
+def test_calling_a_classifier_embeds_pools_clips_then_scores():
+    images = torch.arange(4 * 3, dtype=torch.float32).reshape(4, 3, 1, 1)
+    sums = [3.0, 12.0, 21.0, 30.0]  # 0+1+2, 3+4+5, ...
+    classifier = _Summing()
+    assert classifier(images).tolist() == [[s, -2 * s] for s in sums]
+    clips = torch.tensor([[0, 3], [1, 2], [2, 2]])
+    pooled = classifier(images, clips)  # (3 + 30) / 2, (12 + 21) / 2, 21
+    assert pooled.tolist() == [[16.5, -33.0], [16.5, -33.0], [21.0, -42.0]]
+
+
+def test_a_classifier_without_an_export_form_says_what_to_add():
+    for export in (_Summing().export_embedding, _Summing().export_head):
+        with pytest.raises(NotImplementedError, match="_Summing cannot be exported: give it"):
+            export()
 
 
 def test_adaptation_cost_counts_the_support_embedding_by_hand():

@@ -1,6 +1,8 @@
 """The task classifiers on backbone features, each against a loop over queries and classes in
 float64 numpy: prototypes, a linear head, Mahalanobis distance; their task parameters."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -122,3 +124,66 @@ def test_queries_must_look_like_the_support_images(setting):
         ValueError, match=r"\[channels, height, width\] \(3, 8, 8\), got \(3, 9, 9\)"
     ):
         classifier(torch.zeros(2, 3, 9, 9, dtype=torch.uint8))
+
+
+def _each_classifier(backbone, shape):
+    """One classifier of each kind on random task tensors, the FiLM parameters not the
+    identity (so that an export form that dropped them would differ)."""
+    generator = torch.Generator().manual_seed(5)
+    film = [
+        (
+            1 + 0.3 * torch.randn(g.shape, generator=generator),
+            0.3 * torch.randn(b.shape, generator=generator),
+        )
+        for g, b in backbone.identity_film()
+    ]
+    means = torch.randn(WAY, DIM, generator=generator)
+    spread = torch.randn(WAY, DIM, DIM, generator=generator)
+    return [
+        PrototypeClassifier(backbone, shape, means, film, distance_scale=torch.tensor(0.3)),
+        LinearClassifier(
+            backbone, shape, torch.randn(WAY, DIM, generator=generator), means[0, :WAY], film
+        ),
+        MahalanobisClassifier(
+            backbone, shape, means, spread @ spread.transpose(1, 2) + torch.eye(DIM), film
+        ),
+    ]
+
+
+def test_each_export_form_computes_what_the_classifier_does(setting):
+    """The export form, the modules ONNX export traces, against the classifier itself."""
+    backbone, queries, _ = setting
+    for classifier in _each_classifier(backbone, queries.shape[1:]):
+        embedding, head = classifier.export_embedding(), classifier.export_head()
+        with torch.no_grad():
+            features = classifier.embed(queries)
+            torch.testing.assert_close(embedding(queries), features)
+            torch.testing.assert_close(
+                head(features), classifier.logits(features), rtol=1e-4, atol=1e-4
+            )
+        assert embedding.backbone is not backbone  # a copy, which export may move and trace
+        assert not any(p.requires_grad for p in [*embedding.parameters(), *head.parameters()])
+        assert all(b.dtype == torch.float32 for b in head.buffers())
+
+
+def test_leave_one_out_logits_rebuild_the_head_without_the_example(setting):
+    backbone, queries, features = setting
+    labels = torch.tensor([0, 1, 2, 0, 1])
+    features = torch.from_numpy(features).float()
+    others = torch.tensor([1, 2, 3, 4])  # without row 0
+    prototypes, linear, mahalanobis = _each_classifier(backbone, queries.shape[1:])
+    means = torch.stack([features[others][labels[others] == k].mean(0) for k in range(WAY)])
+    by_hand = PrototypeClassifier(
+        backbone, queries.shape[1:], means, distance_scale=torch.tensor(0.3)
+    )
+    torch.testing.assert_close(
+        prototypes.logits_without(features, labels, WAY, 0), by_hand.logits(features[:1])
+    )
+    with pytest.raises(ValueError, match="trained on every support example"):
+        linear.logits_without(features, labels, WAY, 0)
+    mahalanobis_by_hand = copy.copy(mahalanobis)
+    mahalanobis_by_hand.means = means
+    torch.testing.assert_close(
+        mahalanobis.logits_without(features, labels, WAY, 0).float(),
+        mahalanobis_by_hand.logits(features[:1]),
+    )

@@ -1,5 +1,5 @@
 """Learners register themselves by name: a new learner is one new module in the package,
-seen by the factory, training, saving and loading, the benchmarks and personalisation."""
+seen by the factory, training, saving and loading, the benchmarks, personalisation and export."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -37,20 +38,69 @@ from .helpers import colour_task
 TINY = {"backbone": "resnet18", "image_size": 32, "pretrained": False}
 
 NEW_LEARNER = '''
-"""ProtoNets under a new name with one new option: a learner added as one file."""
+"""ProtoNets under a new name with new options and a classifier of its own (scaled cosine
+similarity to the class means): a learner added as one file."""
 
 from typing import Any
 
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
 from litemeta.backbones import Backbone
+from litemeta.learners.classifiers import BackboneTaskClassifier
 from litemeta.learners.protonets import ProtoNets
+from litemeta.learners.statistics import class_means
+
+
+def cosine_logits(features: Tensor, prototypes: Tensor, scale: float) -> Tensor:
+    return scale * F.normalize(features, dim=-1) @ F.normalize(prototypes, dim=-1).T
+
+
+class CosineHead(nn.Module):
+    def __init__(self, prototypes: Tensor, scale: float) -> None:
+        super().__init__()
+        self.register_buffer("prototypes", prototypes.detach().float())
+        self.scale = scale
+
+    def forward(self, features: Tensor) -> Tensor:
+        return cosine_logits(features, self.prototypes, self.scale)
+
+
+class CosineClassifier(BackboneTaskClassifier):
+    def __init__(self, backbone, support_shape, prototypes, film, scale: float) -> None:
+        super().__init__(backbone, support_shape, film)
+        self.prototypes, self.scale = prototypes, scale
+
+    def logits(self, features: Tensor) -> Tensor:
+        return cosine_logits(features, self.prototypes, self.scale)
+
+    def export_head(self) -> nn.Module:
+        return CosineHead(self.prototypes, self.scale)
+
+    def logits_without(self, features, labels, way, row):
+        keep = torch.arange(labels.shape[0], device=labels.device) != row
+        prototypes = class_means(features[keep], labels[keep], way)
+        return cosine_logits(features[row : row + 1], prototypes, self.scale)
 
 
 class SlowProtoNets(ProtoNets):
     name = "slow_protonets"
 
-    def __init__(self, backbone: Backbone, *, delay: float = 0.0, **options: Any) -> None:
+    def __init__(
+        self, backbone: Backbone, *, delay: float = 0.0, cosine_scale: float = 10.0, **options: Any
+    ) -> None:
         super().__init__(backbone, **options)
         self.delay = delay
+        self.cosine_scale = cosine_scale
+
+    def adapt(self, images, labels, *, lite=None, support_clips=None):
+        means = super().adapt(images, labels, lite=lite, support_clips=support_clips)
+        classifier = CosineClassifier(
+            self.backbone, images.shape[1:], means.prototypes, means.film, self.cosine_scale
+        )
+        classifier.support_features = means.support_features
+        return classifier
 '''
 
 
@@ -197,3 +247,67 @@ def test_a_new_learner_module_is_built_trained_saved_benchmarked_and_personalise
     predictions = personalise(run, tmp_path / "support", tmp_path / "query")
     assert sorted(Path(p.path).name for p in predictions) == ["blue.png", "red.png"]
     assert {p.label for p in predictions} <= {"red", "blue"}
+
+
+def _write_noisy_class_folders(root: Path, shots: int, queries: int) -> list[Path]:
+    """``root/support/<colour>/`` photos of three colours with noise; returns the query files."""
+    generator = np.random.default_rng(0)
+    colours = {"red": (170, 90, 90), "green": (90, 170, 90), "blue": (90, 90, 170)}
+    query_files = []
+    for name, colour in colours.items():
+        (root / "support" / name).mkdir(parents=True)
+        (root / "query").mkdir(exist_ok=True)
+        for index in range(shots + queries):
+            noise = generator.normal(0, 70, (32, 32, 3))
+            pixels = np.clip(np.array(colour) + noise, 0, 255).astype(np.uint8)
+            if index < shots:
+                path = root / "support" / name / f"{index}.png"
+            else:
+                path = root / "query" / f"{name}{index}.png"
+                query_files.append(path)
+            Image.fromarray(pixels).save(path)
+    return query_files
+
+
+def test_a_new_learner_with_its_own_classifier_exports_to_onnx(new_learner_module, tmp_path):
+    """`litemeta export`'s path (a checkpoint and class folders) exports the new learner's
+    cosine classifier, and onnxruntime's probabilities are PyTorch's within 1e-4."""
+    onnxruntime = pytest.importorskip("onnxruntime", reason="needs the serve extra")
+    import onnx
+
+    from litemeta.data.images import read_image_file
+    from litemeta.experiment.jobs import read_support_set
+    from litemeta.serve.export import export_folders
+
+    torch.manual_seed(0)
+    save_learner(build_learner("slow_protonets", **TINY, cosine_scale=8.0), tmp_path / "l.pt")
+    query_files = _write_noisy_class_folders(tmp_path, shots=3, queries=2)
+    model, labels = export_folders(tmp_path / "l.pt", tmp_path / "support")
+    assert labels == ["blue", "green", "red"]
+    session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
+    queries = torch.stack([read_image_file(str(path), 32) for path in query_files])
+    probabilities, rejected, _ = session.run(
+        ["probabilities", "none_of_these", "score"], {"image": queries.numpy()}
+    )
+
+    learner = load_learner(tmp_path / "l.pt").eval()
+    _, images, support_labels, _ = read_support_set(tmp_path / "support", 32, False)
+    support, support_labels = torch.stack(images), torch.tensor(support_labels)
+    with torch.no_grad():
+        classifier = learner.adapt(support, support_labels)
+        logits = classifier(queries).double().numpy()
+        features = classifier.embed(queries).double().numpy()
+        support_features = classifier.embed(support).double().numpy()
+    # By hand: 8 x the cosine similarity to each class's mean support feature.
+    means = np.stack([support_features[support_labels.numpy() == k].mean(0) for k in range(3)])
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    cosines = unit @ (means / np.linalg.norm(means, axis=1, keepdims=True)).T
+    np.testing.assert_allclose(logits, 8.0 * cosines, rtol=1e-5, atol=1e-5)
+    metadata = {p.key: p.value for p in onnx.load_from_string(model).metadata_props}
+    temperature = float(metadata["temperature"])
+    shifted = np.exp((logits - logits.max(axis=1, keepdims=True)) / temperature)
+    expected = shifted / shifted.sum(axis=1, keepdims=True)
+    assert probabilities.shape == (6, 3) and rejected.shape == (6,)
+    assert np.abs(probabilities - expected).max() < 1e-4
+    assert expected.max(axis=1).min() < 0.999, "saturated probabilities would hide errors"
+    assert probabilities.argmax(1).tolist() == [2, 2, 1, 1, 0, 0]  # red, green, blue queries

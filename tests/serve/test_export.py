@@ -29,7 +29,12 @@ def _run(model: bytes, images: torch.Tensor) -> list[np.ndarray]:
 
 @pytest.mark.parametrize(
     ("learner", "options"),
-    [("protonets", {"distance_scale": 0.05}), ("simple_cnaps", {}), ("cnaps", {})],
+    [
+        ("protonets", {"distance_scale": 0.05}),
+        ("simple_cnaps", {}),
+        ("cnaps", {}),
+        ("finetuner", {"learn_film": True, "steps": 5}),
+    ],
 )
 def test_onnx_probabilities_match_pytorch(learner, options):
     torch.manual_seed(0)

@@ -38,10 +38,11 @@ class _Classifier(TaskClassifier):
         self.learner, self.film, self.prototypes = learner, film, prototypes
         self.regularizer = REGULARIZATION * learner.film.weight.square().sum()
 
-    def __call__(self, query_images: Tensor, clips: Tensor | None = None) -> Tensor:
-        assert clips is None
-        queries = self.learner.embed(query_images, *self.film)
-        return -(queries[:, None] - self.prototypes[None]).square().sum(-1)
+    def embed(self, images: Tensor) -> Tensor:
+        return self.learner.embed(images, *self.film)
+
+    def logits(self, features: Tensor) -> Tensor:
+        return -(features[:, None] - self.prototypes[None]).square().sum(-1)
 
 
 class TinyFilmLearner(FewShotLearner):
