@@ -1,5 +1,5 @@
-"""Checkpoints: atomic, checksummed writes, safe loads, random-number states as tensors, model
-fingerprints, and the one format for saved models.
+"""Checkpoints: atomic, checksummed writes, safe loads, model fingerprints, and the one format
+for saved models.
 
 Checkpoints hold only tensors, dicts, lists, tuples, numbers, strings and None, so they load
 with ``torch.load(..., weights_only=True)``, which never runs code from the file. The payload
@@ -20,7 +20,6 @@ import hashlib
 import io
 import json
 import os
-import random
 import secrets
 import shutil
 import warnings
@@ -29,7 +28,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 __all__ = [
@@ -50,8 +48,6 @@ __all__ = [
     "read_model",
     "read_training_checkpoint",
     "remove_stale_temporaries",
-    "restore_rng_state",
-    "rng_state",
     "save_atomically",
     "save_model",
     "write_files_atomically",
@@ -318,9 +314,9 @@ def first_non_finite(tensors: Mapping[str, Any], prefix: str = "") -> str | None
 @dataclass(frozen=True)
 class TrainingState:
     """What a training checkpoint holds besides the model, to resume exactly: the last step,
-    the optimiser's and loss scaler's states, every process's random states
-    (:func:`rng_state`), the number of processes, the training settings and the best
-    validation accuracy so far."""
+    the optimiser's and loss scaler's states, every process's random states (as
+    :func:`litemeta.training.random_state.rng_state` gives them), the number of processes,
+    the training settings and the best validation accuracy so far."""
 
     step: int
     optimizer: dict[str, Any]
@@ -413,48 +409,6 @@ def _refuse_broken_link(path: Path) -> None:
             f"{path} is a symbolic link that leads to no file (a loop of links, or its target "
             f"is gone): point it at a checkpoint or remove it"
         )
-
-
-def rng_state(device: torch.device) -> dict[str, Any]:
-    """The Python, NumPy, torch (and CUDA, on a CUDA device) random states, as tensors."""
-    version, python_state, gauss = random.getstate()
-    _, keys, position, has_gauss, cached_gauss = np.random.get_state()
-    state: dict[str, Any] = {
-        "python": {
-            "version": version,
-            "state": torch.tensor(python_state, dtype=torch.int64),
-            "gauss": gauss,
-        },
-        "numpy": {
-            "keys": torch.from_numpy(keys.astype(np.int64)),
-            "position": int(position),
-            "has_gauss": int(has_gauss),
-            "cached_gauss": float(cached_gauss),
-        },
-        "torch": torch.get_rng_state(),
-    }
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def restore_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
-    """Inverse of :func:`rng_state` (accepts states loaded onto any device)."""
-    python = state["python"]
-    random.setstate((python["version"], tuple(python["state"].tolist()), python["gauss"]))
-    numpy = state["numpy"]
-    np.random.set_state(
-        (
-            "MT19937",
-            numpy["keys"].cpu().numpy().astype(np.uint32),
-            numpy["position"],
-            numpy["has_gauss"],
-            numpy["cached_gauss"],
-        )
-    )
-    torch.set_rng_state(state["torch"].cpu())
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
 
 
 def describe_model(model: torch.nn.Module, model_config: Mapping[str, Any]) -> dict[str, Any]:

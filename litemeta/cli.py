@@ -602,13 +602,10 @@ def _bench_fit(args: argparse.Namespace) -> None:
 def _bench_gradient(args: argparse.Namespace) -> None:
     from litemeta.bench.gradient import run_gradient_benchmark
     from litemeta.bench.real_tasks import emoji_test_tasks
+    from litemeta.lite import check_h
 
-    support = args.way * args.shot
-    if max(args.h) > support:
-        raise ValueError(
-            f"--h {max(args.h)} is more than the task's N = {support} support images "
-            f"(--way {args.way} x --shot {args.shot}): give h of at most {support}"
-        )
+    support = args.way * args.shot  # N = --way x --shot
+    check_h(max(args.h), name="--h", set_size=support)
     (task,) = emoji_test_tasks(1, args.way, args.shot, args.queries, args.size, seed=args.seed)
     table = run_gradient_benchmark(
         args.learners,

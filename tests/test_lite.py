@@ -8,7 +8,14 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from litemeta.lite import FirstPasses, LiteSettings, RowCouplingError, draw_subset, lite_map
+from litemeta.lite import (
+    FirstPasses,
+    LitePass,
+    LiteSettings,
+    RowCouplingError,
+    draw_subset,
+    lite_map,
+)
 
 DRAWS = 2000
 SIGMAS = 4.0
@@ -232,7 +239,7 @@ def test_rejects_empty_set_and_bad_h_or_chunk_size() -> None:
     net = _mlp()
     with pytest.raises(ValueError, match="non-empty"):
         lite_map(net, torch.empty(0, 6), 4)
-    with pytest.raises(ValueError, match="h must lie"):
+    with pytest.raises(ValueError, match="h must be at least 1"):
         lite_map(net, torch.randn(10, 6), 0)
     with pytest.raises(TypeError, match=r"h must be a whole number or None, got 2\.5"):
         lite_map(net, torch.randn(10, 6), 2.5)
@@ -241,7 +248,7 @@ def test_rejects_empty_set_and_bad_h_or_chunk_size() -> None:
 
 
 def _nested_gradient(
-    encoder: nn.Module, inputs: Tensor, first: LiteSettings, second: LiteSettings
+    encoder: nn.Module, inputs: Tensor, first: LitePass, second: LitePass
 ) -> Tensor:
     """CNAPs' shape: a set encoder pooled into a task embedding that modulates a second map."""
     task_embedding = first.map(encoder, inputs).mean(0)
@@ -253,11 +260,11 @@ def test_nested_maps_need_independent_subsets() -> None:
     torch.manual_seed(0)
     encoder = nn.Sequential(nn.Linear(3, 3), nn.Tanh())
     inputs = torch.randn(6, 3) * 2
-    full = LiteSettings(h=None)
+    full = LitePass(LiteSettings(h=None))
     exact = _nested_gradient(encoder, inputs, full, full)
 
     shared_seed = torch.Generator().manual_seed(5)
-    independent = LiteSettings(h=1, generator=shared_seed)
+    independent = LitePass(LiteSettings(h=1), shared_seed)
     draws = torch.stack(
         [_nested_gradient(encoder, inputs, independent, independent) for _ in range(DRAWS)]
     )
@@ -267,7 +274,7 @@ def test_nested_maps_need_independent_subsets() -> None:
     for draw in range(DRAWS):
         # Two generators in the same state draw the same subset for both maps.
         first, second = (
-            LiteSettings(h=1, generator=torch.Generator().manual_seed(draw)) for _ in range(2)
+            LitePass(LiteSettings(h=1), torch.Generator().manual_seed(draw)) for _ in range(2)
         )
         same_subset.append(_nested_gradient(encoder, inputs, first, second))
     assert _z_scores(torch.stack(same_subset), exact).max() > SIGMAS
@@ -320,9 +327,9 @@ def test_reduced_precision_noise_passes_but_dropout_and_batch_norm_do_not(monkey
     with pytest.raises(RowCouplingError, match="fp32 precision in effect"):
         lite_map(net, inputs, 4, chunk_size=16)  # full float32: 5e-3 is too much
 
-    import litemeta.lite
+    import litemeta.lite.rows
 
-    monkeypatch.setattr(litemeta.lite, "effective_precision", lambda device, dtype: "tf32")
+    monkeypatch.setattr(litemeta.lite.rows, "effective_precision", lambda device, dtype: "tf32")
     expected = net_in_chunks(net, inputs)
     torch.testing.assert_close(lite_map(net, inputs, 4, chunk_size=16), expected)
     dropout = nn.Sequential(net, nn.Dropout(0.1))
@@ -353,7 +360,7 @@ def test_bf16_gradient_scale_is_applied_in_float32(monkeypatch) -> None:
     """
     from itertools import combinations
 
-    import litemeta.lite
+    import litemeta.lite.estimator
 
     torch.manual_seed(0)
     net = nn.Linear(64, 48)
@@ -367,7 +374,7 @@ def test_bf16_gradient_scale_is_applied_in_float32(monkeypatch) -> None:
                 out = lite_map(net, inputs, None)
             else:
                 draw = (torch.tensor(indices), torch.full((h,), num_rows / h, dtype=torch.float64))
-                monkeypatch.setattr(litemeta.lite, "draw_subset", lambda *a, **k: draw)
+                monkeypatch.setattr(litemeta.lite.estimator, "draw_subset", lambda *a, **k: draw)
                 out = lite_map(net, inputs, h)
         return _flat_grad((out.float() * weights).sum(), params).double()
 

@@ -6,7 +6,7 @@ from an experiment config) and delivered by :func:`litemeta.data.loading.task_lo
 
 - ``loader``: tasks/s and images/s of the loader alone (tasks copied to the device);
 - ``loader + step``: the same tasks, each consumed by one LITE meta-training step
-  (:func:`litemeta.training.backward_task`, as in Bronskill et al., "Memory Efficient
+  (:class:`litemeta.training.TaskStep`, as in Bronskill et al., "Memory Efficient
   Meta-Learning with Large Images", NeurIPS 2021), with the share of wall time spent
   blocked waiting for the next task;
 - ``cache``: repeated emoji tasks (the same indices drawn twice, the first pass filling the
@@ -36,7 +36,7 @@ from litemeta.data.loading import task_loader
 from litemeta.device import Stopwatch, synchronize
 from litemeta.experiment import DataConfig, ExperimentConfig, build_model, task_dataset
 from litemeta.tasks import Task
-from litemeta.training import backward_task
+from litemeta.training import TaskStep
 
 from .report import Row, machine_description, markdown_table
 
@@ -137,12 +137,12 @@ def _step_function(config: PipelineConfig, device: torch.device) -> Callable[[Ta
     model = dataclasses.replace(experiment.model, image_size=config.image_size)
     learner = build_model(model).to(device).train()
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    settings = dataclasses.replace(experiment.training.lite, generator=generator)
+    task_step = TaskStep.of(
+        experiment.training.lite, query_batch_size=experiment.training.query_batch_size
+    )
 
     def step(task: Task) -> None:
-        backward_task(
-            learner, task, lite=settings, query_batch_size=experiment.training.query_batch_size
-        )
+        task_step.queue(learner, task, generator).read()
         learner.zero_grad(set_to_none=True)
 
     return step

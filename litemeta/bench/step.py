@@ -18,7 +18,7 @@ from litemeta.backbones import DEFAULT_BACKBONE
 from litemeta.device import Stopwatch, place_on_device, synchronize
 from litemeta.evaluation import predict_queries
 from litemeta.learners import FewShotLearner, build_learner
-from litemeta.lite import LiteSettings
+from litemeta.lite import LiteSettings, check_h
 from litemeta.precision import Precision, autocast
 from litemeta.tasks import Task
 from litemeta.training import PendingOutcome, queue_backward_task
@@ -53,6 +53,7 @@ def parse_mode(mode: str) -> int | None:
         return None
     prefix, _, h = mode.removesuffix(FUSED).partition("-")
     if prefix == "lite" and h.isdigit() and int(h) >= 1:
+        check_h(int(h))
         return int(h)
     raise ValueError(
         f"unknown mode '{mode}': use inference, backprop, checkpoint, lite-<h> (e.g. lite-8) "
@@ -100,7 +101,6 @@ class StepConfig:
         return LiteSettings(
             h=parse_mode(self.mode),
             gradient_checkpointing=self.mode == "checkpoint",
-            generator=torch.Generator().manual_seed(0),
             rows_with_queries=self.mode.endswith(FUSED),
         )
 
@@ -138,6 +138,7 @@ def run_step(learner: FewShotLearner, task: Task, config: StepConfig) -> Pending
         learner,
         task,
         lite=lite,
+        generator=torch.Generator().manual_seed(0),
         query_batch_size=config.query_batch_size,
         precision=config.precision,
     )

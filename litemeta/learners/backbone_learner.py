@@ -13,7 +13,7 @@ from litemeta.backbones import Backbone
 from litemeta.checkpoint import ModelMismatchError
 from litemeta.learners.base import FewShotLearner
 from litemeta.learners.registry import register_learner
-from litemeta.lite import LiteSettings, SetFunction, lite_map
+from litemeta.lite import LitePass, SetFunction, lite_map
 from litemeta.precision import at_least_float32
 from litemeta.tasks import check_clips, pool_clips
 
@@ -153,7 +153,7 @@ class BackboneLearner(FewShotLearner):
         fn: SetFunction,
         images: Tensor,
         labels: Tensor,
-        lite: LiteSettings | None,
+        lite: LitePass | None,
         clips: Tensor | None = None,
     ) -> Tensor:
         """``fn`` over the support images: through LITE when meta-training, else in chunks;

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from litemeta.learners.cost import AdaptationCost, measure_adaptation_cost
-from litemeta.lite import LiteSettings
+from litemeta.lite import LitePass
 
 
 class TaskClassifier(ABC):
@@ -56,7 +56,7 @@ class FewShotLearner(nn.Module, ABC):
         support_images: Tensor,
         support_labels: Tensor,
         *,
-        lite: LiteSettings | None = None,
+        lite: LitePass | None = None,
         support_clips: Tensor | None = None,
     ) -> TaskClassifier:
         """Return a classifier for the task that ``support_images`` / ``support_labels`` define."""

@@ -15,7 +15,7 @@ from litemeta.backbones import Backbone
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.learners.classifiers import LinearClassifier
 from litemeta.learners.validation import check_support
-from litemeta.lite import LiteSettings
+from litemeta.lite import LitePass
 from litemeta.tasks import pool_clips
 
 __all__ = ["FineTuner"]
@@ -64,7 +64,7 @@ class FineTuner(BackboneLearner):
         support_images: Tensor,
         support_labels: Tensor,
         *,
-        lite: LiteSettings | None = None,
+        lite: LitePass | None = None,
         support_clips: Tensor | None = None,
     ) -> LinearClassifier:
         """Train a head on the support set (on its clips' mean features, with

@@ -15,7 +15,7 @@ from litemeta.learners.backbone_learner import BackboneLearner, other_film_layer
 from litemeta.learners.classifiers import PrototypeClassifier
 from litemeta.learners.statistics import class_means
 from litemeta.learners.validation import check_support
-from litemeta.lite import LiteSettings
+from litemeta.lite import LitePass
 from litemeta.precision import full_precision
 
 __all__ = ["ProtoNets"]
@@ -83,7 +83,7 @@ class ProtoNets(BackboneLearner):
         support_images: Tensor,
         support_labels: Tensor,
         *,
-        lite: LiteSettings | None = None,
+        lite: LitePass | None = None,
         support_clips: Tensor | None = None,
     ) -> PrototypeClassifier:
         way = check_support(support_images, support_labels)

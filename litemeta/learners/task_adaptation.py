@@ -5,7 +5,7 @@ Using Conditional Neural Adaptive Processes", NeurIPS 2019: a set encoder pools 
 set into a task embedding, from which a generator produces FiLM parameters that adapt a
 pretrained backbone to the task. The adapted backbone then embeds the support set again.
 Both set functions go through LITE (Bronskill et al., NeurIPS 2021) with independent
-subsets (two :meth:`~litemeta.lite.LiteSettings.map` calls): a shared subset would make the
+subsets (two :meth:`~litemeta.lite.LitePass.map` calls): a shared subset would make the
 product of the two estimates biased.
 """
 
@@ -23,7 +23,7 @@ from litemeta.checkpoint import ModelMismatchError
 from litemeta.learners.backbone_learner import BackboneLearner, other_film_layers_error
 from litemeta.learners.classifiers import BackboneTaskClassifier
 from litemeta.learners.validation import check_support
-from litemeta.lite import LiteSettings
+from litemeta.lite import LitePass
 from litemeta.precision import at_least_float32, full_precision
 from litemeta.tasks import pool_clips
 
@@ -354,7 +354,7 @@ class FilmAdaptedLearner(BackboneLearner):
         support_images: Tensor,
         support_labels: Tensor,
         *,
-        lite: LiteSettings | None = None,
+        lite: LitePass | None = None,
         support_clips: Tensor | None = None,
     ) -> BackboneTaskClassifier:
         way = check_support(support_images, support_labels)

@@ -7,7 +7,7 @@ import torch
 from litemeta.backbones import Backbone
 from litemeta.learners import CNAPs, ProtoNets, SimpleCNAPs
 from litemeta.learners.backbone_learner import option_names
-from litemeta.lite import LiteSettings
+from litemeta.lite import LitePass, LiteSettings
 
 from .helpers import TinyCNN
 
@@ -35,7 +35,7 @@ def test_the_support_map_runs_in_chunks_and_equals_one_pass():
         chunked = learner.map_support(embed, images, labels, None)
     assert batches == [3, 3, 1]
     torch.testing.assert_close(chunked, whole)
-    lite = LiteSettings(h=2, generator=torch.Generator().manual_seed(0))
+    lite = LitePass(LiteSettings(h=2), torch.Generator().manual_seed(0))
     through_lite = learner.map_support(learner.backbone, images, labels, lite)
     torch.testing.assert_close(through_lite, whole)  # LITE keeps the forward values
     assert through_lite.requires_grad

@@ -167,8 +167,10 @@ def test_a_new_learner_module_is_built_trained_saved_benchmarked_and_personalise
     # One LITE meta-training step.
     support, support_labels, query, query_labels = colour_task(way=2, shots=2, queries=1)
     task = Task(support, support_labels, query, query_labels, ["a", "b"])
-    lite = LiteSettings(h=2, generator=torch.Generator().manual_seed(0))
-    backward_task(learner.train(), task, lite=lite, query_batch_size=2)
+    generator = torch.Generator().manual_seed(0)
+    backward_task(
+        learner.train(), task, lite=LiteSettings(h=2), generator=generator, query_batch_size=2
+    )
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in learner.parameters())
 
     # Saved and loaded.
