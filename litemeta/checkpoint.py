@@ -23,7 +23,7 @@ import os
 import secrets
 import shutil
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -250,13 +250,15 @@ def load_model_weights(
     path: str | Path,
     model_config: Mapping[str, Any] | None = None,
     map_location: str | torch.device = "cpu",
+    withdrawn: Collection[str] = (),
 ) -> dict[str, Any]:
     """Load a saved model's weights (a training checkpoint or a learner file) into ``model``
-    after checking it was written for the same model configuration; returns the checkpoint
-    (step, config, ... for a training checkpoint)."""
+    after checking it was written for the same model configuration (``withdrawn``: see
+    :func:`check_model_config`); returns the checkpoint (step, config, ... for a training
+    checkpoint)."""
     checkpoint = load_checkpoint(path, map_location=map_location)
     _require_model(checkpoint, path)
-    check_model_config(checkpoint, describe_model(model, model_config or {}), path)
+    check_model_config(checkpoint, describe_model(model, model_config or {}), path, withdrawn)
     model.load_state_dict(checkpoint["model"])
     return checkpoint
 
@@ -369,14 +371,17 @@ def read_model(path: str | Path, map_location: str | torch.device = "cpu") -> Sa
 
 
 def read_training_checkpoint(
-    path: str | Path, model_config: Mapping[str, Any], map_location: str | torch.device = "cpu"
+    path: str | Path,
+    model_config: Mapping[str, Any],
+    map_location: str | torch.device = "cpu",
+    withdrawn: Collection[str] = (),
 ) -> tuple[dict[str, Any], TrainingState]:
     """The model weights and the training state of a training checkpoint, to resume from,
     after checking that it was written for a model described by ``model_config``
-    (:func:`describe_model`)."""
+    (:func:`describe_model`; ``withdrawn``: see :func:`check_model_config`)."""
     checkpoint = load_checkpoint(path, map_location=map_location)
     _require_model(checkpoint, path)
-    check_model_config(checkpoint, model_config, path)
+    check_model_config(checkpoint, model_config, path, withdrawn)
     missing = [name for name in _TRAINING_KEYS if name not in checkpoint]
     if missing:
         raise CheckpointError(
@@ -433,23 +438,24 @@ def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-#: Model settings that say how the model runs, not what it computes: a checkpoint loads
-#: under other values of these (a smaller chunk to fit in memory when evaluating).
-RUNTIME_SETTINGS = frozenset({"options.chunk_size"})
-
-
 def check_model_config(
-    checkpoint: Mapping[str, Any], model_config: Mapping[str, Any], path: str | Path
+    checkpoint: Mapping[str, Any],
+    model_config: Mapping[str, Any],
+    path: str | Path,
+    withdrawn: Collection[str] = (),
 ) -> None:
-    """Refuse a checkpoint whose model configuration differs (but for
-    :data:`RUNTIME_SETTINGS`), naming the keys that differ."""
+    """Refuse a checkpoint whose model configuration differs, naming the keys that differ;
+    ``withdrawn`` (dotted keys) are settings that earlier descriptions of the model hold but
+    that no longer describe it (the model says which), passed over where only the
+    checkpoint has them."""
     if checkpoint["model_fingerprint"] == model_fingerprint(model_config):
         return
     saved, current = _flatten(checkpoint["model_config"]), _flatten(model_config)
+    passed_over = set(withdrawn) - current.keys()
     differences = [
         f"{key}: {saved.get(key, '<absent>')!r} in the checkpoint, "
         f"{current.get(key, '<absent>')!r} now"
-        for key in sorted((saved.keys() | current.keys()) - RUNTIME_SETTINGS)
+        for key in sorted((saved.keys() | current.keys()) - passed_over)
         if saved.get(key, "<absent>") != current.get(key, "<absent>")
     ]
     if not differences:

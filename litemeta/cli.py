@@ -305,8 +305,8 @@ def _convert(args: argparse.Namespace) -> None:
     print(f"wrote {output}; evaluate it with: {shlex.join(command)}")
     if learner.options.get("encoder_norm") == "batch":
         print(
-            "encoder_norm=batch normalises each batch of chunk_size support images with its own "
-            "statistics, as the reference's test code, which is exact for evaluation; to "
+            "encoder_norm=batch normalises each batch of encoder_batch_size support images with "
+            "its own statistics, as the reference's test code, which is exact for evaluation; to "
             "meta-train this learner further, convert with --encoder-norm frozen_batch"
         )
 
@@ -518,8 +518,8 @@ def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
         "--chunk-size",
         type=_positive_int,
         default=None,
-        help="images per forward pass when teaching (default: 16 on a CPU, the checkpoint's "
-        "on a GPU)",
+        help="images per forward pass when teaching (default: 16 on a CPU, the learner's "
+        "default on a GPU)",
     )
     serve.set_defaults(handler=_serve)
 
@@ -556,7 +556,7 @@ def _step_grid(args: argparse.Namespace) -> Grid:
         way=args.way,
         queries_per_class=args.queries_per_class,
         query_batch_size=args.query_batch_size,
-        chunk_size=args.chunk_size,
+        chunk_size=args.chunk_size or StepConfig.chunk_size,
         backbone=args.backbone,
         pretrained=not args.no_pretrained,
         device=args.device or str(pick_device()),
@@ -796,7 +796,10 @@ def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queries-per-class", type=_positive_int, default=2)
     parser.add_argument("--query-batch-size", type=_positive_int, default=10)
     parser.add_argument(
-        "--chunk-size", type=_positive_int, default=64, help="images per pass without autograd"
+        "--chunk-size",
+        type=_positive_int,
+        default=None,
+        help="images per pass without autograd (default: the learner's, 64)",
     )
     _add_device_argument(parser)
     parser.add_argument(

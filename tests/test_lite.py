@@ -243,7 +243,7 @@ def test_rejects_empty_set_and_bad_h_or_chunk_size() -> None:
         lite_map(net, torch.randn(10, 6), 0)
     with pytest.raises(TypeError, match=r"h must be a whole number or None, got 2\.5"):
         lite_map(net, torch.randn(10, 6), 2.5)
-    with pytest.raises(ValueError, match=r"chunk_size must be positive .* got 0"):
+    with pytest.raises(ValueError, match=r"chunk_size must be at least 1 image .*, got 0"):
         lite_map(net, torch.randn(10, 6), 4, chunk_size=0)
 
 

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from litemeta.backbones import DEFAULT_BACKBONE
 from litemeta.learners import build_learner
+from litemeta.learners.backbone_learner import DEFAULT_CHUNK_SIZE
 from litemeta.learners.base import FewShotLearner
 from litemeta.lite import LitePass, LiteSettings, check_h
 from litemeta.tasks import Task
@@ -172,7 +173,7 @@ def run_gradient_benchmark(
     backbone: str = DEFAULT_BACKBONE,
     pretrained: bool = True,
     draws: int = 20,
-    chunk_size: int = 64,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: bool = True,
 ) -> str:
     """:func:`gradient_fidelity` of each learner, once (as built, not meta-trained) on ``task``;

@@ -18,6 +18,7 @@ from litemeta.backbones import DEFAULT_BACKBONE
 from litemeta.device import Stopwatch, place_on_device, synchronize
 from litemeta.evaluation import predict_queries
 from litemeta.learners import FewShotLearner, build_learner
+from litemeta.learners.backbone_learner import DEFAULT_CHUNK_SIZE
 from litemeta.lite import LiteSettings, check_h
 from litemeta.precision import Precision, autocast
 from litemeta.tasks import Task
@@ -80,7 +81,7 @@ class StepConfig:
     way: int = 10
     queries_per_class: int = 2
     query_batch_size: int = 10
-    chunk_size: int = 64
+    chunk_size: int = DEFAULT_CHUNK_SIZE
     backbone: str = DEFAULT_BACKBONE
     pretrained: bool = True
     device: str = "cpu"

@@ -258,7 +258,7 @@ def _train_and_test(
     outcome = trainer.run()
     if evaluate_now:
         best = outcome.best_checkpoint or outcome.last_checkpoint
-        load_model_weights(learner, best, learner.config())
+        load_model_weights(learner, best, learner.config(), withdrawn=learner.withdrawn_settings)
         results[META_TRAINED] = _evaluate(learner, test_tasks, config, META_TRAINED)
         write_report(results, output_dir / "test")
     return results
@@ -285,7 +285,9 @@ def evaluate_experiment(
     learner = build_model(config.model)
     name = baseline_name(config)
     if checkpoint is not None:
-        load_model_weights(learner, checkpoint, learner.config())
+        load_model_weights(
+            learner, checkpoint, learner.config(), withdrawn=learner.withdrawn_settings
+        )
         name = f"{META_TRAINED} ({Path(checkpoint).name})"
     tasks = _test_tasks(config, split or config.data.test_split, num_tasks)
     results = {name: _evaluate(learner, tasks, config, name)}
@@ -294,12 +296,15 @@ def evaluate_experiment(
     return results
 
 
-def load_trained_learner(checkpoint: str | Path) -> BackboneLearner:
+def load_trained_learner(
+    checkpoint: str | Path, chunk_size: int | None = None
+) -> BackboneLearner:
     """Rebuild a learner from a checkpoint alone (its model description and weights): a
     training checkpoint, a run's output directory (its best, else last, checkpoint) or a file
-    of :func:`~litemeta.learners.save_learner`; on the device to use."""
+    of :func:`~litemeta.learners.save_learner`; on the device to use, running ``chunk_size``
+    support images per forward call (see :func:`~litemeta.learners.load_learner`)."""
     device = pick_device()
-    learner = load_learner(find_checkpoint(checkpoint), map_location=device)
+    learner = load_learner(find_checkpoint(checkpoint), device, chunk_size)
     return place_on_device(learner, device)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -44,6 +44,10 @@ class FewShotLearner(nn.Module, ABC):
 
     #: False for learners with nothing to meta-train (the fine-tuning baseline).
     meta_trainable: bool = True
+
+    #: Keys (dotted) that descriptions saved by earlier versions hold but that no longer
+    #: describe the model: a checkpoint holding them still loads.
+    withdrawn_settings: ClassVar[frozenset[str]] = frozenset()
 
     def meta_training_error(self) -> str | None:
         """Why this learner, as built, cannot be meta-trained (said before any training

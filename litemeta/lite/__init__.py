@@ -31,7 +31,7 @@ recomputed rows disagree with the first pass (e.g. active dropout).
 """
 
 from litemeta.lite.deferred import DeferredBackward, FirstPasses
-from litemeta.lite.estimator import lite_map
+from litemeta.lite.estimator import check_chunk_size, lite_map
 from litemeta.lite.rows import ROW_TOLERANCE, RowCouplingError, SetFunction, row_difference
 from litemeta.lite.settings import LitePass, LiteSettings
 from litemeta.lite.subset import check_h, draw_subset
@@ -44,6 +44,7 @@ __all__ = [
     "LiteSettings",
     "RowCouplingError",
     "SetFunction",
+    "check_chunk_size",
     "check_h",
     "draw_subset",
     "lite_map",

@@ -17,18 +17,20 @@ from litemeta.lite.rows import (
 )
 from litemeta.lite.subset import check_h, draw_subset
 
-__all__ = ["lite_map"]
+__all__ = ["check_chunk_size", "lite_map"]
 
 
-def _check_chunk_size(chunk_size: object) -> None:
-    if chunk_size is None:
+def check_chunk_size(size: object, *, name: str = "chunk_size", optional: bool = False) -> None:
+    """Refuse a chunk size (rows per forward call) that is not a whole number from 1 (or,
+    where ``optional``, ``None``: all rows at once); ``name`` is how the message calls it."""
+    if size is None and optional:
         return
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, Integral):
-        raise TypeError(f"chunk_size must be a whole number or None, got {chunk_size!r}")
-    if chunk_size < 1:
-        raise ValueError(
-            f"chunk_size must be positive (or None: all rows at once), got {chunk_size}"
-        )
+    if isinstance(size, bool) or not isinstance(size, Integral):
+        allowed = "a whole number or None" if optional else "a whole number"
+        raise TypeError(f"{name} must be {allowed}, got {size!r}")
+    if size < 1:
+        alternative = " (or None: all rows at once)" if optional else ""
+        raise ValueError(f"{name} must be at least 1 image{alternative}, got {size}")
 
 
 def lite_map(
@@ -81,7 +83,7 @@ def lite_map(
     if num_rows == 0:
         raise ValueError("lite_map needs a non-empty set (inputs has 0 rows)")
     check_h(h)
-    _check_chunk_size(chunk_size)
+    check_chunk_size(chunk_size, optional=True)
     chunk = chunk_size or num_rows
     if h is None or h >= num_rows or not torch.is_grad_enabled():
         return map_in_chunks(fn, inputs, chunk, checkpointed=gradient_checkpointing)

@@ -4,7 +4,7 @@ checkpoints of its output directory."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,12 @@ def check_training_run(
     config.validate()
     output_dir = Path(config.output_dir)
     if resume:
-        read_resumable_checkpoint(resume_point(output_dir), model_description, config.steps)
+        read_resumable_checkpoint(
+            resume_point(output_dir),
+            model_description,
+            config.steps,
+            withdrawn=learner.withdrawn_settings,
+        )
         return
     earlier = [path.name for path in earlier_checkpoints(output_dir)]
     if earlier:
@@ -87,16 +92,18 @@ def read_resumable_checkpoint(
     model_description: Mapping[str, Any],
     steps: int,
     map_location: str | torch.device = "cpu",
+    withdrawn: Collection[str] = (),
 ) -> tuple[dict[str, Any], TrainingState]:
     """The weights and training state of the checkpoint at ``path``, to resume a model
-    (described by :func:`~litemeta.checkpoint.describe_model`) up to ``steps``; refused when
-    it was written for another model or has already gone past ``steps``."""
+    (described by :func:`~litemeta.checkpoint.describe_model`; ``withdrawn``: the model's
+    :attr:`~litemeta.learners.base.FewShotLearner.withdrawn_settings`) up to ``steps``;
+    refused when it was written for another model or has already gone past ``steps``."""
     if not path.is_file():
         raise FileNotFoundError(
             f"no checkpoint at {path} to resume from: start the run without --resume (resume "
             "continues a run from its last.pt)"
         )
-    weights, state = read_training_checkpoint(path, model_description, map_location=map_location)
+    weights, state = read_training_checkpoint(path, model_description, map_location, withdrawn)
     if state.step > steps:
         raise ValueError(
             f"{path} is at step {state.step}, beyond training.steps={steps}: raise "

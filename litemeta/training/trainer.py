@@ -238,7 +238,11 @@ class Trainer:
 
     def _resume_from(self, path: Path) -> None:
         weights, state = read_resumable_checkpoint(
-            path, self.model_config, self.config.steps, self.group.device
+            path,
+            self.model_config,
+            self.config.steps,
+            self.group.device,
+            withdrawn=self.learner.withdrawn_settings,
         )
         if state.world_size != self.group.world_size:
             raise RuntimeError(

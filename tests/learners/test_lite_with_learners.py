@@ -257,7 +257,8 @@ def test_deferred_rows_still_refuse_active_dropout():
 def test_lite_maps_use_the_learners_chunk_size():
     """One chunk size: the learner's bounds LITE's first pass and its recomputation too."""
     support, labels, query, query_labels = colour_task(way=3, shots=4, queries=5)
-    learner = LEARNERS["protonets"](tiny_backbone(16), chunk_size=5)
+    learner = LEARNERS["protonets"](tiny_backbone(16))
+    learner.chunk_size = 5
     sizes = []
     learner.backbone.register_forward_hook(lambda module, inputs, output: sizes.append(len(output)))
     backward_task(

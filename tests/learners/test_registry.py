@@ -107,7 +107,6 @@ def test_options_of_a_new_learner_come_from_its_constructor(restore_registry):
         "meta_train": "film",
         "distance_scale": None,
         "backbone_lr_scale": 1.0,  # resolved for a randomly initialised backbone
-        "chunk_size": 64,
     }
     with pytest.raises(ConfigError, match="needs option 'temperature'"):
         build_learner("tempered_protonets", **TINY)
