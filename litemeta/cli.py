@@ -681,18 +681,16 @@ def _bench_pipeline(args: argparse.Namespace) -> None:
             f"--{shape[0][0]} does not apply to orbit tasks, which each user's objects shape: "
             "leave out --way, --shot and --queries"
         )
-    size = experiment.model.image_size
     config = PipelineConfig(
         experiment=experiment,
         workers=tuple(dict.fromkeys(args.workers)),
-        image_size=size,
         tasks=args.tasks,
         device=args.device or str(pick_device()),
         seed=args.seed,
         model=not args.no_model,
         cache=not args.no_cache,
         decode=not args.no_decode,
-        decode_sizes=tuple(dict.fromkeys(args.decode_sizes or [size, 224])),
+        decode_sizes=tuple(dict.fromkeys(args.decode_sizes or [])),
         threads=args.threads,
     )
     print(run_pipeline_benchmark(config, Path(args.out)))
