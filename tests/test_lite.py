@@ -13,6 +13,8 @@ from litemeta.lite import (
     LitePass,
     LiteSettings,
     RowCouplingError,
+    check_chunk_size,
+    check_h,
     draw_subset,
     lite_map,
 )
@@ -407,3 +409,24 @@ def test_first_passes_are_computed_once_for_repeated_adaptations():
     kept.rewind()
     with pytest.raises(ValueError, match="has 9 rows, its kept first pass 10"):
         lite_map(fn, inputs[:9], 4, first_passes=kept)
+
+
+def test_h_and_the_chunk_size_each_have_one_check() -> None:
+    for h in (None, 1, 40, torch.tensor(3).item()):
+        check_h(h)
+    check_h("auto", auto=True)
+    check_h(5, set_size=5)
+    with pytest.raises(TypeError, match="h must be a whole number or None, got 'auto'"):
+        check_h("auto")
+    with pytest.raises(TypeError, match=r"lite\.h must be null, auto or a whole number, got True"):
+        check_h(True, name="lite.h", auto=True)
+    with pytest.raises(ValueError, match=r"lite\.h must be null, auto or at least 1, got 0"):
+        check_h(0, name="lite.h", auto=True)
+    with pytest.raises(ValueError, match=r"--h must lie in 1\.\.5 \(the set size\), got 6"):
+        check_h(6, name="--h", set_size=5)
+    check_chunk_size(None, optional=True)
+    check_chunk_size(1)
+    with pytest.raises(TypeError, match="chunk_size must be a whole number, got None"):
+        check_chunk_size(None)
+    with pytest.raises(ValueError, match=r"model\.chunk_size must be at least 1 image, got -2"):
+        check_chunk_size(-2, name="model.chunk_size")

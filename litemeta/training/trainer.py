@@ -1,13 +1,11 @@
 """Episodic meta-training with LITE (Bronskill et al., "Memory Efficient Meta-Learning with
 Large Images", NeurIPS 2021).
 
-One optimiser step accumulates the gradient of ``tasks_per_step`` tasks per process. For each
-task the learner adapts to the support set through LITE (only ``h`` support images are
-back-propagated, with an unbiased estimate of the full gradient), then classifies the
-queries in batches: the query loss is a plain sum, so each batch is back-propagated on its
-own through the retained support graph, and memory does not grow with the number of queries.
-With several processes (``torchrun``) each draws its own tasks and the gradients are averaged
-before the step. Runs checkpoint atomically and resume exactly where they stopped.
+One optimiser step accumulates the gradient of ``tasks_per_step`` tasks per process, each
+back-propagated by :class:`~litemeta.training.step.TaskStep` with LITE's draws from a
+generator seeded by the task's position in the stream. With several processes
+(``torchrun``) each draws its own tasks and the gradients are averaged before the step.
+Runs checkpoint atomically and resume exactly where they stopped.
 """
 
 from __future__ import annotations
