@@ -53,9 +53,12 @@ def parse_mode(mode: str) -> int | None:
     if mode in (INFERENCE, "backprop", "checkpoint"):
         return None
     prefix, _, h = mode.removesuffix(FUSED).partition("-")
-    if prefix == "lite" and h.isdigit() and int(h) >= 1:
-        check_h(int(h))
-        return int(h)
+    if prefix == "lite" and h.isdigit():
+        try:
+            check_h(int(h))
+            return int(h)
+        except ValueError:
+            pass  # lite-0: not a mode
     raise ValueError(
         f"unknown mode '{mode}': use inference, backprop, checkpoint, lite-<h> (e.g. lite-8) "
         "or lite-<h>-fused"

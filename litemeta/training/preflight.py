@@ -41,9 +41,15 @@ def check_training_run(
     resume from (with it). ``model_description`` as :func:`~litemeta.checkpoint.describe_model`
     gives it."""
     if not learner.meta_trainable:
+        registered = getattr(learner, "name", None)  # the name a config builds it by, if any
+        how = (
+            f"`litemeta evaluate model.learner={registered}`"
+            if registered
+            else "litemeta.evaluation.evaluate"
+        )
         raise ConfigError(
             f"{type(learner).__name__} has nothing to meta-train (meta_trainable is False): "
-            "evaluate it instead (litemeta evaluate, or litemeta.evaluation.evaluate)"
+            f"evaluate it with {how} instead"
         )
     refusal = learner.meta_training_error()
     if refusal is not None:
