@@ -1,5 +1,5 @@
-"""Meta-training with LITE: the trainer, its settings, the task stream, the run log and the
-processes of a data-parallel run.
+"""Meta-training with LITE: the trainer, the per-task step, the run's checks, its settings,
+the task stream, the run log and the processes of a data-parallel run.
 
 Layer: imports the base (``litemeta.lite``, ``tasks``, ``config``, ``precision``,
 ``checkpoint``, ``device``), ``data``, ``learners`` and ``evaluation``; nothing above.
