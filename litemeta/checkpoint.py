@@ -1,5 +1,5 @@
-"""Checkpoints: atomic, checksummed writes, safe loads, random-number states as tensors, model
-fingerprints, and the one format for saved models.
+"""Checkpoints: atomic, checksummed writes, safe loads, model fingerprints, and the one format
+for saved models.
 
 Checkpoints hold only tensors, dicts, lists, tuples, numbers, strings and None, so they load
 with ``torch.load(..., weights_only=True)``, which never runs code from the file. The payload
@@ -20,16 +20,14 @@ import hashlib
 import io
 import json
 import os
-import random
 import secrets
 import shutil
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 __all__ = [
@@ -50,8 +48,6 @@ __all__ = [
     "read_model",
     "read_training_checkpoint",
     "remove_stale_temporaries",
-    "restore_rng_state",
-    "rng_state",
     "save_atomically",
     "save_model",
     "write_files_atomically",
@@ -254,13 +250,15 @@ def load_model_weights(
     path: str | Path,
     model_config: Mapping[str, Any] | None = None,
     map_location: str | torch.device = "cpu",
+    withdrawn: Collection[str] = (),
 ) -> dict[str, Any]:
     """Load a saved model's weights (a training checkpoint or a learner file) into ``model``
-    after checking it was written for the same model configuration; returns the checkpoint
-    (step, config, ... for a training checkpoint)."""
+    after checking it was written for the same model configuration (``withdrawn``: see
+    :func:`check_model_config`); returns the checkpoint (step, config, ... for a training
+    checkpoint)."""
     checkpoint = load_checkpoint(path, map_location=map_location)
     _require_model(checkpoint, path)
-    check_model_config(checkpoint, describe_model(model, model_config or {}), path)
+    check_model_config(checkpoint, describe_model(model, model_config or {}), path, withdrawn)
     model.load_state_dict(checkpoint["model"])
     return checkpoint
 
@@ -318,9 +316,9 @@ def first_non_finite(tensors: Mapping[str, Any], prefix: str = "") -> str | None
 @dataclass(frozen=True)
 class TrainingState:
     """What a training checkpoint holds besides the model, to resume exactly: the last step,
-    the optimiser's and loss scaler's states, every process's random states
-    (:func:`rng_state`), the number of processes, the training settings and the best
-    validation accuracy so far."""
+    the optimiser's and loss scaler's states, every process's random states (as
+    :func:`litemeta.training.random_state.rng_state` gives them), the number of processes,
+    the training settings and the best validation accuracy so far."""
 
     step: int
     optimizer: dict[str, Any]
@@ -373,14 +371,17 @@ def read_model(path: str | Path, map_location: str | torch.device = "cpu") -> Sa
 
 
 def read_training_checkpoint(
-    path: str | Path, model_config: Mapping[str, Any], map_location: str | torch.device = "cpu"
+    path: str | Path,
+    model_config: Mapping[str, Any],
+    map_location: str | torch.device = "cpu",
+    withdrawn: Collection[str] = (),
 ) -> tuple[dict[str, Any], TrainingState]:
     """The model weights and the training state of a training checkpoint, to resume from,
     after checking that it was written for a model described by ``model_config``
-    (:func:`describe_model`)."""
+    (:func:`describe_model`; ``withdrawn``: see :func:`check_model_config`)."""
     checkpoint = load_checkpoint(path, map_location=map_location)
     _require_model(checkpoint, path)
-    check_model_config(checkpoint, model_config, path)
+    check_model_config(checkpoint, model_config, path, withdrawn)
     missing = [name for name in _TRAINING_KEYS if name not in checkpoint]
     if missing:
         raise CheckpointError(
@@ -415,48 +416,6 @@ def _refuse_broken_link(path: Path) -> None:
         )
 
 
-def rng_state(device: torch.device) -> dict[str, Any]:
-    """The Python, NumPy, torch (and CUDA, on a CUDA device) random states, as tensors."""
-    version, python_state, gauss = random.getstate()
-    _, keys, position, has_gauss, cached_gauss = np.random.get_state()
-    state: dict[str, Any] = {
-        "python": {
-            "version": version,
-            "state": torch.tensor(python_state, dtype=torch.int64),
-            "gauss": gauss,
-        },
-        "numpy": {
-            "keys": torch.from_numpy(keys.astype(np.int64)),
-            "position": int(position),
-            "has_gauss": int(has_gauss),
-            "cached_gauss": float(cached_gauss),
-        },
-        "torch": torch.get_rng_state(),
-    }
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def restore_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
-    """Inverse of :func:`rng_state` (accepts states loaded onto any device)."""
-    python = state["python"]
-    random.setstate((python["version"], tuple(python["state"].tolist()), python["gauss"]))
-    numpy = state["numpy"]
-    np.random.set_state(
-        (
-            "MT19937",
-            numpy["keys"].cpu().numpy().astype(np.uint32),
-            numpy["position"],
-            numpy["has_gauss"],
-            numpy["cached_gauss"],
-        )
-    )
-    torch.set_rng_state(state["torch"].cpu())
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
-
-
 def describe_model(model: torch.nn.Module, model_config: Mapping[str, Any]) -> dict[str, Any]:
     """The model's identity: its class and the settings it was built with, as plain JSON data."""
     described = {"class": f"{type(model).__module__}.{type(model).__qualname__}", **model_config}
@@ -479,23 +438,24 @@ def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-#: Model settings that say how the model runs, not what it computes: a checkpoint loads
-#: under other values of these (a smaller chunk to fit in memory when evaluating).
-RUNTIME_SETTINGS = frozenset({"options.chunk_size"})
-
-
 def check_model_config(
-    checkpoint: Mapping[str, Any], model_config: Mapping[str, Any], path: str | Path
+    checkpoint: Mapping[str, Any],
+    model_config: Mapping[str, Any],
+    path: str | Path,
+    withdrawn: Collection[str] = (),
 ) -> None:
-    """Refuse a checkpoint whose model configuration differs (but for
-    :data:`RUNTIME_SETTINGS`), naming the keys that differ."""
+    """Refuse a checkpoint whose model configuration differs, naming the keys that differ;
+    ``withdrawn`` (dotted keys) are settings that earlier descriptions of the model hold but
+    that no longer describe it (the model says which), passed over where only the
+    checkpoint has them."""
     if checkpoint["model_fingerprint"] == model_fingerprint(model_config):
         return
     saved, current = _flatten(checkpoint["model_config"]), _flatten(model_config)
+    passed_over = set(withdrawn) - current.keys()
     differences = [
         f"{key}: {saved.get(key, '<absent>')!r} in the checkpoint, "
         f"{current.get(key, '<absent>')!r} now"
-        for key in sorted((saved.keys() | current.keys()) - RUNTIME_SETTINGS)
+        for key in sorted((saved.keys() | current.keys()) - passed_over)
         if saved.get(key, "<absent>") != current.get(key, "<absent>")
     ]
     if not differences:

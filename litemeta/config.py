@@ -31,8 +31,9 @@ __all__ = [
 #: What :func:`setting_differences` gives for a setting that one side does not have.
 ABSENT = "<absent>"
 
-#: Field metadata of a dataclass field that holds run-time state (a random generator, a
-#: collector), not a setting: it is neither read from nor written to a settings file.
+#: Field metadata of a dataclass field that holds run-time state (a mode chosen per split, a
+#: value resolved from the settings), not a setting: it is neither read from nor written to
+#: a settings file.
 RUNTIME = {"runtime": True}
 
 #: Field metadata of a mapping field whose entries are sections named beside the dataclass's

@@ -67,7 +67,7 @@ def test_a_checkpoint_evaluates_with_another_chunk_size_alike(trained_run, capsy
     argv = ["evaluate", "--checkpoint", str(trained_run), "--tasks", "2"]
     assert main(argv) == 0
     default = capsys.readouterr().out
-    assert main([*argv, "model.options.chunk_size=1"]) == 0
+    assert main([*argv, "model.chunk_size=1"]) == 0
     assert capsys.readouterr().out == default
 
 

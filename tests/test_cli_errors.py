@@ -16,6 +16,7 @@ import litemeta.evaluation.trained as trained
 import litemeta.experiment.jobs as jobs
 from litemeta.cli import main
 from litemeta.config import ConfigError
+from litemeta.training import Trainer
 from tests.cli_helpers import TINY_OVERRIDES, train_tiny_run
 
 
@@ -81,7 +82,7 @@ def test_ctrl_c_says_where_the_checkpoint_is_and_how_to_resume(run, tmp_path, mo
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(jobs, "train", interrupted)
+    monkeypatch.setattr(Trainer, "run", interrupted)
     argv = ["train", "--no-baseline", *TINY_OVERRIDES, f"training.output_dir={output}"]
     argv.append("training.log_every=1")  # the spaces of the next one need quotes in a shell
     assert main([*argv, "data.support_styles=[google, twitter]", "--resume"]) == 130

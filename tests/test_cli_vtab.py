@@ -70,7 +70,7 @@ def test_vtab_evaluates_an_800_200_layout_with_a_missing_class_scored_as_wrong(
     import torch
 
     from litemeta.experiment import build_model
-    from litemeta.training.trainer import seed_everything
+    from litemeta.training import seed_everything
 
     rng = np.random.default_rng(1)
     layout = (

@@ -8,7 +8,16 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from litemeta.lite import FirstPasses, LiteSettings, RowCouplingError, draw_subset, lite_map
+from litemeta.lite import (
+    FirstPasses,
+    LitePass,
+    LiteSettings,
+    RowCouplingError,
+    check_chunk_size,
+    check_h,
+    draw_subset,
+    lite_map,
+)
 
 DRAWS = 2000
 SIGMAS = 4.0
@@ -232,16 +241,16 @@ def test_rejects_empty_set_and_bad_h_or_chunk_size() -> None:
     net = _mlp()
     with pytest.raises(ValueError, match="non-empty"):
         lite_map(net, torch.empty(0, 6), 4)
-    with pytest.raises(ValueError, match="h must lie"):
+    with pytest.raises(ValueError, match="h must be at least 1"):
         lite_map(net, torch.randn(10, 6), 0)
     with pytest.raises(TypeError, match=r"h must be a whole number or None, got 2\.5"):
         lite_map(net, torch.randn(10, 6), 2.5)
-    with pytest.raises(ValueError, match=r"chunk_size must be positive .* got 0"):
+    with pytest.raises(ValueError, match=r"chunk_size must be at least 1 image .*, got 0"):
         lite_map(net, torch.randn(10, 6), 4, chunk_size=0)
 
 
 def _nested_gradient(
-    encoder: nn.Module, inputs: Tensor, first: LiteSettings, second: LiteSettings
+    encoder: nn.Module, inputs: Tensor, first: LitePass, second: LitePass
 ) -> Tensor:
     """CNAPs' shape: a set encoder pooled into a task embedding that modulates a second map."""
     task_embedding = first.map(encoder, inputs).mean(0)
@@ -253,11 +262,11 @@ def test_nested_maps_need_independent_subsets() -> None:
     torch.manual_seed(0)
     encoder = nn.Sequential(nn.Linear(3, 3), nn.Tanh())
     inputs = torch.randn(6, 3) * 2
-    full = LiteSettings(h=None)
+    full = LitePass(LiteSettings(h=None))
     exact = _nested_gradient(encoder, inputs, full, full)
 
     shared_seed = torch.Generator().manual_seed(5)
-    independent = LiteSettings(h=1, generator=shared_seed)
+    independent = LitePass(LiteSettings(h=1), shared_seed)
     draws = torch.stack(
         [_nested_gradient(encoder, inputs, independent, independent) for _ in range(DRAWS)]
     )
@@ -267,7 +276,7 @@ def test_nested_maps_need_independent_subsets() -> None:
     for draw in range(DRAWS):
         # Two generators in the same state draw the same subset for both maps.
         first, second = (
-            LiteSettings(h=1, generator=torch.Generator().manual_seed(draw)) for _ in range(2)
+            LitePass(LiteSettings(h=1), torch.Generator().manual_seed(draw)) for _ in range(2)
         )
         same_subset.append(_nested_gradient(encoder, inputs, first, second))
     assert _z_scores(torch.stack(same_subset), exact).max() > SIGMAS
@@ -320,9 +329,9 @@ def test_reduced_precision_noise_passes_but_dropout_and_batch_norm_do_not(monkey
     with pytest.raises(RowCouplingError, match="fp32 precision in effect"):
         lite_map(net, inputs, 4, chunk_size=16)  # full float32: 5e-3 is too much
 
-    import litemeta.lite
+    import litemeta.lite.rows
 
-    monkeypatch.setattr(litemeta.lite, "effective_precision", lambda device, dtype: "tf32")
+    monkeypatch.setattr(litemeta.lite.rows, "effective_precision", lambda device, dtype: "tf32")
     expected = net_in_chunks(net, inputs)
     torch.testing.assert_close(lite_map(net, inputs, 4, chunk_size=16), expected)
     dropout = nn.Sequential(net, nn.Dropout(0.1))
@@ -353,7 +362,7 @@ def test_bf16_gradient_scale_is_applied_in_float32(monkeypatch) -> None:
     """
     from itertools import combinations
 
-    import litemeta.lite
+    import litemeta.lite.estimator
 
     torch.manual_seed(0)
     net = nn.Linear(64, 48)
@@ -367,7 +376,7 @@ def test_bf16_gradient_scale_is_applied_in_float32(monkeypatch) -> None:
                 out = lite_map(net, inputs, None)
             else:
                 draw = (torch.tensor(indices), torch.full((h,), num_rows / h, dtype=torch.float64))
-                monkeypatch.setattr(litemeta.lite, "draw_subset", lambda *a, **k: draw)
+                monkeypatch.setattr(litemeta.lite.estimator, "draw_subset", lambda *a, **k: draw)
                 out = lite_map(net, inputs, h)
         return _flat_grad((out.float() * weights).sum(), params).double()
 
@@ -400,3 +409,24 @@ def test_first_passes_are_computed_once_for_repeated_adaptations():
     kept.rewind()
     with pytest.raises(ValueError, match="has 9 rows, its kept first pass 10"):
         lite_map(fn, inputs[:9], 4, first_passes=kept)
+
+
+def test_h_and_the_chunk_size_each_have_one_check() -> None:
+    for h in (None, 1, 40, torch.tensor(3).item()):
+        check_h(h)
+    check_h("auto", auto=True)
+    check_h(5, set_size=5)
+    with pytest.raises(TypeError, match="h must be a whole number or None, got 'auto'"):
+        check_h("auto")
+    with pytest.raises(TypeError, match=r"lite\.h must be null, auto or a whole number, got True"):
+        check_h(True, name="lite.h", auto=True)
+    with pytest.raises(ValueError, match=r"lite\.h must be null, auto or at least 1, got 0"):
+        check_h(0, name="lite.h", auto=True)
+    with pytest.raises(ValueError, match=r"--h must lie in 1\.\.5 \(the set size\), got 6"):
+        check_h(6, name="--h", set_size=5)
+    check_chunk_size(None, optional=True)
+    check_chunk_size(1)
+    with pytest.raises(TypeError, match="chunk_size must be a whole number, got None"):
+        check_chunk_size(None)
+    with pytest.raises(ValueError, match=r"model\.chunk_size must be at least 1 image, got -2"):
+        check_chunk_size(-2, name="model.chunk_size")

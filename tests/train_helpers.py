@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from litemeta.learners.base import FewShotLearner, TaskClassifier
-from litemeta.lite import LiteSettings
+from litemeta.lite import LitePass
 from litemeta.tasks import Task, pool_clips
 
 
@@ -48,7 +48,7 @@ class TinyProtoNet(FewShotLearner):
         support_images: Tensor,
         support_labels: Tensor,
         *,
-        lite: LiteSettings | None = None,
+        lite: LitePass | None = None,
         support_clips: Tensor | None = None,
     ) -> TaskClassifier:
         if lite is None:

@@ -2,7 +2,7 @@
 set that full back-propagation can train on, and the largest h that LITE can back-propagate
 (Bronskill et al., "Memory Efficient Meta-Learning with Large Images", NeurIPS 2021).
 
-Each configuration's cost is measured once (:func:`litemeta.training.memory_plan.measure_cost`:
+Each configuration's cost is measured once (:func:`litemeta.training.memory_cost.measure_cost`:
 two probe steps, the saved-tensor bytes extrapolated linearly) and planned for every budget
 with the same arithmetic as ``training.lite.h: auto``. The saved bytes are deterministic, so
 the table holds on any device for the precision it names.
@@ -20,16 +20,13 @@ from litemeta.device import place_on_device
 from litemeta.evaluation import markdown_table
 from litemeta.learners import build_learner
 from litemeta.precision import Precision
-from litemeta.training import queue_backward_task
+from litemeta.training.memory_cost import ModelCost, measure_cost, task_image_bytes
 from litemeta.training.memory_plan import (
     GIB,
     BudgetTooSmall,
-    ModelCost,
     check_plan,
     largest_fitting,
-    measure_cost,
     plan_training,
-    task_image_bytes,
 )
 
 from .report import Row, write_csv
@@ -85,9 +82,7 @@ def _measured(grid: FitGrid, learner_name: str, backbone: str, size: int):
     torch.manual_seed(0)
     learner = build_learner(learner_name, backbone, size, pretrained=False)
     learner = place_on_device(learner, torch.device(grid.device))
-    cost = measure_cost(
-        learner, queue_backward_task, image_size=size, way=grid.way, precision=grid.precision
-    )
+    cost = measure_cost(learner, image_size=size, way=grid.way, precision=grid.precision)
     return learner, cost
 
 
@@ -180,9 +175,7 @@ def check_rows(grid: FitGrid) -> list[Row]:
                         task_bytes=task_image_bytes(task),
                         support_size=grid.way * shots,
                     )
-                    measured = check_plan(
-                        learner, plan, task, queue_backward_task, precision=grid.precision
-                    )
+                    measured = check_plan(learner, plan, task, precision=grid.precision)
                     gpu = measured.gpu_peak_bytes
                     rows.append(
                         {

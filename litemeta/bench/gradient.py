@@ -18,8 +18,9 @@ from tqdm.auto import tqdm
 from litemeta.backbones import DEFAULT_BACKBONE
 from litemeta.evaluation import markdown_table
 from litemeta.learners import build_learner
+from litemeta.learners.backbone_learner import DEFAULT_CHUNK_SIZE
 from litemeta.learners.base import FewShotLearner
-from litemeta.lite import LiteSettings
+from litemeta.lite import LitePass, LiteSettings, check_h
 from litemeta.tasks import Task
 
 from .report import Row, save_figure, write_outputs
@@ -27,13 +28,13 @@ from .report import Row, save_figure, write_outputs
 VARIANTS = ("unbiased (ours)", "no N/h scaling", "query loss x N/h")
 
 
-def _task_loss(learner: FewShotLearner, task: Task, lite: LiteSettings) -> Tensor:
+def _task_loss(learner: FewShotLearner, task: Task, lite: LitePass) -> Tensor:
     classifier = learner.adapt(task.support_images, task.support_labels, lite=lite)
     logits = classifier(task.query_images)
     return functional.cross_entropy(logits, task.query_labels) + classifier.regularizer
 
 
-def _gradient(learner: FewShotLearner, task: Task, lite: LiteSettings) -> Tensor:
+def _gradient(learner: FewShotLearner, task: Task, lite: LitePass) -> Tensor:
     params = [p for p in learner.parameters() if p.requires_grad]
     grads = torch.autograd.grad(_task_loss(learner, task, lite), params, allow_unused=True)
     return torch.cat(
@@ -85,11 +86,11 @@ def gradient_fidelity(
     """
     num_support = task.support_images.shape[0]
     sizes = sorted(set(subset_sizes))
-    if not 1 <= sizes[0] <= sizes[-1] <= num_support:
-        raise ValueError(f"subset sizes must be from 1 to N = {num_support}, got {sizes}")
+    for h in sizes:
+        check_h(h, name="a subset size h", set_size=num_support)
     if draws < 1:
         raise ValueError(f"draws must be at least 1, got {draws}")
-    exact = _gradient(learner, task, LiteSettings(h=None))
+    exact = _gradient(learner, task, LitePass(LiteSettings(h=None)))
     rows: list[Row] = []
     for h in sizes:
         if h == num_support:
@@ -101,8 +102,8 @@ def gradient_fidelity(
             # The same subset for both variants: two generators in the same state.
             for unbiased, target in ((True, ours), (False, unscaled)):
                 generator = torch.Generator().manual_seed(seed * 1_000_003 + draw)
-                lite = LiteSettings(h=h, generator=generator, unbiased_scaling=unbiased)
-                target.append(_gradient(learner, task, lite))
+                settings = LiteSettings(h=h, unbiased_scaling=unbiased)
+                target.append(_gradient(learner, task, LitePass(settings, generator)))
         query_scaled = [g * (num_support / h) for g in unscaled]
         for variant, estimates in zip(VARIANTS, (ours, unscaled, query_scaled), strict=True):
             rows.append(_summary(h, variant, estimates, exact))
@@ -173,7 +174,7 @@ def run_gradient_benchmark(
     backbone: str = DEFAULT_BACKBONE,
     pretrained: bool = True,
     draws: int = 20,
-    chunk_size: int = 64,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: bool = True,
 ) -> str:
     """:func:`gradient_fidelity` of each learner, once (as built, not meta-trained) on ``task``;

@@ -6,7 +6,7 @@ from an experiment config) and delivered by :func:`litemeta.data.loading.task_lo
 
 - ``loader``: tasks/s and images/s of the loader alone (tasks copied to the device);
 - ``loader + step``: the same tasks, each consumed by one LITE meta-training step
-  (:func:`litemeta.training.backward_task`, as in Bronskill et al., "Memory Efficient
+  (:class:`litemeta.training.TaskStep`, as in Bronskill et al., "Memory Efficient
   Meta-Learning with Large Images", NeurIPS 2021), with the share of wall time spent
   blocked waiting for the next task;
 - ``cache``: repeated emoji tasks (the same indices drawn twice, the first pass filling the
@@ -37,7 +37,7 @@ from litemeta.device import Stopwatch, synchronize
 from litemeta.evaluation import markdown_table
 from litemeta.experiment import DataConfig, ExperimentConfig, build_model, task_dataset
 from litemeta.tasks import Task
-from litemeta.training import backward_task
+from litemeta.training import TaskStep
 
 from .report import Row, machine_description
 
@@ -61,17 +61,16 @@ class PipelineConfig:
     """What the pipeline benchmark runs.
 
     ``experiment`` supplies the data (dataset, sampler, styles, cache setting), the model
-    and the LITE settings; ``image_size`` replaces its model's image size. ``workers``
+    (its ``image_size`` is the tasks' and the step's) and the LITE settings. ``workers``
     lists the loader worker counts to compare; ``tasks`` tasks are drawn per measurement.
     ``model=False`` skips the rows where a meta-training step consumes the tasks; ``cache``
     and ``decode`` the other two comparisons. ``decode_sizes`` are the sizes at which the
-    decode comparison resizes (default: ``image_size``). ``threads`` sets torch's intra-op
-    threads in this process (loader workers use one each).
+    decode comparison resizes (default: the model's image size and 224). ``threads`` sets
+    torch's intra-op threads in this process (loader workers use one each).
     """
 
     experiment: ExperimentConfig
     workers: tuple[int, ...] = (0, 1, 2)
-    image_size: int = 84
     tasks: int = 40
     device: str = "cpu"
     seed: int = 0
@@ -86,8 +85,11 @@ class PipelineConfig:
             raise ValueError(f"workers must be counts >= 0, got {list(self.workers)}")
         if self.tasks < 1:
             raise ValueError(f"tasks must be at least 1, got {self.tasks}")
-        if self.image_size < 1:
-            raise ValueError(f"image size must be positive, got {self.image_size}")
+
+    @property
+    def image_size(self) -> int:
+        """The model's image size, at which the tasks are made."""
+        return self.experiment.model.image_size
 
 
 def _images(task: Task) -> int:
@@ -139,15 +141,14 @@ def _experiment_tasks(config: PipelineConfig, data: DataConfig | None = None) ->
 def _step_function(config: PipelineConfig, device: torch.device) -> Callable[[Task], None]:
     """One LITE meta-training step per task, with the experiment's model and settings."""
     experiment = config.experiment
-    model = dataclasses.replace(experiment.model, image_size=config.image_size)
-    learner = build_model(model).to(device).train()
+    learner = build_model(experiment.model).to(device).train()
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    settings = dataclasses.replace(experiment.training.lite, generator=generator)
+    task_step = TaskStep.of(
+        experiment.training.lite, query_batch_size=experiment.training.query_batch_size
+    )
 
     def step(task: Task) -> None:
-        backward_task(
-            learner, task, lite=settings, query_batch_size=experiment.training.query_batch_size
-        )
+        task_step.queue(learner, task, generator).read()
         learner.zero_grad(set_to_none=True)
 
     return step
@@ -186,7 +187,7 @@ def _decode_rows(config: PipelineConfig, device: torch.device) -> list[Row]:
     indices = list(range(config.tasks))
     data = _emoji_data(config, cache=False)
     stored = _experiment_tasks(config, data)[0].support_images.shape[-1]
-    for size in config.decode_sizes or (config.image_size,):
+    for size in config.decode_sizes or tuple(dict.fromkeys((config.image_size, 224))):
 
         def ready(task: Task, size: int = size) -> None:
             for images in (task.support_images, task.query_images):

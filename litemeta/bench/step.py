@@ -18,7 +18,8 @@ from litemeta.backbones import DEFAULT_BACKBONE
 from litemeta.device import Stopwatch, place_on_device, synchronize
 from litemeta.evaluation import predict_queries
 from litemeta.learners import FewShotLearner, build_learner
-from litemeta.lite import LiteSettings
+from litemeta.learners.backbone_learner import DEFAULT_CHUNK_SIZE
+from litemeta.lite import LiteSettings, check_h
 from litemeta.precision import Precision, autocast
 from litemeta.tasks import Task
 from litemeta.training import PendingOutcome, queue_backward_task
@@ -52,8 +53,12 @@ def parse_mode(mode: str) -> int | None:
     if mode in (INFERENCE, "backprop", "checkpoint"):
         return None
     prefix, _, h = mode.removesuffix(FUSED).partition("-")
-    if prefix == "lite" and h.isdigit() and int(h) >= 1:
-        return int(h)
+    if prefix == "lite" and h.isdigit():
+        try:
+            check_h(int(h))
+            return int(h)
+        except ValueError:
+            pass  # lite-0: not a mode
     raise ValueError(
         f"unknown mode '{mode}': use inference, backprop, checkpoint, lite-<h> (e.g. lite-8) "
         "or lite-<h>-fused"
@@ -79,7 +84,7 @@ class StepConfig:
     way: int = 10
     queries_per_class: int = 2
     query_batch_size: int = 10
-    chunk_size: int = 64
+    chunk_size: int = DEFAULT_CHUNK_SIZE
     backbone: str = DEFAULT_BACKBONE
     pretrained: bool = True
     device: str = "cpu"
@@ -100,7 +105,6 @@ class StepConfig:
         return LiteSettings(
             h=parse_mode(self.mode),
             gradient_checkpointing=self.mode == "checkpoint",
-            generator=torch.Generator().manual_seed(0),
             rows_with_queries=self.mode.endswith(FUSED),
         )
 
@@ -138,6 +142,7 @@ def run_step(learner: FewShotLearner, task: Task, config: StepConfig) -> Pending
         learner,
         task,
         lite=lite,
+        generator=torch.Generator().manual_seed(0),
         query_batch_size=config.query_batch_size,
         precision=config.precision,
     )

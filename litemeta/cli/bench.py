@@ -43,7 +43,7 @@ def _step_grid(args: argparse.Namespace) -> Grid:
         way=args.way,
         queries_per_class=args.queries_per_class,
         query_batch_size=args.query_batch_size,
-        chunk_size=args.chunk_size,
+        chunk_size=args.chunk_size or StepConfig.chunk_size,
         backbone=args.backbone,
         pretrained=not args.no_pretrained,
         device=args.device or str(pick_device()),
@@ -89,13 +89,10 @@ def _bench_fit(args: argparse.Namespace) -> None:
 def _bench_gradient(args: argparse.Namespace) -> None:
     from litemeta.bench.gradient import run_gradient_benchmark
     from litemeta.bench.real_tasks import emoji_test_tasks
+    from litemeta.lite import check_h
 
-    support = args.way * args.shot
-    if max(args.h) > support:
-        raise ValueError(
-            f"--h {max(args.h)} is more than the task's N = {support} support images "
-            f"(--way {args.way} x --shot {args.shot}): give h of at most {support}"
-        )
+    support = args.way * args.shot  # N = --way x --shot
+    check_h(max(args.h), name="--h", set_size=support)
     (task,) = emoji_test_tasks(1, args.way, args.shot, args.queries, args.size, seed=args.seed)
     table = run_gradient_benchmark(
         args.learners,
@@ -172,18 +169,16 @@ def _bench_pipeline(args: argparse.Namespace) -> None:
             f"--{shape[0][0]} does not apply to {data.dataset} tasks "
             f"({data.kind.task_shape(data)}): leave out --way, --shot and --queries"
         )
-    size = experiment.model.image_size
     config = PipelineConfig(
         experiment=experiment,
         workers=tuple(dict.fromkeys(args.workers)),
-        image_size=size,
         tasks=args.tasks,
         device=args.device or str(pick_device()),
         seed=args.seed,
         model=not args.no_model,
         cache=not args.no_cache,
         decode=not args.no_decode,
-        decode_sizes=tuple(dict.fromkeys(args.decode_sizes or [size, 224])),
+        decode_sizes=tuple(dict.fromkeys(args.decode_sizes or [])),
         threads=args.threads,
     )
     print(run_pipeline_benchmark(config, Path(args.out)))

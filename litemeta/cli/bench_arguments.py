@@ -51,7 +51,10 @@ def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queries-per-class", type=positive_int, default=2)
     parser.add_argument("--query-batch-size", type=positive_int, default=10)
     parser.add_argument(
-        "--chunk-size", type=positive_int, default=64, help="images per pass without autograd"
+        "--chunk-size",
+        type=positive_int,
+        default=None,
+        help="images per pass without autograd (default: the learner's, 64)",
     )
     add_device_argument(parser)
     parser.add_argument(

@@ -36,8 +36,8 @@ def _convert(args: argparse.Namespace) -> None:
     print(f"wrote {output}; evaluate it with: {shlex.join(command)}")
     if learner.options.get("encoder_norm") == "batch":
         print(
-            "encoder_norm=batch normalises each batch of chunk_size support images with its own "
-            "statistics, as the reference's test code, which is exact for evaluation; to "
+            "encoder_norm=batch normalises each batch of encoder_batch_size support images with "
+            "its own statistics, as the reference's test code, which is exact for evaluation; to "
             "meta-train this learner further, convert with --encoder-norm frozen_batch"
         )
 

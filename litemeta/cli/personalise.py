@@ -183,7 +183,7 @@ def _add_serve_command(subparsers: argparse._SubParsersAction) -> None:
         "--chunk-size",
         type=positive_int,
         default=None,
-        help="images per forward pass when teaching (default: 16 on a CPU, the checkpoint's "
-        "on a GPU)",
+        help="images per forward pass when teaching (default: 16 on a CPU, the learner's "
+        "default on a GPU)",
     )
     serve.set_defaults(handler=_serve)

@@ -40,12 +40,13 @@ Adapted = TypeVar("Adapted")
 Adapter = Callable[[BackboneLearner, Tensor, Tensor], Adapted]
 
 
-def load_trained_learner(checkpoint: str | Path) -> BackboneLearner:
+def load_trained_learner(checkpoint: str | Path, chunk_size: int | None = None) -> BackboneLearner:
     """Rebuild a learner from a checkpoint alone (its model description and weights): a
     training checkpoint, a run's output directory (its best, else last, checkpoint) or a file
-    of :func:`~litemeta.learners.save_learner`; in eval mode, on the device to use."""
+    of :func:`~litemeta.learners.save_learner`; in eval mode, on the device to use, running
+    ``chunk_size`` support images per forward call (see :func:`~litemeta.learners.load_learner`)."""
     device = pick_device()
-    learner = load_learner(find_checkpoint(checkpoint), map_location=device)
+    learner = load_learner(find_checkpoint(checkpoint), device, chunk_size)
     return place_on_device(learner, device).eval()
 
 

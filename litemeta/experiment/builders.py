@@ -34,6 +34,7 @@ def build_model(model: ModelConfig) -> BackboneLearner:
         pretrained=model.pretrained,
         weights_file=model.weights_file,
         film_placement=model.film_placement,
+        chunk_size=model.chunk_size,
         **options,
     )
 

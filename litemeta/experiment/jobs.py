@@ -19,7 +19,7 @@ import torch
 import yaml
 from torch.utils.data import Dataset
 
-from litemeta.checkpoint import describe_model, load_model_weights, write_files_atomically
+from litemeta.checkpoint import load_model_weights, write_files_atomically
 from litemeta.config import ConfigError, load_yaml, setting_differences
 from litemeta.data.images import IMAGE_EXTENSIONS
 from litemeta.data.loading import resolve_workers
@@ -32,14 +32,11 @@ from litemeta.experiment.settings import ExperimentConfig
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.tasks import Task
 from litemeta.training import (
+    Trainer,
     check_output_directory_free,
-    earlier_checkpoints,
     hold_output_directory,
-    read_resumable_checkpoint,
-    resume_point,
     seed_everything,
     torchrun_environment,
-    train,
 )
 from litemeta.training.memory_plan import first_task, plan_evaluation_run
 
@@ -196,12 +193,6 @@ def train_experiment(
     launch = torchrun_environment()
     if launch.rank == 0:  # "in use" before what the holder has written
         check_output_directory_free(output_dir)
-    earlier = [path.name for path in earlier_checkpoints(output_dir)]
-    if not resume and earlier:
-        raise FileExistsError(
-            f"{output_dir} already holds a training run ({', '.join(earlier)}): continue it "
-            "with --resume, or start a new one elsewhere with training.output_dir=DIR"
-        )
     config.data.check_trainable()
     _check_stratified_draws(config)
     _warn_about_full_backpropagation(config)
@@ -209,42 +200,19 @@ def train_experiment(
     seed_everything(config.training.seed)
     _tune_cuda(config)
     learner = build_model(config.model)
-    if not learner.meta_trainable:
-        raise ConfigError(
-            f"model.learner={config.model.learner} has nothing to meta-train: evaluate it "
-            f"with `litemeta evaluate model.learner={config.model.learner}` instead"
-        )
-    refusal = learner.meta_training_error()
-    if refusal is not None:
-        raise ConfigError(refusal)
-    if resume:  # refuse a checkpoint that cannot be resumed before any work or any write
-        read_resumable_checkpoint(
-            resume_point(output_dir),
-            describe_model(learner, learner.config()),
-            config.training.steps,
-        )
+    trainer = _trainer(config, learner, resume=resume)  # refuses a run before any work
+    if resume:
         _warn_about_changed_settings(config, output_dir / EXPERIMENT_FILE)
     lock = hold_output_directory(output_dir) if launch.rank == 0 else nullcontext()
     with lock:
-        return _train_and_test(config, learner, resume=resume, compare_baseline=compare_baseline)
+        return _train_and_test(config, trainer, compare_baseline=compare_baseline)
 
 
-def _train_and_test(
-    config: ExperimentConfig, learner: BackboneLearner, *, resume: bool, compare_baseline: bool
-) -> dict[str, EvaluationResult]:
-    """The work of :func:`train_experiment` once its checks have passed."""
-    output_dir = Path(config.training.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / EXPERIMENT_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    launch = torchrun_environment()
-    evaluate_now = config.evaluation.tasks > 0 and launch.rank == 0
-    test_tasks = _test_tasks(config, config.data.test_split, None) if evaluate_now else []
-    results: dict[str, EvaluationResult] = {}
-    if evaluate_now and compare_baseline:  # the learner is still the pretrained one
-        name = baseline_name(config)
-        results[name] = _evaluate(learner, test_tasks, config, name)
-
-    total_tasks = config.training.steps * config.training.tasks_per_step * launch.world_size
+def _trainer(config: ExperimentConfig, learner: BackboneLearner, *, resume: bool) -> Trainer:
+    """The trainer of ``config``'s run, its task streams loaded on demand; building it
+    checks the run (:func:`~litemeta.training.check_training_run`)."""
+    total_tasks = config.training.steps * config.training.tasks_per_step
+    total_tasks *= torchrun_environment().world_size
     image_size = config.model.image_size
     train_tasks = task_dataset(
         config.data, config.data.train_split, total_tasks, image_size, config.training.seed
@@ -258,8 +226,7 @@ def _train_and_test(
             image_size,
             seed=config.training.seed + 1,
         )
-
-    outcome = train(
+    return Trainer(
         config.training,
         learner,
         train_tasks,
@@ -268,9 +235,26 @@ def _train_and_test(
         model_config=learner.config(),
         workers=config.data.workers,
     )
+
+
+def _train_and_test(
+    config: ExperimentConfig, trainer: Trainer, *, compare_baseline: bool
+) -> dict[str, EvaluationResult]:
+    """The work of :func:`train_experiment` once its checks have passed."""
+    learner = trainer.learner
+    output_dir = Path(config.training.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / EXPERIMENT_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    evaluate_now = config.evaluation.tasks > 0 and torchrun_environment().rank == 0
+    test_tasks = _test_tasks(config, config.data.test_split, None) if evaluate_now else []
+    results: dict[str, EvaluationResult] = {}
+    if evaluate_now and compare_baseline:  # the learner is still the pretrained one
+        name = baseline_name(config)
+        results[name] = _evaluate(learner, test_tasks, config, name)
+    outcome = trainer.run()
     if evaluate_now:
         best = outcome.best_checkpoint or outcome.last_checkpoint
-        load_model_weights(learner, best, learner.config())
+        load_model_weights(learner, best, learner.config(), withdrawn=learner.withdrawn_settings)
         results[META_TRAINED] = _evaluate(learner, test_tasks, config, META_TRAINED)
         write_report(results, output_dir / "test")
     return results
@@ -297,7 +281,9 @@ def evaluate_experiment(
     learner = build_model(config.model)
     name = baseline_name(config)
     if checkpoint is not None:
-        load_model_weights(learner, checkpoint, learner.config())
+        load_model_weights(
+            learner, checkpoint, learner.config(), withdrawn=learner.withdrawn_settings
+        )
         name = f"{META_TRAINED} ({Path(checkpoint).name})"
     tasks = _test_tasks(config, split or config.data.test_split, num_tasks)
     results = {name: _evaluate(learner, tasks, config, name)}

@@ -25,7 +25,9 @@ from litemeta.config import (
     load_yaml,
 )
 from litemeta.data.settings import DataConfig
+from litemeta.learners.backbone_learner import DEFAULT_CHUNK_SIZE
 from litemeta.learners.factory import LEARNERS, checked_options
+from litemeta.lite import check_chunk_size
 from litemeta.training.settings import TrainingConfig
 
 __all__ = [
@@ -43,7 +45,8 @@ class ModelConfig:
     ``learner_options`` holds constructor options per learner name, used only when that
     learner is chosen (so a config can tune ProtoNets and still run with
     ``model.learner=simple_cnaps``); ``options`` go to whichever learner is chosen and
-    override those.
+    override those. ``chunk_size``: support images per forward call (a run-time setting,
+    not part of the model's description: a checkpoint loads under any).
     """
 
     learner: str = "protonets"
@@ -56,9 +59,14 @@ class ModelConfig:
     #: Where FiLM modulates the backbone (``null``: the published placement where one is
     #: defined, see :mod:`litemeta.backbones.film`).
     film_placement: FilmPlacement | None = None
+    chunk_size: int = DEFAULT_CHUNK_SIZE
 
     def __post_init__(self) -> None:
         """Refuse a size, learner or option that cannot be built; check option types."""
+        try:
+            check_chunk_size(self.chunk_size, name="model.chunk_size")
+        except (TypeError, ValueError) as error:
+            raise ConfigError(str(error)) from None
         if self.weights_file is not None:
             self.weights_file = os.path.expanduser(self.weights_file)
         if self.image_size < 1:
@@ -142,8 +150,12 @@ def shipped_config(name: str) -> Path:
 #: Settings that moved, by old dotted key: where they are now, and why.
 MOVED_SETTINGS = {
     "training.lite.chunk_size": (
-        "model.options.chunk_size: one chunk size now bounds every pass over a support set, "
+        "model.chunk_size: one chunk size now bounds every pass over a support set, "
         "with LITE and without"
+    ),
+    "model.options.chunk_size": (
+        "model.chunk_size: how many images go through the backbone at once is a run-time "
+        "setting, not a learner option"
     ),
     "data.orbit.drop_absent_target_frames": (
         "data.orbit.filter_target_frames, part of data.orbit.protocol (docs/data.md, "

@@ -13,13 +13,23 @@ from litemeta.backbones import Backbone
 from litemeta.checkpoint import ModelMismatchError
 from litemeta.learners.base import FewShotLearner
 from litemeta.learners.registry import register_learner
-from litemeta.lite import LiteSettings, SetFunction, lite_map
+from litemeta.lite import LitePass, SetFunction, check_chunk_size, lite_map
 from litemeta.precision import at_least_float32
 from litemeta.tasks import check_clips, pool_clips
 
-__all__ = ["BackboneLearner", "option_names", "option_parameters", "other_film_layers_error"]
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "BackboneLearner",
+    "option_names",
+    "option_parameters",
+    "other_film_layers_error",
+]
 
 PRETRAINED_BACKBONE_LR_SCALE = 0.1
+
+#: Support images per forward call unless the config, the loader or a memory plan says
+#: otherwise (:attr:`BackboneLearner.chunk_size`).
+DEFAULT_CHUNK_SIZE = 64
 
 _BOUND = "_bound_options"
 
@@ -96,8 +106,9 @@ class BackboneLearner(FewShotLearner):
         train_backbone: meta-train the backbone weights (otherwise they are frozen).
         backbone_lr_scale: the backbone's learning rate relative to the rest; default 0.1
             for a pretrained backbone, 1 for a randomly initialised one.
-        chunk_size: support images per forward call, with LITE and without (the no-grad
-            pass, and the recomputation of LITE's drawn images); bounds memory.
+
+    :attr:`chunk_size` is how the learner runs, not what it computes: it is not one of its
+    options, and a saved learner does not record it.
     """
 
     #: The name :func:`litemeta.learners.build_learner` knows this learner by. A subclass
@@ -114,6 +125,9 @@ class BackboneLearner(FewShotLearner):
     #: architecture and loads.
     added_options: ClassVar[dict[str, Any]] = {}
 
+    #: Earlier versions saved the chunk size as an option; it is a run-time setting now.
+    withdrawn_settings: ClassVar[frozenset[str]] = frozenset({"options.chunk_size"})
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "__init__" in vars(cls):
@@ -127,17 +141,27 @@ class BackboneLearner(FewShotLearner):
         *,
         train_backbone: bool,
         backbone_lr_scale: float | None = None,
-        chunk_size: int = 64,
     ) -> None:
         super().__init__()
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive number of images, got {chunk_size}")
         if backbone_lr_scale is None:
             backbone_lr_scale = PRETRAINED_BACKBONE_LR_SCALE if backbone.pretrained else 1.0
         self.backbone = backbone.requires_grad_(train_backbone)
         self.train_backbone = train_backbone
         self.backbone_lr_scale = backbone_lr_scale
-        self.chunk_size = chunk_size
+        self.chunk_size = DEFAULT_CHUNK_SIZE
+
+    @property
+    def chunk_size(self) -> int:
+        """Support images per forward call, with LITE and without (the no-grad pass, and
+        the recomputation of LITE's drawn images); bounds memory. Set by the config
+        (``model.chunk_size``), the loader (:func:`~litemeta.learners.load_learner`), the
+        memory planner or ``evaluation.chunk_size``; default :data:`DEFAULT_CHUNK_SIZE`."""
+        return self._chunk_size
+
+    @chunk_size.setter
+    def chunk_size(self, size: int) -> None:
+        check_chunk_size(size)
+        self._chunk_size = size
 
     def config(self) -> dict[str, Any]:
         """JSON-able description that :func:`litemeta.learners.learner_from_config` rebuilds."""
@@ -153,7 +177,7 @@ class BackboneLearner(FewShotLearner):
         fn: SetFunction,
         images: Tensor,
         labels: Tensor,
-        lite: LiteSettings | None,
+        lite: LitePass | None,
         clips: Tensor | None = None,
     ) -> Tensor:
         """``fn`` over the support images: through LITE when meta-training, else in chunks;

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from litemeta.learners.cost import AdaptationCost, measure_adaptation_cost
-from litemeta.lite import LiteSettings
+from litemeta.lite import LitePass
 from litemeta.tasks import pool_clips
 
 
@@ -98,6 +98,10 @@ class FewShotLearner(nn.Module, ABC):
     #: False for learners with nothing to meta-train (the fine-tuning baseline).
     meta_trainable: bool = True
 
+    #: Keys (dotted) that descriptions saved by earlier versions hold but that no longer
+    #: describe the model: a checkpoint holding them still loads.
+    withdrawn_settings: ClassVar[frozenset[str]] = frozenset()
+
     def meta_training_error(self) -> str | None:
         """Why this learner, as built, cannot be meta-trained (said before any training
         step), or ``None``."""
@@ -109,7 +113,7 @@ class FewShotLearner(nn.Module, ABC):
         support_images: Tensor,
         support_labels: Tensor,
         *,
-        lite: LiteSettings | None = None,
+        lite: LitePass | None = None,
         support_clips: Tensor | None = None,
     ) -> TaskClassifier:
         """Return a classifier for the task that ``support_images`` / ``support_labels`` define."""

@@ -85,18 +85,20 @@ def build_learner(
     pretrained: bool = True,
     weights_file: str | Path | None = None,
     film_placement: FilmPlacement | None = None,
+    chunk_size: int | None = None,
     **options: Any,
 ) -> BackboneLearner:
     """A learner by name (one of :data:`LEARNERS`) on a backbone by name.
 
     ``backbone``, ``image_size``, ``pretrained``, ``weights_file`` and ``film_placement``
     go to :func:`litemeta.backbones.create_backbone`; ``options`` to the learner's
-    constructor.
+    constructor; ``chunk_size`` (``None``: the default) is its run-time
+    :attr:`~BackboneLearner.chunk_size`.
     """
     if name not in LEARNERS:
         raise ConfigError(f"unknown learner '{name}': choose one of {sorted(LEARNERS)}")
     options = _check_options(name, options)
-    return LEARNERS[name](
+    learner = LEARNERS[name](
         create_backbone(
             backbone,
             image_size=image_size,
@@ -106,19 +108,26 @@ def build_learner(
         ),
         **options,
     )
+    if chunk_size is not None:
+        learner.chunk_size = chunk_size
+    return learner
 
 
-def learner_from_config(config: dict[str, Any]) -> BackboneLearner:
+def learner_from_config(config: dict[str, Any], chunk_size: int | None = None) -> BackboneLearner:
     """Rebuild the architecture that ``learner.config()`` describes, with fresh weights
-    (no pretrained weights are loaded: load a state dict next).
+    (no pretrained weights are loaded: load a state dict next), running ``chunk_size``
+    support images per forward call (``None``: the default).
 
     A description without ``film_placement`` predates the published FiLM placement and
-    means FiLM after every normalisation layer. A description this version cannot rebuild
-    exactly (one written for an architecture that has since changed) raises
-    :class:`~litemeta.config.ConfigError` naming the settings that differ.
+    means FiLM after every normalisation layer. One with ``options.chunk_size`` was written
+    when the chunk size was saved as an option: it runs with that chunk size unless
+    ``chunk_size`` is given. A description this version cannot rebuild exactly (one written
+    for an architecture that has since changed) raises :class:`~litemeta.config.ConfigError`
+    naming the settings that differ.
     """
     backbone = config["backbone"]
-    options = config["options"]
+    options = dict(config["options"])
+    saved_chunk_size = options.pop("chunk_size", None)
     # An unknown learner name passes here and build_learner names the known ones.
     if config["learner"] in LEARNERS:
         known = set(learner_options(config["learner"]))
@@ -138,12 +147,14 @@ def learner_from_config(config: dict[str, Any]) -> BackboneLearner:
             backbone["image_size"],
             pretrained=False,
             film_placement=backbone.get("film_placement", "all"),
+            chunk_size=saved_chunk_size if chunk_size is None else chunk_size,
             **options,
         )
         # A training checkpoint's description holds more keys (the model class): compare
         # what a learner describes.
         described = {key: config[key] for key in learner.config()}
         described["backbone"] = {"film_placement": "all", **backbone}
+        described["options"] = options
         rebuilt = json.loads(json.dumps(learner.config()))
         differences = [
             f"{key}: {old!r} saved, {new!r} now"
@@ -167,15 +178,18 @@ def save_learner(learner: BackboneLearner, path: str | Path) -> None:
     save_model(path, learner, learner.config())
 
 
-def load_learner(path: str | Path, map_location: str | torch.device = "cpu") -> BackboneLearner:
+def load_learner(
+    path: str | Path, map_location: str | torch.device = "cpu", chunk_size: int | None = None
+) -> BackboneLearner:
     """Rebuild a learner from a file of :func:`save_learner` or a training checkpoint of
     ``litemeta train`` (tensors and JSON only, no pickled code; see
-    :func:`litemeta.checkpoint.read_model`)."""
+    :func:`litemeta.checkpoint.read_model`), running ``chunk_size`` support images per
+    forward call (``None``: the default)."""
     saved = read_model(path, map_location=map_location)
     if "learner" not in saved.config:
         raise ConfigError(
             f"{path} holds no learner description; pass a checkpoint written by `litemeta train`"
         )
-    learner = learner_from_config(saved.config)
+    learner = learner_from_config(saved.config, chunk_size)
     learner.load_state_dict(saved.weights)
     return learner

@@ -15,7 +15,7 @@ from litemeta.backbones import Backbone
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.learners.classifiers import LinearClassifier
 from litemeta.learners.validation import check_support
-from litemeta.lite import LiteSettings
+from litemeta.lite import LitePass
 from litemeta.tasks import pool_clips
 
 __all__ = ["FineTuner"]
@@ -33,7 +33,6 @@ class FineTuner(BackboneLearner):
         film_learning_rate: Adam's learning rate for the FiLM parameters (they modulate
             every layer, so they need a smaller step than the head).
         batch_size: support images per step when ``learn_film`` (default: all of them).
-        chunk_size: support images per forward call when features are cached.
     """
 
     name = "finetuner"
@@ -48,11 +47,10 @@ class FineTuner(BackboneLearner):
         learn_film: bool = False,
         film_learning_rate: float = 1e-3,
         batch_size: int | None = None,
-        chunk_size: int = 64,
     ) -> None:
         if steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")
-        super().__init__(backbone, train_backbone=False, chunk_size=chunk_size)
+        super().__init__(backbone, train_backbone=False)
         self.steps = steps
         self.learning_rate = learning_rate
         self.learn_film = learn_film
@@ -64,7 +62,7 @@ class FineTuner(BackboneLearner):
         support_images: Tensor,
         support_labels: Tensor,
         *,
-        lite: LiteSettings | None = None,
+        lite: LitePass | None = None,
         support_clips: Tensor | None = None,
     ) -> LinearClassifier:
         """Train a head on the support set (on its clips' mean features, with

@@ -15,7 +15,7 @@ from litemeta.learners.backbone_learner import BackboneLearner, other_film_layer
 from litemeta.learners.classifiers import PrototypeClassifier
 from litemeta.learners.statistics import class_means
 from litemeta.learners.validation import check_support
-from litemeta.lite import LiteSettings
+from litemeta.lite import LitePass
 from litemeta.precision import full_precision
 
 __all__ = ["ProtoNets"]
@@ -37,7 +37,7 @@ class ProtoNets(BackboneLearner):
             have squared distances in the thousands, so plain logits saturate the softmax;
             a start of about ``1 / typical distance`` keeps meta-training well-conditioned.
             The scale never changes which class is predicted.
-        backbone_lr_scale, chunk_size: see :class:`BackboneLearner`.
+        backbone_lr_scale: see :class:`BackboneLearner`.
     """
 
     name = "protonets"
@@ -49,7 +49,6 @@ class ProtoNets(BackboneLearner):
         meta_train: MetaTrained = "backbone",
         distance_scale: float | None = None,
         backbone_lr_scale: float | None = None,
-        chunk_size: int = 64,
     ) -> None:
         if meta_train not in ("backbone", "film"):
             raise ValueError(f"meta_train must be 'backbone' or 'film', got {meta_train!r}")
@@ -59,7 +58,6 @@ class ProtoNets(BackboneLearner):
             backbone,
             train_backbone=meta_train == "backbone",
             backbone_lr_scale=backbone_lr_scale,
-            chunk_size=chunk_size,
         )
         self.log_distance_scale = (
             None if distance_scale is None else nn.Parameter(torch.tensor(math.log(distance_scale)))
@@ -83,7 +81,7 @@ class ProtoNets(BackboneLearner):
         support_images: Tensor,
         support_labels: Tensor,
         *,
-        lite: LiteSettings | None = None,
+        lite: LitePass | None = None,
         support_clips: Tensor | None = None,
     ) -> PrototypeClassifier:
         way = check_support(support_images, support_labels)

@@ -5,7 +5,7 @@ Using Conditional Neural Adaptive Processes", NeurIPS 2019: a set encoder pools 
 set into a task embedding, from which a generator produces FiLM parameters that adapt a
 pretrained backbone to the task. The adapted backbone then embeds the support set again.
 Both set functions go through LITE (Bronskill et al., NeurIPS 2021) with independent
-subsets (two :meth:`~litemeta.lite.LiteSettings.map` calls): a shared subset would make the
+subsets (two :meth:`~litemeta.lite.LitePass.map` calls): a shared subset would make the
 product of the two estimates biased.
 """
 
@@ -23,7 +23,7 @@ from litemeta.checkpoint import ModelMismatchError
 from litemeta.learners.backbone_learner import BackboneLearner, other_film_layers_error
 from litemeta.learners.classifiers import BackboneTaskClassifier
 from litemeta.learners.validation import check_support
-from litemeta.lite import LiteSettings
+from litemeta.lite import LitePass, check_chunk_size
 from litemeta.precision import at_least_float32, full_precision
 from litemeta.tasks import pool_clips
 
@@ -288,23 +288,26 @@ class FilmAdaptedLearner(BackboneLearner):
             (``GroupNorm``, one group; default) or ``"frozen_batch"`` (the reference's
             ``BatchNorm2d`` with its stored running statistics, ORBIT's test-time set
             encoder); or ``"batch"``, for evaluation only: the support set's batch
-            statistics, per batch of ``chunk_size`` images chunked as LITE's test code
-            (:func:`lite_test_chunks`; LITE's ``run.py`` with ``chunk_size`` 40), so that
-            ``chunk_size`` changes the result. It couples the images of a batch, so
+            statistics, per batch of ``encoder_batch_size`` images chunked as LITE's test
+            code (:func:`lite_test_chunks`; LITE's ``run.py`` with batches of 40), so that
+            the batch size changes the result. It couples the images of a batch, so
             meta-training refuses it (:meth:`meta_training_error`); see
             :class:`SetEncoder`.
+        encoder_batch_size: with ``encoder_norm="batch"``, the images per batch whose
+            statistics normalise them; ``None``: the learner's run-time ``chunk_size``.
         encoder_input_norm: how the set encoder normalises its images: ``"half"`` (mean =
             std = 0.5, LITE's [-1, 1]; default) or ``"backbone"`` (the backbone's mean and
             std, as ORBIT, whose set encoder sees the frames its backbone sees).
         film_regularization: weight of the FiLM regulariser, the squared norm of the FiLM
             generator's regulariser vectors (0.001 in CNAPs' and LITE's training scripts),
             reported as the classifier's ``regularizer``.
-        train_backbone, backbone_lr_scale, chunk_size: see :class:`BackboneLearner`.
+        train_backbone, backbone_lr_scale: see :class:`BackboneLearner`.
     """
 
     added_options: ClassVar[dict[str, Any]] = {
         "encoder_norm": "group",
         "encoder_input_norm": "half",
+        "encoder_batch_size": None,
     }
 
     def __init__(
@@ -315,17 +318,18 @@ class FilmAdaptedLearner(BackboneLearner):
         encoder_channels: int = 64,
         encoder_norm: EncoderNorm = "group",
         encoder_input_norm: EncoderInputNorm = "half",
+        encoder_batch_size: int | None = None,
         film_regularization: float = 1e-3,
         train_backbone: bool = False,
         backbone_lr_scale: float | None = None,
-        chunk_size: int = 64,
     ) -> None:
         super().__init__(
             backbone,
             train_backbone=train_backbone,
             backbone_lr_scale=backbone_lr_scale,
-            chunk_size=chunk_size,
         )
+        check_chunk_size(encoder_batch_size, name="encoder_batch_size", optional=True)
+        self.encoder_batch_size = encoder_batch_size
         self.film_regularization = film_regularization
         if encoder_image_size == BACKBONE_IMAGE_SIZE:
             encoder_image_size = backbone.image_size
@@ -354,14 +358,15 @@ class FilmAdaptedLearner(BackboneLearner):
         support_images: Tensor,
         support_labels: Tensor,
         *,
-        lite: LiteSettings | None = None,
+        lite: LitePass | None = None,
         support_clips: Tensor | None = None,
     ) -> BackboneTaskClassifier:
         way = check_support(support_images, support_labels)
         labels = self.clip_labels(support_labels, support_clips)
         # Clip means averaged: the mean over every image of every clip, as ORBIT's set encoder.
         if self.set_encoder.norm == "batch" and lite is None:
-            encoded = self.set_encoder.encode_in_lite_test_chunks(support_images, self.chunk_size)
+            batch = self.encoder_batch_size or self.chunk_size
+            encoded = self.set_encoder.encode_in_lite_test_chunks(support_images, batch)
             encodings = pool_clips(at_least_float32(encoded), support_clips)
         else:  # with "batch", LITE's map refuses the batch statistics (RowCouplingError)
             encodings = self.map_support(

@@ -218,33 +218,33 @@ def describe(learner: BackboneLearner, checkpoint: Path | None) -> ModelDescript
 CPU_CHUNK_SIZE = 16
 
 
+def _teaching_chunk_size(chunk_size: int | None) -> int | None:
+    """``chunk_size``, or :data:`CPU_CHUNK_SIZE` where it is ``None`` and the device is a
+    CPU (``None`` on a GPU: the loader's)."""
+    if chunk_size is None and pick_device().type == "cpu":
+        return CPU_CHUNK_SIZE
+    return chunk_size
+
+
 class Personaliser:
     """The learner of a checkpoint (or the pretrained one), adapting recognisers and
     predicting with them.
 
-    ``chunk_size`` sets how many support images go through the backbone at once when
-    teaching (default: :data:`CPU_CHUNK_SIZE` on a CPU, the checkpoint's on a GPU).
+    The constructors' ``chunk_size`` sets how many support images go through the backbone
+    at once when teaching (default: :data:`CPU_CHUNK_SIZE` on a CPU, the loader's on a
+    GPU); it is given to the loader, which sets the learner's chunk size.
 
     Calls are serialised by a lock: the CPU is shared anyway, and a learner's FiLM hooks
     are module state.
     """
 
     def __init__(
-        self,
-        learner: BackboneLearner,
-        chunk_size: int | None = None,
-        description: ModelDescription | None = None,
+        self, learner: BackboneLearner, description: ModelDescription | None = None
     ) -> None:
         self.learner = learner.eval()
         self.image_size = learner.backbone.image_size
         self.device = next(learner.parameters()).device
         self.description = description or describe(learner, None)
-        if chunk_size is None and self.device.type == "cpu":
-            chunk_size = CPU_CHUNK_SIZE
-        if chunk_size is not None:
-            if chunk_size < 1:
-                raise ValueError(f"chunk_size must be at least 1 image, got {chunk_size}")
-            learner.chunk_size = chunk_size
         self._lock = threading.Lock()
 
     @classmethod
@@ -254,8 +254,8 @@ class Personaliser:
             find_checkpoint(checkpoint)
         except FileNotFoundError as error:
             raise FileNotFoundError(f"{error}: {NO_CHECKPOINT_HINT}") from None
-        learner = load_trained_learner(checkpoint)
-        return cls(learner, chunk_size, describe(learner, Path(checkpoint)))
+        learner = load_trained_learner(checkpoint, _teaching_chunk_size(chunk_size))
+        return cls(learner, describe(learner, Path(checkpoint)))
 
     @classmethod
     def pretrained(cls, chunk_size: int | None = None) -> Personaliser:
@@ -267,8 +267,9 @@ class Personaliser:
             PRETRAINED_IMAGE_SIZE,
             pretrained=True,
             distance_scale=PRETRAINED_DISTANCE_SCALE,
+            chunk_size=_teaching_chunk_size(chunk_size),
         )
-        return cls(place_on_device(learner, pick_device()), chunk_size)
+        return cls(place_on_device(learner, pick_device()))
 
     def images(self, data: list[bytes], sources: list[str]) -> torch.Tensor:
         """Decode image bytes to a uint8 batch at the learner's image size."""

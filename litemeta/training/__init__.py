@@ -1,5 +1,5 @@
-"""Meta-training with LITE: the trainer, its settings, the task stream, the run log and the
-processes of a data-parallel run.
+"""Meta-training with LITE: the trainer, the per-task step, the run's checks, its settings,
+the task stream, the run log and the processes of a data-parallel run.
 
 Layer: imports the base (``litemeta.lite``, ``tasks``, ``config``, ``precision``,
 ``checkpoint``, ``device``), ``data``, ``learners`` and ``evaluation``; nothing above.
@@ -12,23 +12,29 @@ from litemeta.training.output_lock import (
     check_output_directory_free,
     hold_output_directory,
 )
-from litemeta.training.run_log import CsvLog, RunLog
-from litemeta.training.settings import OptimConfig, TrainingConfig
-from litemeta.training.task_stream import TaskSource, seeded_generator, stream_index
-from litemeta.training.trainer import (
-    PendingOutcome,
-    StepMetrics,
-    TaskOutcome,
-    Trainer,
-    TrainingDiverged,
-    TrainingResult,
-    backward_task,
-    build_optimizer,
+from litemeta.training.preflight import (
+    check_training_run,
     earlier_checkpoints,
-    queue_backward_task,
     read_resumable_checkpoint,
     resume_point,
-    seed_everything,
+)
+from litemeta.training.random_state import restore_rng_state, rng_state, seed_everything
+from litemeta.training.run_log import CsvLog, RunLog
+from litemeta.training.settings import OptimConfig, TrainingConfig
+from litemeta.training.step import (
+    PendingOutcome,
+    TaskOutcome,
+    TaskStep,
+    TrainingDiverged,
+    backward_task,
+    queue_backward_task,
+)
+from litemeta.training.task_stream import TaskSource, seeded_generator, stream_index
+from litemeta.training.trainer import (
+    StepMetrics,
+    Trainer,
+    TrainingResult,
+    build_optimizer,
     train,
 )
 
@@ -44,6 +50,7 @@ __all__ = [
     "StepMetrics",
     "TaskOutcome",
     "TaskSource",
+    "TaskStep",
     "TorchrunEnvironment",
     "Trainer",
     "TrainingConfig",
@@ -52,12 +59,15 @@ __all__ = [
     "backward_task",
     "build_optimizer",
     "check_output_directory_free",
+    "check_training_run",
     "earlier_checkpoints",
     "hold_output_directory",
     "queue_backward_task",
     "read_resumable_checkpoint",
     "resolve_objective",
+    "restore_rng_state",
     "resume_point",
+    "rng_state",
     "seed_everything",
     "seeded_generator",
     "stream_index",

@@ -19,7 +19,7 @@ from litemeta.config import (
     config_from_yaml,
     config_to_dict,
 )
-from litemeta.lite import LiteSettings
+from litemeta.lite import LiteSettings, check_h
 from litemeta.precision import Precision
 from litemeta.training.objective import resolve_objective
 
@@ -99,8 +99,10 @@ class TrainingConfig:
         if self.validate_every < 0:
             raise ConfigError(f"validate_every must be >= 0 (0: never), got {self.validate_every}")
         check_number("seed", self.seed, minimum=0, maximum=MAX_INTEGER)
-        if isinstance(self.lite.h, int) and self.lite.h < 1:
-            raise ConfigError(f"lite.h must be null, auto or at least 1, got {self.lite.h}")
+        try:
+            check_h(self.lite.h, name="lite.h", auto=True)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(str(error)) from None
         if self.memory_budget is not None:
             check_number(
                 "memory_budget (GiB; null: free memory less a margin)",

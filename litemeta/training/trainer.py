@@ -1,20 +1,15 @@
 """Episodic meta-training with LITE (Bronskill et al., "Memory Efficient Meta-Learning with
 Large Images", NeurIPS 2021).
 
-One optimiser step accumulates the gradient of ``tasks_per_step`` tasks per process. For each
-task the learner adapts to the support set through LITE (only ``h`` support images are
-back-propagated, with an unbiased estimate of the full gradient), then classifies the
-queries in batches: the query loss is a plain sum, so each batch is back-propagated on its
-own through the retained support graph, and memory does not grow with the number of queries.
-With several processes (``torchrun``) each draws its own tasks and the gradients are averaged
-before the step. Runs checkpoint atomically and resume exactly where they stopped.
+One optimiser step accumulates the gradient of ``tasks_per_step`` tasks per process, each
+back-propagated by :class:`~litemeta.training.step.TaskStep` with LITE's draws from a
+generator seeded by the task's position in the stream. With several processes
+(``torchrun``) each draws its own tasks and the gradients are averaged before the step.
+Runs checkpoint atomically and resume exactly where they stopped.
 """
 
 from __future__ import annotations
 
-import math
-import os
-import random
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
@@ -22,9 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from litemeta.checkpoint import (
@@ -33,53 +26,36 @@ from litemeta.checkpoint import (
     TrainingState,
     describe_model,
     first_non_finite,
-    read_training_checkpoint,
     remove_stale_temporaries,
-    restore_rng_state,
-    rng_state,
     save_model,
 )
 from litemeta.data.loading import Workers, resolve_workers, task_loader
 from litemeta.device import Stopwatch, place_on_device
 from litemeta.evaluation import EvaluationResult, evaluate
 from litemeta.learners.base import FewShotLearner
-from litemeta.lite import DeferredBackward, FirstPasses, LiteSettings
-from litemeta.precision import Precision, at_least_float32, autocast, grad_scaler
+from litemeta.precision import grad_scaler
 from litemeta.tasks import Task
 from litemeta.training.distributed import ProcessGroup
 from litemeta.training.memory_plan import MemoryPlan, first_task, plan_run
-from litemeta.training.objective import resolve_objective
 from litemeta.training.output_lock import hold_output_directory
+from litemeta.training.preflight import (
+    check_training_run,
+    read_resumable_checkpoint,
+    resume_point,
+)
+from litemeta.training.random_state import restore_rng_state, rng_state, seed_everything
 from litemeta.training.run_log import RunLog
 from litemeta.training.settings import ConfigError, OptimConfig, TrainingConfig
+from litemeta.training.step import TaskStep, TrainingDiverged
 from litemeta.training.task_stream import TaskSource, seeded_generator, stream_index
 
 __all__ = [
-    "PendingOutcome",
     "StepMetrics",
-    "TaskOutcome",
     "Trainer",
-    "TrainingDiverged",
     "TrainingResult",
-    "backward_task",
     "build_optimizer",
-    "earlier_checkpoints",
-    "queue_backward_task",
-    "read_resumable_checkpoint",
-    "resume_point",
-    "seed_everything",
     "train",
 ]
-
-
-@dataclass(frozen=True)
-class TaskOutcome:
-    """Loss (cross-entropy averaged over queries, plus the regulariser) and counts of a task."""
-
-    loss: float
-    correct: int
-    queries: int
-    images: int
 
 
 @dataclass(frozen=True)
@@ -105,169 +81,12 @@ class TrainingResult:
     history: list[StepMetrics] = field(default_factory=list)
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's (CPU and CUDA) global random generators."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-class TrainingDiverged(RuntimeError):
-    """Meta-training produced a non-finite loss or features: the parameters have diverged."""
-
-
 #: What to do about a diverged run, after what happened.
 DIVERGED_ADVICE = (
     "training diverged: lower the learning rate (training.optim.lr, or a group's in "
     "training.optim.group_lr) or clip gradients (training.optim.grad_clip), and start again "
     "or resume from a checkpoint written before it diverged"
 )
-
-
-@dataclass
-class PendingOutcome:
-    """A task's outcome while the device may still be computing it; :meth:`read` waits.
-
-    Reading a number from a GPU waits for all the work queued before it, so the trainer
-    queues every task of a step and reads their outcomes once, at the end.
-    """
-
-    loss: torch.Tensor
-    correct: torch.Tensor
-    queries: int
-    images: int
-    deferred: DeferredBackward | None = None
-
-    def read(self) -> TaskOutcome:
-        """The outcome as numbers; :class:`TrainingDiverged` if the loss is not finite,
-        :class:`~litemeta.lite.RowCouplingError` if LITE's recomputed support rows
-        disagreed with their first pass."""
-        values = [self.loss.double(), self.correct.double()]
-        excess = self.deferred.row_excess() if self.deferred is not None else None
-        if excess is not None:
-            values.append(excess.double())
-        numbers = torch.stack(values).tolist()
-        if not math.isfinite(numbers[0]):
-            raise TrainingDiverged(f"a task's loss is {numbers[0]}")
-        if excess is not None and not numbers[2] <= 1:
-            self.deferred.check_rows()  # type: ignore[union-attr]
-        return TaskOutcome(numbers[0], int(numbers[1]), self.queries, self.images)
-
-
-def queue_backward_task(
-    learner: FewShotLearner,
-    task: Task,
-    *,
-    lite: LiteSettings,
-    query_batch_size: int,
-    tasks_per_step: int = 1,
-    precision: Precision = "fp32",
-    scaler: torch.amp.GradScaler | None = None,
-) -> PendingOutcome:
-    """Add one task's share of the step's gradient to ``.grad``, without waiting for the
-    device to finish (see :class:`PendingOutcome`).
-
-    With the default objective (``lite.objective: unbiased``) the learner adapts once; each
-    batch of ``query_batch_size`` queries adds ``sum(cross_entropy) / n_query /
-    tasks_per_step`` and is back-propagated straight away, keeping the support graph
-    (``retain_graph``) for the next batch; the classifier's regulariser is added once, with
-    the last batch. The gradient equals that of the whole query set in one batch. The
-    reference code's objectives adapt again for every query batch and weigh the batches
-    their way (:mod:`litemeta.training.objective`). With LITE (``lite.h`` set) the drawn
-    support rows are recomputed and back-propagated after the queries of their adaptation
-    (:class:`~litemeta.lite.DeferredBackward`), so their activations and a query batch's are
-    never held at the same time; with ``lite.rows_with_queries`` the backbone's rows ride in
-    the last query batch's pass.
-    """
-    objective, lite = resolve_objective(lite)
-    device = task.support_images.device
-    deferred = DeferredBackward() if lite.h is not None else None
-    first_passes = (
-        FirstPasses() if lite.h is not None and objective.redraw_per_query_batch else None
-    )
-    support, query = task.support_images, task.query_images
-    same_kind = support.dtype == query.dtype and support.shape[1:] == query.shape[1:]
-    n_query, n_support = task.query_output_labels.numel(), task.support_labels.numel()
-    adaptations = objective.adaptations(objective.query_batches(n_query, query_batch_size))
-    generators = objective.adaptation_generators(lite.generator, len(adaptations))
-    # Summed on the device and read once: reading per batch would stall the GPU's queue.
-    total_loss = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    for adaptation, (batches, generator) in enumerate(zip(adaptations, generators, strict=True)):
-        settings = replace(lite, deferred=deferred, generator=generator, first_passes=first_passes)
-        if first_passes is not None:
-            first_passes.rewind()
-        with autocast(device, precision):
-            classifier = learner.adapt(
-                support, task.support_labels, lite=settings, support_clips=task.support_clips
-            )
-        rows = None
-        if deferred is not None and lite.rows_with_queries and same_kind:
-            rows = deferred.take(getattr(classifier, "embed", None))
-        for position, (start, end) in enumerate(batches):
-            images, clips, labels = task.query_batch(start, end)
-            last = position == len(batches) - 1
-            last_of_task = last and adaptation == len(adaptations) - 1
-            with_rows = rows if last else None
-            with autocast(device, precision):
-                if with_rows is None:
-                    logits = classifier(images, clips)
-                else:  # [rows; queries] in one pass; the queries' features become a leaf
-                    embedded = classifier.embed(torch.cat([with_rows.inputs, images]))
-                    query_features = embedded[with_rows.inputs.shape[0] :].detach().requires_grad_()
-                    logits = classifier.classify(query_features, clips)
-            cross_entropy = F.cross_entropy(at_least_float32(logits), labels, reduction="sum")
-            carries = objective.carries_regularizer(last_of_task)
-            loss = objective.batch_loss(
-                cross_entropy,
-                classifier.regularizer if carries else None,
-                batch_queries=end - start,
-                task_queries=n_query,
-                support_size=n_support,
-                h=lite.h,
-                tasks_per_step=tasks_per_step,
-            )
-            keep_graph = not last or (deferred is not None and deferred.waiting)
-            (scaler.scale(loss) if scaler is not None else loss).backward(retain_graph=keep_graph)
-            total_loss += cross_entropy.detach() / n_query
-            if last_of_task:
-                total_loss += classifier.regularizer.detach()
-            correct += (logits.detach().argmax(dim=-1) == labels).sum()
-            del logits, cross_entropy, loss  # this batch's graph, before the next one
-            if with_rows is not None:
-                # Every query batch has reached the head: the rows' gradient is complete.
-                recomputed = embedded[: with_rows.inputs.shape[0]]
-                row_gradient = deferred.row_gradient(with_rows, recomputed)  # type: ignore[union-attr]
-                gradient = torch.cat([row_gradient, query_features.grad.to(embedded.dtype)])
-                embedded.backward(gradient, retain_graph=deferred.waiting)  # type: ignore[union-attr]
-                del embedded, recomputed, query_features
-        if deferred is not None:
-            with autocast(device, precision):
-                deferred.backward()
-    images = n_support + task.query_labels.numel()
-    return PendingOutcome(total_loss, correct, n_query, images, deferred)
-
-
-def backward_task(
-    learner: FewShotLearner,
-    task: Task,
-    *,
-    lite: LiteSettings,
-    query_batch_size: int,
-    tasks_per_step: int = 1,
-    precision: Precision = "fp32",
-    scaler: torch.amp.GradScaler | None = None,
-) -> TaskOutcome:
-    """:func:`queue_backward_task`, then wait for its outcome."""
-    return queue_backward_task(
-        learner,
-        task,
-        lite=lite,
-        query_batch_size=query_batch_size,
-        tasks_per_step=tasks_per_step,
-        precision=precision,
-        scaler=scaler,
-    ).read()
 
 
 def build_optimizer(learner: FewShotLearner, settings: OptimConfig) -> torch.optim.Adam:
@@ -289,6 +108,8 @@ def build_optimizer(learner: FewShotLearner, settings: OptimConfig) -> torch.opt
 
 class Trainer:
     """The meta-training loop; ``run()`` trains from scratch or resumes from ``last.pt``.
+    The run's checks (:func:`~litemeta.training.preflight.check_training_run`) pass when it
+    is built, before any work or any write.
 
     Args:
         config: the training settings.
@@ -298,6 +119,8 @@ class Trainer:
         validation_tasks: fixed tasks (a sequence, or a dataset that loads them on demand)
             scored every ``config.validate_every`` steps;
             the best accuracy so far is kept in ``best.pt``.
+        resume: continue the run of ``config.output_dir`` from its ``last.pt`` (or
+            ``best.pt``); otherwise that directory must hold no earlier run.
         model_config: how the learner was built (backbone, image size, ...); stored in each
             checkpoint, and a checkpoint from a different configuration is refused.
         on_step_end: called with each step's metrics after its checkpoint is written.
@@ -314,25 +137,19 @@ class Trainer:
         train_tasks: TaskSource,
         validation_tasks: Sequence[Task] = (),
         *,
+        resume: bool = False,
         model_config: Mapping[str, Any] | None = None,
         on_step_end: Callable[[StepMetrics], None] | None = None,
         progress: bool = True,
         workers: Workers = "auto",
     ) -> None:
-        if not learner.meta_trainable:
-            raise ValueError(
-                f"{type(learner).__name__} has nothing to meta-train (meta_trainable is False); "
-                "evaluate it directly with litemeta.evaluation.evaluate instead"
-            )
-        refusal = learner.meta_training_error()
-        if refusal is not None:
-            raise ValueError(refusal)
-        config.validate()
+        self.model_config = describe_model(learner, model_config or {})
+        check_training_run(config, learner, self.model_config, resume=resume)
+        self.resume = resume
         self.config = config
         self.learner = learner
         self.train_tasks = train_tasks
         self.validation_tasks = validation_tasks
-        self.model_config = describe_model(learner, model_config or {})
         self.on_step_end = on_step_end
         self.progress = progress
         self.workers = workers
@@ -340,8 +157,8 @@ class Trainer:
         self.best_validation_accuracy: float | None = None
         self.memory_plan: MemoryPlan | None = None
 
-    def run(self, *, resume: bool = False) -> TrainingResult:
-        """Train up to ``config.steps``; with ``resume``, continue from ``last.pt`` exactly."""
+    def run(self) -> TrainingResult:
+        """Train up to ``config.steps``; resumed, continue from ``last.pt`` exactly."""
         self.group = ProcessGroup.from_environment()
         # One run per output directory: the first process holds its lock for the run.
         lock = hold_output_directory(self.output_dir) if self.group.is_main else nullcontext()
@@ -349,7 +166,7 @@ class Trainer:
         try:
             with lock:
                 try:
-                    self._set_up(resume)
+                    self._set_up()
                     if self.group.is_main:
                         log = RunLog(self.output_dir, self.start_step)
                         if self.memory_plan is not None:
@@ -382,26 +199,29 @@ class Trainer:
                 "make it steps * tasks_per_step * processes long"
             )
 
-    def _set_up(self, resume: bool) -> None:
+    def _set_up(self) -> None:
         self._check_stream_length()
         device = self.group.device
         seed_everything(self.config.seed + self.group.rank)
         place_on_device(self.learner, device)
         if self.config.lite.h == "auto":  # before the optimiser: the probe leaves no state
             task = first_task(self.train_tasks).to(device)
-            self.config, self.memory_plan = plan_run(
-                self.config, self.learner, task, queue_backward_task
-            )
+            self.config, self.memory_plan = plan_run(self.config, self.learner, task)
             if self.group.is_main:
                 print(self.memory_plan.describe())
+        self.task_step = TaskStep.of(
+            self.config.lite,
+            query_batch_size=self.config.query_batch_size,
+            tasks_per_step=self.config.tasks_per_step,
+            precision=self.config.precision,
+        )
         self.loader_workers = resolve_workers(self.workers, device)
         self.optimizer = build_optimizer(self.learner, self.config.optim)
         self.scaler = grad_scaler(device, self.config.precision)
         self.start_step = 0
         if self.group.is_main:
             remove_stale_temporaries(self.output_dir)
-        earlier = earlier_checkpoints(self.output_dir)
-        if resume:
+        if self.resume:
             point = resume_point(self.output_dir)
             if point.name != LAST_CHECKPOINT and self.group.is_main:
                 warnings.warn(
@@ -411,16 +231,16 @@ class Trainer:
                     stacklevel=3,
                 )
             self._resume_from(point)
-        elif earlier:
-            raise FileExistsError(
-                f"{earlier[0]} exists: resume that run (resume=True) or choose another output_dir"
-            )
         else:
             self.group.broadcast_module(self.learner)
 
     def _resume_from(self, path: Path) -> None:
         weights, state = read_resumable_checkpoint(
-            path, self.model_config, self.config.steps, self.group.device
+            path,
+            self.model_config,
+            self.config.steps,
+            self.group.device,
+            withdrawn=self.learner.withdrawn_settings,
         )
         if state.world_size != self.group.world_size:
             raise RuntimeError(
@@ -494,12 +314,6 @@ class Trainer:
                     self.on_step_end(metrics)
         return history
 
-    def _lite_settings(self, index: int) -> LiteSettings:
-        """The LITE settings with the draws of task ``index`` of the stream."""
-        return replace(
-            self.config.lite, generator=seeded_generator(self.config.seed, "lite", index)
-        )
-
     def _stream_positions(self, step: int) -> list[int]:
         """Positions in the task stream of this process's tasks in ``step`` (from 1)."""
         return [
@@ -522,14 +336,11 @@ class Trainer:
         totals = torch.zeros(4, dtype=torch.float64)
         try:
             pending = [
-                queue_backward_task(
+                self.task_step.queue(
                     self.learner,
                     next(tasks).to(group.device, non_blocking=True),
-                    lite=self._lite_settings(index),
-                    query_batch_size=config.query_batch_size,
-                    tasks_per_step=config.tasks_per_step,
-                    precision=config.precision,
-                    scaler=self.scaler,
+                    seeded_generator(config.seed, "lite", index),  # the task's LITE draws
+                    self.scaler,
                 )
                 for index in self._stream_positions(step)
             ]
@@ -617,50 +428,6 @@ class Trainer:
             raise TrainingDiverged(f"step {step}: {broken} is not finite; {DIVERGED_ADVICE}")
 
 
-def earlier_checkpoints(output_dir: Path) -> list[Path]:
-    """The checkpoints an earlier run left in ``output_dir`` (``last.pt``, ``best.pt``): a
-    fresh run there would take them for its own."""
-    return [
-        output_dir / name
-        for name in (LAST_CHECKPOINT, BEST_CHECKPOINT)
-        if (output_dir / name).exists()
-    ]
-
-
-def resume_point(output_dir: Path) -> Path:
-    """The checkpoint a resumed run continues from: ``last.pt``, or, where only ``best.pt``
-    is left (``last.pt`` deleted or lost), ``best.pt``, which holds the full training state
-    of its step too."""
-    last, best = output_dir / LAST_CHECKPOINT, output_dir / BEST_CHECKPOINT
-    if not os.path.lexists(last) and best.is_file():
-        return best
-    return last
-
-
-def read_resumable_checkpoint(
-    path: Path,
-    model_description: Mapping[str, Any],
-    steps: int,
-    map_location: str | torch.device = "cpu",
-) -> tuple[dict[str, Any], TrainingState]:
-    """The weights and training state of the checkpoint at ``path``, to resume a model
-    (described by :func:`~litemeta.checkpoint.describe_model`) up to ``steps``; refused when
-    it was written for another model or has already gone past ``steps``."""
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no checkpoint at {path} to resume from: start the run without --resume (resume "
-            "continues a run from its last.pt)"
-        )
-    weights, state = read_training_checkpoint(path, model_description, map_location=map_location)
-    if state.step > steps:
-        raise ValueError(
-            f"{path} is at step {state.step}, beyond training.steps={steps}: raise "
-            f"training.steps to train on, or evaluate it with litemeta evaluate --checkpoint "
-            f"{path.parent}"
-        )
-    return weights, state
-
-
 def train(
     config: TrainingConfig,
     learner: FewShotLearner,
@@ -679,9 +446,10 @@ def train(
         learner,
         train_tasks,
         validation_tasks,
+        resume=resume,
         model_config=model_config,
         on_step_end=on_step_end,
         progress=progress,
         workers=workers,
     )
-    return trainer.run(resume=resume)
+    return trainer.run()

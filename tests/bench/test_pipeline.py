@@ -30,7 +30,7 @@ def _restore_threads():
 
 def _config(**kwargs) -> PipelineConfig:
     experiment = load_experiment("default", [*TINY, *TINY_MODEL, "model.image_size=32"])
-    settings = {"workers": (0, 1), "image_size": 32, "tasks": 2}
+    settings = {"workers": (0, 1), "tasks": 2}
     return PipelineConfig(experiment=experiment, **{**settings, **kwargs})
 
 
@@ -102,8 +102,8 @@ def test_cli_default_output_is_under_runs():
 
 
 def test_header_describes_orbit_tasks_and_says_which_rows_use_emoji():
-    experiment = load_experiment("orbit", [])
-    config = PipelineConfig(experiment=experiment, image_size=224, tasks=2, model=False)
+    experiment = load_experiment("orbit", ["model.image_size=224"])
+    config = PipelineConfig(experiment=experiment, tasks=2, model=False)
     header = pipeline_table(config, []).split("Machine:")[0]
     assert header == (
         "Data pipeline: 2 orbit train tasks (one user each, way 2 to min(objects, 15), "

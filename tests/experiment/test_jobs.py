@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 import litemeta.experiment.jobs as jobs
+from litemeta.checkpoint import CheckpointError
 from litemeta.data.images import read_image_file
 from litemeta.evaluation.trained import load_trained_learner
 from litemeta.experiment import load_experiment, task_dataset
@@ -25,7 +26,7 @@ from litemeta.experiment.jobs import (
     personalise,
 )
 from litemeta.learners import save_learner
-from tests.cli_helpers import accuracies_by_hand
+from tests.cli_helpers import TINY_OVERRIDES, accuracies_by_hand
 from tests.cli_helpers import write_emoji as _write_emoji
 
 
@@ -142,3 +143,36 @@ def test_gradient_checkpointing_with_lite_h_warns_that_it_does_nothing(tmp_path,
     with warnings.catch_warnings(), pytest.raises(RuntimeError, match="stopped"):
         warnings.simplefilter("error")
         jobs.train_experiment(config)
+
+
+def test_the_runs_checks_run_once_and_before_any_work(tmp_path, monkeypatch):
+    """``litemeta train`` checks a run with the trainer's one check, when it builds the
+    trainer, before it evaluates or writes anything."""
+    import litemeta.training.trainer as trainer_module
+
+    checked: list[bool] = []
+    check = trainer_module.check_training_run
+
+    def counted(*args, resume):
+        checked.append(resume)
+        check(*args, resume=resume)
+
+    def stop(self):
+        raise RuntimeError("stopped before training")
+
+    monkeypatch.setattr(trainer_module, "check_training_run", counted)
+    monkeypatch.setattr(trainer_module.Trainer, "run", stop)
+    output = tmp_path / "run"
+    config = load_experiment(
+        "default", [*TINY_OVERRIDES, "evaluation.tasks=0", f"training.output_dir={output}"]
+    )
+    with pytest.raises(RuntimeError, match="stopped before training"):
+        jobs.train_experiment(config, compare_baseline=False)
+    assert checked == [False]
+    (output / "last.pt").write_bytes(b"an earlier run")
+    with pytest.raises(FileExistsError, match=r"already holds a training run \(last\.pt\)"):
+        jobs.train_experiment(config, compare_baseline=False)
+    assert checked == [False, False]
+    with pytest.raises(CheckpointError):  # resuming reads the checkpoint first
+        jobs.train_experiment(config, resume=True, compare_baseline=False)
+    assert checked == [False, False, True]

@@ -95,10 +95,14 @@ def test_film_placement_is_a_model_setting() -> None:
 def test_a_moved_setting_says_where_it_is_now(tmp_path):
     path = tmp_path / "old.yaml"
     path.write_text("training:\n  lite: {h: 8, chunk_size: 32}\n")
-    with pytest.raises(ConfigError, match=r"training.lite.chunk_size is now model.options"):
+    with pytest.raises(ConfigError, match=r"training.lite.chunk_size is now model.chunk_size"):
         load_experiment(path)
-    with pytest.raises(ConfigError, match=r"training.lite.chunk_size is now model.options"):
+    with pytest.raises(ConfigError, match=r"training.lite.chunk_size is now model.chunk_size"):
         load_experiment("default", ["training.lite.chunk_size=32"])
+    with pytest.raises(ConfigError, match=r"model.options.chunk_size is now model.chunk_size"):
+        load_experiment("default", ["model.options.chunk_size=32"])
+    with pytest.raises(ConfigError, match=r"model.chunk_size must be at least 1 image, got 0"):
+        load_experiment("default", ["model.chunk_size=0"])
     with pytest.raises(ConfigError, match=r"data.orbit_max_way is now data.orbit.max_way"):
         load_experiment("orbit", ["data.orbit_max_way=5"])
     assert load_experiment("orbit", ["data.orbit.max_way=5"]).data.orbit.max_way == 5
@@ -123,7 +127,7 @@ def test_paper_vtab_follows_lites_vtab_evaluation() -> None:
     (SUN397 filled), support and test images 40 at a time (--batch_size 40), float32."""
     config = load_experiment("paper-vtab")
     assert (config.model.learner, config.model.backbone) == ("simple_cnaps", "tf_efficientnet_b0")
-    assert config.model.image_size == 224 and config.model.options["chunk_size"] == 40
+    assert config.model.image_size == 224 and config.model.chunk_size == 40
     assert config.model.learner_options == load_experiment("paper-md").model.learner_options
     assert config.evaluation.query_batch_size == 40 and config.evaluation.tasks == 1
     assert config.data.vtab.support == "lite-first-1000" and config.data.vtab.support_size == 1000
@@ -137,7 +141,7 @@ def test_paper_md_follows_lites_md_v2_run() -> None:
     tasks, 8 test sources of 600 tasks; the objective LITE's code back-propagates."""
     config = load_experiment("paper-md")
     assert (config.model.learner, config.model.backbone) == ("simple_cnaps", "tf_efficientnet_b0")
-    assert config.model.image_size == 224 and config.model.options["chunk_size"] == 40
+    assert config.model.image_size == 224 and config.model.chunk_size == 40
     assert config.model.learner_options["simple_cnaps"]["encoder_image_size"] == "backbone"
     training = config.training
     assert training.steps * training.tasks_per_step == 10_000 and training.tasks_per_step == 16

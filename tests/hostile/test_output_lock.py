@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-import litemeta.experiment.jobs as jobs
 import litemeta.training.output_lock as output_lock
 from litemeta.cli import main
-from litemeta.training import OutputDirectoryInUse, hold_output_directory
+from litemeta.training import OutputDirectoryInUse, Trainer, hold_output_directory
 from litemeta.training.output_lock import LOCK_FILE
 from tests.cli_helpers import TINY_OVERRIDES
 from tests.hostile.conftest import one_line_error
@@ -53,19 +52,19 @@ def test_a_run_started_while_another_trains_is_refused(tmp_path, capsys, monkeyp
     """The second run starts while the first is in its training loop (no checkpoint yet)."""
     output = tmp_path / "run"
     argv = ["train", "--no-baseline", *TINY_OVERRIDES, f"training.output_dir={output}"]
-    train = jobs.train
+    run = Trainer.run
     second: list[int] = []
 
-    def train_and_start_another(*args, **kwargs):
+    def train_and_start_another(self):
         held = dict(output_lock._HELD)
         output_lock._HELD.clear()  # as seen from another process
         try:
             second.append(main(argv))
         finally:
             output_lock._HELD.update(held)
-        return train(*args, **kwargs)
+        return run(self)
 
-    monkeypatch.setattr(jobs, "train", train_and_start_another)
+    monkeypatch.setattr(Trainer, "run", train_and_start_another)
     assert main(argv) == 0
     assert second == [1]
     assert "is in use by another run" in capsys.readouterr().err

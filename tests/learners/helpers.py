@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from litemeta.backbones import Backbone
-from litemeta.lite import LiteSettings
+from litemeta.lite import LitePass, LiteSettings
 
 IMAGE_SIZE = 32
 #: Pretrained ImageNet features need more than 32 px; images are upsampled to this.
@@ -93,7 +93,7 @@ def meta_train(learner, steps: int, h: int, lr: float = 1e-3) -> list[float]:
     for step in range(steps):
         support, support_labels, query, query_labels = colour_task(3, 4, 4, seed=100 + step)
         classifier = learner.adapt(
-            support, support_labels, lite=LiteSettings(h=h, generator=generator)
+            support, support_labels, lite=LitePass(LiteSettings(h=h), generator)
         )
         loss = nn.functional.cross_entropy(classifier(query), query_labels)
         loss = loss + classifier.regularizer

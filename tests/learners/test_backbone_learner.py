@@ -6,8 +6,8 @@ import torch
 
 from litemeta.backbones import Backbone
 from litemeta.learners import CNAPs, ProtoNets, SimpleCNAPs
-from litemeta.learners.backbone_learner import option_names
-from litemeta.lite import LiteSettings
+from litemeta.learners.backbone_learner import DEFAULT_CHUNK_SIZE, option_names
+from litemeta.lite import LitePass, LiteSettings
 
 from .helpers import TinyCNN
 
@@ -21,7 +21,8 @@ def _learner(*, pretrained: bool = False, **options) -> ProtoNets:
 
 
 def test_the_support_map_runs_in_chunks_and_equals_one_pass():
-    learner = _learner(chunk_size=3)
+    learner = _learner()
+    learner.chunk_size = 3
     images = torch.randint(0, 256, (7, 3, 8, 8), dtype=torch.uint8)
     labels = torch.tensor([0, 1, 2, 0, 1, 2, 0])
     batches = []
@@ -35,7 +36,7 @@ def test_the_support_map_runs_in_chunks_and_equals_one_pass():
         chunked = learner.map_support(embed, images, labels, None)
     assert batches == [3, 3, 1]
     torch.testing.assert_close(chunked, whole)
-    lite = LiteSettings(h=2, generator=torch.Generator().manual_seed(0))
+    lite = LitePass(LiteSettings(h=2), torch.Generator().manual_seed(0))
     through_lite = learner.map_support(learner.backbone, images, labels, lite)
     torch.testing.assert_close(through_lite, whole)  # LITE keeps the forward values
     assert through_lite.requires_grad
@@ -74,22 +75,28 @@ def test_each_learner_takes_its_own_options_and_those_of_its_bases():
         "meta_train",
         "distance_scale",
         "backbone_lr_scale",
-        "chunk_size",
     ]
     adaptation = [
         "encoder_image_size",
         "encoder_channels",
         "encoder_norm",
         "encoder_input_norm",
+        "encoder_batch_size",
         "film_regularization",
         "train_backbone",
         "backbone_lr_scale",
-        "chunk_size",
     ]
     assert option_names(CNAPs) == adaptation
     assert option_names(SimpleCNAPs) == ["single_example_covariance", *adaptation]
 
 
-def test_a_chunk_size_below_one_is_refused():
-    with pytest.raises(ValueError, match="chunk_size must be a positive number of images, got 0"):
-        _learner(chunk_size=0)
+def test_the_chunk_size_is_a_run_time_setting_with_one_check():
+    learner = _learner()
+    assert learner.chunk_size == DEFAULT_CHUNK_SIZE == 64
+    assert "chunk_size" not in learner.config()["options"]
+    with pytest.raises(ValueError, match="chunk_size must be at least 1 image, got 0"):
+        learner.chunk_size = 0
+    with pytest.raises(TypeError, match=r"chunk_size must be a whole number, got 2\.5"):
+        learner.chunk_size = 2.5
+    with pytest.raises(TypeError, match="unexpected keyword argument 'chunk_size'"):
+        _learner(chunk_size=8)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from litemeta.learners import CNAPs, FineTuner, ProtoNets, SimpleCNAPs
-from litemeta.lite import LiteSettings
+from litemeta.lite import LitePass, LiteSettings
 from litemeta.tasks import Task
 
 from .helpers import colour_task, tiny_backbone
@@ -78,7 +78,7 @@ def test_lite_over_images_of_clips_is_exact_with_every_image_drawn(clip_task):
         return torch.cat([p.grad.flatten() for p in learner.parameters() if p.grad is not None])
 
     exact = gradient(None)
-    full = gradient(LiteSettings(h=len(support), generator=torch.Generator().manual_seed(1)))
+    full = gradient(LitePass(LiteSettings(h=len(support)), torch.Generator().manual_seed(1)))
     assert torch.allclose(full, exact, atol=1e-6)
 
 
@@ -114,12 +114,9 @@ def test_a_lite_step_on_a_clip_task_has_the_clip_loss_gradient(clip_task, rows_w
     loss.backward()
     exact = [p.grad.clone() for p in learner.parameters()]
     learner.zero_grad()
-    lite = LiteSettings(
-        h=len(support),
-        generator=torch.Generator().manual_seed(0),
-        rows_with_queries=rows_with_queries,
-    )
-    outcome = backward_task(learner, task, lite=lite, query_batch_size=2)
+    lite = LiteSettings(h=len(support), rows_with_queries=rows_with_queries)
+    generator = torch.Generator().manual_seed(0)
+    outcome = backward_task(learner, task, lite=lite, generator=generator, query_batch_size=2)
     assert outcome.loss == pytest.approx(loss.item(), rel=1e-5)
     for grad, expected in zip((p.grad for p in learner.parameters()), exact, strict=True):
         assert torch.allclose(grad, expected, atol=1e-5)

@@ -7,7 +7,7 @@ from torch import nn
 
 from litemeta.learners import build_learner
 from litemeta.learners.statistics import class_means
-from litemeta.lite import LiteSettings
+from litemeta.lite import LitePass, LiteSettings
 
 from .helpers import BACKBONE_SIZE, accuracy, meta_train
 
@@ -82,7 +82,7 @@ def test_bf16_autocast_keeps_statistics_in_float32(learner, task, monkeypatch):
     learner.train()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         classifier = learner.adapt(
-            support, support_labels, lite=LiteSettings(h=4, generator=torch.Generator())
+            support, support_labels, lite=LitePass(LiteSettings(h=4), torch.Generator())
         )
         assert learner.backbone(query[:2]).dtype == torch.bfloat16  # the forward is bf16
         logits = classifier(query)

@@ -388,7 +388,8 @@ def test_lite_set_encoder_runs_with_batch_statistics_as_lites_test_code_by_defau
     normalises each batch of --batch_size 40 support images with that batch's statistics;
     the stored running statistics are left as they are."""
     learner = convert_state_dict("lite", lite_state, image_size=64).learner.eval()
-    assert learner.options["encoder_norm"] == "batch" and learner.chunk_size == 40
+    assert learner.options["encoder_norm"] == "batch"
+    assert learner.options["encoder_batch_size"] == 40
     images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         torch.testing.assert_close(
@@ -407,7 +408,7 @@ def test_the_command_prints_lites_test_time_set_encoder_and_how_to_meta_train(
     assert main(["convert", "--from", "lite", str(source), str(output)]) == 0
     printed = capsys.readouterr().out
     assert "model.options.encoder_norm=batch" in printed
-    assert "model.options.chunk_size=40" in printed
+    assert "model.options.encoder_batch_size=40" in printed
     assert "convert with --encoder-norm frozen_batch" in printed
     frozen = tmp_path / "frozen.pt"
     arguments = ["convert", "--from", "lite", str(source), str(frozen)]

@@ -7,10 +7,13 @@ import torch
 
 from litemeta.checkpoint import (
     ModelMismatchError,
+    TrainingState,
     check_model_config,
     describe_model,
     load_checkpoint,
+    load_model_weights,
     model_fingerprint,
+    save_model,
 )
 from litemeta.config import ConfigError
 from litemeta.learners import (
@@ -20,6 +23,7 @@ from litemeta.learners import (
     load_learner,
     save_learner,
 )
+from litemeta.training import read_resumable_checkpoint
 
 from .helpers import BACKBONE_SIZE, meta_train, tiny_options
 
@@ -116,3 +120,71 @@ def test_a_saved_learner_of_an_unregistered_class_names_the_known_ones():
     config["learner"] = "slow_protonets"
     with pytest.raises(ConfigError, match=r"unknown learner 'slow_protonets': choose one of"):
         learner_from_config(config)
+
+
+def _saved_by_the_previous_version(learner, path, chunk_size, training=None):
+    """What litemeta wrote while the chunk size was a learner option: the checkpoint format
+    with ``chunk_size`` among the options of the learner's description."""
+    config = json.loads(json.dumps(learner.config()))
+    config["options"]["chunk_size"] = chunk_size
+    save_model(path, learner, config, training)
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("protonets", OPTIONS["protonets"]),
+        # Batch statistics over batches of the chunk size: the saved chunk size matters.
+        ("simple_cnaps", {**OPTIONS["simple_cnaps"], "encoder_norm": "batch"}),
+    ],
+)
+def test_a_checkpoint_with_the_chunk_size_among_its_options_still_loads(
+    name, options, task, tmp_path
+):
+    learner = build_learner(name, image_size=BACKBONE_SIZE, **options).eval()
+    learner.chunk_size = 5
+    path = tmp_path / "previous.pt"
+    _saved_by_the_previous_version(learner, path, chunk_size=5)
+    assert load_checkpoint(path)["model_config"]["options"]["chunk_size"] == 5
+
+    loaded = load_learner(path).eval()
+    assert loaded.chunk_size == 5 and loaded.config() == learner.config()
+    assert "chunk_size" not in loaded.config()["options"]
+    support, support_labels, query, _ = task
+    with torch.no_grad():
+        expected = learner.adapt(support, support_labels)(query)
+        torch.testing.assert_close(loaded.adapt(support, support_labels)(query), expected)
+    assert load_learner(path, chunk_size=7).chunk_size == 7
+
+    fresh = build_learner(name, image_size=BACKBONE_SIZE, **options)
+    load_model_weights(fresh, path, fresh.config(), withdrawn=fresh.withdrawn_settings)
+    with pytest.raises(ModelMismatchError, match=r"options\.chunk_size: 5 in the checkpoint"):
+        load_model_weights(fresh, path, fresh.config())  # not withdrawn: a difference
+
+
+def test_a_run_saved_with_the_chunk_size_among_its_options_resumes(tmp_path):
+    learner = build_learner("protonets", image_size=BACKBONE_SIZE)
+    state = TrainingState(
+        step=3,
+        optimizer={},
+        grad_scaler={},
+        rng=[],
+        world_size=1,
+        config={},
+        best_validation_accuracy=None,
+    )
+    path = tmp_path / "last.pt"
+    _saved_by_the_previous_version(learner, path, chunk_size=64, training=state)
+    described = describe_model(learner, learner.config())
+    weights, resumed = read_resumable_checkpoint(
+        path, described, steps=10, withdrawn=learner.withdrawn_settings
+    )
+    assert resumed.step == 3 and weights.keys() == learner.state_dict().keys()
+    other = build_learner("protonets", image_size=BACKBONE_SIZE, meta_train="film")
+    with pytest.raises(ModelMismatchError, match=r"options\.meta_train: 'backbone' in the"):
+        read_resumable_checkpoint(
+            path,
+            describe_model(other, other.config()),
+            steps=10,
+            withdrawn=other.withdrawn_settings,
+        )

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from litemeta.learners import LEARNERS, build_learner
-from litemeta.lite import LiteSettings
+from litemeta.lite import LitePass, LiteSettings
 
 from .helpers import colour_task
 
@@ -18,7 +18,7 @@ def test_one_lite_step_on_200_images_of_224_px(name):
     support, support_labels, query, query_labels = colour_task(way=5, shots=40, queries=2, size=224)
     assert support.shape == (200, 3, 224, 224)
     learner = build_learner(name, chunk_size=50).train()  # efficientnet_lite0, pretrained, 224 px
-    lite = LiteSettings(h=8, generator=torch.Generator().manual_seed(0))
+    lite = LitePass(LiteSettings(h=8), torch.Generator().manual_seed(0))
     start = time.perf_counter()
     classifier = learner.adapt(support, support_labels, lite=lite)
     loss = torch.nn.functional.cross_entropy(classifier(query), query_labels)

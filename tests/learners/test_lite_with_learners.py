@@ -9,7 +9,7 @@ from torch import nn
 
 from litemeta.bench.saved_tensors import SavedTensorMeter
 from litemeta.learners import LEARNERS, CNAPs, build_learner
-from litemeta.lite import LiteSettings, RowCouplingError
+from litemeta.lite import LitePass, LiteSettings, RowCouplingError
 from litemeta.tasks import Task
 from litemeta.training import backward_task
 
@@ -33,20 +33,20 @@ def test_logits_are_identical_with_and_without_lite(task, name, options):
     learner = build_learner(name, image_size=BACKBONE_SIZE, **options).train()
     exact = learner.adapt(support, support_labels)(query)
     for seed in range(3):
-        lite = LiteSettings(h=3, generator=torch.Generator().manual_seed(seed))
+        lite = LitePass(LiteSettings(h=3), torch.Generator().manual_seed(seed))
         estimated = learner.adapt(support, support_labels, lite=lite)
         assert torch.equal(estimated(query), exact)
 
 
-@dataclass
-class SameSubsetForBothMaps(LiteSettings):
+@dataclass(frozen=True)
+class SameSubsetForBothMaps(LitePass):
     """Wrong on purpose: every ``map`` call redraws the same subset (seeded by ``seed``)."""
 
     seed: int = 0
 
     def map(self, fn, inputs, labels=None, **options):
-        self.generator = torch.Generator().manual_seed(self.seed)
-        return super().map(fn, inputs, labels, **options)
+        same = LitePass(self.settings, torch.Generator().manual_seed(self.seed))
+        return same.map(fn, inputs, labels, **options)
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ def test_cnaps_lite_gradient_is_unbiased_with_independent_subsets(tiny_cnaps_pro
     exact = gradient(None)
     draws = torch.stack(
         [
-            gradient(LiteSettings(h=2, generator=torch.Generator().manual_seed(i)))
+            gradient(LitePass(LiteSettings(h=2), torch.Generator().manual_seed(i)))
             for i in range(1000)
         ]
     )
@@ -100,7 +100,9 @@ def test_cnaps_lite_gradient_is_unbiased_with_independent_subsets(tiny_cnaps_pro
 def test_reusing_one_subset_for_both_nested_maps_is_biased(tiny_cnaps_problem):
     gradient = tiny_cnaps_problem
     exact = gradient(None)
-    draws = torch.stack([gradient(SameSubsetForBothMaps(h=2, seed=i)) for i in range(300)])
+    draws = torch.stack(
+        [gradient(SameSubsetForBothMaps(LiteSettings(h=2), seed=i)) for i in range(300)]
+    )
     inside = within_four_sigma(draws, exact)
     assert (~inside).sum() > 0.1 * exact.numel()
 
@@ -141,15 +143,17 @@ def test_deferred_support_rows_give_the_spliced_gradient(name, rows_with_queries
 
     learner.chunk_size = 2
 
-    def lite():
-        return LiteSettings(
-            h=5, generator=torch.Generator().manual_seed(4), rows_with_queries=rows_with_queries
-        )
-
-    expected_loss, expected = _spliced_gradient(learner, task, lite())
+    lite = LiteSettings(h=5, rows_with_queries=rows_with_queries)
+    expected_loss, expected = _spliced_gradient(
+        learner, task, LitePass(lite, torch.Generator().manual_seed(4))
+    )
     learner.zero_grad()
     outcome = backward_task(
-        learner, _task(support, labels, query, query_labels), lite=lite(), query_batch_size=4
+        learner,
+        _task(support, labels, query, query_labels),
+        lite=lite,
+        generator=torch.Generator().manual_seed(4),
+        query_batch_size=4,
     )
     assert outcome.loss == pytest.approx(expected_loss, rel=1e-6)  # summed in float32
     parameters = [p for p in learner.parameters() if p.requires_grad]
@@ -176,26 +180,33 @@ def test_deferred_rows_and_queries_are_never_held_together():
         learner.zero_grad(set_to_none=True)
         return meter.peak_bytes
 
-    def lite():
-        return LiteSettings(h=6, generator=torch.Generator().manual_seed(0))
+    lite = LiteSettings(h=6)
+
+    def draws():
+        return torch.Generator().manual_seed(0)
 
     def deferred():
         backward_task(
-            learner, _task(support, labels, query, query_labels), lite=lite(), query_batch_size=6
+            learner,
+            _task(support, labels, query, query_labels),
+            lite=lite,
+            generator=draws(),
+            query_batch_size=6,
         )
 
     def spliced():
-        _, grads = _spliced_gradient(learner, task, lite())
+        _, grads = _spliced_gradient(learner, task, LitePass(lite, draws()))
         del grads
 
     def rows_alone():
-        LiteSettings(h=None).map(learner.backbone, support[:6]).sum().backward()
+        LitePass(LiteSettings(h=None)).map(learner.backbone, support[:6]).sum().backward()
 
     def fused():
         backward_task(
             learner,
             _task(support, labels, query, query_labels),
-            lite=replace(lite(), rows_with_queries=True),
+            lite=replace(lite, rows_with_queries=True),
+            generator=draws(),
             query_batch_size=6,
         )
 
@@ -215,11 +226,11 @@ def test_rows_with_queries_saves_one_backbone_pass(rows_with_queries, passes):
     learner.backbone.register_forward_hook(
         lambda module, inputs, output: calls.append(output.requires_grad)
     )
-    lite = LiteSettings(h=3, generator=torch.Generator().manual_seed(0))
     backward_task(
         learner,
         _task(support, labels, query, query_labels),
-        lite=replace(lite, rows_with_queries=rows_with_queries),
+        lite=LiteSettings(h=3, rows_with_queries=rows_with_queries),
+        generator=torch.Generator().manual_seed(0),
         query_batch_size=4,
     )
     assert calls.count(True) == passes
@@ -237,7 +248,8 @@ def test_deferred_rows_still_refuse_active_dropout():
         backward_task(
             learner,
             _task(*task),
-            lite=LiteSettings(h=5, generator=torch.Generator().manual_seed(0)),
+            lite=LiteSettings(h=5),
+            generator=torch.Generator().manual_seed(0),
             query_batch_size=6,
         )
 
@@ -245,13 +257,15 @@ def test_deferred_rows_still_refuse_active_dropout():
 def test_lite_maps_use_the_learners_chunk_size():
     """One chunk size: the learner's bounds LITE's first pass and its recomputation too."""
     support, labels, query, query_labels = colour_task(way=3, shots=4, queries=5)
-    learner = LEARNERS["protonets"](tiny_backbone(16), chunk_size=5)
+    learner = LEARNERS["protonets"](tiny_backbone(16))
+    learner.chunk_size = 5
     sizes = []
     learner.backbone.register_forward_hook(lambda module, inputs, output: sizes.append(len(output)))
     backward_task(
         learner,
         _task(support, labels, query, query_labels),
-        lite=LiteSettings(h=7, generator=torch.Generator().manual_seed(0)),
+        lite=LiteSettings(h=7),
+        generator=torch.Generator().manual_seed(0),
         query_batch_size=100,
     )
     assert sizes == [5, 5, 2, 15, 5, 2]  # first pass, the queries, then the 7 drawn rows

@@ -157,7 +157,6 @@ def test_options_of_a_new_learner_come_from_its_constructor(restore_registry):
         "meta_train": "film",
         "distance_scale": None,
         "backbone_lr_scale": 1.0,  # resolved for a randomly initialised backbone
-        "chunk_size": 64,
     }
     with pytest.raises(ConfigError, match="needs option 'temperature'"):
         build_learner("tempered_protonets", **TINY)
@@ -217,8 +216,10 @@ def test_a_new_learner_module_is_built_trained_saved_benchmarked_and_personalise
     # One LITE meta-training step.
     support, support_labels, query, query_labels = colour_task(way=2, shots=2, queries=1)
     task = Task(support, support_labels, query, query_labels, ["a", "b"])
-    lite = LiteSettings(h=2, generator=torch.Generator().manual_seed(0))
-    backward_task(learner.train(), task, lite=lite, query_batch_size=2)
+    generator = torch.Generator().manual_seed(0)
+    backward_task(
+        learner.train(), task, lite=LiteSettings(h=2), generator=generator, query_batch_size=2
+    )
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in learner.parameters())
 
     # Saved and loaded.
@@ -276,7 +277,7 @@ def test_a_new_learner_with_its_own_classifier_exports_to_onnx(new_learner_modul
     import onnx
 
     from litemeta.data.images import read_image_file
-    from litemeta.experiment.jobs import read_support_set
+    from litemeta.data.support_folder import read_support_folder
     from litemeta.serve.export import export_folders
 
     torch.manual_seed(0)
@@ -291,8 +292,8 @@ def test_a_new_learner_with_its_own_classifier_exports_to_onnx(new_learner_modul
     )
 
     learner = load_learner(tmp_path / "l.pt").eval()
-    _, images, support_labels, _ = read_support_set(tmp_path / "support", 32, False)
-    support, support_labels = torch.stack(images), torch.tensor(support_labels)
+    support_set = read_support_folder(tmp_path / "support", 32)
+    support, support_labels = support_set.images, support_set.labels
     with torch.no_grad():
         classifier = learner.adapt(support, support_labels)
         logits = classifier(queries).double().numpy()

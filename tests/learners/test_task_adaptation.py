@@ -8,7 +8,7 @@ from litemeta.checkpoint import ModelMismatchError, load_model_weights, save_mod
 from litemeta.config import ConfigError
 from litemeta.learners import build_learner, load_learner, save_learner
 from litemeta.learners.task_adaptation import FilmGenerator, SetEncoder, lite_test_chunks
-from litemeta.lite import LiteSettings, RowCouplingError
+from litemeta.lite import LitePass, LiteSettings, RowCouplingError
 from litemeta.training import TrainingConfig
 from litemeta.training.trainer import Trainer
 
@@ -269,7 +269,7 @@ def test_meta_training_refuses_the_batch_norm_encoder_before_training_saying_why
     support, support_labels, *_ = task
     # LITE's own check refuses it too, with the same advice.
     with pytest.raises(RowCouplingError, match=r"set encoder of encoder_norm='batch'.*frozen_b"):
-        learner.train().adapt(support, support_labels, lite=LiteSettings(h=4))
+        learner.train().adapt(support, support_labels, lite=LitePass(LiteSettings(h=4)))
 
 
 def test_a_training_checkpoint_with_the_earlier_generator_is_refused_saying_why(tmp_path):

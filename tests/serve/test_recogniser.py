@@ -119,7 +119,7 @@ def test_teaching_needs_two_classes_with_examples(personaliser, tmp_path):
 
 
 def test_support_images_go_through_the_backbone_in_small_chunks_on_a_cpu(tiny_run):
-    assert Personaliser(load_trained_learner(tiny_run)).learner.chunk_size == CPU_CHUNK_SIZE
-    assert Personaliser(load_trained_learner(tiny_run), chunk_size=5).learner.chunk_size == 5
+    assert Personaliser.from_checkpoint(tiny_run).learner.chunk_size == CPU_CHUNK_SIZE
+    assert Personaliser.from_checkpoint(tiny_run, chunk_size=5).learner.chunk_size == 5
     with pytest.raises(ValueError, match="chunk_size must be at least 1 image, got 0"):
-        Personaliser(load_trained_learner(tiny_run), chunk_size=0)
+        Personaliser.from_checkpoint(tiny_run, chunk_size=0)

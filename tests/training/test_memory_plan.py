@@ -13,17 +13,14 @@ from litemeta.experiment import load_experiment
 from litemeta.experiment.jobs import train_experiment
 from litemeta.learners import build_learner
 from litemeta.tasks import Task
-from litemeta.training import TrainingConfig, queue_backward_task, train
+from litemeta.training import TrainingConfig, train
+from litemeta.training.memory_cost import Line, ModelCost, measure_cost, task_image_bytes
 from litemeta.training.memory_plan import (
     GIB,
     BudgetTooSmall,
-    Line,
-    ModelCost,
     check_plan,
-    measure_cost,
     plan_evaluation,
     plan_training,
-    task_image_bytes,
 )
 
 MIB = 2**20
@@ -95,7 +92,7 @@ def test_the_chosen_h_fits_the_budget_by_the_meter(learner_name):
     torch.manual_seed(0)
     learner = build_learner(learner_name, "resnet18", 32, pretrained=False)
     learner = place_on_device(learner, torch.device("cpu"))
-    cost = measure_cost(learner, queue_backward_task, image_size=32, way=10)
+    cost = measure_cost(learner, image_size=32, way=10)
     budget = int(0.3 * GIB)
     first = plan_training(cost, budget, query_batch_size=10)
     shots = first.h // 10 + 1  # more support images than h: LITE, not full back-propagation
@@ -114,7 +111,7 @@ def test_the_chosen_h_fits_the_budget_by_the_meter(learner_name):
         support_size=10 * shots,
     )
     assert 10 <= plan.h < 10 * shots
-    measured = check_plan(learner, plan, task, queue_backward_task)
+    measured = check_plan(learner, plan, task)
     assert 0.85 * budget <= measured.accounted_bytes <= budget
     # The extrapolated saved bytes agree with the meter at h to within 5%.
     assert measured.saved_bytes == pytest.approx(cost.saved(plan.h), rel=0.05)

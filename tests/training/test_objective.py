@@ -23,7 +23,7 @@ from train_helpers import SyntheticTasks, TinyProtoNet
 from litemeta.config import ConfigError
 from litemeta.experiment.settings import load_experiment
 from litemeta.learners.base import FewShotLearner, TaskClassifier
-from litemeta.lite import LiteSettings
+from litemeta.lite import LitePass, LiteSettings
 from litemeta.tasks import Task
 from litemeta.training import TrainingConfig, backward_task, train
 
@@ -112,9 +112,15 @@ def _trainer_gradient(learner, task, batch_size=4, **lite) -> Tensor:
     learner.zero_grad()
     learner.recorded.clear()
     learner.first_passes = 0
-    settings = LiteSettings(generator=torch.Generator().manual_seed(lite.pop("seed", 5)), **lite)
+    generator = torch.Generator().manual_seed(lite.pop("seed", 5))
+    settings = LiteSettings(**lite)
     backward_task(
-        learner, task, lite=settings, query_batch_size=batch_size, tasks_per_step=TASKS_PER_STEP
+        learner,
+        task,
+        lite=settings,
+        generator=generator,
+        query_batch_size=batch_size,
+        tasks_per_step=TASKS_PER_STEP,
     )
     return torch.cat([p.grad.flatten() for p in learner.parameters()])
 
@@ -332,9 +338,11 @@ def test_refuses_the_unbiased_estimators_flags_with_a_reference_objective(object
 
 def test_a_shared_subset_needs_a_generator():
     learner, task = TinyFilmLearner(), _task()
-    with pytest.raises(ValueError, match=r"set LiteSettings\.generator"):
+    with pytest.raises(ValueError, match=r"give the LitePass a generator"):
         learner.adapt(
-            task.support_images, task.support_labels, lite=LiteSettings(h=3, shared_subset=True)
+            task.support_images,
+            task.support_labels,
+            lite=LitePass(LiteSettings(h=3, shared_subset=True)),
         )
 
 

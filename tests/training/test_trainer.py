@@ -10,8 +10,6 @@ from litemeta.checkpoint import (
     ModelMismatchError,
     load_checkpoint,
     load_model_weights,
-    restore_rng_state,
-    rng_state,
     save_atomically,
 )
 from litemeta.config import ConfigError
@@ -22,6 +20,8 @@ from litemeta.training import (
     TrainingDiverged,
     backward_task,
     build_optimizer,
+    restore_rng_state,
+    rng_state,
     seeded_generator,
     train,
 )
@@ -60,7 +60,8 @@ def _gradient(learner, task, query_batch_size):
     outcome = backward_task(
         learner,
         task,
-        lite=LiteSettings(h=5, generator=torch.Generator().manual_seed(3)),
+        lite=LiteSettings(h=5),
+        generator=torch.Generator().manual_seed(3),
         query_batch_size=query_batch_size,
         tasks_per_step=2,
     )
@@ -125,8 +126,10 @@ def test_resume_after_a_kill_reaches_the_uninterrupted_result(tmp_path):
     assert len(_train_csv_without_timing(tmp_path / "killed")) == 5  # step 5 logged, not saved
 
     # a fresh learner (other initial weights) and a fresh loop object continue the run
-    resumed = Trainer(config, _learner(seed=1), SyntheticTasks(), validation, progress=False)
-    result = resumed.run(resume=True)
+    resumed = Trainer(
+        config, _learner(seed=1), SyntheticTasks(), validation, resume=True, progress=False
+    )
+    result = resumed.run()
     assert [m.step for m in result.history] == [5, 6]
 
     for name in ("last.pt", "best.pt"):

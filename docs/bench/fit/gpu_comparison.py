@@ -7,8 +7,7 @@ import torch
 
 from litemeta.device import place_on_device
 from litemeta.learners import build_learner
-from litemeta.training import queue_backward_task
-from litemeta.training.memory_plan import measure_cost
+from litemeta.training.memory_cost import measure_cost
 
 MIB = 2**20
 TASK_BYTES = (1000 + 20) * 3 * 224 * 224  # the task's uint8 images on the device
@@ -18,7 +17,7 @@ for name in ("protonets", "simple_cnaps"):
     torch.manual_seed(0)
     learner = build_learner(name, "efficientnet_lite0", 224, pretrained=False)
     learner = place_on_device(learner, torch.device("cpu"))
-    cost = measure_cost(learner, queue_backward_task, image_size=224, way=10, precision="bf16")
+    cost = measure_cost(learner, image_size=224, way=10, precision="bf16")
     with_gradients = cost.parameter_bytes + cost.trainable_bytes + TASK_BYTES
     inference = cost.parameter_bytes + TASK_BYTES + cost.working(64)  # a no-grad chunk of 64
     peaks = {

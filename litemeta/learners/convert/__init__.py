@@ -8,7 +8,7 @@ Two sources (:data:`SOURCES`):
   a :class:`~litemeta.learners.SimpleCNAPs` on ``tf_efficientnet_b0`` (timm's port of the
   same network) with the published FiLM placement and a batch-norm set encoder that
   normalises each batch of 40 support images with its own statistics, as LITE's test code
-  (``encoder_norm="batch"``, ``chunk_size`` 40; ``encoder_norm="frozen_batch"``, the stored
+  (``encoder_norm="batch"``, ``encoder_batch_size`` 40; ``encoder_norm="frozen_batch"``, the stored
   statistics, to meta-train it further).
 - ``"orbit"``: the state dict of ORBIT's ``SingleStepFewShotRecogniser``
   (microsoft/ORBIT-Dataset, ``model/few_shot_recognisers.py``, the timm-based code that made
@@ -102,7 +102,7 @@ def convert_state_dict(
     ``protonets`` without FiLM, ``cnaps`` with a CNAPs head, else ``simple_cnaps``; for
     ORBIT's ProtoNets another timm backbone with the same tensor names also fits).
     ``encoder_norm`` (learners with a set encoder) defaults to how the source's test code
-    runs its set encoder: LITE ``"batch"`` with ``chunk_size`` 40 (its ``run.py``), ORBIT
+    runs its set encoder: LITE ``"batch"`` in batches of 40 (its ``run.py``), ORBIT
     ``"frozen_batch"``; ``"frozen_batch"`` gives a LITE learner that can be meta-trained
     further (``"batch"`` cannot be). The learner takes the precision of the source's
     tensors. Raises :class:`ConversionError` naming the keys that are missing, left over or

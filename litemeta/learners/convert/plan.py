@@ -91,9 +91,9 @@ def set_encoder_modules(encoder: nn.Module, target: str, source: str) -> dict[st
 
 
 def encoder_options(encoder_norm: str) -> dict[str, Any]:
-    """The set encoder's options: LITE's test-time chunks for batch statistics."""
+    """The set encoder's options: LITE's test-time batches for batch statistics."""
     if encoder_norm == "batch":
-        return {"encoder_norm": "batch", "chunk_size": LITE_TEST_CHUNK_SIZE}
+        return {"encoder_norm": "batch", "encoder_batch_size": LITE_TEST_CHUNK_SIZE}
     return {"encoder_norm": encoder_norm}
 
 
