@@ -155,3 +155,38 @@ def test_the_import_reader_sees_what_it_must(tmp_path, monkeypatch):
         "litemeta.serve.app",
     }
     assert _layer("litemeta.training.trainer") > _layer("litemeta.learners.base")
+
+
+#: The size rule of docs/architecture.md ("Sizes"), docstrings and comments included.
+MODULE_LINES, FUNCTION_LINES = 500, 80
+
+
+def _oversized(root: Path) -> dict[str, int]:
+    """Each module (``path``) and function (``path::name``) under ``root`` over the size
+    rule, with its length in lines."""
+    found = {}
+    for path in sorted(root.rglob("*.py")):
+        name = path.relative_to(root.parent).as_posix()
+        text = path.read_text()
+        if len(text.splitlines()) > MODULE_LINES:
+            found[name] = len(text.splitlines())
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1  # type: ignore[operator]
+                if length > FUNCTION_LINES:
+                    found[f"{name}::{node.name}"] = length
+    return found
+
+
+def test_no_module_or_function_is_too_long_to_read_in_one_sitting():
+    assert _oversized(PACKAGE) == {}
+
+
+def test_the_size_rule_counts_modules_and_nested_functions(tmp_path):
+    package = tmp_path / "litemeta"
+    package.mkdir()
+    (package / "long.py").write_text("x = 1\n" * 501)
+    (package / "short.py").write_text("x = 1\n" * 500)
+    body = "".join(f"        y = {i}\n" for i in range(80))
+    (package / "nested.py").write_text(f"class A:\n    def method(self):\n{body}")
+    assert _oversized(package) == {"litemeta/long.py": 501, "litemeta/nested.py::method": 81}
