@@ -3,9 +3,10 @@ probabilities, "none of these" and the familiarity score out.
 
 The backbone, the task's FiLM parameters, the adapted classifier (prototypes, linear head or
 Mahalanobis statistics) and the open-set calibration (:mod:`litemeta.serve.calibration`:
-class means, temperature, held-out scores, threshold) are baked in as constants; the class
-labels are stored in the model's metadata under ``labels`` (a JSON list, in output order),
-with ``image_size``, ``temperature`` and ``threshold``. :func:`quantise` makes an int8 copy.
+class means, background mean, temperature, held-out scores, threshold) are baked in as
+constants; the class labels are stored in the model's metadata under ``labels`` (a JSON
+list, in output order), with ``image_size``, ``temperature`` and ``threshold``.
+:func:`quantise` makes an int8 copy.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class ExportedRecogniser(nn.Module):
         self.backbone = backbone
         self.register_buffer("temperature", torch.tensor(open_set.temperature))
         self.register_buffer("class_means", open_set.centres.detach().float().cpu())
+        self.register_buffer("origin", open_set.origin.detach().float().cpu())
         self.register_buffer("knots", torch.tensor(open_set.knots, dtype=torch.float32))
         self.register_buffer("threshold", torch.tensor(threshold))
         film = getattr(classifier, "film", None) or []
@@ -98,7 +100,7 @@ class ExportedRecogniser(nn.Module):
             differences = features.unsqueeze(0) - self.centres.unsqueeze(1)  # [way, n, d]
             whitened = differences @ self.whitening.transpose(1, 2)
             logits = -whitened.square().sum(-1).T
-        score = familiarity(open_set_scores(features, self.class_means), self.knots)
+        score = familiarity(open_set_scores(features, self.class_means, self.origin), self.knots)
         return (logits / self.temperature).softmax(-1), score < self.threshold, score
 
 

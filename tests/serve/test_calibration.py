@@ -78,21 +78,32 @@ def test_familiarity_of_one_score_or_equal_scores_is_a_step_and_none_means_famil
     assert familiarity(torch.tensor([-5.0, 5.0]), torch.zeros(0)).tolist() == [1.0, 1.0]
 
 
-def test_the_open_set_score_is_the_largest_cosine_to_a_class_mean():
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_the_open_set_score_is_the_largest_cosine_to_a_class_mean_from_the_background():
     rng = np.random.default_rng(3)
     features, centres = rng.normal(size=(6, 5)), rng.normal(size=(3, 5))
-    expected = [
-        max(f @ c / (np.linalg.norm(f) * np.linalg.norm(c)) for c in centres) for f in features
-    ]
-    got = open_set_scores(torch.from_numpy(features), torch.from_numpy(centres))
+    origin = rng.normal(size=5) * 3
+    expected = [max(_cosine(f - origin, c - origin) for c in centres) for f in features]
+    uncentred = [max(_cosine(f, c) for c in centres) for f in features]
+    got = open_set_scores(*(torch.from_numpy(a) for a in (features, centres, origin)))
     assert got.numpy() == pytest.approx(expected, abs=1e-12)
+    assert np.abs(np.array(expected) - uncentred).max() > 0.1, "the origin must matter here"
+    zero = torch.zeros(5, dtype=torch.float64)
+    at_zero = open_set_scores(torch.from_numpy(features), torch.from_numpy(centres), zero)
+    assert at_zero.numpy() == pytest.approx(uncentred, abs=1e-12)
 
 
 def test_calibrate_sorts_the_held_out_scores_and_fits_the_temperature():
     logits, labels = _noisy_logits(4, n=6, way=3)
     scores = torch.tensor([0.3, 0.9, 0.1, 0.5, 0.7, 0.2])
     centres = torch.eye(3, 5, dtype=torch.float64)
-    open_set = calibrate(torch.from_numpy(logits), scores, torch.from_numpy(labels), centres)
+    origin = torch.zeros(5, dtype=torch.float64)
+    open_set = calibrate(
+        torch.from_numpy(logits), scores, torch.from_numpy(labels), centres, origin
+    )
     assert open_set.knots == pytest.approx([0.1, 0.2, 0.3, 0.5, 0.7, 0.9])
     assert open_set.temperature == fit_temperature(
         torch.from_numpy(logits), torch.from_numpy(labels)
@@ -102,8 +113,9 @@ def test_calibrate_sorts_the_held_out_scores_and_fits_the_temperature():
         "threshold": DEFAULT_THRESHOLD,
         "temperature": open_set.temperature,
     }
-    # The familiarity of features: their score (1 at a class mean's direction, 0 at right
-    # angles to all of them) placed among the knots.
-    features = torch.cat([centres[:1] * 2, -centres[1:2], centres[:1] + centres[1:2]])
-    got = OpenSet(1.0, centres, [0.6, 0.8]).familiarity(features)
+    # The familiarity of features: their score from the origin (1 at a class mean's
+    # direction, 0 at right angles to all of them) placed among the knots.
+    origin = torch.tensor([0.0, 0, 0, 0, 7], dtype=torch.float64)
+    features = torch.cat([centres[:1] * 2, -centres[1:2], centres[:1] + centres[1:2]]) + origin
+    got = OpenSet(1.0, centres + origin, origin, [0.6, 0.8]).familiarity(features)
     assert got.tolist() == pytest.approx([1.0, 0.0, (1 + (np.sqrt(0.5) - 0.6) / 0.2) / 3])

@@ -39,14 +39,18 @@ def test_onnx_probabilities_match_pytorch(learner, options):
         classifier = model.adapt(support, labels)
         features = classifier.embed(queries).double().numpy()
         logits = classifier(queries).double().numpy()
-    centres = torch.randn(4, features.shape[1], generator=torch.Generator().manual_seed(2))
-    # By hand: the largest cosine to the class means, placed among held-out scores set
-    # between the queries' so that some fall below, between and above them.
-    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
-    cosines = (unit @ (centres / centres.norm(dim=1, keepdim=True)).double().numpy().T).max(1)
+    generator = torch.Generator().manual_seed(2)
+    centres = torch.randn(4, features.shape[1], generator=generator)
+    origin = torch.randn(features.shape[1], generator=generator)
+    # By hand: the largest cosine to the class means from the origin, placed among held-out
+    # scores set between the queries' so that some fall below, between and above them.
+    unit = features - origin.double().numpy()
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    means = (centres - origin).double().numpy()
+    cosines = (unit @ (means / np.linalg.norm(means, axis=1, keepdims=True)).T).max(1)
     ordered = np.sort(cosines)
     knots = [float(ordered[i : i + 2].mean()) for i in (3, 8, 9, 14)]
-    open_set = OpenSet(temperature=1.7, centres=centres, knots=knots, threshold=0.3)
+    open_set = OpenSet(1.7, centres, origin, knots, threshold=0.3)
     exported = export_onnx(model.backbone, classifier, ["a", "b", "c", "d"], open_set)
     probabilities, rejected, score = _run(exported, queries)
     gap = (knots[-1] - knots[0]) / 3
