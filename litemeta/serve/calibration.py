@@ -12,7 +12,8 @@ Each taught example is scored by a classifier adapted to the other examples (lea
   interpolated empirical distribution function with Weibull plotting positions
   ``i / (m + 1)``, reaching 0 and 1 one mean gap below the lowest and above the highest,
   in ``[0, 1]``. The open-set score is the cosine similarity of the image's features to the
-  nearest class mean of the taught examples' features, both centred on a background mean
+  nearest class mean of the taught examples' features, both less a background: the mean
+  and the top principal directions of features of other images
   (:mod:`litemeta.serve.background`). An image is "none of these" when its familiarity is
   below the threshold, :data:`DEFAULT_THRESHOLD` unless the user sets one: rejecting below
   level ``a`` is rejecting below the ``a``-quantile of the held-out known scores (a
@@ -35,6 +36,7 @@ from torch import Tensor
 
 __all__ = [
     "DEFAULT_THRESHOLD",
+    "Background",
     "OpenSet",
     "calibrate",
     "familiarity",
@@ -87,12 +89,27 @@ def fit_temperature(logits: Tensor, labels: Tensor) -> float:
     return math.exp((low + high) / 2)
 
 
-def open_set_scores(features: Tensor, centres: Tensor, origin: Tensor) -> Tensor:
+@dataclass(frozen=True)
+class Background:
+    """What features of images in general share: their mean ``[d]`` and their top principal
+    directions ``[k, d]`` (orthonormal rows), from :mod:`litemeta.serve.background`."""
+
+    mean: Tensor
+    directions: Tensor
+
+    def remove(self, features: Tensor) -> Tensor:
+        """Features ``[n, d]`` less the mean and their parts along the directions
+        ("all-but-the-top", Mu and Viswanath, ICLR 2018)."""
+        mean, directions = self.mean.to(features), self.directions.to(features)
+        centred = features - mean
+        return centred - (centred @ directions.T) @ directions
+
+
+def open_set_scores(features: Tensor, centres: Tensor, background: Background) -> Tensor:
     """The open-set score of features ``[n, d]``: the cosine similarity to the nearest of
-    the class means ``centres`` ``[way, d]``, both taken from the background mean
-    ``origin`` ``[d]``, ``[n]``."""
-    centred = F.normalize(features - origin, dim=-1)
-    similarity = centred @ F.normalize(centres - origin, dim=-1).T
+    the class means ``centres`` ``[way, d]``, both with the ``background`` removed, ``[n]``."""
+    unit = F.normalize(background.remove(features), dim=-1)
+    similarity = unit @ F.normalize(background.remove(centres.to(features)), dim=-1).T
     return similarity.max(dim=-1).values
 
 
@@ -114,19 +131,18 @@ def familiarity(scores: Tensor, knots: Tensor) -> Tensor:
 @dataclass(frozen=True)
 class OpenSet:
     """A recogniser's calibration: the temperature of its probabilities, the class means
-    of its taught examples' features ``[way, d]``, the background mean ``origin`` ``[d]``
-    the scores are centred on, the sorted held-out scores of the examples, and the
-    familiarity threshold."""
+    of its taught examples' features ``[way, d]``, the background removed before the
+    cosine, the sorted held-out scores of the examples, and the familiarity threshold."""
 
     temperature: float
     centres: Tensor
-    origin: Tensor
+    background: Background
     knots: list[float]
     threshold: float = DEFAULT_THRESHOLD
 
     def scores(self, features: Tensor) -> Tensor:
         """The open-set scores of features ``[n, d]`` (:func:`open_set_scores`), ``[n]``."""
-        return open_set_scores(features, self.centres.to(features), self.origin.to(features))
+        return open_set_scores(features, self.centres, self.background)
 
     def familiarity(self, features: Tensor) -> Tensor:
         """The familiarity of features ``[n, d]``, ``[n]``."""
@@ -143,11 +159,11 @@ def calibrate(
     held_out_scores: Tensor,
     labels: Tensor,
     centres: Tensor,
-    origin: Tensor,
+    background: Background,
 ) -> OpenSet:
     """The calibration from each taught example's logits ``[n, way]`` and open-set score
     ``[n]`` against a classifier and class means adapted without it, its class ``[n]``,
-    the class means of all examples ``centres`` and the background mean ``origin``."""
+    the class means of all examples ``centres`` and the ``background`` of the scores."""
     _check_logits(held_out_logits, labels)
     knots = sorted(held_out_scores.double().tolist())
-    return OpenSet(fit_temperature(held_out_logits, labels), centres, origin, knots)
+    return OpenSet(fit_temperature(held_out_logits, labels), centres, background, knots)

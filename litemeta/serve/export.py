@@ -3,7 +3,7 @@ probabilities, "none of these" and the familiarity score out.
 
 The backbone, the task's FiLM parameters, the adapted classifier (prototypes, linear head or
 Mahalanobis statistics) and the open-set calibration (:mod:`litemeta.serve.calibration`:
-class means, background mean, temperature, held-out scores, threshold) are baked in as
+class means, background, temperature, held-out scores, threshold) are baked in as
 constants; the class labels are stored in the model's metadata under ``labels`` (a JSON
 list, in output order), with ``image_size``, ``temperature`` and ``threshold``.
 :func:`quantise` makes an int8 copy.
@@ -28,7 +28,7 @@ from litemeta.learners.classifiers import (
     MahalanobisClassifier,
     PrototypeClassifier,
 )
-from litemeta.serve.calibration import OpenSet, familiarity, open_set_scores
+from litemeta.serve.calibration import Background, OpenSet, familiarity, open_set_scores
 
 if TYPE_CHECKING:
     import onnx
@@ -57,7 +57,9 @@ class ExportedRecogniser(nn.Module):
         self.backbone = backbone
         self.register_buffer("temperature", torch.tensor(open_set.temperature))
         self.register_buffer("class_means", open_set.centres.detach().float().cpu())
-        self.register_buffer("origin", open_set.origin.detach().float().cpu())
+        background = open_set.background
+        self.register_buffer("background_mean", background.mean.detach().float().cpu())
+        self.register_buffer("directions", background.directions.detach().float().cpu())
         self.register_buffer("knots", torch.tensor(open_set.knots, dtype=torch.float32))
         self.register_buffer("threshold", torch.tensor(threshold))
         film = getattr(classifier, "film", None) or []
@@ -100,7 +102,8 @@ class ExportedRecogniser(nn.Module):
             differences = features.unsqueeze(0) - self.centres.unsqueeze(1)  # [way, n, d]
             whitened = differences @ self.whitening.transpose(1, 2)
             logits = -whitened.square().sum(-1).T
-        score = familiarity(open_set_scores(features, self.class_means, self.origin), self.knots)
+        background = Background(self.background_mean, self.directions)
+        score = familiarity(open_set_scores(features, self.class_means, background), self.knots)
         return (logits / self.temperature).softmax(-1), score < self.threshold, score
 
 

@@ -27,8 +27,8 @@ from litemeta.learners.classifiers import (
 )
 from litemeta.learners.statistics import class_means, mahalanobis_logits, squared_euclidean_logits
 from litemeta.precision import full_precision
-from litemeta.serve.background import background_mean
-from litemeta.serve.calibration import OpenSet, calibrate, open_set_scores
+from litemeta.serve.background import background_of
+from litemeta.serve.calibration import Background, OpenSet, calibrate, open_set_scores
 
 __all__ = [
     "HeldOut",
@@ -93,23 +93,22 @@ def held_out_logits(
     classifier: BackboneTaskClassifier,
     features: Tensor,
     labels: Tensor,
-    origin: Tensor,
+    background: Background,
 ) -> HeldOut:
     """Each example's logits under the classifier head rebuilt without it, and its open-set
-    score against the class means without it (centred on the background mean ``origin``),
+    score against the class means without it (less the ``background``),
     for the examples whose class has at least two (a class must keep one to be
     classified)."""
     way = int(labels.max()) + 1
     counts = torch.bincount(labels, minlength=way)
     rows = torch.nonzero(counts[labels] >= 2).flatten()
     logits, scores = [], []
-    origin = origin.to(features)
     with torch.no_grad(), full_precision(features.device):
         for row in rows.tolist():
             logits.append(_logits_without(learner, classifier, features, labels, way, row))
             keep = torch.arange(labels.shape[0], device=labels.device) != row
             centres = class_means(features[keep], labels[keep], way)
-            scores.append(open_set_scores(features[row : row + 1], centres, origin))
+            scores.append(open_set_scores(features[row : row + 1], centres, background))
     return HeldOut(
         torch.cat(logits).cpu() if logits else features.new_zeros(0, way).cpu(),
         torch.cat(scores).cpu() if scores else features.new_zeros(0).cpu(),
@@ -156,18 +155,17 @@ def adapt_and_calibrate(
     learner: BackboneLearner, images: Tensor, labels: Tensor
 ) -> tuple[BackboneTaskClassifier, OpenSet, HeldOut]:
     """Adapt to a support set in one pass, then calibrate "none of these" from its
-    leave-one-out logits and the backbone's background mean
-    (:mod:`litemeta.serve.background`); returns the classifier, the calibration, and the
-    leave-one-out logits."""
+    leave-one-out logits and the backbone's background (:mod:`litemeta.serve.background`);
+    returns the classifier, the calibration, and the leave-one-out logits."""
     with torch.no_grad():
         classifier = learner.adapt(images, labels)
         if not isinstance(classifier, BackboneTaskClassifier):
             raise ValueError(f"cannot serve a {learner.name} learner's classifier")
         features = support_features(classifier, images)
     labels = labels.to(features.device)
-    origin = background_mean(learner.backbone)
-    held_out = held_out_logits(learner, classifier, features, labels, origin)
+    background = background_of(learner.backbone)
+    held_out = held_out_logits(learner, classifier, features, labels, background)
     with full_precision(features.device):
         centres = class_means(features, labels, int(labels.max()) + 1).cpu()
-    open_set = calibrate(held_out.logits, held_out.scores, held_out.labels, centres, origin)
+    open_set = calibrate(held_out.logits, held_out.scores, held_out.labels, centres, background)
     return classifier, open_set, held_out
