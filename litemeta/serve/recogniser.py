@@ -20,6 +20,7 @@ from litemeta.experiment.jobs import EXPERIMENT_FILE, load_trained_learner
 from litemeta.learners import build_learner
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.learners.classifiers import BackboneTaskClassifier
+from litemeta.serve.background import background_of
 from litemeta.serve.calibration import OpenSet
 from litemeta.serve.export import export_onnx, quantise
 from litemeta.serve.quality import adapt_and_calibrate, quality_report
@@ -256,6 +257,7 @@ class Personaliser:
                 raise ValueError(f"chunk_size must be at least 1 image, got {chunk_size}")
             learner.chunk_size = chunk_size
         self._lock = threading.Lock()
+        background_of(self.learner.backbone)  # for "none of these": at start-up, not teaching
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, chunk_size: int | None = None) -> Personaliser:
