@@ -34,7 +34,7 @@ __all__ = ["BACKGROUND_DIRECTIONS", "BACKGROUND_IMAGES", "background_images", "b
 
 #: Images of the emoji training split the background is taken from: with the mean alone the
 #: validation AUROC was 0.866, 0.870 and 0.872 from 64, 256 and all 7,084 of them; 256
-#: take about a second at 84 px on a CPU.
+#: took 7 to 10 s at 84 px on a shared 2-core CPU (docs/serve.md).
 BACKGROUND_IMAGES = 256
 #: Top principal directions removed: 3, 10 and 20 gave 0.875, 0.889 and 0.888 (pretrained)
 #: and 0.963, 0.958 and 0.958 (meta-trained) on the validation split.
