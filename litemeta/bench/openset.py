@@ -6,12 +6,12 @@ Each task draws ``way + untaught`` classes of a split; the first ``way`` (a rand
 are taught from their support-style images and calibrated from them alone
 (:func:`litemeta.serve.quality.adapt_and_calibrate`); every class's query-style images are
 then scored. Per task: the AUROC of the open-set score (known against untaught; the raw
-cosine, whose ranking the familiarity keeps up to ties at 0 and 1; the largest logit and
-the top calibrated probability for comparison), and at the
-calibrated threshold the share of untaught images rejected, the share of known ones
-rejected, and the accuracy on known images with and without rejection (a rejected known
-image counts as wrong). The int8 export is measured against the float one on the first
-task: file sizes and top-1 agreement on the first 100 query images.
+cosine, whose ranking the familiarity keeps up to ties at 0 and 1; for comparison the cosine
+with only the background mean removed and with no background, the largest logit and the top
+calibrated probability), and at the calibrated threshold the share of untaught images rejected, the
+share of known ones rejected, and the accuracy on known images with and without rejection
+(a rejected known image counts as wrong). The int8 export is measured against the float one
+on the first task: file sizes and top-1 agreement on the first 100 query images.
 """
 
 from __future__ import annotations
@@ -28,7 +28,13 @@ from litemeta.data import FixedWaySampler, emoji_tasks
 from litemeta.data.emoji import STYLES
 from litemeta.evaluation import markdown_table
 from litemeta.learners.backbone_learner import BackboneLearner
-from litemeta.serve.calibration import DEFAULT_THRESHOLD, familiarity, open_set_scores
+from litemeta.serve.calibration import (
+    DEFAULT_THRESHOLD,
+    Background,
+    OpenSet,
+    familiarity,
+    open_set_scores,
+)
 from litemeta.serve.export import export_onnx, quantise
 from litemeta.serve.quality import adapt_and_calibrate
 from litemeta.tasks import Task
@@ -41,7 +47,7 @@ SUPPORT_STYLES = ("google", "twitter", "openmoji")
 QUERY_STYLES = tuple(s for s in STYLES if s.startswith("fluent"))
 AGREEMENT_QUERIES = 100
 #: The thresholds of the trade-off table, besides the one benchmarked.
-SWEEP = (0.05, 0.1, 0.2, 0.3, 0.5)
+SWEEP = (0.01, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5)
 
 
 def auroc(known: Sequence[float], unknown: Sequence[float]) -> float:
@@ -84,6 +90,20 @@ def _rejection(
     }
 
 
+def _plainer_scores(features: torch.Tensor, open_set: OpenSet) -> dict[str, torch.Tensor]:
+    """The open-set score without the background's directions (centred only) and without
+    any background (the plain cosine), for comparison."""
+    mean, directions = open_set.background.mean, open_set.background.directions
+    plainer = {
+        "centred": Background(mean, directions[:0]),
+        "plain": Background(torch.zeros_like(mean), directions[:0]),
+    }
+    return {
+        name: open_set_scores(features, open_set.centres, background)
+        for name, background in plainer.items()
+    }
+
+
 def _task_row(learner: BackboneLearner, task: Task, way: int, threshold: float) -> Row:
     device = next(learner.parameters()).device
     taught = task.support_labels < way
@@ -93,7 +113,7 @@ def _task_row(learner: BackboneLearner, task: Task, way: int, threshold: float) 
     with torch.no_grad():
         features = classifier.embed(task.query_images.to(device)).double()
         logits = classifier.classify(features).double().cpu()
-    raw = open_set_scores(features.cpu(), open_set.centres.double())
+    raw = open_set.scores(features.cpu())
     familiar = familiarity(raw, torch.tensor(open_set.knots, dtype=torch.float64))
     largest = logits.max(-1).values
     known = task.query_labels < way
@@ -106,6 +126,10 @@ def _task_row(learner: BackboneLearner, task: Task, way: int, threshold: float) 
     }
     return {
         "auroc": auroc(raw[known].tolist(), raw[~known].tolist()),
+        **{
+            f"auroc_{name}": auroc(scores[known].tolist(), scores[~known].tolist())
+            for name, scores in _plainer_scores(features.cpu(), open_set).items()
+        },
         "auroc_logit": auroc(largest[known].tolist(), largest[~known].tolist()),
         "auroc_probability": auroc(
             probabilities.max(-1).values[known].tolist(),
@@ -154,6 +178,77 @@ def _mean_ci(values: Sequence[float]) -> tuple[float, float]:
     return mean, 1.96 * spread / len(values) ** 0.5
 
 
+#: The summary's AUROC rows and rates, by their key in the per-task rows.
+MEASURES = {
+    "auroc": "AUROC, cosine to the nearest class mean, background removed (the score)",
+    "auroc_centred": "AUROC, the same, centred on the background mean only",
+    "auroc_plain": "AUROC, the same, no background",
+    "auroc_logit": "AUROC, largest logit",
+    "auroc_probability": "AUROC, top calibrated probability",
+    "untaught_rejected": "untaught images rejected",
+    "known_rejected": "known images rejected",
+    "accuracy": "accuracy on known images, no rejection",
+    "accuracy_with_rejection": "accuracy on known images, with rejection",
+}
+
+
+def _summary(rows: Sequence[Row], int8: Row) -> list[Row]:
+    """The summary table: mean ± 95 % CI of each of :data:`MEASURES` and of the accuracy
+    drop, the median temperature, and the int8 export's figures."""
+    summary: list[Row] = []
+    for key, name in MEASURES.items():
+        mean, ci = _mean_ci([row[key] for row in rows])
+        if key.startswith("auroc"):
+            summary.append({"measure": name, "value": f"{mean:.3f} ± {ci:.3f}"})
+        else:
+            summary.append(
+                {"measure": f"{name} (%)", "value": f"{100 * mean:.1f} ± {100 * ci:.1f}"}
+            )
+    drops = [100 * (row["accuracy"] - row["accuracy_with_rejection"]) for row in rows]
+    mean, ci = _mean_ci(drops)
+    summary.append({"measure": "accuracy drop (points)", "value": f"{mean:.2f} ± {ci:.2f}"})
+    temperature = statistics.median(row["temperature"] for row in rows)
+    queries = int8["queries"]
+    return [
+        *summary,
+        {"measure": "temperature (median)", "value": f"{temperature:.3g}"},
+        {
+            "measure": "ONNX size float / int8 (MB)",
+            "value": f"{int8['float_mb']:.1f} / {int8['int8_mb']:.1f}",
+        },
+        {
+            "measure": f"int8 top-1 agreement with float ({queries} queries, %)",
+            "value": f"{100 * int8['top1_agreement']:.0f}",
+        },
+        {
+            "measure": f'int8 "none of these" agreement ({queries} queries, %)',
+            "value": f"{100 * int8['rejection_agreement']:.0f}",
+        },
+    ]
+
+
+def _trade_off(rows: Sequence[Row], threshold: float) -> list[Row]:
+    """Mean rejection rates and accuracy drop at ``threshold`` and each of :data:`SWEEP`,
+    by threshold."""
+    accuracy = 100 * statistics.fmean(row["accuracy"] for row in rows)
+    table = []
+    for level in sorted({threshold, *SWEEP}):
+        suffix = "" if level == threshold else f"@{level}"
+
+        def mean(key: str, suffix: str = suffix) -> float:
+            return 100 * statistics.fmean(row[key + suffix] for row in rows)
+
+        table.append(
+            {
+                "threshold": level,
+                "untaught rejected (%)": f"{mean('untaught_rejected'):.1f}",
+                "known rejected (%)": f"{mean('known_rejected'):.1f}",
+                "accuracy drop (points)": f"{accuracy - mean('accuracy_with_rejection'):.1f}",
+            }
+        )
+    return table
+
+
 def run_openset_benchmark(
     learner: BackboneLearner,
     tasks: Sequence[Task],
@@ -174,63 +269,6 @@ def run_openset_benchmark(
     ]
     queries = torch.cat([task.query_images for task in tasks])[:AGREEMENT_QUERIES]
     int8 = _int8_row(learner, tasks[0], way, queries)
-    summary: list[Row] = []
-    names = {
-        "auroc": "AUROC, cosine to the nearest class mean (the score)",
-        "auroc_logit": "AUROC, largest logit",
-        "auroc_probability": "AUROC, top calibrated probability",
-        "untaught_rejected": "untaught images rejected",
-        "known_rejected": "known images rejected",
-        "accuracy": "accuracy on known images, no rejection",
-        "accuracy_with_rejection": "accuracy on known images, with rejection",
-    }
-    for key, name in names.items():
-        mean, ci = _mean_ci([row[key] for row in rows])
-        if key.startswith("auroc"):
-            summary.append({"measure": name, "value": f"{mean:.3f} ± {ci:.3f}"})
-        else:
-            summary.append(
-                {"measure": f"{name} (%)", "value": f"{100 * mean:.1f} ± {100 * ci:.1f}"}
-            )
-    drops = [100 * (row["accuracy"] - row["accuracy_with_rejection"]) for row in rows]
-    mean, ci = _mean_ci(drops)
-    summary.append({"measure": "accuracy drop (points)", "value": f"{mean:.2f} ± {ci:.2f}"})
-    temperature = statistics.median(row["temperature"] for row in rows)
-    summary.append({"measure": "temperature (median)", "value": f"{temperature:.3g}"})
-    summary.append(
-        {
-            "measure": "ONNX size float / int8 (MB)",
-            "value": f"{int8['float_mb']:.1f} / {int8['int8_mb']:.1f}",
-        }
-    )
-    summary.append(
-        {
-            "measure": f"int8 top-1 agreement with float ({int8['queries']} queries, %)",
-            "value": f"{100 * int8['top1_agreement']:.0f}",
-        }
-    )
-    summary.append(
-        {
-            "measure": f'int8 "none of these" agreement ({int8["queries"]} queries, %)',
-            "value": f"{100 * int8['rejection_agreement']:.0f}",
-        }
-    )
-    trade_off = []
-    for level in (threshold, *SWEEP):
-        suffix = "" if level == threshold else f"@{level}"
-
-        def mean(key: str, suffix: str = suffix) -> float:
-            return 100 * statistics.fmean(row[key + suffix] for row in rows)
-
-        accuracy = 100 * statistics.fmean(row["accuracy"] for row in rows)
-        trade_off.append(
-            {
-                "threshold": level,
-                "untaught rejected (%)": f"{mean('untaught_rejected'):.1f}",
-                "known rejected (%)": f"{mean('known_rejected'):.1f}",
-                "accuracy drop (points)": f"{accuracy - mean('accuracy_with_rejection'):.1f}",
-            }
-        )
     task = tasks[0]
     untaught = int(task.support_labels.max()) + 1 - way
     table = (
@@ -238,9 +276,9 @@ def run_openset_benchmark(
         f"{', '.join(SUPPORT_STYLES)} ({task.support_labels.numel() // (way + untaught)} images "
         f"each), queried with {', '.join(QUERY_STYLES)}; {untaught} untaught classes' query "
         f"images as unknowns; threshold {threshold}; {model}; mean ± 95% CI over tasks.\n\n"
-        + markdown_table(summary)
+        + markdown_table(_summary(rows, int8))
         + "\n\nThe trade-off at other thresholds (means over the same tasks):\n\n"
-        + markdown_table(sorted(trade_off, key=lambda row: row["threshold"]))
+        + markdown_table(_trade_off(rows, threshold))
     )
     output.mkdir(parents=True, exist_ok=True)
     write_csv(rows, output / "openset.csv")

@@ -38,6 +38,7 @@ __all__ = [
     "shipped_config",
 ]
 
+
 @dataclass
 class ModelConfig:
     """Which learner on which backbone.

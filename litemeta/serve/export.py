@@ -3,10 +3,10 @@ probabilities, "none of these" and the familiarity score out.
 
 The classifier's embedding (the backbone with the task's FiLM parameters) and head (its
 export form, e.g. prototypes, a linear head or Mahalanobis statistics) and the open-set
-calibration (:mod:`litemeta.serve.calibration`:
-class means, temperature, held-out scores, threshold) are baked in as constants; the class
-labels are stored in the model's metadata under ``labels`` (a JSON list, in output order),
-with ``image_size``, ``temperature`` and ``threshold``. :func:`quantise` makes an int8 copy.
+calibration (:mod:`litemeta.serve.calibration`: class means, background, temperature,
+held-out scores, threshold) are baked in as constants; the class labels are stored in the
+model's metadata under ``labels`` (a JSON list, in output order), with ``image_size``,
+``temperature`` and ``threshold``. :func:`quantise` makes an int8 copy.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from litemeta.backbones import Backbone
 from litemeta.learners.base import TaskClassifier
-from litemeta.serve.calibration import OpenSet, familiarity, open_set_scores
+from litemeta.serve.calibration import Background, OpenSet, familiarity, open_set_scores
 
 if TYPE_CHECKING:
     import onnx
@@ -47,6 +47,9 @@ class ExportedRecogniser(nn.Module):
         self.head = classifier.export_head()
         self.register_buffer("temperature", torch.tensor(open_set.temperature))
         self.register_buffer("class_means", open_set.centres.detach().float().cpu())
+        background = open_set.background
+        self.register_buffer("background_mean", background.mean.detach().float().cpu())
+        self.register_buffer("directions", background.directions.detach().float().cpu())
         self.register_buffer("knots", torch.tensor(open_set.knots, dtype=torch.float32))
         self.register_buffer("threshold", torch.tensor(threshold))
         self.requires_grad_(False)
@@ -54,7 +57,8 @@ class ExportedRecogniser(nn.Module):
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         features = self.embedding(images).float()
         logits = self.head(features)
-        score = familiarity(open_set_scores(features, self.class_means), self.knots)
+        background = Background(self.background_mean, self.directions)
+        score = familiarity(open_set_scores(features, self.class_means, background), self.knots)
         return (logits / self.temperature).softmax(-1), score < self.threshold, score
 
 

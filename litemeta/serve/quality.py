@@ -24,7 +24,8 @@ from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.learners.classifiers import BackboneTaskClassifier
 from litemeta.learners.statistics import class_means
 from litemeta.precision import full_precision
-from litemeta.serve.calibration import OpenSet, calibrate, open_set_scores
+from litemeta.serve.background import background_of
+from litemeta.serve.calibration import Background, OpenSet, calibrate, open_set_scores
 
 __all__ = [
     "HeldOut",
@@ -56,12 +57,12 @@ def support_features(classifier: BackboneTaskClassifier, images: Tensor) -> Tens
 
 
 def held_out_logits(
-    classifier: BackboneTaskClassifier, features: Tensor, labels: Tensor
+    classifier: BackboneTaskClassifier, features: Tensor, labels: Tensor, background: Background
 ) -> HeldOut:
     """Each example's logits under the classifier head rebuilt without it
     (:meth:`~litemeta.learners.base.TaskClassifier.logits_without`), and its open-set score
-    against the class means without it, for the examples whose class has at least two (a
-    class must keep one to be classified)."""
+    against the class means without it (less the ``background``), for the examples whose
+    class has at least two (a class must keep one to be classified)."""
     way = int(labels.max()) + 1
     counts = torch.bincount(labels, minlength=way)
     rows = torch.nonzero(counts[labels] >= 2).flatten()
@@ -71,7 +72,7 @@ def held_out_logits(
             logits.append(classifier.logits_without(features, labels, way, row))
             keep = torch.arange(labels.shape[0], device=labels.device) != row
             centres = class_means(features[keep], labels[keep], way)
-            scores.append(open_set_scores(features[row : row + 1], centres))
+            scores.append(open_set_scores(features[row : row + 1], centres, background))
     return HeldOut(
         torch.cat(logits).cpu() if logits else features.new_zeros(0, way).cpu(),
         torch.cat(scores).cpu() if scores else features.new_zeros(0).cpu(),
@@ -118,16 +119,17 @@ def adapt_and_calibrate(
     learner: BackboneLearner, images: Tensor, labels: Tensor
 ) -> tuple[BackboneTaskClassifier, OpenSet, HeldOut]:
     """Adapt to a support set in one pass, then calibrate "none of these" from its
-    leave-one-out logits (:mod:`litemeta.serve.quality`); returns the classifier, the
-    calibration, and the leave-one-out logits."""
+    leave-one-out logits and the backbone's background (:mod:`litemeta.serve.background`);
+    returns the classifier, the calibration, and the leave-one-out logits."""
     with torch.no_grad():
         classifier = learner.adapt(images, labels)
         if not isinstance(classifier, BackboneTaskClassifier):
             raise ValueError(f"cannot serve a {learner.name} learner's classifier")
         features = support_features(classifier, images)
     labels = labels.to(features.device)
-    held_out = held_out_logits(classifier, features, labels)
+    background = background_of(learner.backbone)
+    held_out = held_out_logits(classifier, features, labels, background)
     with full_precision(features.device):
         centres = class_means(features, labels, int(labels.max()) + 1).cpu()
-    open_set = calibrate(held_out.logits, held_out.scores, held_out.labels, centres)
+    open_set = calibrate(held_out.logits, held_out.scores, held_out.labels, centres, background)
     return classifier, open_set, held_out

@@ -20,6 +20,7 @@ from litemeta.evaluation.trained import adapt_to_support, load_trained_learner, 
 from litemeta.learners import build_learner
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.learners.classifiers import BackboneTaskClassifier
+from litemeta.serve.background import background_of
 from litemeta.serve.calibration import OpenSet
 from litemeta.serve.export import export_onnx, quantise
 from litemeta.serve.quality import adapt_and_calibrate, quality_report
@@ -246,6 +247,7 @@ class Personaliser:
         self.device = next(learner.parameters()).device
         self.description = description or describe(learner, None)
         self._lock = threading.Lock()
+        background_of(self.learner.backbone)  # for "none of these": at start-up, not teaching
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, chunk_size: int | None = None) -> Personaliser:

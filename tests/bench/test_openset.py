@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from litemeta.bench.openset import (
+    MEASURES,
     QUERY_STYLES,
     SUPPORT_STYLES,
     auroc,
@@ -13,6 +14,7 @@ from litemeta.bench.openset import (
     run_openset_benchmark,
 )
 from litemeta.learners import build_learner
+from litemeta.serve.calibration import DEFAULT_THRESHOLD
 
 
 def test_auroc_is_the_share_of_known_untaught_pairs_ranked_right():
@@ -53,3 +55,18 @@ def test_the_benchmark_writes_its_figures(tmp_path):
             values["known_rejected"] + 1e-9
         )
     assert (tmp_path / "openset.md").read_text().startswith("Open set on 2 emoji tasks")
+    # The trade-off table's rows are the means of the per-task rates, by hand.
+    for level, suffix in ((DEFAULT_THRESHOLD, ""), (0.5, "@0.5")):
+        untaught = 100 * sum(float(row[f"untaught_rejected{suffix}"]) for row in rows) / 2
+        drop = (
+            100
+            * sum(
+                float(row["accuracy"]) - float(row[f"accuracy_with_rejection{suffix}"])
+                for row in rows
+            )
+            / 2
+        )
+        assert f"| {level} | {untaught:.1f} |" in table
+        assert f"| {drop:.1f} |" in table.split(f"| {level} |")[1].splitlines()[0]
+    for name in MEASURES.values():
+        assert name in table

@@ -10,6 +10,7 @@ import torch
 from litemeta.serve.calibration import (
     DEFAULT_THRESHOLD,
     TEMPERATURE_RANGE,
+    Background,
     OpenSet,
     calibrate,
     familiarity,
@@ -78,21 +79,48 @@ def test_familiarity_of_one_score_or_equal_scores_is_a_step_and_none_means_famil
     assert familiarity(torch.tensor([-5.0, 5.0]), torch.zeros(0)).tolist() == [1.0, 1.0]
 
 
-def test_the_open_set_score_is_the_largest_cosine_to_a_class_mean():
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def _residual(x: np.ndarray, mean: np.ndarray, spanning: np.ndarray) -> np.ndarray:
+    """``x - mean`` less its least-squares fit by the columns of ``spanning``."""
+    centred = x - mean
+    coefficients = np.linalg.lstsq(spanning, centred, rcond=None)[0]
+    return centred - spanning @ coefficients
+
+
+def test_the_open_set_score_is_the_largest_cosine_to_a_class_mean_less_the_background():
     rng = np.random.default_rng(3)
     features, centres = rng.normal(size=(6, 5)), rng.normal(size=(3, 5))
+    mean, spanning = rng.normal(size=5) * 3, rng.normal(size=(5, 2))
+    directions = np.linalg.qr(spanning)[0].T  # orthonormal rows spanning the same plane
     expected = [
-        max(f @ c / (np.linalg.norm(f) * np.linalg.norm(c)) for c in centres) for f in features
+        max(_cosine(_residual(f, mean, spanning), _residual(c, mean, spanning)) for c in centres)
+        for f in features
     ]
-    got = open_set_scores(torch.from_numpy(features), torch.from_numpy(centres))
+    centred = [max(_cosine(f - mean, c - mean) for c in centres) for f in features]
+    plain = [max(_cosine(f, c) for c in centres) for f in features]
+    features_t, centres_t = torch.from_numpy(features), torch.from_numpy(centres)
+    mean_t, directions_t = torch.from_numpy(mean), torch.from_numpy(directions)
+    got = open_set_scores(features_t, centres_t, Background(mean_t, directions_t))
     assert got.numpy() == pytest.approx(expected, abs=1e-12)
+    only_mean = Background(mean_t, directions_t[:0])
+    assert open_set_scores(features_t, centres_t, only_mean).numpy() == pytest.approx(centred)
+    nothing = Background(0 * mean_t, directions_t[:0])
+    assert open_set_scores(features_t, centres_t, nothing).numpy() == pytest.approx(plain)
+    assert (
+        min(np.abs(np.subtract(expected, centred)).max(), np.abs(np.subtract(centred, plain)).max())
+        > 0.05
+    )
 
 
 def test_calibrate_sorts_the_held_out_scores_and_fits_the_temperature():
     logits, labels = _noisy_logits(4, n=6, way=3)
     scores = torch.tensor([0.3, 0.9, 0.1, 0.5, 0.7, 0.2])
     centres = torch.eye(3, 5, dtype=torch.float64)
-    open_set = calibrate(torch.from_numpy(logits), scores, torch.from_numpy(labels), centres)
+    none = Background(torch.zeros(5, dtype=torch.float64), torch.zeros(0, 5, dtype=torch.float64))
+    open_set = calibrate(torch.from_numpy(logits), scores, torch.from_numpy(labels), centres, none)
     assert open_set.knots == pytest.approx([0.1, 0.2, 0.3, 0.5, 0.7, 0.9])
     assert open_set.temperature == fit_temperature(
         torch.from_numpy(logits), torch.from_numpy(labels)
@@ -102,8 +130,12 @@ def test_calibrate_sorts_the_held_out_scores_and_fits_the_temperature():
         "threshold": DEFAULT_THRESHOLD,
         "temperature": open_set.temperature,
     }
-    # The familiarity of features: their score (1 at a class mean's direction, 0 at right
-    # angles to all of them) placed among the knots.
+    # The familiarity of features: their score less the background (1 at a class mean's
+    # direction, 0 at right angles to all of them) placed among the knots; the background's
+    # mean and direction (the last axis) take away what would otherwise count.
+    origin = torch.tensor([0.0, 0, 0, 0, 7], dtype=torch.float64)
+    background = Background(origin, torch.tensor([[0.0, 0, 0, 0, 1]], dtype=torch.float64))
     features = torch.cat([centres[:1] * 2, -centres[1:2], centres[:1] + centres[1:2]])
-    got = OpenSet(1.0, centres, [0.6, 0.8]).familiarity(features)
+    features[:, 4] = torch.tensor([5.0, -3, 20])
+    got = OpenSet(1.0, centres + origin, background, [0.6, 0.8]).familiarity(features)
     assert got.tolist() == pytest.approx([1.0, 0.0, (1 + (np.sqrt(0.5) - 0.6) / 0.2) / 3])

@@ -13,7 +13,7 @@ import torch
 from litemeta.cli import main
 from litemeta.experiment.jobs import personalise
 from litemeta.learners import build_learner
-from litemeta.serve.calibration import OpenSet
+from litemeta.serve.calibration import Background, OpenSet
 from litemeta.serve.export import export_onnx
 from tests.learners.helpers import colour_task
 from tests.serve.conftest import COLOURS, photo
@@ -44,14 +44,25 @@ def test_onnx_probabilities_match_pytorch(learner, options):
         classifier = model.adapt(support, labels)
         features = classifier.embed(queries).double().numpy()
         logits = classifier(queries).double().numpy()
-    centres = torch.randn(4, features.shape[1], generator=torch.Generator().manual_seed(2))
-    # By hand: the largest cosine to the class means, placed among held-out scores set
+    generator = torch.Generator().manual_seed(2)
+    centres = torch.randn(4, features.shape[1], generator=generator)
+    mean = torch.randn(features.shape[1], generator=generator)
+    spanning = torch.randn(features.shape[1], 3, generator=generator).double().numpy()
+    directions = torch.from_numpy(np.linalg.qr(spanning)[0].T).float()
+
+    # By hand: the largest cosine to the class means, both less the mean and their
+    # least-squares fit by the background's directions, placed among held-out scores set
     # between the queries' so that some fall below, between and above them.
-    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
-    cosines = (unit @ (centres / centres.norm(dim=1, keepdim=True)).double().numpy().T).max(1)
+    def residual(x):
+        centred = (x - mean.double().numpy()).T
+        return (centred - spanning @ np.linalg.lstsq(spanning, centred, rcond=None)[0]).T
+
+    unit, means = residual(features), residual(centres.double().numpy())
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    cosines = (unit @ (means / np.linalg.norm(means, axis=1, keepdims=True)).T).max(1)
     ordered = np.sort(cosines)
     knots = [float(ordered[i : i + 2].mean()) for i in (3, 8, 9, 14)]
-    open_set = OpenSet(temperature=1.7, centres=centres, knots=knots, threshold=0.3)
+    open_set = OpenSet(1.7, centres, Background(mean, directions), knots, threshold=0.3)
     exported = export_onnx(model.backbone, classifier, ["a", "b", "c", "d"], open_set)
     probabilities, rejected, score = _run(exported, queries)
     gap = (knots[-1] - knots[0]) / 3

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from litemeta.learners import build_learner
-from litemeta.serve.calibration import open_set_scores
+from litemeta.serve.background import background_of
+from litemeta.serve.calibration import Background, open_set_scores
 from litemeta.serve.quality import (
     HeldOut,
     adapt_and_calibrate,
@@ -37,7 +38,10 @@ def test_protonets_held_out_logits_are_adapting_to_the_others(protonets):
     with torch.no_grad():
         classifier = protonets.adapt(support, labels)
         assert torch.allclose(classifier.support_features, classifier.embed(support), atol=1e-5)
-        held_out = held_out_logits(classifier, classifier.support_features, labels)
+        dimensions = classifier.support_features.shape[1]
+        directions = torch.linalg.qr(torch.randn(dimensions, 2)).Q.T
+        background = Background(torch.randn(dimensions), directions)
+        held_out = held_out_logits(classifier, classifier.support_features, labels, background)
         expected, scores = [], []
         for row in range(labels.shape[0]):
             if (labels == labels[row]).sum() < 2:
@@ -47,7 +51,7 @@ def test_protonets_held_out_logits_are_adapting_to_the_others(protonets):
             expected.append(others(support[row : row + 1])[0])
             features = others.embed(support)
             means = torch.stack([features[keep][labels[keep] == c].mean(0) for c in range(3)])
-            scores.append(open_set_scores(features[row : row + 1], means)[0])
+            scores.append(open_set_scores(features[row : row + 1], means, background)[0])
     assert held_out.rows.tolist() == [0, 1, 2, 3, 4, 5]  # not the one example of class 2
     assert held_out.labels.tolist() == labels[:6].tolist()
     assert torch.allclose(held_out.logits, torch.stack(expected), atol=1e-4)
@@ -79,6 +83,7 @@ def test_film_learners_keep_the_full_tasks_film_and_rebuild_the_head(name):
             expected = head.logits(features[4:5])[0]
     assert torch.allclose(held_out.logits[4], expected, rtol=1e-4, atol=1e-3)
     assert held_out.logits.shape == (6, 3) and len(open_set.knots) == 6
+    assert open_set.background is background_of(learner.backbone)
 
 
 def test_the_quality_report_counts_like_a_naive_loop():
