@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from litemeta.evaluation.trained import adapt_in_one_pass
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.learners.classifiers import BackboneTaskClassifier
 from litemeta.learners.statistics import class_means
@@ -121,10 +122,10 @@ def adapt_and_calibrate(
     """Adapt to a support set in one pass, then calibrate "none of these" from its
     leave-one-out logits and the backbone's background (:mod:`litemeta.serve.background`);
     returns the classifier, the calibration, and the leave-one-out logits."""
+    classifier = adapt_in_one_pass(learner, images, labels)
+    if not isinstance(classifier, BackboneTaskClassifier):
+        raise ValueError(f"cannot serve a {learner.name} learner's classifier")
     with torch.no_grad():
-        classifier = learner.adapt(images, labels)
-        if not isinstance(classifier, BackboneTaskClassifier):
-            raise ValueError(f"cannot serve a {learner.name} learner's classifier")
         features = support_features(classifier, images)
     labels = labels.to(features.device)
     background = background_of(learner.backbone)
