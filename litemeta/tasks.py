@@ -68,6 +68,10 @@ class Task:
     ``query_misses`` counts test images left out of the query set because their class has
     no support image (a VTAB-1k class its 1,000 training images lack): evaluation scores
     each as a wrong prediction.
+
+    ``unknown_images`` optionally holds query images of classes the task does not have
+    (no labels, no clips): open-set meta-training pushes their class posterior towards
+    uniform (:mod:`litemeta.training.objective`); accuracy and evaluation ignore them.
     """
 
     support_images: Tensor
@@ -79,6 +83,7 @@ class Task:
     support_clips: Tensor | None = None
     query_clips: Tensor | None = None
     query_misses: int = 0
+    unknown_images: Tensor | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -101,7 +106,7 @@ class Task:
         mapped = copy.copy(self)
         for name in ("support_images", "support_labels", "query_images", "query_labels"):
             setattr(mapped, name, function(getattr(self, name)))
-        for name in ("query_groups", "support_clips", "query_clips"):
+        for name in ("query_groups", "support_clips", "query_clips", "unknown_images"):
             if getattr(self, name) is not None:
                 setattr(mapped, name, function(getattr(self, name)))
         return mapped
@@ -157,6 +162,14 @@ class Task:
         if empty:
             raise ValueError(
                 f"classes without support images: {empty}; every class needs at least one"
+            )
+        unknown = self.unknown_images
+        if unknown is not None and (
+            unknown.dim() != 4 or unknown.shape[1:] != self.query_images.shape[1:]
+        ):
+            raise ValueError(
+                "unknown_images must be [n, channels, height, width] like the query images "
+                f"{tuple(self.query_images.shape[1:])}, got shape {tuple(unknown.shape)}"
             )
         if self.query_misses < 0:
             raise ValueError(f"query_misses must be >= 0, got {self.query_misses}")

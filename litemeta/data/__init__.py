@@ -27,6 +27,7 @@ from litemeta.data.samplers import (
     ClassHierarchy,
     EpisodeSpec,
     FixedWaySampler,
+    OpenSetSampler,
     VariableWaySampler,
 )
 
@@ -43,6 +44,7 @@ __all__ = [
     "InterleavedOrbitTasks",
     "MetaDatasetRecords",
     "MixedSourceTasks",
+    "OpenSetSampler",
     "OrbitDataset",
     "OrbitTaskDataset",
     "OrbitTaskSampler",

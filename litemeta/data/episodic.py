@@ -34,6 +34,8 @@ def load_task(
     used: dict[int, set[int]] = {}
     for label, item in (*spec.support, *spec.query):
         used.setdefault(spec.classes[label], set()).add(item)
+    for class_id, item in spec.unknown:
+        used.setdefault(class_id, set()).add(item)
 
     def alternatives(class_id: int, item: int, side: str) -> Iterator[int]:
         pool = by_class.get(class_id)
@@ -46,12 +48,14 @@ def load_task(
             if other not in used[class_id]:
                 yield other
 
-    def load(pairs: Sequence[tuple[int, int]], side: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def load(
+        pairs: Sequence[tuple[int, int]], side: str, by_id: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images of ``(label, item)`` pairs (``by_id``: ``(class_id, item)``)."""
+        ids = [(key if by_id else spec.classes[key], item) for key, item in pairs]
         images = [
-            collection.load_image(
-                spec.classes[label], item, alternatives(spec.classes[label], item, side)
-            )
-            for label, item in pairs
+            collection.load_image(class_id, item, alternatives(class_id, item, side))
+            for class_id, item in ids
         ]
         sizes = {tuple(image.shape) for image in images}
         if len(sizes) > 1:
@@ -66,6 +70,7 @@ def load_task(
     query_images, query_labels = load(spec.query, "query")
     if not query_images.numel():
         query_images = support_images.new_zeros(0, *support_images.shape[1:])
+    unknown_images = load(spec.unknown, "query", by_id=True)[0] if spec.unknown else None
     groups = None
     if spec.query_groups is not None:
         groups = torch.tensor(spec.query_groups, dtype=torch.int64)
@@ -82,6 +87,7 @@ def load_task(
         query_groups=groups,
         support_clips=clips[0],
         query_clips=clips[1],
+        unknown_images=unknown_images,
     )
 
 
@@ -136,3 +142,9 @@ class EpisodicTaskDataset(Dataset):
 
     def __getitem__(self, index: int) -> Task:
         return self.load(self.spec(index))
+
+    def with_sampler(self, sampler: EpisodeSampler) -> EpisodicTaskDataset:
+        """The same collection, pools, task count and seed, drawn by ``sampler``."""
+        return EpisodicTaskDataset(
+            self.collection, sampler, self.num_tasks, seed=self.seed, pools=self.pools
+        )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 import numpy as np
@@ -23,7 +23,9 @@ class EpisodeSpec:
     ``support`` and ``query`` hold ``(label, item)`` pairs, ``item`` indexing the class's
     items. ``query_groups`` optionally gives each query item a group id (an ORBIT video).
     ``support_clips`` and ``query_clips`` optionally group a side's items into clips of
-    positions in ``support`` / ``query`` (see :class:`~litemeta.tasks.Task`).
+    positions in ``support`` / ``query`` (see :class:`~litemeta.tasks.Task`). ``unknown``
+    holds ``(class_id, item)`` query items of classes outside ``classes`` (open-set
+    meta-training, :class:`OpenSetSampler`).
     """
 
     classes: tuple[int, ...]
@@ -32,6 +34,7 @@ class EpisodeSpec:
     query_groups: tuple[int, ...] | None = None
     support_clips: tuple[tuple[int, ...], ...] | None = None
     query_clips: tuple[tuple[int, ...], ...] | None = None
+    unknown: tuple[tuple[int, int], ...] = ()
 
     @property
     def way(self) -> int:
@@ -304,3 +307,45 @@ class VariableWaySampler:
             support, query = _draw(pool, int(shot), num_query, rng)
             chosen.append((pool.class_id, support, query))
         return _assemble(chosen)
+
+
+@dataclass(frozen=True)
+class OpenSetSampler:
+    """Episodes of ``base`` with query items of ``unknown_classes`` more classes, ``base.query``
+    each, that the support set does not have: the "unknown" queries of open-set
+    meta-training (PEELER, Liu et al., "Few-Shot Open-Set Recognition using Meta-Learning",
+    CVPR 2020). The known part is drawn first, with the same draws as ``base`` alone, so a
+    seed gives the same known episodes with and without the unknown classes."""
+
+    base: FixedWaySampler
+    unknown_classes: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.base, FixedWaySampler):
+            raise ValueError(
+                "unknown classes are drawn beside fixed-way episodes only; use data.sampler.kind "
+                f"fixed, got {type(self.base).__name__}"
+            )
+        if self.unknown_classes < 1:
+            raise ValueError(f"unknown_classes must be at least 1, got {self.unknown_classes}")
+
+    def check(self, pools: Sequence[ClassPool]) -> None:
+        need = self.base.way + self.unknown_classes
+        if len(pools) < need:
+            raise ValueError(
+                f"{self.base.way}-way tasks with {self.unknown_classes} unknown classes need at "
+                f"least {need} classes but only {len(pools)} are available; lower the way or the "
+                "unknown classes"
+            )
+        self.base.check(pools)
+
+    def sample(self, pools: Sequence[ClassPool], rng: np.random.Generator) -> EpisodeSpec:
+        spec = self.base.sample(pools, rng)
+        taken = set(spec.classes)
+        others = [index for index, pool in enumerate(pools) if pool.class_id not in taken]
+        picked = rng.choice(others, size=self.unknown_classes, replace=False)
+        unknown = []
+        for index in picked:
+            _, query = _draw(pools[index], 0, self.base.query, rng)
+            unknown.extend((pools[index].class_id, int(item)) for item in query)
+        return replace(spec, unknown=tuple(unknown))

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from torch.utils.data import Dataset
 
+from litemeta.config import ConfigError
+from litemeta.data.episodic import EpisodicTaskDataset
+from litemeta.data.samplers import FixedWaySampler, OpenSetSampler
 from litemeta.data.settings import DataConfig
 from litemeta.experiment.settings import ModelConfig
 from litemeta.learners import build_learner
@@ -21,6 +24,7 @@ __all__ = [
     "decode_size",
     "max_support_size",
     "task_dataset",
+    "with_unknown_classes",
 ]
 
 
@@ -59,3 +63,22 @@ def task_dataset(
     users.
     """
     return data.kind.task_dataset(data, split, num_tasks, image_size, seed)
+
+
+def with_unknown_classes(
+    tasks: Dataset[Task] | list[Task], unknown_classes: int
+) -> Dataset[Task] | list[Task]:
+    """``tasks`` with the queries of ``unknown_classes`` more classes in each
+    (``training.open_set``, :class:`~litemeta.data.samplers.OpenSetSampler`); ``tasks``
+    itself for 0."""
+    if not unknown_classes:
+        return tasks
+    if not isinstance(tasks, EpisodicTaskDataset) or not isinstance(
+        tasks.sampler, FixedWaySampler
+    ):
+        raise ConfigError(
+            "training.open_set.unknown_classes needs fixed-way episodes of one source "
+            "(data.sampler.kind: fixed, a dataset without its own task shape): set it to 0 "
+            "for this dataset"
+        )
+    return tasks.with_sampler(OpenSetSampler(tasks.sampler, unknown_classes))

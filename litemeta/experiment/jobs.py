@@ -27,7 +27,12 @@ from litemeta.data.support_folder import SkippedImage, folder_images, read_image
 from litemeta.device import pick_device, place_on_device
 from litemeta.evaluation import EvaluationResult, evaluate, write_report
 from litemeta.evaluation.trained import EXPERIMENT_FILE, adapt_checkpoint, adapt_in_one_pass
-from litemeta.experiment.builders import build_model, max_support_size, task_dataset
+from litemeta.experiment.builders import (
+    build_model,
+    max_support_size,
+    task_dataset,
+    with_unknown_classes,
+)
 from litemeta.experiment.settings import ExperimentConfig
 from litemeta.learners.backbone_learner import BackboneLearner
 from litemeta.tasks import Task
@@ -217,6 +222,7 @@ def _trainer(config: ExperimentConfig, learner: BackboneLearner, *, resume: bool
     train_tasks = task_dataset(
         config.data, config.data.train_split, total_tasks, image_size, config.training.seed
     )
+    train_tasks = with_unknown_classes(train_tasks, config.training.open_set.unknown_classes)
     validation_tasks: Dataset[Task] | list[Task] = []
     if config.training.validate_every and config.data.validation_tasks:
         validation_tasks = task_dataset(

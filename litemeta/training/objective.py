@@ -33,7 +33,7 @@ from torch import Tensor
 from litemeta.config import ConfigError
 from litemeta.lite import LiteSettings
 
-__all__ = ["OBJECTIVES", "Objective", "resolve_objective"]
+__all__ = ["OBJECTIVES", "Objective", "negative_entropy_sum", "resolve_objective"]
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,14 @@ class Objective:
             return [generator]
         seeds = torch.randint(0, 2**62, (count,), generator=generator).tolist()
         return [torch.Generator().manual_seed(seed) for seed in seeds]
+
+
+def negative_entropy_sum(logits: Tensor) -> Tensor:
+    """``sum_i sum_k p_ik log p_ik`` for ``p_i = softmax(logits_i)``: minimising it pushes the
+    class posterior of queries from unknown classes towards uniform, PEELER's open-set loss
+    (Liu et al., "Few-Shot Open-Set Recognition using Meta-Learning", CVPR 2020)."""
+    log_probabilities = torch.log_softmax(logits, dim=-1)
+    return (log_probabilities.exp() * log_probabilities).sum()
 
 
 #: The named objectives, by ``training.lite.objective`` value.

@@ -23,7 +23,7 @@ from litemeta.lite import LiteSettings, check_h
 from litemeta.precision import Precision
 from litemeta.training.objective import resolve_objective
 
-__all__ = ["MAX_TASKS", "ConfigError", "OptimConfig", "TrainingConfig"]
+__all__ = ["MAX_TASKS", "ConfigError", "OpenSetConfig", "OptimConfig", "TrainingConfig"]
 
 #: The most tasks one run may train on (``steps * tasks_per_step``): far beyond any real
 #: run (Meta-Dataset's training is 110,000 tasks), and a bound on the index list the
@@ -43,6 +43,17 @@ class OptimConfig:
 
 
 @dataclass
+class OpenSetConfig:
+    """Open-set meta-training (PEELER, Liu et al., CVPR 2020): each training task also gets
+    the queries of ``unknown_classes`` classes outside its support set (``data.sampler.query``
+    each; fixed-way episodes), and their summed negative entropy, ``weight`` times, divided
+    by their number, joins the task's loss. ``unknown_classes: 0`` (default) turns it off."""
+
+    unknown_classes: int = 0
+    weight: float = 0.5
+
+
+@dataclass
 class TrainingConfig:
     """Everything the meta-training loop needs besides the learner and the tasks.
 
@@ -56,7 +67,7 @@ class TrainingConfig:
     algorithms for each new input shape (``torch.backends.cudnn.benchmark``); ``null``
     (auto) turns it on when task shapes repeat (a fixed-way sampler). ``memory_budget``
     (GiB) bounds what ``lite.h: auto`` may use (:mod:`litemeta.training.memory_plan`);
-    ``None``: the device's free memory less a margin.
+    ``None``: the device's free memory less a margin. ``open_set``: :class:`OpenSetConfig`.
     """
 
     steps: int = 10_000
@@ -72,6 +83,7 @@ class TrainingConfig:
     memory_budget: float | None = None
     lite: LiteSettings = field(default_factory=LiteSettings)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    open_set: OpenSetConfig = field(default_factory=OpenSetConfig)
 
     def __post_init__(self) -> None:
         self.output_dir = os.path.expanduser(self.output_dir)
@@ -109,7 +121,8 @@ class TrainingConfig:
                 self.memory_budget,
                 above=0,
             )
-        resolve_objective(self.lite)  # an unknown name, or flags that contradict it
+        objective, _ = resolve_objective(self.lite)  # an unknown name, or contradicting flags
+        self._check_open_set(objective.redraw_per_query_batch)
         if self.lite.row_tolerance is not None:
             check_number(
                 "lite.row_tolerance (null: by precision)", self.lite.row_tolerance, minimum=0
@@ -120,6 +133,22 @@ class TrainingConfig:
         check_number("optim.weight_decay", self.optim.weight_decay, minimum=0)
         if self.optim.grad_clip is not None:
             check_number("optim.grad_clip (null: no clipping)", self.optim.grad_clip, above=0)
+
+    def _check_open_set(self, redraw_per_query_batch: bool) -> None:
+        """Raise :class:`ConfigError` for an ``open_set`` section out of range."""
+        check_number(
+            "open_set.unknown_classes (0: off)",
+            self.open_set.unknown_classes,
+            minimum=0,
+            maximum=MAX_INTEGER,
+        )
+        check_number("open_set.weight", self.open_set.weight, minimum=0)
+        if self.open_set.unknown_classes and redraw_per_query_batch:
+            raise ConfigError(
+                "open_set.unknown_classes needs one adaptation per task, but the objective "
+                f"{self.lite.objective!r} adapts again for every query batch: choose "
+                "lite.objective unbiased, or set open_set.unknown_classes to 0"
+            )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainingConfig:

@@ -22,7 +22,7 @@ from litemeta.lite import DeferredBackward, FirstPasses, LitePass, LiteSettings
 from litemeta.lite.deferred import DeferredRows
 from litemeta.precision import Precision, at_least_float32, autocast
 from litemeta.tasks import Task
-from litemeta.training.objective import Objective, resolve_objective
+from litemeta.training.objective import Objective, negative_entropy_sum, resolve_objective
 
 __all__ = [
     "PendingOutcome",
@@ -105,6 +105,12 @@ class TaskStep:
     (:class:`~litemeta.lite.DeferredBackward`), so their activations and a query batch's are
     never held at the same time; with ``lite.rows_with_queries`` the backbone's rows ride in
     the last query batch's pass.
+
+    With ``open_set_weight`` and a task's ``unknown_images`` (open-set meta-training,
+    PEELER: Liu et al., CVPR 2020), those images are classified first, in batches through
+    the same adaptation, each adding ``open_set_weight * negative_entropy_sum / n_unknown /
+    tasks_per_step`` (:func:`~litemeta.training.objective.negative_entropy_sum`); they are
+    queries, so LITE's support path is unchanged. A weight of 0 ignores them.
     """
 
     lite: LiteSettings
@@ -112,6 +118,7 @@ class TaskStep:
     query_batch_size: int
     tasks_per_step: int = 1
     precision: Precision = "fp32"
+    open_set_weight: float = 0.0
 
     @classmethod
     def of(
@@ -121,11 +128,14 @@ class TaskStep:
         query_batch_size: int,
         tasks_per_step: int = 1,
         precision: Precision = "fp32",
+        open_set_weight: float = 0.0,
     ) -> TaskStep:
         """The step for ``lite``'s objective; :class:`~litemeta.config.ConfigError` for flags
         that contradict it."""
         objective, resolved = resolve_objective(lite)
-        return cls(resolved, objective, query_batch_size, tasks_per_step, precision)
+        return cls(
+            resolved, objective, query_batch_size, tasks_per_step, precision, open_set_weight
+        )
 
     def queue(
         self,
@@ -145,6 +155,12 @@ class TaskStep:
         n_query = task.query_output_labels.numel()
         adaptations = objective.adaptations(objective.query_batches(n_query, self.query_batch_size))
         generators = objective.adaptation_generators(generator, len(adaptations))
+        unknown = task.unknown_images if self.open_set_weight else None
+        if unknown is not None and len(adaptations) > 1:
+            raise ValueError(
+                f"unknown images need one adaptation per task; objective {objective.name!r} "
+                "adapts for every query batch"
+            )
         # Summed on the device and read once: reading per batch would stall the GPU's queue.
         totals = (torch.zeros((), device=device), torch.zeros((), dtype=torch.int64, device=device))
         for adaptation, (bounds, draws) in enumerate(zip(adaptations, generators, strict=True)):
@@ -159,6 +175,8 @@ class TaskStep:
                     support_clips=task.support_clips,
                 )
             rows = self._rows_to_fuse(classifier, task, deferred)
+            if unknown is not None and unknown.shape[0]:
+                self._back_propagate_unknown(classifier, unknown, totals, scaler)
             for position, (start, end) in enumerate(bounds):
                 last = position == len(bounds) - 1
                 batch = _Batch(start, end, last, last and adaptation == len(adaptations) - 1)
@@ -169,6 +187,7 @@ class TaskStep:
                 with autocast(device, self.precision):
                     deferred.backward()
         images = task.support_labels.numel() + task.query_labels.numel()
+        images += 0 if unknown is None else unknown.shape[0]
         return PendingOutcome(totals[0], totals[1], n_query, images, deferred)
 
     def _rows_to_fuse(
@@ -181,6 +200,25 @@ class TaskStep:
         if deferred is None or not self.lite.rows_with_queries or not same_kind:
             return None
         return deferred.take(classifier.embed)
+
+    def _back_propagate_unknown(
+        self,
+        classifier: TaskClassifier,
+        unknown: torch.Tensor,
+        totals: tuple[torch.Tensor, torch.Tensor],
+        scaler: torch.amp.GradScaler | None,
+    ) -> None:
+        """Back-propagate the open-set term of the ``unknown`` images, batch by batch, keeping
+        the adaptation's graph for the known queries that follow; add it to ``totals[0]``."""
+        for start in range(0, unknown.shape[0], self.query_batch_size):
+            images = unknown[start : start + self.query_batch_size]
+            with autocast(images.device, self.precision):
+                logits = classifier(images, None)
+            term = negative_entropy_sum(at_least_float32(logits))
+            term = term * (self.open_set_weight / unknown.shape[0])
+            loss = term / self.tasks_per_step
+            (scaler.scale(loss) if scaler is not None else loss).backward(retain_graph=True)
+            totals[0].add_(term.detach())
 
     def _back_propagate(
         self,

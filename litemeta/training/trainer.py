@@ -214,6 +214,7 @@ class Trainer:
             query_batch_size=self.config.query_batch_size,
             tasks_per_step=self.config.tasks_per_step,
             precision=self.config.precision,
+            open_set_weight=self.config.open_set.weight,
         )
         self.loader_workers = resolve_workers(self.workers, device)
         self.optimizer = build_optimizer(self.learner, self.config.optim)
