@@ -108,3 +108,10 @@ def test_the_settings_default_off_and_are_checked():
     assert with_unknown_classes(tasks, 0) is tasks
     with pytest.raises(ConfigError, match="fixed-way episodes of one source"):
         with_unknown_classes(tasks, 2)
+
+
+def test_the_step_refuses_unknown_images_with_an_adaptation_per_query_batch():
+    lite = LiteSettings(h=4, objective="lite_reference")
+    step = TaskStep.of(lite, query_batch_size=4, open_set_weight=WEIGHT)
+    with pytest.raises(ValueError, match="one adaptation per task"):
+        step.queue(_learner(), _task(), torch.Generator().manual_seed(1))
