@@ -49,6 +49,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def _bad_value(request: Request, error: ValueError) -> JSONResponse:
         return _error(400, str(error))
 
+    @app.exception_handler(NotImplementedError)
+    async def _not_implemented(request: Request, error: NotImplementedError) -> JSONResponse:
+        return _error(501, str(error))  # e.g. a learner's classifier without an export form
+
     @app.exception_handler(UnreadableExample)
     async def _unreadable(request: Request, error: UnreadableExample) -> JSONResponse:
         return _error(409, str(error))

@@ -306,3 +306,17 @@ def test_ctrl_c_waits_for_open_requests_only_briefly(tmp_path, monkeypatch, pers
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: given.update(vars(self)))
     run_server(tmp_path, port=0, store=tmp_path)
     assert given["config"].timeout_graceful_shutdown == GRACEFUL_SHUTDOWN_SECONDS <= 5
+
+
+def test_a_classifier_without_leave_one_out_is_answered_501_naming_what_to_add(
+    personaliser, client, monkeypatch
+):
+    from litemeta.learners.base import TaskClassifier
+    from litemeta.learners.classifiers import PrototypeClassifier
+
+    monkeypatch.setattr(PrototypeClassifier, "logits_without", TaskClassifier.logits_without)
+    recogniser = _recogniser(client, "red", "green")
+    response = client.post(f"/api/recognisers/{recogniser}/teach")
+    assert response.status_code == 501
+    assert "PrototypeClassifier cannot rebuild its head" in response.json()["error"]
+    assert "give it logits_without" in response.json()["error"]
