@@ -46,7 +46,10 @@ def test_onnx_probabilities_match_pytorch(learner, options):
         logits = classifier(queries).double().numpy()
     generator = torch.Generator().manual_seed(2)
     centres = torch.randn(4, features.shape[1], generator=generator)
-    mean = torch.randn(features.shape[1], generator=generator)
+    # A background mean of the features' own scale, as a real one is: a far larger one would
+    # leave every residual nearly the mean itself, with cosines too close to tell apart.
+    scale = float(np.linalg.norm(features, axis=1).mean()) / features.shape[1] ** 0.5
+    mean = torch.randn(features.shape[1], generator=generator) * scale
     spanning = torch.randn(features.shape[1], 3, generator=generator).double().numpy()
     directions = torch.from_numpy(np.linalg.qr(spanning)[0].T).float()
 
