@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import Dataset
 
 from litemeta.backbones.preprocessing import normalise_images
-from litemeta.data.loading import task_loader
+from litemeta.data.loading import max_workers, task_loader
 from litemeta.device import Stopwatch, synchronize
 from litemeta.evaluation import markdown_table
 from litemeta.experiment import DataConfig, ExperimentConfig, build_model, task_dataset
@@ -81,8 +81,15 @@ class PipelineConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        if not self.workers or any(w < 0 for w in self.workers):
+        if not self.workers:
+            raise ValueError("workers must list at least one count of loader processes")
+        if any(w < 0 for w in self.workers):
             raise ValueError(f"workers must be counts >= 0, got {list(self.workers)}")
+        if max(self.workers) > max_workers():
+            raise ValueError(
+                f"{max(self.workers)} workers are more loader processes than this machine can "
+                f"run: at most {max_workers()} (two per CPU core); give smaller counts"
+            )
         if self.tasks < 1:
             raise ValueError(f"tasks must be at least 1, got {self.tasks}")
 

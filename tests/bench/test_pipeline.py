@@ -4,6 +4,7 @@ Only deterministic quantities are checked (counts, ranges, files), never timings
 """
 
 import json
+import os
 
 import pytest
 import torch
@@ -72,6 +73,11 @@ def test_cache_and_decode_rows():
 def test_config_rejects_bad_settings():
     with pytest.raises(ValueError, match="workers"):
         _config(workers=())
+    with pytest.raises(ValueError, match=r"workers must be counts >= 0, got \[0, -1\]"):
+        _config(workers=(0, -1))
+    too_many = 2 * (os.cpu_count() or 1) + 1  # two per core, as training allows
+    with pytest.raises(ValueError, match=rf"{too_many} workers are more loader processes"):
+        _config(workers=(0, too_many))
     with pytest.raises(ValueError, match="tasks"):
         _config(tasks=0)
 
