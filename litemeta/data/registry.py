@@ -33,7 +33,6 @@ __all__ = [
     "DatasetKind",
     "dataset_kind",
     "dataset_kinds",
-    "describe",
     "discover_datasets",
 ]
 
@@ -203,18 +202,3 @@ def dataset_kind(name: str) -> DatasetKind:
     if name not in kinds:
         raise ConfigError(f"data.dataset must be one of {list(kinds)}, got {name!r}")
     return kinds[name]
-
-
-def describe(target: str, verify: bool = False) -> str:
-    """A text summary of the dataset ``target`` names (``'emoji'``, class folders as a
-    folder or zip, an ORBIT root, Meta-Dataset records, ...): the first kind, in
-    ``detect_order``, that recognises it describes it. ``verify`` decodes every image and
-    lists those that fail."""
-    for kind in sorted(dataset_kinds().values(), key=lambda kind: kind.detect_order):
-        if kind.detect(target):
-            return kind.describe(target, verify)
-    if not Path(target).exists():
-        raise FileNotFoundError(f"{target} does not exist; pass 'emoji' or a dataset path")
-    raise ValueError(
-        f"{target} is no dataset of a known kind ({', '.join(dataset_kinds())}); see docs/data.md"
-    )
