@@ -1,17 +1,21 @@
 """The background of "none of these": what a backbone's features of images in general share,
-taken from evenly spaced images of the built-in emoji set's training split (shipped with
-the package, so nothing is downloaded): their mean and their top principal directions.
+taken from all drawings of evenly spaced classes of the built-in emoji set's training split
+(shipped with the package, so nothing is downloaded): their mean, and the directions along
+which drawings of one emoji by different artists differ.
 
 Features of all images share a large common part (for emoji: "a drawing on white"), so the
-cosine of two features is high even for different emoji. Removing the mean and the few
-directions along which features vary most before the cosine leaves what sets an image apart
-("all-but-the-top", Mu and Viswanath, "All-but-the-Top: Simple and Effective
-Postprocessing for Word Representations", ICLR 2018; a background reference as in the
-relative Mahalanobis distance, Ren et al., "A Simple Fix to Mahalanobis Distance for
-Improving Near-OOD Detection", 2021). On 100 tasks of the emoji validation split the AUROC of
-taught against untaught classes was 0.836 with the plain cosine, 0.868 with the mean removed
-and 0.889 with the 10 top directions removed too (pretrained backbone; 0.942, 0.952 and
-0.958 meta-trained; docs/benchmarks.md).
+cosine of two features is high even for different emoji; removing the mean leaves what sets
+an image apart (a background reference as in the relative Mahalanobis distance, Ren et al.,
+"A Simple Fix to Mahalanobis Distance for Improving Near-OOD Detection", 2021). A taught
+class's new images are often by another artist or camera than its examples, so the score
+then also discounts the directions of the largest *within-class* variance: each of the top
+:data:`BACKGROUND_DIRECTIONS` eigenvectors ``v`` of the within-class covariance (eigenvalue
+``e``) keeps ``sqrt(r / (e + r))`` of its part, with ``r`` the mean eigenvalue over all
+dimensions: whitening by the within-class covariance plus ``r`` times the identity
+(within-class covariance normalisation, Hatch et al., "Within-Class Covariance
+Normalization for SVM-based Speaker Recognition", Interspeech 2006; linear discriminant
+analysis without the projection), kept to the top directions so an export carries ``k x d``
+numbers, not ``d x d``. docs/benchmarks.md ("Open set") has what it adds.
 
 The background is of the backbone's features without FiLM (CNAPs and Simple CNAPs adapt
 theirs per task), computed once per backbone object and kept while it lives: a backbone
@@ -27,48 +31,76 @@ from torch import Tensor
 
 from litemeta.backbones import Backbone
 from litemeta.data.emoji import load_emoji
+from litemeta.learners.statistics import class_means
 from litemeta.precision import full_precision
 from litemeta.serve.calibration import Background
 
-__all__ = ["BACKGROUND_DIRECTIONS", "BACKGROUND_IMAGES", "background_images", "background_of"]
+__all__ = [
+    "BACKGROUND_CLASSES",
+    "BACKGROUND_DIRECTIONS",
+    "background_images",
+    "background_of",
+    "within_class_background",
+]
 
-#: Images of the emoji training split the background is taken from: with the mean alone the
-#: validation AUROC was 0.866, 0.870 and 0.872 from 64, 256 and all 7,084 of them; 256
-#: took 7 to 10 s at 84 px on a shared 2-core CPU (docs/serve.md).
-BACKGROUND_IMAGES = 256
-#: Top principal directions removed: 3, 10 and 20 gave 0.875, 0.889 and 0.888 (pretrained)
-#: and 0.963, 0.958 and 0.958 (meta-trained) on the validation split.
-BACKGROUND_DIRECTIONS = 10
+#: Classes of the emoji training split whose drawings (7 each) the background is taken from:
+#: on the validation split, 128 gave the AUROC of all 1,012 within 0.003 (docs/benchmarks.md).
+BACKGROUND_CLASSES = 128
+#: Top within-class directions discounted: 32, 64 and 128 gave AUROCs within 0.003 of each
+#: other and of all 1,280 (meta-trained and pretrained, validation split).
+BACKGROUND_DIRECTIONS = 64
 _CHUNK = 64
 _BACKGROUNDS: WeakKeyDictionary[Backbone, Background] = WeakKeyDictionary()
 
 
-def background_images(image_size: int, count: int = BACKGROUND_IMAGES) -> Tensor:
-    """``count`` images ``[count, 3, S, S]`` (uint8) of the emoji training split, evenly
-    spaced through its images in class and file order."""
+def background_images(image_size: int, classes: int = BACKGROUND_CLASSES) -> tuple[Tensor, Tensor]:
+    """All images ``[n, 3, S, S]`` (uint8) of ``classes`` classes of the emoji training
+    split, evenly spaced through its classes in order, and their classes ``[n]`` (0 to
+    ``classes - 1``)."""
     emoji = load_emoji("train", decode_size=image_size)
-    items = [(c, i) for c in range(len(emoji.class_names)) for i in range(emoji.num_items(c))]
-    if count < 1 or count > len(items):
-        raise ValueError(f"count must be 1 to {len(items)} (the training images), got {count}")
-    picks = torch.linspace(0, len(items) - 1, count).round().long().tolist()
-    return torch.stack([emoji.read_item(*items[p]) for p in picks])
+    total = len(emoji.class_names)
+    if classes < 2 or classes > total:
+        raise ValueError(f"classes must be 2 to {total} (the training classes), got {classes}")
+    picks = torch.linspace(0, total - 1, classes).round().long().tolist()
+    images, labels = [], []
+    for label, class_id in enumerate(picks):
+        for item in range(emoji.num_items(class_id)):
+            images.append(emoji.read_item(class_id, item))
+            labels.append(label)
+    return torch.stack(images), torch.tensor(labels)
+
+
+def within_class_background(
+    features: Tensor, labels: Tensor, directions: int = BACKGROUND_DIRECTIONS
+) -> Background:
+    """The background of features ``[n, d]`` of classes ``labels`` ``[n]``: their mean, the
+    top ``directions`` eigenvectors of the pooled within-class covariance, and the share
+    ``sqrt(r / (e + r))`` of each kept (``e`` its eigenvalue, ``r`` the mean eigenvalue)."""
+    features = features.double()
+    classes = int(labels.max()) + 1
+    if features.shape[0] <= classes:
+        raise ValueError(f"need more images ({features.shape[0]}) than classes ({classes})")
+    deviations = features - class_means(features, labels, classes)[labels]
+    covariance = deviations.T @ deviations / (features.shape[0] - classes)
+    values, vectors = torch.linalg.eigh(covariance)
+    order = values.argsort(descending=True)[:directions]
+    top = values[order].clamp_min(0)
+    mean_value = values.clamp_min(0).mean()
+    kept = (mean_value / (top + mean_value)).sqrt()
+    return Background(features.mean(0).float(), vectors[:, order].T.float(), kept.float())
 
 
 def background_of(backbone: Backbone) -> Background:
-    """The mean ``[d]`` of ``backbone``'s features (no FiLM) over :func:`background_images`
-    and their :data:`BACKGROUND_DIRECTIONS` top principal directions ``[k, d]`` (right
-    singular vectors of the centred features), float32 on the CPU; computed on the first
-    call for this backbone object."""
+    """:func:`within_class_background` of ``backbone``'s features (no FiLM) of
+    :func:`background_images`, float32 on the CPU; computed on the first call for this
+    backbone object."""
     cached = _BACKGROUNDS.get(backbone)
     if cached is not None:
         return cached
-    images = background_images(backbone.image_size)
+    images, labels = background_images(backbone.image_size)
     device = next(backbone.parameters()).device
     with torch.no_grad(), full_precision(device):
         chunks = [backbone(chunk.to(device)).double().cpu() for chunk in images.split(_CHUNK)]
-    features = torch.cat(chunks)
-    mean = features.mean(0)
-    directions = torch.linalg.svd(features - mean, full_matrices=False).Vh
-    background = Background(mean.float(), directions[:BACKGROUND_DIRECTIONS].float())
+    background = within_class_background(torch.cat(chunks), labels)
     _BACKGROUNDS[backbone] = background
     return background

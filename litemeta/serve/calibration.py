@@ -93,18 +93,24 @@ def fit_temperature(logits: Tensor, labels: Tensor) -> float:
 
 @dataclass(frozen=True)
 class Background:
-    """What features of images in general share: their mean ``[d]`` and their top principal
-    directions ``[k, d]`` (orthonormal rows), from :mod:`litemeta.serve.background`."""
+    """What features of images in general share, from :mod:`litemeta.serve.background`:
+    their mean ``[d]``, directions ``[k, d]`` (orthonormal rows) along which features vary
+    without a change of class, and the share ``[k]`` of each direction's part that is kept
+    (``None``: none, the parts are removed)."""
 
     mean: Tensor
     directions: Tensor
+    kept: Tensor | None = None
 
     def remove(self, features: Tensor) -> Tensor:
-        """Features ``[n, d]`` less the mean and their parts along the directions
-        ("all-but-the-top", Mu and Viswanath, ICLR 2018)."""
+        """Features ``[n, d]`` less the mean, their parts along the directions scaled by
+        the shares kept."""
         mean, directions = self.mean.to(features), self.directions.to(features)
         centred = features - mean
-        return centred - (centred @ directions.T) @ directions
+        parts = centred @ directions.T
+        if self.kept is not None:
+            parts = parts * (1 - self.kept.to(features))
+        return centred - parts @ directions
 
 
 def open_set_scores(features: Tensor, centres: Tensor, background: Background) -> Tensor:

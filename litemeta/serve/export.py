@@ -50,6 +50,10 @@ class ExportedRecogniser(nn.Module):
         background = open_set.background
         self.register_buffer("background_mean", background.mean.detach().float().cpu())
         self.register_buffer("directions", background.directions.detach().float().cpu())
+        kept = background.kept
+        if kept is None:
+            kept = torch.zeros(background.directions.shape[0])
+        self.register_buffer("kept", kept.detach().float().cpu())
         self.register_buffer("knots", torch.tensor(open_set.knots, dtype=torch.float32))
         self.register_buffer("threshold", torch.tensor(threshold))
         self.requires_grad_(False)
@@ -57,7 +61,7 @@ class ExportedRecogniser(nn.Module):
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         features = self.embedding(images).float()
         logits = self.head(features)
-        background = Background(self.background_mean, self.directions)
+        background = Background(self.background_mean, self.directions, self.kept)
         score = familiarity(open_set_scores(features, self.class_means, background), self.knots)
         return (logits / self.temperature).softmax(-1), score < self.threshold, score
 

@@ -115,6 +115,21 @@ def test_the_open_set_score_is_the_largest_cosine_to_a_class_mean_less_the_backg
     )
 
 
+def test_the_background_keeps_the_given_share_of_each_direction():
+    rng = np.random.default_rng(5)
+    features, mean = rng.normal(size=(4, 6)), rng.normal(size=6)
+    directions = np.linalg.qr(rng.normal(size=(6, 2)))[0].T
+    kept = np.array([0.3, 0.0])
+    # By hand: split each centred feature into its parts along the directions and the rest.
+    centred = features - mean
+    rest = centred - (centred @ directions.T) @ directions
+    expected = rest + 0.3 * np.outer(centred @ directions[0], directions[0])
+    background = Background(*(torch.from_numpy(a) for a in (mean, directions, kept)))
+    assert background.remove(torch.from_numpy(features)).numpy() == pytest.approx(expected)
+    removed = Background(torch.from_numpy(mean), torch.from_numpy(directions))
+    assert removed.remove(torch.from_numpy(features)).numpy() == pytest.approx(rest)
+
+
 def test_calibrate_sorts_the_held_out_scores_and_fits_the_temperature():
     logits, labels = _noisy_logits(4, n=6, way=3)
     scores = torch.tensor([0.3, 0.9, 0.1, 0.5, 0.7, 0.2])

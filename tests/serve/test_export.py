@@ -51,21 +51,26 @@ def test_onnx_probabilities_match_pytorch(learner, options):
     scale = float(np.linalg.norm(features, axis=1).mean()) / features.shape[1] ** 0.5
     mean = torch.randn(features.shape[1], generator=generator) * scale
     spanning = torch.randn(features.shape[1], 3, generator=generator).double().numpy()
-    directions = torch.from_numpy(np.linalg.qr(spanning)[0].T).float()
+    basis = np.linalg.qr(spanning)[0]
+    directions = torch.from_numpy(basis.T).float()
+    kept = np.array([0.0, 0.25, 0.6])
 
-    # By hand: the largest cosine to the class means, both less the mean and their
-    # least-squares fit by the background's directions, placed among held-out scores set
-    # between the queries' so that some fall below, between and above them.
+    # By hand: the largest cosine to the class means, both less the mean and mapped by the
+    # matrix that keeps the given shares of the parts along the background's directions
+    # (the first removed), placed among held-out scores set between the queries' so that
+    # some fall below, between and above them.
+    shrink = np.eye(features.shape[1]) - basis @ np.diag(1 - kept) @ basis.T
+
     def residual(x):
-        centred = (x - mean.double().numpy()).T
-        return (centred - spanning @ np.linalg.lstsq(spanning, centred, rcond=None)[0]).T
+        return (x - mean.double().numpy()) @ shrink
 
     unit, means = residual(features), residual(centres.double().numpy())
     unit /= np.linalg.norm(unit, axis=1, keepdims=True)
     cosines = (unit @ (means / np.linalg.norm(means, axis=1, keepdims=True)).T).max(1)
     ordered = np.sort(cosines)
     knots = [float(ordered[i : i + 2].mean()) for i in (3, 8, 9, 14)]
-    open_set = OpenSet(1.7, centres, Background(mean, directions), knots, threshold=0.3)
+    background = Background(mean, directions, torch.from_numpy(kept).float())
+    open_set = OpenSet(1.7, centres, background, knots, threshold=0.3)
     exported = export_onnx(model.backbone, classifier, ["a", "b", "c", "d"], open_set)
     probabilities, rejected, score = _run(exported, queries)
     gap = (knots[-1] - knots[0]) / 3
