@@ -35,7 +35,14 @@ def test_the_quick_sections_run_on_the_cpu_and_report_agreement(tmp_path):
     assert frozen is not None, summary
     assert float(frozen[1]) < 1e-5  # float32 on the CPU: the same gradients
     assert int(frozen[2]) < int(frozen[3])  # the frozen layers kept fewer bytes
-    assert re.search(r"row agreement, fp32 .* relative difference 0\.00e\+00", summary)
+    # A row computed alone or in a chunk: equal up to float32 summation order (exactly equal
+    # with some BLAS thread counts, not all), and within the tolerance the summary names.
+    rows = re.search(
+        r"row agreement, fp32 .* relative difference ([0-9.e+-]+) \| tolerance ([0-9.e+-]+)",
+        summary,
+    )
+    assert rows is not None, summary
+    assert float(rows[1]) < 1e-5 and float(rows[1]) <= float(rows[2])
     assert "Simple CNAPs LITE step, bf16" in summary and "all finite: True" in summary
     assert "eager vs CUDA graph | needs a CUDA GPU" in summary
     assert "h: auto against the GPU's peak memory | needs a CUDA GPU" in summary
