@@ -38,6 +38,7 @@ from litemeta.serve.calibration import Background
 __all__ = [
     "BACKGROUND_CLASSES",
     "BACKGROUND_DIRECTIONS",
+    "background_features",
     "background_images",
     "background_of",
     "within_class_background",
@@ -90,17 +91,22 @@ def within_class_background(
     return Background(features.mean(0).float(), vectors[:, order].T.float(), kept.float())
 
 
-def background_of(backbone: Backbone) -> Background:
-    """:func:`within_class_background` of ``backbone``'s features (no FiLM) of
-    :func:`background_images`, float32 on the CPU; computed on the first call for this
-    backbone object."""
-    cached = _BACKGROUNDS.get(backbone)
-    if cached is not None:
-        return cached
+def background_features(backbone: Backbone) -> tuple[Tensor, Tensor]:
+    """``backbone``'s features (no FiLM) ``[n, d]`` of :func:`background_images`, float64
+    on the CPU, and their classes ``[n]``."""
     images, labels = background_images(backbone.image_size)
     device = next(backbone.parameters()).device
     with torch.no_grad(), full_precision(device):
         chunks = [backbone(chunk.to(device)).double().cpu() for chunk in images.split(_CHUNK)]
-    background = within_class_background(torch.cat(chunks), labels)
+    return torch.cat(chunks), labels
+
+
+def background_of(backbone: Backbone) -> Background:
+    """:func:`within_class_background` of :func:`background_features`, float32 on the CPU;
+    computed on the first call for this backbone object."""
+    cached = _BACKGROUNDS.get(backbone)
+    if cached is not None:
+        return cached
+    background = within_class_background(*background_features(backbone))
     _BACKGROUNDS[backbone] = background
     return background

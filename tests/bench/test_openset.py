@@ -2,6 +2,7 @@
 
 import csv
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,10 +12,23 @@ from litemeta.bench.openset import (
     SUPPORT_STYLES,
     auroc,
     openset_tasks,
+    principal_background,
     run_openset_benchmark,
 )
 from litemeta.learners import build_learner
 from litemeta.serve.calibration import DEFAULT_THRESHOLD
+
+
+def test_the_principal_background_is_the_mean_and_top_right_singular_vectors():
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(30, 6)) * np.array([5, 4, 3, 0.3, 0.2, 0.1]) + 7
+    background = principal_background(torch.from_numpy(features), 2)
+    # By hand: numpy's SVD of the centred features; projections compared (signs differ).
+    top = np.linalg.svd(features - features.mean(0))[2][:2]
+    assert background.mean.numpy() == pytest.approx(features.mean(0), rel=1e-6)
+    directions = background.directions.double().numpy()
+    assert directions.T @ directions == pytest.approx(top.T @ top, abs=1e-5)
+    assert background.kept is None  # removed whole
 
 
 def test_auroc_is_the_share_of_known_untaught_pairs_ranked_right():
