@@ -9,10 +9,11 @@ then scored. Per task: the AUROC of the open-set score (known against untaught; 
 cosine, whose ranking the familiarity keeps up to ties at 0 and 1; for comparison the cosine
 with the background images' mean and top principal directions removed instead of the
 within-class background, with only their mean removed and with no background, the largest
-logit and the top calibrated probability), and at the calibrated threshold the share of untaught images rejected, the
-share of known ones rejected, and the accuracy on known images with and without rejection
-(a rejected known image counts as wrong). The int8 export is measured against the float one
-on the first task: file sizes and top-1 agreement on the first 100 query images.
+logit and the top calibrated probability), and at the calibrated threshold the share of
+untaught images rejected, the share of known ones rejected, and the accuracy on known images
+with and without rejection (a rejected known image counts as wrong). The int8 export is
+measured against the float one on the first task: file sizes and top-1 agreement on the
+first 100 query images.
 """
 
 from __future__ import annotations

@@ -9,13 +9,14 @@ an image apart (a background reference as in the relative Mahalanobis distance, 
 "A Simple Fix to Mahalanobis Distance for Improving Near-OOD Detection", 2021). A taught
 class's new images are often by another artist or camera than its examples, so the score
 then also discounts the directions of the largest *within-class* variance: each of the top
-:data:`BACKGROUND_DIRECTIONS` eigenvectors ``v`` of the within-class covariance (eigenvalue
-``e``) keeps ``sqrt(r / (e + r))`` of its part, with ``r`` the mean eigenvalue over all
-dimensions (:data:`BACKGROUND_SHRINKAGE` times it): whitening by the within-class covariance plus ``r`` times the identity
-(within-class covariance normalisation, Hatch et al., "Within-Class Covariance
-Normalization for SVM-based Speaker Recognition", Interspeech 2006; linear discriminant
-analysis without the projection), kept to the top directions so an export carries ``k x d``
-numbers, not ``d x d``. docs/benchmarks.md ("Open set") has what it adds.
+:data:`BACKGROUND_DIRECTIONS` eigenvectors of the within-class covariance (eigenvalue ``e``)
+keeps ``sqrt(r / (e + r))`` of its part, ``r`` being :data:`BACKGROUND_SHRINKAGE` times the
+mean eigenvalue over all dimensions: whitening by the within-class covariance plus ``r``
+times the identity (within-class covariance normalisation, Hatch et al., "Within-Class
+Covariance Normalization for SVM-based Speaker Recognition", Interspeech 2006), cut to the
+top directions so an export carries ``k x d`` numbers, not ``d x d``. docs/benchmarks.md
+("Open set") has what it adds, and `scripts/openset-background` the comparison it was
+chosen by.
 
 The background is of the backbone's features without FiLM (CNAPs and Simple CNAPs adapt
 theirs per task), computed once per backbone object and kept while it lives: a backbone
