@@ -49,9 +49,9 @@ __all__ = ["auroc", "openset_tasks", "run_openset_benchmark"]
 SUPPORT_STYLES = ("google", "twitter", "openmoji")
 QUERY_STYLES = tuple(s for s in STYLES if s.startswith("fluent"))
 AGREEMENT_QUERIES = 100
-#: The thresholds of the trade-off table, besides the one benchmarked.
 #: Principal directions of the comparison row (the score's background before).
 PRINCIPAL = 10
+#: The thresholds of the trade-off table, besides the one benchmarked.
 SWEEP = (0.01, 0.02, 0.03, 0.04, 0.05, 0.1, 0.2, 0.3, 0.5)
 
 

@@ -94,9 +94,8 @@ def fit_temperature(logits: Tensor, labels: Tensor) -> float:
 @dataclass(frozen=True)
 class Background:
     """What features of images in general share, from :mod:`litemeta.serve.background`:
-    their mean ``[d]``, directions ``[k, d]`` (orthonormal rows) along which features vary
-    without a change of class, and the share ``[k]`` of each direction's part that is kept
-    (``None``: none, the parts are removed)."""
+    their mean ``[d]``, directions ``[k, d]`` (orthonormal rows) to discount, and the share
+    ``[k]`` of each direction's part that is kept (``None``: none, the parts are removed)."""
 
     mean: Tensor
     directions: Tensor
