@@ -83,8 +83,10 @@ def tensor_bytes(tensors: Iterator[Tensor]) -> int:
 
 
 def task_image_bytes(task: Task) -> int:
-    """Bytes of a task's support and query images."""
-    return tensor_bytes(iter((task.support_images, task.query_images)))
+    """Bytes of a task's support and query images, and of its unknown images if it has any
+    (open-set meta-training; they pass in query batches, so they add no other memory)."""
+    images = (task.support_images, task.query_images, task.unknown_images)
+    return tensor_bytes(image for image in images if image is not None)
 
 
 def probe_task(way: int, image_size: int, device: torch.device) -> Task:

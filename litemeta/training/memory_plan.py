@@ -7,7 +7,8 @@ step fits ``training.memory_budget`` (GiB), from a cost measured on the model it
 
 * **state**: the parameters and buffers, and for training the trainable parameters'
   gradients and Adam's two moments (counted from the tensors);
-* **the task's images** on the device (uint8);
+* **the task's images** on the device (uint8), open-set meta-training's unknown images
+  included (they pass in query batches, like the queries);
 * **saved for backward**: the bytes autograd keeps, counted exactly by
   :class:`~litemeta.training.saved_tensors.SavedTensorMeter` over a real LITE step
   (:func:`~litemeta.training.queue_backward_task`) with h, the chunk size and the query batch
@@ -294,12 +295,14 @@ def check_plan(
     *,
     lite: LiteSettings | None = None,
     precision: Precision = "auto",
+    open_set_weight: float = 0.0,
 ) -> PlanCheck:
     """Run one meta-training step at ``plan``'s sizes on ``task`` (planned with its support
-    size) and one Adam step, metered: the saved tensors
-    (:class:`SavedTensorMeter`), the working memory (forward hooks), the state after the
-    optimiser step and, on CUDA, ``torch.cuda.max_memory_allocated`` over both steps
-    (from a reset, with the learner, its state and the task already on the device)."""
+    size; with ``open_set_weight``, its unknown images' term too) and one Adam step,
+    metered: the saved tensors (:class:`SavedTensorMeter`), the working memory (forward
+    hooks), the state after the optimiser step and, on CUDA,
+    ``torch.cuda.max_memory_allocated`` over both steps (from a reset, with the learner, its
+    state and the task already on the device)."""
     device = task.support_images.device
     lite = replace(lite or LiteSettings(), h=plan.h)
     optimizer = torch.optim.Adam([p for p in learner.parameters() if p.requires_grad])
@@ -317,6 +320,7 @@ def check_plan(
             generator=torch.Generator().manual_seed(0),
             query_batch_size=plan.query_batch_size,
             precision=precision,
+            open_set_weight=open_set_weight,
         )
     outcome.read()
     optimizer.step()

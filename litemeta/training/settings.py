@@ -149,11 +149,6 @@ class TrainingConfig:
                 f"{self.lite.objective!r} adapts again for every query batch: choose "
                 "lite.objective unbiased, or set open_set.unknown_classes to 0"
             )
-        if self.open_set.unknown_classes and self.lite.h == "auto":
-            raise ConfigError(
-                "lite.h: auto plans memory without open_set's unknown images: give lite.h a "
-                "number, or set open_set.unknown_classes to 0"
-            )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainingConfig:

@@ -277,11 +277,16 @@ def queue_backward_task(
     tasks_per_step: int = 1,
     precision: Precision = "fp32",
     scaler: torch.amp.GradScaler | None = None,
+    open_set_weight: float = 0.0,
 ) -> PendingOutcome:
     """:meth:`TaskStep.queue` of one task: add its share of the step's gradient to
     ``.grad`` (LITE's draws from ``generator``) without waiting for the device."""
     step = TaskStep.of(
-        lite, query_batch_size=query_batch_size, tasks_per_step=tasks_per_step, precision=precision
+        lite,
+        query_batch_size=query_batch_size,
+        tasks_per_step=tasks_per_step,
+        precision=precision,
+        open_set_weight=open_set_weight,
     )
     return step.queue(learner, task, generator, scaler)
 

@@ -84,11 +84,14 @@ def test_evaluation_chunk_fits_without_gradients_or_optimiser_state():
         plan_evaluation(_cost(), 612 * MIB, query_batch_size=600)
 
 
-@pytest.mark.parametrize("learner_name", ["protonets", "simple_cnaps"])
-def test_the_chosen_h_fits_the_budget_by_the_meter(learner_name):
+@pytest.mark.parametrize(
+    ("learner_name", "unknown"), [("protonets", 0), ("simple_cnaps", 0), ("simple_cnaps", 30)]
+)
+def test_the_chosen_h_fits_the_budget_by_the_meter(learner_name, unknown):
     """The plan extrapolates two probe steps (1 and 2 images); a real step at the chosen h,
     counted by the saved-tensor meter, the layer hooks and the optimiser's state, stays
-    within the budget and leaves at most 15% of it unused."""
+    within the budget and leaves at most 15% of it unused; also with open-set
+    meta-training's unknown images, which pass in query batches."""
     torch.manual_seed(0)
     learner = build_learner(learner_name, "resnet18", 32, pretrained=False)
     learner = place_on_device(learner, torch.device("cpu"))
@@ -102,7 +105,11 @@ def test_the_chosen_h_fits_the_budget_by_the_meter(learner_name):
         query_images=torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8),
         query_labels=torch.arange(10).repeat_interleave(2),
         class_names=[str(c) for c in range(10)],
+        unknown_images=torch.randint(0, 256, (unknown, 3, 32, 32), dtype=torch.uint8)
+        if unknown
+        else None,
     )
+    assert task_image_bytes(task) == 3 * 32 * 32 * (10 * shots + 20 + unknown)
     plan = plan_training(
         cost,
         budget,
@@ -111,7 +118,7 @@ def test_the_chosen_h_fits_the_budget_by_the_meter(learner_name):
         support_size=10 * shots,
     )
     assert 10 <= plan.h < 10 * shots
-    measured = check_plan(learner, plan, task)
+    measured = check_plan(learner, plan, task, open_set_weight=1.0 if unknown else 0.0)
     assert 0.85 * budget <= measured.accounted_bytes <= budget
     # The extrapolated saved bytes agree with the meter at h to within 5%.
     assert measured.saved_bytes == pytest.approx(cost.saved(plan.h), rel=0.05)
