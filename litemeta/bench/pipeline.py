@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import Dataset
 
 from litemeta.backbones.preprocessing import normalise_images
-from litemeta.data.loading import max_workers, task_loader
+from litemeta.data.loading import check_workers, task_loader
 from litemeta.device import Stopwatch, synchronize
 from litemeta.evaluation import markdown_table
 from litemeta.experiment import DataConfig, ExperimentConfig, build_model, task_dataset
@@ -83,13 +83,8 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if not self.workers:
             raise ValueError("workers must list at least one count of loader processes")
-        if any(w < 0 for w in self.workers):
-            raise ValueError(f"workers must be counts >= 0, got {list(self.workers)}")
-        if max(self.workers) > max_workers():
-            raise ValueError(
-                f"{max(self.workers)} workers are more loader processes than this machine can "
-                f"run: at most {max_workers()} (two per CPU core); give smaller counts"
-            )
+        for count in self.workers:
+            check_workers(count, "--workers", allow_auto=False)
         if self.tasks < 1:
             raise ValueError(f"tasks must be at least 1, got {self.tasks}")
 

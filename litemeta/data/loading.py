@@ -48,18 +48,19 @@ def max_workers() -> int:
     return 2 * (os.cpu_count() or 1)
 
 
-def check_workers(workers: Workers, key: str = "data.workers") -> None:
-    """Raise ``ValueError`` naming ``key`` unless ``workers`` is ``"auto"`` or a number of
-    processes from 0 to :func:`max_workers`."""
-    if workers == "auto":
+def check_workers(workers: Workers, key: str = "data.workers", allow_auto: bool = True) -> None:
+    """Raise ``ValueError`` naming ``key`` unless ``workers`` is a number of processes from 0
+    to :func:`max_workers` (or ``"auto"``, where ``allow_auto``)."""
+    if workers == "auto" and allow_auto:
         return
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ValueError(f"{key} must be 'auto' or a number >= 0, got {workers!r}")
+        expected = "'auto' or a number >= 0" if allow_auto else "a number >= 0"
+        raise ValueError(f"{key} must be {expected}, got {workers!r}")
     if workers > max_workers():
+        advice = f"set a smaller number or {key}=auto" if allow_auto else "give a smaller number"
         raise ValueError(
             f"{key}={workers} is more loader processes than this machine can run: at most "
-            f"{max_workers()} (two per CPU core, {os.cpu_count()} here); set a smaller number "
-            f"or {key}=auto"
+            f"{max_workers()} (two per CPU core, {os.cpu_count()} here); {advice}"
         )
 
 
