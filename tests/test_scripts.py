@@ -81,6 +81,9 @@ def test_openset_background_compares_backgrounds_on_emoji_tasks():
     chosen = table["within-class, 128 classes, 64 directions, shrinkage 1"]
     # The pretrained backbone on the validation split: the chosen background ranks untaught
     # emoji above the mean-only one (0.913 against 0.861 over 300 tasks, docs/benchmarks.md).
-    assert chosen[0] > table["mean only, 128 classes"][0] + 0.02
+    mean_only = table["mean only, 128 classes"]
+    assert chosen[0] > mean_only[0] + 0.02
+    # and puts more untaught emoji below the known images' 5 % quantile (51.9 % against 31.1 %)
+    assert chosen[2] > mean_only[2] + 5
     for auroc_value, at_3, at_5 in table.values():
         assert 0.5 < auroc_value < 1 and 0 <= at_3 <= at_5 <= 100

@@ -203,7 +203,9 @@ def _mean_ci(values: Sequence[float]) -> tuple[float, float]:
 #: The summary's AUROC rows and rates, by their key in the per-task rows.
 MEASURES = {
     "auroc": "AUROC, cosine to the nearest class mean, background removed (the score)",
-    "auroc_principal": "AUROC, the same, mean and 10 top principal directions removed instead",
+    "auroc_principal": (
+        f"AUROC, the same, mean and {PRINCIPAL} top principal directions removed instead"
+    ),
     "auroc_centred": "AUROC, the same, centred on the background mean only",
     "auroc_plain": "AUROC, the same, no background",
     "auroc_logit": "AUROC, largest logit",
